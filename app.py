@@ -1,0 +1,37 @@
+"""CRM Insights: the router, the login gate and the shared sidebar filters."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from crm_core import auth
+from crm_ui import auth_ui, filters_ui
+from crm_ui.views import SECTIONS, VIEWS
+
+st.set_page_config(page_title="CRM Insights", page_icon=":material/insights:", layout="wide")
+
+user = auth_ui.login_gate()
+if user is None:
+    st.stop()
+
+# Every view is registered so that a direct URL reaches the page's own role check and shows
+# "not allowed"; only the role's own views are listed in the navigation.
+pages: dict[str, list[st.Page]] = {}
+for view in VIEWS:
+    page = st.Page(
+        view.path,
+        title=view.title,
+        icon=view.icon,
+        url_path=view.key,
+        default=view.key == "overview",
+        visibility="visible" if auth.may_view(user.role, view.key) else "hidden",
+    )
+    pages.setdefault(view.section, []).append(page)
+navigation = st.navigation({section: pages[section] for section in SECTIONS if section in pages})
+
+with st.sidebar:
+    st.caption(f"Signed in as **{user.name}** ({user.role})")
+    auth_ui.logout_button()
+filters_ui.sidebar_filters()
+
+navigation.run()

@@ -1,0 +1,68 @@
+"""KPI overview for managers: headline KPIs against the previous period, trend, cohorts."""
+
+import streamlit as st
+
+from crm_core.metrics import format_change, format_value
+from crm_ui import auth_ui, charts, data, filters_ui
+
+auth_ui.require_view("overview")
+st.title("KPI overview")
+
+filters = filters_ui.current_filters()
+if filters is None:
+    st.info(
+        "No orders in the store yet. An admin can import `customers` and `orders` on the "
+        "Data import page, or run `python -m crm_core import orders FILE`."
+    )
+    st.stop()
+
+previous = filters.previous()
+st.caption(
+    f"{filters.start:%d %b %Y} – {filters.end:%d %b %Y} ({filters.days} days), compared with "
+    f"{previous.start:%d %b %Y} – {previous.end:%d %b %Y}."
+)
+
+kpis = data.kpis(filters)
+for row in (list(kpis.values())[:5], list(kpis.values())[5:]):
+    for column, kpi in zip(st.columns(len(row)), row, strict=True):
+        help_text = kpi.metric.description
+        if kpi.metric.name in ("nps", "csat") and kpi.value is None:
+            help_text += " No answers in the period: import `survey_responses`."
+        column.metric(
+            kpi.metric.label,
+            format_value(kpi.metric, kpi.value),
+            delta=format_change(kpi),
+            delta_color="normal" if kpi.metric.higher_is_better else "inverse",
+            help=help_text,
+            border=True,
+        )
+
+st.subheader("Revenue and active customers by month")
+trend = data.monthly_trend(filters)
+if trend.empty:
+    st.info("No completed orders in this period and filter.")
+else:
+    st.plotly_chart(charts.revenue_active_trend(trend), width="stretch")
+    st.download_button(
+        "Download monthly figures (CSV)",
+        trend.to_csv(index=False).encode(),
+        file_name=f"monthly_trend_{filters.start}_{filters.end}.csv",
+        mime="text/csv",
+    )
+
+st.subheader("Cohort retention")
+st.caption(
+    "Each row is the customers whose first purchase fell in that month; each cell is the "
+    "share of them who bought again N months later."
+)
+grid = data.cohort_retention(filters)
+if grid.empty:
+    st.info("No first purchases in this period and filter.")
+else:
+    st.plotly_chart(charts.cohort_heatmap(grid), width="stretch")
+    st.download_button(
+        "Download cohort table (CSV)",
+        grid.to_csv().encode(),
+        file_name=f"cohort_retention_{filters.start}_{filters.end}.csv",
+        mime="text/csv",
+    )

@@ -1,0 +1,1 @@
+"""Analyses over the store: cohorts, RFM, clustering, CLV, churn, surveys, campaigns, funnels."""

@@ -1,0 +1,293 @@
+"""Users, bcrypt password hashes, roles, and what each role may see and do.
+
+The role matrix is data (VIEW_ROLES, ACTION_ROLES); the navigation, every page's own check,
+the CLI and README read it from here.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import bcrypt
+import sqlalchemy as sa
+
+from crm_core.config import Settings, get_settings
+from crm_core.errors import AuthError, NotAllowedError
+from crm_core.schema import app_users
+from crm_core.store import Store, utcnow
+
+ROLES: tuple[str, ...] = ("admin", "manager", "marketer", "analyst")
+ROLE_HELP = {
+    "admin": "Everything, including data import, users and the export log.",
+    "manager": "KPI overview and aggregate reports; no personal data, no exports.",
+    "marketer": "Segments and exports of target lists, with contact details.",
+    "analyst": "All analyses and models; personal data masked.",
+}
+
+_ALL = frozenset(ROLES)
+_NO_MANAGER = frozenset({"admin", "marketer", "analyst"})
+
+VIEW_ROLES: dict[str, frozenset[str]] = {
+    "overview": _ALL,
+    "customer_360": _NO_MANAGER,
+    "segmentation": _NO_MANAGER,
+    "segment_builder": _NO_MANAGER,
+    "clv": _ALL,
+    "churn": _ALL,
+    "surveys": _ALL,
+    "campaigns": _ALL,
+    "funnels": _ALL,
+    "data_import": frozenset({"admin"}),
+    "admin": frozenset({"admin"}),
+}
+"""Which roles may open each view (pages also check this themselves)."""
+
+ACTION_ROLES: dict[str, frozenset[str]] = {
+    "see_pii": frozenset({"admin", "marketer"}),
+    "export_lists": frozenset({"admin", "marketer", "analyst"}),
+    "export_pii": frozenset({"admin", "marketer"}),
+    "save_segments": _NO_MANAGER,
+    "import_data": frozenset({"admin"}),
+    "manage_users": frozenset({"admin"}),
+    "view_export_log": frozenset({"admin"}),
+}
+"""Which roles may take each action."""
+
+ACTION_HELP = {
+    "see_pii": "See names, e-mails, phones and other personal data unmasked",
+    "export_lists": "Export target lists (without personal columns)",
+    "export_pii": "Export target lists with personal columns",
+    "save_segments": "Save, edit and delete segments",
+    "import_data": "Import data files",
+    "manage_users": "Add users and reset passwords",
+    "view_export_log": "Read the export audit log",
+}
+
+MIN_PASSWORD_LENGTH = 10
+_USERNAME = re.compile(r"^[a-z][a-z0-9_.-]{1,31}$")
+
+
+@dataclass(frozen=True)
+class User:
+    """A signed-in person."""
+
+    username: str
+    name: str
+    role: str
+    email: str | None = None
+
+    def can(self, action: str) -> bool:
+        """Whether this user's role may take `action`."""
+        return can(self.role, action)
+
+
+def can(role: str, action: str) -> bool:
+    """Whether `role` may take `action` (unknown actions are refused)."""
+    return role in ACTION_ROLES.get(action, frozenset())
+
+
+def may_view(role: str, view: str) -> bool:
+    """Whether `role` may open `view` (unknown views are refused)."""
+    return role in VIEW_ROLES.get(view, frozenset())
+
+
+def require_view(role: str | None, view: str) -> None:
+    """Raise NotAllowedError unless `role` may open `view`."""
+    if role is None or not may_view(role, view):
+        allowed = ", ".join(sorted(VIEW_ROLES.get(view, ())))
+        raise NotAllowedError(
+            f"Not allowed: the {role or 'anonymous'} role may not open this view "
+            f"(allowed: {allowed}). Ask an admin if you need it."
+        )
+
+
+def hash_password(password: str) -> str:
+    """bcrypt hash of `password` (what the store keeps; never the password)."""
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()
+
+
+def check_password(password: str, password_hash: str) -> bool:
+    """Whether `password` matches the stored bcrypt hash."""
+    return bcrypt.checkpw(password.encode(), password_hash.encode())
+
+
+def generate_password() -> str:
+    """A random password for a new admin or a reset (printed once, never stored)."""
+    return secrets.token_urlsafe(12)
+
+
+def _check_new_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise AuthError(
+            f"Password too short: got {len(password)} characters, "
+            f"need at least {MIN_PASSWORD_LENGTH}."
+        )
+
+
+def add_user(
+    store: Store,
+    username: str,
+    role: str,
+    password: str,
+    *,
+    name: str | None = None,
+    email: str | None = None,
+) -> User:
+    """Create a user with a bcrypt-hashed password."""
+    if not _USERNAME.match(username):
+        raise AuthError(
+            f"Username {username!r} is not valid: use 2-32 lower-case letters, digits, "
+            "'.', '_' or '-', starting with a letter."
+        )
+    if role not in ROLES:
+        raise AuthError(f"Unknown role {role!r}; allowed: {', '.join(ROLES)}.")
+    _check_new_password(password)
+    with store.begin() as conn:
+        exists = conn.execute(
+            sa.select(app_users.c.username).where(app_users.c.username == username)
+        ).first()
+        if exists:
+            raise AuthError(f"User {username!r} already exists; use `users reset` to change it.")
+        conn.execute(
+            app_users.insert().values(
+                username=username,
+                name=name or username,
+                email=email,
+                role=role,
+                password_hash=hash_password(password),
+                created_at=utcnow(),
+                failed_logins=0,
+            )
+        )
+    return User(username=username, name=name or username, role=role, email=email)
+
+
+def reset_password(store: Store, username: str, password: str | None = None) -> str:
+    """Set a new password (random if none is given) and unlock the account; returns it."""
+    new_password = password or generate_password()
+    _check_new_password(new_password)
+    with store.begin() as conn:
+        result = conn.execute(
+            app_users.update()
+            .where(app_users.c.username == username)
+            .values(password_hash=hash_password(new_password), failed_logins=0, last_failed_at=None)
+        )
+        if result.rowcount == 0:
+            raise AuthError(f"No user {username!r}; see `python -m crm_core users list`.")
+    return new_password
+
+
+def list_users(store: Store) -> list[dict]:
+    """Every user without the password hash, for the admin page and the CLI."""
+    stmt = sa.select(
+        app_users.c.username,
+        app_users.c.name,
+        app_users.c.email,
+        app_users.c.role,
+        app_users.c.created_at,
+        app_users.c.failed_logins,
+    ).order_by(app_users.c.username)
+    with store.connect() as conn:
+        return [dict(row._mapping) for row in conn.execute(stmt)]
+
+
+def get_user(store: Store, username: str) -> User | None:
+    """The user called `username`, or None."""
+    stmt = sa.select(app_users).where(app_users.c.username == username)
+    with store.connect() as conn:
+        row = conn.execute(stmt).first()
+    if row is None:
+        return None
+    return User(username=row.username, name=row.name, role=row.role, email=row.email)
+
+
+def ensure_admin(store: Store) -> str | None:
+    """On first start (no users at all) create `admin` with a random password and return it."""
+    with store.connect() as conn:
+        count = conn.execute(sa.select(sa.func.count()).select_from(app_users)).scalar()
+    if count:
+        return None
+    password = generate_password()
+    add_user(store, "admin", "admin", password, name="Administrator")
+    return password
+
+
+def is_locked(store: Store, username: str, settings: Settings | None = None) -> bool:
+    """Whether too many failed logins in a row have locked `username` for now."""
+    settings = settings or get_settings()
+    stmt = sa.select(app_users.c.failed_logins, app_users.c.last_failed_at).where(
+        app_users.c.username == username
+    )
+    with store.connect() as conn:
+        row = conn.execute(stmt).first()
+    if row is None or row.failed_logins < settings.max_login_attempts:
+        return False
+    return _lock_active(row.last_failed_at, settings)
+
+
+def _lock_active(last_failed_at: datetime | None, settings: Settings) -> bool:
+    if last_failed_at is None:
+        return False
+    return utcnow() - last_failed_at < timedelta(minutes=settings.lockout_minutes)
+
+
+def record_login(store: Store, username: str, *, success: bool) -> None:
+    """Count a failed login (for the lock) or clear the count after a success."""
+    values = (
+        {"failed_logins": 0, "last_failed_at": None}
+        if success
+        else {"failed_logins": app_users.c.failed_logins + 1, "last_failed_at": utcnow()}
+    )
+    with store.begin() as conn:
+        conn.execute(app_users.update().where(app_users.c.username == username).values(**values))
+
+
+def authenticator_credentials(store: Store, settings: Settings | None = None) -> dict:
+    """Users in the shape streamlit-authenticator expects, with hashes only.
+
+    `failed_login_attempts` is the stored count while the lock is active and 0 once it
+    has expired, so the authenticator's own max_login_attempts enforces the lock.
+    """
+    settings = settings or get_settings()
+    stmt = sa.select(app_users)
+    with store.connect() as conn:
+        rows = conn.execute(stmt).all()
+    users = {}
+    for row in rows:
+        attempts = row.failed_logins if _lock_active(row.last_failed_at, settings) else 0
+        users[row.username] = {
+            "name": row.name,
+            "email": row.email or f"{row.username}@localhost",
+            "password": row.password_hash,
+            "roles": [row.role],
+            "failed_login_attempts": attempts,
+            "logged_in": False,
+        }
+    return {"usernames": users}
+
+
+def cookie_key(settings: Settings | None = None) -> str:
+    """The random secret that signs login cookies: made on first use, kept in data_dir."""
+    settings = settings or get_settings()
+    path = Path(settings.data_dir) / ".cookie_key"
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key
+
+
+def role_matrix() -> list[dict[str, object]]:
+    """One row per view and action with a yes/no per role (admin page and README)."""
+    rows: list[dict[str, object]] = []
+    for view, roles in VIEW_ROLES.items():
+        rows.append({"view or action": f"view: {view}", **{r: r in roles for r in ROLES}})
+    for action, roles in ACTION_ROLES.items():
+        rows.append({"view or action": ACTION_HELP[action], **{r: r in roles for r in ROLES}})
+    return rows

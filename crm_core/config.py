@@ -1,0 +1,84 @@
+"""Settings from CRM_* environment variables, each with a default and a help text."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from crm_core.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+_PARSERS = {"Path": Path, "str": str, "int": int, "float": float}
+
+
+def _default_data_dir() -> Path:
+    return PROJECT_ROOT / "data"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime settings; every field can be set as CRM_<NAME> in the environment."""
+
+    data_dir: Path = field(
+        default_factory=_default_data_dir,
+        metadata={"help": "Folder for the default DuckDB store, secrets and exports."},
+    )
+    database_url: str = field(
+        default="",
+        metadata={
+            "help": "SQLAlchemy URL of the store, e.g. duckdb:///data/crm.duckdb or "
+            "postgresql+psycopg://user@host/db. Empty means <data_dir>/crm.duckdb."
+        },
+    )
+    demo_customers: int = field(
+        default=20_000,
+        metadata={"help": "Customers in the demo store that `make run` creates on first start."},
+    )
+    demo_seed: int = field(default=42, metadata={"help": "Random seed of the demo store."})
+    max_login_attempts: int = field(
+        default=5, metadata={"help": "Failed logins in a row before an account is locked."}
+    )
+    lockout_minutes: int = field(
+        default=15, metadata={"help": "How long a locked account stays locked."}
+    )
+    cookie_expiry_days: float = field(
+        default=1.0, metadata={"help": "Days a login cookie keeps a browser signed in."}
+    )
+
+    @property
+    def store_url(self) -> str:
+        """The store's SQLAlchemy URL, defaulting to a DuckDB file in data_dir."""
+        if self.database_url:
+            return self.database_url
+        return f"duckdb:///{self.data_dir / 'crm.duckdb'}"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        """Read every field from CRM_<NAME> (falling back to the default)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = env.get(f"CRM_{f.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            parse = _PARSERS[str(f.type)]
+            try:
+                values[f.name] = parse(raw)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"CRM_{f.name.upper()}: {raw!r} is not a valid {f.type}; {f.metadata['help']}"
+                ) from exc
+        return cls(**values)
+
+    @staticmethod
+    def help() -> dict[str, str]:
+        """Name of each environment variable with its help text (for README and --help)."""
+        return {f"CRM_{f.name.upper()}": f.metadata["help"] for f in fields(Settings)}
+
+
+def get_settings() -> Settings:
+    """Current settings, read fresh from the environment (cheap, and tests change it)."""
+    return Settings.from_env()

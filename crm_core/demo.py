@@ -1,0 +1,1238 @@
+"""Deterministic synthetic demo store whose data tells true stories.
+
+Everything is generated with vectorised numpy from one ``np.random.default_rng(seed)``:
+
+- customers sign up over ~3 years (growing), in six countries, through seven channels;
+- orders follow BG/NBD (purchase rate ``lambda ~ Gamma(r, alpha)``, dropout after each repeat
+  purchase with ``p ~ Beta(a, b)``) in a seasonal "operational" time, so that lifetimes'
+  BetaGeoFitter recovers sensible parameters; order values follow Gamma-Gamma;
+- customers who drop out drift before they leave: lower NPS/CSAT with negative comments, more
+  (and more urgent, less resolved) support tickets, more refunds, fewer e-mail opens/clicks
+  and web visits;
+- e-mail/SMS campaigns hold out a random 10% control group and have a real uplift
+  (extra orders by treated customers, tagged with the campaign);
+- web/app sessions form a visit -> product_view -> add_to_cart -> checkout -> purchase funnel.
+
+The true parameters are in ``BGNBD_PARAMS`` and ``GAMMA_GAMMA_PARAMS``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+from scipy import special
+
+from crm_core import schema
+from crm_core.store import Store
+
+DEMO_END: date = date(2026, 6, 30)
+"""Last day of demo history; the history covers about three years before it."""
+
+HISTORY_YEARS = 3
+
+BGNBD_PARAMS = {"r": 0.6, "alpha": 10.0, "a": 1.0, "b": 10.0}
+"""True BG/NBD parameters (rates per day) of the repeat-purchase process."""
+
+GAMMA_GAMMA_PARAMS = {"p": 6.0, "q": 4.0, "v": 40.0}
+"""True Gamma-Gamma parameters of order values (mean order value p * v / (q - 1) = 80)."""
+
+BUYER_SHARE = 0.96
+"""Customers who place a first order; the others signed up and never bought."""
+
+Progress = Callable[[float, str], None]
+
+# --- reference data ------------------------------------------------------------------------
+
+_SECOND = 1.0 / 86_400.0
+_KEY_SHIFT = 28  # seconds since start fit in 28 bits (8.5 years)
+
+_COUNTRIES = ("US", "GB", "DE", "FR", "NL", "ES")
+_COUNTRY_SHARE = (0.34, 0.19, 0.15, 0.12, 0.08, 0.12)
+_PLACES = {
+    "US": [
+        ("California", "Los Angeles"),
+        ("New York", "New York"),
+        ("Illinois", "Chicago"),
+        ("Texas", "Houston"),
+        ("California", "San Francisco"),
+        ("Washington", "Seattle"),
+        ("Massachusetts", "Boston"),
+        ("Texas", "Austin"),
+        ("Florida", "Miami"),
+        ("Georgia", "Atlanta"),
+    ],
+    "GB": [
+        ("England", "London"),
+        ("England", "Manchester"),
+        ("England", "Birmingham"),
+        ("Scotland", "Glasgow"),
+        ("Scotland", "Edinburgh"),
+        ("England", "Bristol"),
+        ("Wales", "Cardiff"),
+        ("Northern Ireland", "Belfast"),
+    ],
+    "DE": [
+        ("Berlin", "Berlin"),
+        ("Hamburg", "Hamburg"),
+        ("Bavaria", "Munich"),
+        ("North Rhine-Westphalia", "Cologne"),
+        ("Hesse", "Frankfurt"),
+        ("Baden-Württemberg", "Stuttgart"),
+        ("North Rhine-Westphalia", "Düsseldorf"),
+    ],
+    "FR": [
+        ("Île-de-France", "Paris"),
+        ("Provence-Alpes-Côte d'Azur", "Marseille"),
+        ("Auvergne-Rhône-Alpes", "Lyon"),
+        ("Occitanie", "Toulouse"),
+        ("Nouvelle-Aquitaine", "Bordeaux"),
+        ("Hauts-de-France", "Lille"),
+    ],
+    "NL": [
+        ("North Holland", "Amsterdam"),
+        ("South Holland", "Rotterdam"),
+        ("South Holland", "The Hague"),
+        ("Utrecht", "Utrecht"),
+        ("North Brabant", "Eindhoven"),
+    ],
+    "ES": [
+        ("Community of Madrid", "Madrid"),
+        ("Catalonia", "Barcelona"),
+        ("Valencian Community", "Valencia"),
+        ("Andalusia", "Seville"),
+        ("Andalusia", "Malaga"),
+        ("Basque Country", "Bilbao"),
+    ],
+}
+_PHONE_PREFIX = {
+    "US": "+1 555",
+    "GB": "+44 7700",
+    "DE": "+49 151",
+    "FR": "+33 6",
+    "NL": "+31 6",
+    "ES": "+34 6",
+}
+# (female first names, male first names, last names) per country; ASCII so e-mails derive.
+_NAMES = {
+    "US": (
+        "Emma Olivia Ava Sophia Mia Emily Abigail Madison Harper Grace Chloe Ella",
+        "Liam Noah James Ethan Mason Logan Lucas Jacob Michael Daniel Henry Jack",
+        "Smith Johnson Williams Brown Jones Miller Davis Garcia Wilson Anderson Taylor Thomas "
+        "Moore Martin Jackson Lee",
+    ),
+    "GB": (
+        "Olivia Amelia Isla Ava Emily Poppy Sophie Jessica Lily Evie Ruby Freya",
+        "Oliver George Harry Jack Charlie Thomas Oscar William James Alfie Leo Archie",
+        "Smith Jones Taylor Brown Williams Wilson Johnson Davies Evans Wright Walker Roberts "
+        "Thompson Hughes Edwards Green",
+    ),
+    "DE": (
+        "Anna Lena Sophie Marie Laura Julia Lea Hannah Lisa Katharina Sarah Johanna",
+        "Lukas Leon Finn Jonas Paul Felix Maximilian Elias Noah Jan Tim Niklas",
+        "Schmidt Schneider Fischer Weber Wagner Becker Hoffmann Schulz Koch Richter Klein Wolf "
+        "Neumann Schwarz Zimmermann Braun",
+    ),
+    "FR": (
+        "Emma Louise Chloe Camille Lea Manon Ines Jade Sarah Julie Alice Clara",
+        "Lucas Hugo Louis Gabriel Arthur Jules Nathan Adam Raphael Paul Theo Antoine",
+        "Martin Bernard Dubois Thomas Robert Richard Petit Durand Leroy Moreau Simon Laurent "
+        "Lefebvre Michel Garnier Fournier",
+    ),
+    "NL": (
+        "Emma Julia Sophie Tess Sara Anna Fenna Lotte Noor Eva Sanne Lisa",
+        "Daan Sem Lucas Levi Finn Milan Bram Thijs Jesse Ruben Luuk Sven",
+        "de Jong Jansen de Vries van den Berg van Dijk Bakker Visser Smit Meijer de Boer Mulder "
+        "de Groot Bos Vos Peters Hendriks",
+    ),
+    "ES": (
+        "Lucia Maria Paula Sofia Martina Julia Daniela Carmen Laura Sara Elena Alba",
+        "Hugo Daniel Pablo Alejandro Lucas Alvaro Adrian Mario Diego Javier Sergio Carlos",
+        "Garcia Rodriguez Gonzalez Fernandez Lopez Martinez Sanchez Perez Gomez Martin Jimenez "
+        "Ruiz Hernandez Diaz Moreno Alvarez",
+    ),
+}
+_NL_LAST = (
+    "de Jong|Jansen|de Vries|van den Berg|van Dijk|Bakker|Visser|Smit|Meijer|de Boer|Mulder|"
+    "de Groot|Bos|Vos|Peters|Hendriks"
+)
+# Reserved domains (RFC 2606 / 6761): demo addresses can never reach a real inbox.
+_EMAIL_DOMAINS = ("example.com", "example.org", "example.net", "mail.example", "inbox.test")
+_GENDERS = ("female", "male", "non_binary")
+_ACQ_CHANNELS = (
+    "organic_search",
+    "paid_search",
+    "paid_social",
+    "email",
+    "referral",
+    "affiliate",
+    "direct",
+)
+_ACQ_SHARE = (0.27, 0.18, 0.15, 0.07, 0.12, 0.06, 0.15)
+_TIERS = ("bronze", "silver", "gold", "platinum")
+_TIER_SPEND_12M = (400.0, 1200.0, 3000.0)
+_CATEGORIES = (
+    "apparel",
+    "footwear",
+    "accessories",
+    "beauty",
+    "home",
+    "electronics",
+    "sports",
+    "kids",
+)
+_CATEGORY_SHARE = (0.24, 0.13, 0.12, 0.11, 0.12, 0.08, 0.12, 0.08)
+_ORDER_CHANNELS = schema.ORDER_CHANNELS  # web, store, app
+_ORDER_STATUSES = schema.ORDER_STATUSES  # completed, refunded, cancelled
+_MONTH_FACTOR = (0.85, 0.88, 1.0, 1.0, 1.02, 0.95, 0.8, 0.82, 1.0, 1.05, 1.4, 1.65)
+_WEEKDAY_FACTOR = (0.95, 0.97, 0.98, 1.0, 1.03, 1.05, 1.02)  # Monday first
+_HOUR_WEIGHT = np.array(
+    [1, 0.6, 0.4, 0.3, 0.3, 0.5, 1.2, 2.2, 3.2, 3.8, 4.2, 4.8, 5.4, 5.2, 4.6, 4.4, 4.6, 5.0]
+    + [5.8, 6.6, 7.0, 6.2, 4.2, 2.2]
+)
+_CAMPAIGN_CALENDAR = (
+    # month, day, theme, channel, objective, days
+    (1, 8, "New Year Winback", "email", "winback", 21),
+    (3, 1, "Spring Search", "paid_search", "acquisition", 45),
+    (3, 12, "Spring Sale", "email", "promotion", 14),
+    (5, 14, "Loyalty Rewards", "sms", "retention", 14),
+    (6, 10, "Summer Social", "paid_social", "acquisition", 60),
+    (7, 1, "Summer Sale", "email", "promotion", 21),
+    (9, 4, "Back to School", "email", "promotion", 14),
+    (10, 8, "We Miss You", "email", "winback", 21),
+    (11, 1, "Holiday Search", "paid_search", "acquisition", 60),
+    (11, 21, "Black Friday", "email", "promotion", 14),
+    (11, 22, "Black Friday", "sms", "promotion", 12),
+    (12, 3, "Christmas Gifts", "paid_social", "acquisition", 21),
+)
+_CONTACT_RATE = {"promotion": 0.45, "winback": 0.7, "retention": 0.35}
+_TICKET_CHANNELS = ("email", "chat", "phone")
+_TICKET_CATEGORIES = ("delivery", "returns", "product", "billing", "account", "payment")
+_TOUCHPOINTS = ("post_purchase", "support", "onboarding")
+_LEAD_SOURCES = ("webinar", "content", "paid_search", "referral", "trade_show", "partner")
+_LEAD_SOURCE_SHARE = (0.18, 0.27, 0.2, 0.15, 0.1, 0.1)
+_COMMENT_PHRASES = {
+    # (sentiment, support touchpoint?) -> phrases; detractor and promoter words differ.
+    ("neg", False): (
+        "late delivery",
+        "item arrived damaged",
+        "wrong size sent",
+        "poor quality",
+        "too expensive",
+        "refund took too long",
+        "checkout kept failing",
+        "missing items in my parcel",
+    ),
+    ("neg", True): (
+        "rude support",
+        "nobody answered my emails",
+        "problem still not solved",
+        "waited too long on hold",
+        "had to explain everything twice",
+    ),
+    ("neu", False): (
+        "delivery was okay",
+        "average quality",
+        "prices could be lower",
+        "fine but nothing special",
+        "app could be faster",
+    ),
+    ("neu", True): ("support was okay", "took a while but got solved", "answer was fine"),
+    ("pos", False): (
+        "great quality",
+        "fast shipping",
+        "easy returns",
+        "love the app",
+        "great value for money",
+        "perfect fit",
+    ),
+    ("pos", True): ("friendly support", "solved on the first call", "quick and helpful answer"),
+}
+
+
+# --- small vectorised helpers ---------------------------------------------------------------
+
+
+def _offsets(counts: np.ndarray) -> np.ndarray:
+    """Start index of each group in a flat array of groups with `counts` rows."""
+    return np.cumsum(counts) - counts
+
+
+def _group_cumsum(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Cumulative sum restarting at each group (groups contiguous, sizes `counts`)."""
+    total = np.cumsum(values)
+    before = np.concatenate([[0.0], total])[_offsets(counts)]
+    return total - np.repeat(before, counts)
+
+
+def _pick(rng: np.random.Generator, n: int, shares) -> np.ndarray:
+    """`n` category codes drawn with the given shares (normalised)."""
+    p = np.asarray(shares, dtype=float)
+    return rng.choice(len(p), size=n, p=p / p.sum()).astype(np.int16)
+
+
+def _cat(codes: np.ndarray, categories) -> pd.Categorical:
+    """Categorical from int codes (-1 = missing)."""
+    return pd.Categorical.from_codes(np.asarray(codes), categories=list(categories))
+
+
+def _nullable_int(values: np.ndarray) -> pd.arrays.IntegerArray:
+    """Int64 array with values < 0 as missing."""
+    values = np.array(values, dtype=np.int64)  # a copy we own
+    return pd.arrays.IntegerArray(values, values < 0)
+
+
+def _dedupe(texts: list[str], codes: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Unique categories for `texts` and `codes` (-1 kept) remapped onto them."""
+    uniq, inverse = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
+    codes = np.asarray(codes)
+    return [str(x) for x in uniq], np.where(codes >= 0, inverse[np.maximum(codes, 0)], -1)
+
+
+def _pad(numbers: np.ndarray, width: int) -> pd.Series:
+    """Zero-padded decimal strings."""
+    return pd.Series(numbers, dtype=np.int64).astype("str").str.zfill(width)
+
+
+@dataclass
+class _Period:
+    """The demo history: day 0 = start (midnight), `days` = horizon (end + 1 day, exclusive)."""
+
+    start: date
+    days: int
+
+    @classmethod
+    def ending(cls, end: date) -> _Period:
+        """The ~3 years up to and including `end`."""
+        try:
+            first = date(end.year - HISTORY_YEARS, end.month, end.day)
+        except ValueError:  # 29 February
+            first = date(end.year - HISTORY_YEARS, end.month, 28)
+        first += timedelta(days=1)
+        return cls(first, (end - first).days + 1)
+
+    def ts(self, days: np.ndarray) -> np.ndarray:
+        """Days since start (NaN = missing) -> naive datetime64[us], whole seconds."""
+        days = np.asarray(days, dtype=float)
+        missing = ~np.isfinite(days)
+        micros = np.floor(np.where(missing, 0.0, days) * 86_400.0).astype(np.int64)
+        micros *= 1_000_000
+        micros += np.datetime64(self.start, "us").astype(np.int64)
+        micros[missing] = np.iinfo(np.int64).min  # NaT
+        return micros.view("datetime64[us]")
+
+    def day_of(self, d: date) -> float:
+        """Days from start to midnight of `d`."""
+        return float((d - self.start).days)
+
+
+# --- the generator --------------------------------------------------------------------------
+
+
+class _Demo:
+    """One generation run; attributes hold the per-customer truth shared between tables."""
+
+    def __init__(self, customers: int, seed: int, end: date, progress: Progress | None) -> None:
+        if customers < 1:
+            raise ValueError(f"customers must be at least 1, got {customers}")
+        self.n = int(customers)
+        self.rng = np.random.default_rng(seed)
+        self.period = _Period.ending(end)
+        self.horizon = float(self.period.days)
+        self.last = self.horizon - 2 * _SECOND  # latest allowed time (days)
+        self._progress = progress
+        self._seasonal_clock()
+
+    def report(self, fraction: float, message: str) -> None:
+        """Tell the caller how far we are."""
+        if self._progress is not None:
+            self._progress(float(min(max(fraction, 0.0), 1.0)), message)
+
+    # -- time --------------------------------------------------------------------------------
+
+    def _seasonal_clock(self) -> None:
+        """Daily purchase intensity (mean 1): months, weekdays, Black Friday to Cyber Monday."""
+        days = np.arange(self.period.days)
+        cal = np.datetime64(self.period.start, "D") + days
+        month = cal.astype("datetime64[M]").astype(np.int64) % 12
+        weekday = (cal.astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday
+        weight = np.asarray(_MONTH_FACTOR)[month] * np.asarray(_WEEKDAY_FACTOR)[weekday]
+        for year in range(self.period.start.year, self.period.start.year + HISTORY_YEARS + 2):
+            nov1 = date(year, 11, 1)
+            thanksgiving = nov1 + timedelta(days=(3 - nov1.weekday()) % 7 + 21)
+            first = (thanksgiving - self.period.start).days + 1
+            sel = (days >= first) & (days <= first + 3)
+            weight[sel] *= 1.9
+        weight /= weight.mean()
+        self.grid = np.arange(self.period.days + 1, dtype=float)
+        self.clock = np.concatenate([[0.0], np.cumsum(weight)])
+
+    def to_op(self, t: np.ndarray) -> np.ndarray:
+        """Calendar days -> operational (seasonality-free) time."""
+        return np.interp(t, self.grid, self.clock)
+
+    def to_cal(self, u: np.ndarray) -> np.ndarray:
+        """Operational time -> calendar days."""
+        return np.interp(u, self.clock, self.grid)
+
+    def diurnal(self, size: int) -> np.ndarray:
+        """Fractions of a day with a realistic hour-of-day profile."""
+        hours = self.rng.choice(24, size=size, p=_HOUR_WEIGHT / _HOUR_WEIGHT.sum())
+        return (hours + self.rng.random(size)) / 24.0
+
+    def growing_times(self, n: int, growth: float = 2.0) -> np.ndarray:
+        """`n` sorted days whose density grows linearly (x `1 + growth` by the end)."""
+        u = np.sort(self.rng.random(n))
+        x = (-1.0 + np.sqrt(1.0 + 2.0 * growth * u * (1.0 + growth / 2.0))) / growth
+        return np.floor(x * self.horizon) + self.diurnal(n)
+
+    def state(self, cust: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """0 healthy, 1 drifting before the last purchase, 2 just left, 3 gone."""
+        st = np.zeros(len(cust), dtype=np.int8)
+        tau = self.tau[cust]
+        st[t >= self.drift_start[cust]] = 1
+        st[t > tau] = 2
+        st[t > tau + 30.0] = 3
+        return st
+
+    # -- customers ---------------------------------------------------------------------------
+
+    def customers(self) -> None:
+        """Signups, places, names, consents and the latent traits behind behaviour."""
+        rng, n = self.rng, self.n
+        self.signup = np.minimum(self.growing_times(n), self.horizon - 0.05)
+        self.signup_frac = self.signup / self.horizon
+
+        self.country = _pick(rng, n, _COUNTRY_SHARE)
+        places = [(c, r, city) for c in _COUNTRIES for (r, city) in _PLACES[c]]
+        self.regions = sorted({p[1] for p in places})
+        self.cities = [p[2] for p in places]
+        place_of = np.empty(n, dtype=np.int32)
+        offset = 0
+        for ci, c in enumerate(_COUNTRIES):  # six countries, not customers
+            k = len(_PLACES[c])
+            sel = self.country == ci
+            w = 1.0 / np.arange(1, k + 1) ** 0.8
+            place_of[sel] = offset + rng.choice(k, size=int(sel.sum()), p=w / w.sum())
+            offset += k
+        self.place = place_of
+        self.region_code = np.array([self.regions.index(p[1]) for p in places])[place_of]
+
+        g = rng.random(n)
+        self.gender = np.select([g < 0.49, g < 0.96, g < 0.97], [0, 1, 2], -1).astype(np.int8)
+        female = np.where(self.gender == -1, rng.random(n) < 0.5, self.gender == 0)
+        female = np.where(self.gender == 2, rng.random(n) < 0.5, female)
+        first_names: list[str] = []
+        last_names: list[str] = []
+        first_code = np.empty(n, dtype=np.int32)
+        last_code = np.empty(n, dtype=np.int32)
+        for ci, c in enumerate(_COUNTRIES):
+            fem, mal, lasts = _NAMES[c]
+            fem_l, mal_l = fem.split(), mal.split()
+            last_l = _NL_LAST.split("|") if c == "NL" else lasts.split()
+            sel = self.country == ci
+            k = int(sel.sum())
+            f_idx = rng.integers(0, len(fem_l), k)
+            m_idx = rng.integers(0, len(mal_l), k)
+            base = len(first_names)
+            first_code[sel] = np.where(female[sel], base + f_idx, base + len(fem_l) + m_idx)
+            first_names += fem_l + mal_l
+            last_code[sel] = len(last_names) + rng.integers(0, len(last_l), k)
+            last_names += last_l
+        self.first_names, self.first_code = _dedupe(first_names, first_code)
+        self.last_names, self.last_code = _dedupe(last_names, last_code)
+
+        age = np.clip(rng.gamma(9.0, 4.6, n), 18.0, 85.0)
+        self.birth = self.signup - age * 365.25 - rng.random(n) * 365.0
+
+        self.acq = _pick(rng, n, _ACQ_SHARE)
+        self.has_email = rng.random(n) >= 0.012
+        self.has_phone = rng.random(n) >= 0.03
+        self.consent_email = (rng.random(n) < 0.76) & self.has_email
+        self.consent_sms = (rng.random(n) < 0.45) & self.has_phone
+        self.domain = rng.choice(len(_EMAIL_DOMAINS), n, p=[0.35, 0.25, 0.2, 0.12, 0.08])
+
+        # Behaviour: BG/NBD rate and dropout; satisfaction is linked to dropout (copula).
+        bg = BGNBD_PARAMS
+        self.lam = rng.gamma(bg["r"], 1.0 / bg["alpha"], n)
+        z = rng.standard_normal(n)
+        self.p_drop = np.clip(special.betaincinv(bg["a"], bg["b"], special.ndtr(z)), 1e-6, 1.0)
+        self.satisfaction = -0.45 * z + np.sqrt(1 - 0.45**2) * rng.standard_normal(n)
+        gg = GAMMA_GAMMA_PARAMS
+        self.nu = rng.gamma(gg["q"], 1.0 / gg["v"], n)
+        self.buyer = rng.random(n) < BUYER_SHARE
+        self.fav_category = _pick(rng, n, _CATEGORY_SHARE)
+        x = self.signup_frac
+        u = rng.random(n)
+        p_app, p_store = 0.14 + 0.22 * x, 0.24 - 0.1 * x
+        self.pref_channel = np.where(u < p_app, 2, np.where(u < p_app + p_store, 1, 0))
+        self.engagement = np.exp(0.3 * self.satisfaction - 0.045)
+        self.report(0.08, f"{n:,} customers")
+
+    # -- campaigns ---------------------------------------------------------------------------
+
+    def campaigns(self) -> None:
+        """The campaign calendar (fixed themes per year) and acquisition bursts."""
+        rows = []
+        for year in range(self.period.start.year, self.period.start.year + HISTORY_YEARS + 1):
+            for month, day, theme, channel, objective, length in _CAMPAIGN_CALENDAR:
+                start = self.period.day_of(date(year, month, day))
+                if start < 0 or start >= self.horizon - 1:
+                    continue
+                stop = start + length
+                rows.append((f"{theme} {year} ({channel})", channel, objective, start, stop))
+        rows.sort(key=lambda r: (r[3], r[0]))
+        self.camp_name = [r[0] for r in rows]
+        self.camp_channel = np.array([r[1] for r in rows])
+        self.camp_objective = np.array([r[2] for r in rows])
+        self.camp_start = np.array([r[3] for r in rows], dtype=float) + 8.0 / 24
+        self.camp_stop = np.array([r[4] for r in rows], dtype=float) + 23.0 / 24
+        self.camp_spend = np.zeros(len(rows))
+        scale = self.n / 20_000
+        for i, channel in enumerate(self.camp_channel):  # a few dozen campaigns
+            if channel not in ("paid_search", "paid_social"):  # creative and tooling
+                self.camp_spend[i] = (600.0 if channel == "email" else 300.0) * self.rng.lognormal(
+                    0.0, 0.2
+                )
+                continue
+            daily = 420.0 if channel == "paid_search" else 330.0
+            length = self.camp_stop[i] - self.camp_start[i]
+            self.camp_spend[i] = daily * length * scale * self.rng.lognormal(0.0, 0.25)
+            # Paid campaigns shift the acquisition mix while they run.
+            window = (self.signup >= self.camp_start[i]) & (self.signup < self.camp_stop[i])
+            boost = window & (self.rng.random(self.n) < 0.35)
+            self.acq[boost] = _ACQ_CHANNELS.index(channel)
+        self.report(0.1, f"{len(rows)} campaigns")
+
+    # -- orders ------------------------------------------------------------------------------
+
+    def purchases(self) -> None:
+        """First orders near signup, then BG/NBD repeat purchases in seasonal time."""
+        rng, n = self.rng, self.n
+        quick = rng.random(n) < 0.7
+        delay = np.where(quick, rng.exponential(20.0, n) + 2.0, rng.exponential(2.0 * 1440, n))
+        delay /= 1440.0
+        self.t0 = np.minimum(self.signup + delay, self.signup + 0.9 * (self.horizon - self.signup))
+        op0 = self.to_op(self.t0)
+        op_len = self.clock[-1] - op0
+        k = rng.geometric(self.p_drop)
+        m = rng.poisson(self.lam * op_len)
+        reps = np.where(self.buyer, np.minimum(k, m), 0)
+        self.dead = self.buyer & (k <= m)
+
+        total = int(reps.sum())
+        cust = np.repeat(np.arange(n), reps)
+        gaps = rng.exponential(1.0, total)
+        csum = _group_cumsum(gaps, reps)
+        tail = np.zeros(n)
+        has = reps > 0
+        tail[has] = rng.gamma((m - reps + 1)[has].astype(float), 1.0)
+        last = np.zeros(n)
+        last[has] = csum[_offsets(reps)[has] + reps[has] - 1]
+        denom = np.repeat(last + tail, reps)
+        t = self.to_cal(np.repeat(op0, reps) + np.repeat(op_len, reps) * csum / denom)
+        t = np.floor(t) + self.diurnal(total)
+        t = np.clip(t, np.repeat(self.t0, reps) + 60 * _SECOND, self.last)
+
+        buyers = np.flatnonzero(self.buyer)
+        self.o_cust = np.concatenate([buyers, cust])
+        self.o_t = np.concatenate([self.t0[buyers], t])
+        self.o_kind = np.concatenate([np.zeros(len(buyers), np.int8), np.ones(total, np.int8)])
+        self.o_campaign = np.full(len(self.o_cust), -1, dtype=np.int64)
+        self._sort_orders()
+
+        self.tau = np.full(n, np.inf)
+        order_last = np.full(n, -np.inf)
+        # the orders are sorted by customer then time: the last row of each group is the max
+        ends = np.flatnonzero(np.r_[self.o_cust[1:] != self.o_cust[:-1], True])
+        order_last[self.o_cust[ends]] = self.o_t[ends]
+        self.last_order = order_last
+        self.tau[self.dead] = order_last[self.dead]
+        self.drift_start = np.full(n, np.inf)
+        self.drift_start[self.dead] = self.tau[self.dead] - rng.uniform(60.0, 150.0, n)[self.dead]
+        self.report(0.25, f"{len(self.o_t):,} purchases")
+
+    def _sort_orders(self) -> None:
+        order = np.lexsort((self.o_t, self.o_cust))
+        self.o_cust, self.o_t = self.o_cust[order], self.o_t[order]
+        self.o_kind, self.o_campaign = self.o_kind[order], self.o_campaign[order]
+        self.o_key = (self.o_cust.astype(np.int64) << _KEY_SHIFT) + np.floor(
+            self.o_t * 86_400
+        ).astype(np.int64)
+
+    def _last_order_before(self, cust: np.ndarray, t: float) -> np.ndarray:
+        """Time of each customer's last order before `t` (NaN if none)."""
+        key = (cust.astype(np.int64) << _KEY_SHIFT) + int(t * 86_400)
+        idx = np.searchsorted(self.o_key, key, side="left") - 1
+        ok = idx >= 0
+        ok[ok] = self.o_cust[idx[ok]] == cust[ok]
+        return np.where(ok, self.o_t[np.maximum(idx, 0)], np.nan)
+
+    def erasures(self) -> None:
+        """About 0.5% of customers, who left a while ago, had their personal data erased."""
+        pool = np.flatnonzero(self.dead & (self.tau + 40.0 < self.horizon - 1))
+        k = min(len(pool), int(round(0.005 * self.n)))
+        self.erased = np.zeros(self.n, dtype=bool)
+        self.erased_at = np.full(self.n, np.nan)
+        if k:
+            pick = np.sort(self.rng.choice(pool, size=k, replace=False))
+            lo = self.tau[pick] + 40.0
+            self.erased[pick] = True
+            self.erased_at[pick] = lo + self.rng.random(k) * (self.last - lo)
+
+    # -- campaign contacts -------------------------------------------------------------------
+
+    def contacts(self) -> None:
+        """Targeted lists with a 10% random control group; opens and clicks; real uplift."""
+        rng, n = self.rng, self.n
+        ids = np.arange(n)
+        parts: dict[str, list[np.ndarray]] = {
+            k: [] for k in ("camp", "cust", "sent", "control", "opened", "clicked")
+        }
+        inj_cust, inj_t, inj_camp = [], [], []
+        for ci in range(len(self.camp_name)):  # a few dozen campaigns, vectorised inside
+            channel = self.camp_channel[ci]
+            if channel not in ("email", "sms"):
+                continue
+            start, stop = self.camp_start[ci], self.camp_stop[ci]
+            eligible = self.signup < start - 1.0
+            eligible &= ~(self.erased_at <= start)
+            eligible &= self.consent_email if channel == "email" else self.consent_sms
+            objective = self.camp_objective[ci]
+            if objective in ("winback", "retention"):
+                last = self._last_order_before(ids, start)
+                if objective == "winback":
+                    eligible &= np.isfinite(last) & (start - last >= 120.0)
+                else:
+                    eligible &= np.isfinite(last) & (start - last <= 365.0)
+            eligible &= rng.random(n) < _CONTACT_RATE[objective]
+            cust = np.flatnonzero(eligible)
+            k = len(cust)
+            if k == 0:
+                continue
+            sent = start + rng.integers(0, 2, k) + 1.0 / 24 + rng.random(k) * 3.0 / 24
+            sent = np.minimum(sent, self.last)
+            control = rng.random(k) < 0.1
+            st = self.state(cust, sent)
+            eng = self.engagement[cust]
+            opened = np.full(k, np.nan)
+            clicked = np.full(k, np.nan)
+            if channel == "email":
+                p_open = np.array([0.38, 0.16, 0.08, 0.04])[st] * eng
+                is_open = ~control & (rng.random(k) < p_open)
+                opened[is_open] = sent[is_open] + rng.lognormal(np.log(3.0), 1.0, k)[is_open] / 24
+                p_click = np.array([0.24, 0.1, 0.05, 0.04])[st]
+                is_click = is_open & (rng.random(k) < p_click)
+                clicked[is_click] = (
+                    opened[is_click] + (1 + rng.exponential(10.0, k)[is_click]) / 1440
+                )
+            else:
+                p_click = np.array([0.07, 0.025, 0.015, 0.01])[st] * eng
+                is_click = ~control & (rng.random(k) < p_click)
+                clicked[is_click] = sent[is_click] + (1 + rng.exponential(30.0, k)[is_click]) / 1440
+            opened[opened > self.last] = np.nan
+            clicked[~(clicked <= self.last)] = np.nan
+            # Uplift: treated customers buy more in the following days (tagged orders).
+            was_open = np.isfinite(opened)
+            was_click = np.isfinite(clicked)
+            p_buy = np.where(was_click, 0.7, np.where(was_open, 0.35, 0.08))
+            p_buy = np.where(control, 0.0, p_buy) * np.array([1.0, 0.5, 0.0, 0.0])[st]
+            buys = rng.random(k) < p_buy
+            when = np.where(
+                was_click,
+                clicked + rng.exponential(0.5, k),
+                sent + rng.exponential(4.0, k),
+            )
+            limit = np.minimum(np.minimum(sent + 14.0, stop), self.tau[cust])
+            buys &= (when < limit) & (when <= self.last) & self.buyer[cust]
+            buys &= when > self.t0[cust]
+            inj_cust.append(cust[buys])
+            inj_t.append(when[buys])
+            inj_camp.append(np.full(int(buys.sum()), ci, dtype=np.int64))
+            for key, val in (
+                ("camp", np.full(k, ci)),
+                ("cust", cust),
+                ("sent", sent),
+                ("control", control),
+                ("opened", opened),
+                ("clicked", clicked),
+            ):
+                parts[key].append(val)
+            per = 0.01 if channel == "email" else 0.05  # cost per message sent
+            self.camp_spend[ci] += per * (k - control.sum())
+        empty = {"camp": np.int64, "cust": np.int64, "control": bool}
+        self.c = {
+            key: np.concatenate(val) if val else np.zeros(0, dtype=empty.get(key, float))
+            for key, val in parts.items()
+        }
+        if inj_cust:
+            self.o_cust = np.concatenate([self.o_cust, *inj_cust])
+            self.o_t = np.concatenate([self.o_t, *inj_t])
+            n_inj = sum(len(x) for x in inj_cust)
+            self.o_kind = np.concatenate([self.o_kind, np.full(n_inj, 2, np.int8)])
+            self.o_campaign = np.concatenate([self.o_campaign, *inj_camp])
+            self._sort_orders()
+        self.report(0.35, f"{len(self.c['cust']):,} campaign contacts")
+
+    # -- order details -----------------------------------------------------------------------
+
+    def order_details(self) -> None:
+        """Amounts (Gamma-Gamma), items, channel, category, status and campaign attribution."""
+        rng = self.rng
+        c, t = self.o_cust, self.o_t
+        r = len(c)
+        st = self.state(c, t)
+        drifting = st >= 1
+        u = rng.random(r)
+        refund_p = np.where(drifting, 0.12, 0.03)
+        cancel_p = np.where(drifting, 0.06, 0.02)
+        self.o_status = np.where(u < refund_p, 1, np.where(u < refund_p + cancel_p, 2, 0))
+        self.o_status = self.o_status.astype(np.int8)
+        amount = rng.gamma(GAMMA_GAMMA_PARAMS["p"], 1.0, r) / self.nu[c]
+        self.o_amount = np.maximum(np.round(amount, 2), 1.0)
+        self.o_items = 1 + rng.poisson(np.maximum(self.o_amount / 55.0 - 0.6, 0.0))
+        self.o_items = self.o_items.astype(np.int32)
+        own = rng.random(r) < 0.6
+        self.o_category = np.where(own, self.fav_category[c], _pick(rng, r, _CATEGORY_SHARE))
+        own = rng.random(r) < 0.75
+        self.o_channel = np.where(own, self.pref_channel[c], _pick(rng, r, (0.55, 0.2, 0.25)))
+        self.o_channel = self.o_channel.astype(np.int8)
+
+        # Last click: an e-mail/SMS click claims the customer's next order within 7 days.
+        clicked = np.isfinite(self.c["clicked"])
+        cc, ct = self.c["cust"][clicked], self.c["clicked"][clicked]
+        camp = self.c["camp"][clicked]
+        key = (cc.astype(np.int64) << _KEY_SHIFT) + np.floor(ct * 86_400).astype(np.int64)
+        idx = np.searchsorted(self.o_key, key)
+        ok = idx < r
+        ok[ok] = self.o_cust[idx[ok]] == cc[ok]
+        ok[ok] &= self.o_t[idx[ok]] <= np.minimum(ct[ok] + 7.0, self.camp_stop[camp[ok]])
+        ok[ok] &= self.o_campaign[idx[ok]] < 0
+        self.o_campaign[idx[ok]] = camp[ok]
+
+        first = self.o_kind == 0
+        for ci in range(len(self.camp_name)):  # paid campaigns: acquisition and retargeting
+            channel = self.camp_channel[ci]
+            if channel not in ("paid_search", "paid_social"):
+                continue
+            lo, hi = self.camp_start[ci], self.camp_stop[ci]
+            running = (t >= lo) & (t < hi) & (self.o_campaign < 0)
+            acquired = running & first & (self.acq[c] == _ACQ_CHANNELS.index(channel))
+            acquired &= (self.signup[c] >= lo) & (self.signup[c] < hi)
+            retarget = running & ~first & (rng.random(r) < 0.04)
+            self.o_campaign[acquired | retarget] = ci
+        self.report(0.45, f"{r:,} orders")
+
+    # -- support tickets ---------------------------------------------------------------------
+
+    def tickets(self) -> None:
+        """Order problems and account questions; leaving customers file more, angrier ones."""
+        rng, n = self.rng, self.n
+        c, t = self.o_cust, self.o_t
+        st = self.state(c, t)
+        p = np.where(st >= 1, 0.12, 0.02) * np.exp(-0.25 * self.satisfaction[c])
+        p = p + 0.25 * (self.o_status == 1) + 0.08 * (self.o_status == 2)
+        hit = rng.random(len(c)) < p
+        tc, topen = c[hit], t[hit] + 0.5 + rng.exponential(3.0, int(hit.sum()))
+        status = self.o_status[hit]
+        k = len(tc)
+        cat = _pick(rng, k, (0.45, 0.15, 0.3, 0.1, 0.0, 0.0))
+        cat = np.where(status == 1, 1, np.where(status == 2, 5, cat))
+
+        # Account/billing questions over the customer's life, plus a burst before leaving.
+        active_end = np.minimum(self.tau + 30.0, self.horizon)
+        life = np.maximum(active_end - self.signup, 0.0)
+        g = rng.poisson(0.12 * life / 365.0)
+        gc = np.repeat(np.arange(n), g)
+        gt = self.signup[gc] + rng.random(len(gc)) * life[gc]
+        burst = np.where(self.dead, rng.poisson(0.4, n), 0)
+        bc = np.repeat(np.arange(n), burst)
+        bt = self.drift_start[bc] + rng.random(len(bc)) * (
+            self.tau[bc] + 30.0 - self.drift_start[bc]
+        )
+        ac = np.concatenate([gc, bc])
+        at = np.concatenate([gt, bt])
+        acat = _pick(rng, len(ac), (0.0, 0.0, 0.1, 0.35, 0.4, 0.15))
+        cust = np.concatenate([tc, ac])
+        opened = np.concatenate([topen, at])
+        cat = np.concatenate([cat, acat])
+        keep = (opened <= self.last) & (opened >= self.signup[cust])
+        keep &= ~(opened >= self.erased_at[cust])
+        cust, opened, cat = cust[keep], opened[keep], cat[keep]
+        k = len(cust)
+        st = self.state(cust, opened)
+        unhappy = (st == 1) | (st == 2)
+        pr = rng.random(k)
+        cut = np.where(unhappy[:, None], [0.1, 0.5, 0.85], [0.3, 0.85, 0.97])
+        priority = (pr[:, None] >= cut).sum(axis=1)
+        hours = rng.lognormal(np.log(18.0), 1.0, k) * np.where(unhappy, 2.5, 1.0)
+        hours *= np.array([1.3, 1.0, 0.6, 0.35])[priority]
+        closed = opened + hours / 24.0
+        backlog = rng.random(k) < np.where(unhappy, 0.18, 0.02)
+        is_closed = (closed <= self.last) & ~backlog
+        status = np.where(is_closed, 2, np.where(rng.random(k) < 0.55, 1, 0))
+        order = np.argsort(opened, kind="stable")
+        self.t_cust = cust[order]
+        self.t_open = opened[order]
+        self.t_closed = np.where(is_closed, closed, np.nan)[order]
+        self.t_channel = _pick(rng, k, (0.45, 0.35, 0.2))
+        self.t_category = cat[order]
+        self.t_priority = priority[order]
+        self.t_status = status[order]
+        self.report(0.52, f"{k:,} support tickets")
+
+    # -- surveys -----------------------------------------------------------------------------
+
+    def surveys(self) -> None:
+        """NPS and CSAT after purchases, support contacts and onboarding, with comments."""
+        rng, n = self.rng, self.n
+        # post-purchase
+        pick = (self.o_status != 2) & (rng.random(len(self.o_cust)) < 0.07)
+        pc = self.o_cust[pick]
+        pt = self.o_t[pick] + 2.0 + rng.exponential(3.0, len(pc))
+        p_pen = np.where(self.o_status[pick] == 1, 1.0, 0.0)
+        p_nps = rng.random(len(pc)) < 0.6
+        # support
+        closed = np.isfinite(self.t_closed)
+        pick = closed & (rng.random(len(self.t_cust)) < 0.35)
+        sc = self.t_cust[pick]
+        stt = self.t_closed[pick] + rng.exponential(0.5, len(sc))
+        slow = (self.t_closed[pick] - self.t_open[pick]) > 3.0
+        s_pen = 0.5 * (self.t_priority[pick] >= 2) + 0.6 * slow - 0.3 * ~slow
+        s_nps = rng.random(len(sc)) < 0.25
+        # onboarding
+        oc = np.flatnonzero(rng.random(n) < 0.2)
+        ot = self.signup[oc] + 7.0 + rng.exponential(10.0, len(oc))
+        cust = np.concatenate([pc, sc, oc])
+        when = np.concatenate([pt, stt, ot])
+        pen = np.concatenate([p_pen, s_pen, np.zeros(len(oc))])
+        nps = np.concatenate([p_nps, s_nps, np.ones(len(oc), bool)])
+        touch = np.concatenate(
+            [np.zeros(len(pc), np.int8), np.ones(len(sc), np.int8), np.full(len(oc), 2, np.int8)]
+        )
+        keep = (when <= self.last) & ~(when >= self.erased_at[cust])
+        cust, when, pen, nps, touch = cust[keep], when[keep], pen[keep], nps[keep], touch[keep]
+        k = len(cust)
+        st = self.state(cust, when)
+        unhappy = (st == 1) | (st == 2)
+        x = 0.9 * self.satisfaction[cust] + 0.8 * rng.standard_normal(k) - 1.9 * unhappy - pen
+        score = np.where(
+            nps,
+            np.clip(np.round(8.5 + 1.7 * x), 0, 10),
+            np.clip(np.round(4.1 + 0.8 * x), 1, 5),
+        ).astype(np.int32)
+        sentiment = np.where(
+            nps,
+            np.digitize(score, [7, 9]),  # 0-6 detractor, 7-8 passive, 9-10 promoter
+            np.digitize(score, [3, 4]),  # 1-2 negative, 3 neutral, 4-5 positive
+        )
+        comment = self._comments(sentiment, touch == 1)
+        comment[self.erased[cust]] = -1
+        order = np.argsort(when, kind="stable")
+        self.s_cust = cust[order]
+        self.s_when = when[order]
+        self.s_nps = nps[order]
+        self.s_score = score[order]
+        self.s_touch = touch[order]
+        self.s_comment = comment[order]
+        self.report(0.6, f"{k:,} survey responses")
+
+    def _comments(self, sentiment: np.ndarray, support: np.ndarray) -> np.ndarray:
+        """Codes into `self.comment_texts` (-1 = no comment) built from short phrases."""
+        rng = self.rng
+        k = len(sentiment)
+        texts: list[str] = []
+        codes = np.full(k, -1, dtype=np.int64)
+        says = rng.random(k) < np.array([0.6, 0.25, 0.4])[sentiment]
+        u1, u2, two = rng.random(k), rng.random(k), rng.random(k) < 0.4
+        for si, s in enumerate(("neg", "neu", "pos")):
+            for is_support in (False, True):
+                phrases = _COMMENT_PHRASES[(s, is_support)]
+                m = len(phrases)
+                base = len(texts)
+                for a, b in itertools.product(range(m), range(m + 1)):
+                    first = phrases[a][0].upper() + phrases[a][1:]
+                    texts.append(first + "." if b in (m, a) else f"{first}, {phrases[b]}.")
+                sel = says & (sentiment == si) & (support == is_support)
+                a_idx = (u1[sel] * m).astype(np.int64)
+                b_idx = np.where(two[sel], (u2[sel] * m).astype(np.int64), m)
+                codes[sel] = base + a_idx * (m + 1) + b_idx
+        self.comment_texts, codes = _dedupe(texts, codes)
+        return codes
+
+    # -- events ------------------------------------------------------------------------------
+
+    def events(self) -> None:
+        """Tracked web/app sessions (funnel), e-mail opens/clicks, SMS clicks, app opens."""
+        rng, n = self.rng, self.n
+        # Purchase sessions for a tracked share of web/app orders, ending at the order.
+        online = (self.o_channel != 1) & (rng.random(len(self.o_cust)) < 0.25)
+        pc, pt = self.o_cust[online], self.o_t[online]
+        pch = self.o_channel[online]
+        pcamp = self.o_campaign[online]
+        kp = len(pc)
+        checkout = pt - (1.0 + 4.0 * rng.random(kp)) / 1440
+        cart = checkout - (1.0 + 9.0 * rng.random(kp)) / 1440
+        view = cart - (0.5 + 7.5 * rng.random(kp)) / 1440
+        visit = view - (0.1 + 2.9 * rng.random(kp)) / 1440
+        # Browsing sessions over the active life; fewer while drifting away.
+        start = np.where(self.buyer, self.t0, self.signup)
+        active_end = np.minimum(self.tau + 20.0, self.horizon)
+        life = np.maximum(active_end - start, 0.0)
+        nb = rng.poisson(0.7 * self.lam * life)
+        bc = np.repeat(np.arange(n), nb)
+        bt = start[bc] + rng.random(len(bc)) * life[bc]
+        bt = np.floor(bt) + self.diurnal(len(bc))
+        keep = (bt >= start[bc]) & (bt <= self.last)
+        keep &= (self.state(bc, bt) == 0) | (rng.random(len(bc)) < 0.35)
+        bc, bt = bc[keep], bt[keep]
+        kb = len(bc)
+        bch = np.where(self.pref_channel[bc] == 2, 2, np.where(rng.random(kb) < 0.2, 2, 0))
+        b_view = rng.random(kb) < 0.7
+        b_cart = b_view & (rng.random(kb) < 0.4)
+        b_check = b_cart & (rng.random(kb) < 0.35)
+        bview_t = bt + (0.2 + 2.8 * rng.random(kb)) / 1440
+        bcart_t = bview_t + (0.5 + 5.5 * rng.random(kb)) / 1440
+        bcheck_t = bcart_t + (0.5 + 3.5 * rng.random(kb)) / 1440
+
+        # Sessions numbered by start time.
+        s_start = np.concatenate([visit, bt])
+        s_cust = np.concatenate([pc, bc])
+        s_chan = np.concatenate([pch, bch])
+        s_camp = np.concatenate([pcamp, np.full(kb, -1, np.int64)])
+        sid = np.empty(len(s_start), dtype=np.int64)
+        sid[np.argsort(s_start, kind="stable")] = np.arange(1, len(s_start) + 1)
+        p_sid, b_sid = sid[:kp], sid[kp:]
+
+        # (customer, time, type, channel code, campaign, session, rows): rows None = all.
+        # Channel codes: 0 web, 2 app (as for orders), 3 email, 4 sms.
+        pieces: list[tuple] = [
+            (s_cust, s_start, "visit", s_chan, s_camp, sid, None),
+            (s_cust, s_start - 3 * _SECOND, "app_open", s_chan, s_camp, sid, s_chan == 2),
+            (pc, view, "product_view", pch, pcamp, p_sid, None),
+            (bc, bview_t, "product_view", bch, -1, b_sid, b_view),
+            (pc, cart, "add_to_cart", pch, pcamp, p_sid, None),
+            (bc, bcart_t, "add_to_cart", bch, -1, b_sid, b_cart),
+            (pc, checkout, "checkout", pch, pcamp, p_sid, None),
+            (bc, bcheck_t, "checkout", bch, -1, b_sid, b_check),
+            (pc, pt, "purchase", pch, pcamp, p_sid, None),
+        ]
+        cc = self.c
+        is_email = self.camp_channel[cc["camp"]] == "email"
+        clicked = np.isfinite(cc["clicked"])
+        pieces += [
+            (cc["cust"], cc["opened"], "email_open", 3, cc["camp"], -1, np.isfinite(cc["opened"])),
+            (cc["cust"], cc["clicked"], "email_click", 3, cc["camp"], -1, clicked & is_email),
+            (cc["cust"], cc["clicked"], "sms_click", 4, cc["camp"], -1, clicked & ~is_email),
+        ]
+        del pc, pt, pch, pcamp, view, cart, checkout, visit, bc, bt, bch, bview_t, bcart_t
+        del bcheck_t, s_cust, s_start, s_chan, s_camp, sid, p_sid, b_sid
+        self._event_frame(pieces)
+
+    def _event_frame(self, pieces: list[tuple]) -> None:
+        """Assemble the event pieces into the events table, in time order (memory-lean)."""
+        size = sum(len(p[0]) if p[6] is None else int(p[6].sum()) for p in pieces)
+        e_cust = np.empty(size, np.int32)
+        e_t = np.empty(size, float)
+        e_type = np.empty(size, np.int8)
+        e_chan = np.empty(size, np.int8)
+        e_camp = np.empty(size, np.int16)
+        e_sid = np.empty(size, np.int32)
+        pos = 0
+        while pieces:  # a dozen pieces; each is released once copied
+            cust, when, etype, chan, camp, sess, rows = pieces.pop(0)
+            sel = slice(None) if rows is None else rows
+            m = len(cust) if rows is None else int(rows.sum())
+            out = slice(pos, pos + m)
+            e_cust[out], e_t[out] = cust[sel], when[sel]
+            e_type[out] = schema.EVENT_TYPES.index(etype)
+            for target, value in ((e_chan, chan), (e_camp, camp), (e_sid, sess)):
+                target[out] = value[sel] if np.ndim(value) else value
+            pos += m
+        np.maximum(e_t, self.signup[e_cust], out=e_t)
+        np.minimum(e_t, self.last, out=e_t)
+        order = np.argsort(e_t, kind="stable")
+        order = order[~(e_t[order] >= self.erased_at[e_cust[order]])]
+        e_t = e_t[order]
+        e_cust = e_cust[order]
+        e_type = e_type[order]
+        e_chan = e_chan[order]
+        e_camp = e_camp[order]
+        e_sid = e_sid[order]
+        del order
+        size = len(e_t)
+        self.events_frame = pd.DataFrame(
+            {
+                "event_id": np.arange(1, size + 1, dtype=np.int64),
+                "customer_id": np.add(e_cust, 1, dtype=np.int64),
+                "occurred_at": self.period.ts(e_t),
+                "event_type": _cat(e_type, schema.EVENT_TYPES),
+                "channel": _cat(e_chan, ("web", "store", "app", "email", "sms")),
+                "campaign_id": _nullable_int(np.where(e_camp >= 0, e_camp + 1, -1)),
+                "session_id": _nullable_int(e_sid),
+            },
+            copy=False,
+        )
+        self.report(0.8, f"{size:,} events")
+
+    # -- leads -------------------------------------------------------------------------------
+
+    def leads(self) -> None:
+        """B2B leads moving lead -> mql -> sql -> opportunity -> won/lost over time."""
+        rng = self.rng
+        k = max(20, int(round(0.04 * self.n)))
+        created = self.growing_times(k, growth=1.0)
+        advance = np.array([0.55, 0.5, 0.6])  # lead->mql, mql->sql, sql->opportunity
+        wait = np.array([7.0, 14.0, 14.0, 30.0])
+        steps = np.zeros(k, dtype=np.int64)
+        alive = np.ones(k, dtype=bool)
+        for i in range(3):  # three stage transitions, vectorised over leads
+            alive &= rng.random(k) < advance[i]
+            steps += alive
+        closes = (steps == 3) & (rng.random(k) < 0.85)  # some opportunities stall
+        times = created[:, None] + np.cumsum(rng.exponential(wait, (k, 4)), axis=1)
+        reached = np.minimum(steps + closes, (times <= self.last).sum(axis=1))
+        # stage index: 0 lead, 1 mql, 2 sql, 3 opportunity, 4 won, 5 lost
+        won = rng.random(k) < 0.4
+        stage = np.where(reached == 4, np.where(won, 4, 5), reached)
+        changed = np.where(reached == 0, created, times[np.arange(k), np.maximum(reached - 1, 0)])
+        value = np.round(rng.lognormal(np.log(2500.0), 0.8, k), 2)
+        value = np.where(stage >= 2, value, np.nan)
+        cust = np.full(k, -1, dtype=np.int64)
+        w = stage == 4
+        idx = np.searchsorted(self.signup, changed[w]) + rng.integers(0, 3, int(w.sum()))
+        cust[w] = np.clip(idx, 0, self.n - 1) + 1
+        self.lead = {"created": created, "stage": stage, "changed": changed}
+        self.lead.update(
+            {"value": value, "cust": cust, "source": _pick(rng, k, _LEAD_SOURCE_SHARE)}
+        )
+        self.report(0.85, f"{k:,} leads")
+
+    # -- frames ------------------------------------------------------------------------------
+
+    def customer_frame(self) -> pd.DataFrame:
+        """The customers table, loyalty from spend, PII erased where requested."""
+        rng, n = self.rng, self.n
+        ids = np.arange(1, n + 1, dtype=np.int64)
+        done = self.o_status == 0
+        spend = np.bincount(self.o_cust[done], self.o_amount[done], minlength=n)
+        recent = done & (self.o_t >= self.horizon - 365.0)
+        spend_12m = np.bincount(self.o_cust[recent], self.o_amount[recent], minlength=n)
+        tier = np.digitize(spend_12m, _TIER_SPEND_12M)
+        points = np.floor(spend * (1.0 - 0.8 * rng.random(n))).astype(np.int64)
+        er = self.erased
+
+        first = pd.Series(_cat(self.first_code, self.first_names)).astype("str")
+        last = pd.Series(_cat(self.last_code, self.last_names)).astype("str")
+        local = (first + "." + last.str.replace(" ", "", regex=False)).str.lower()
+        domains = np.asarray(_EMAIL_DOMAINS, dtype=object)[self.domain]
+        email = local + _pad(ids, 1) + "@" + pd.Series(domains, dtype="str")
+        email[~self.has_email | er] = None
+        # Unique phone numbers: ids through a bijection of 0..10^8-1 (7919 is coprime to 10^8).
+        digits = _pad((ids * 7_919 + 13_579_246) % 100_000_000, 8)
+        prefix = pd.Series(
+            np.asarray([_PHONE_PREFIX[c] for c in _COUNTRIES], dtype=object)[self.country],
+            dtype="str",
+        )
+        phone = prefix + " " + digits.str.slice(0, 4) + " " + digits.str.slice(4)
+        phone[~self.has_phone | er] = None
+        self.email, self.phone = email, phone
+
+        def erased(codes: np.ndarray) -> np.ndarray:
+            return np.where(er, -1, codes)
+
+        frame = pd.DataFrame(
+            {
+                "customer_id": ids,
+                "email": email.astype("str"),
+                "first_name": _cat(erased(self.first_code), self.first_names),
+                "last_name": _cat(erased(self.last_code), self.last_names),
+                "phone": phone.astype("str"),
+                "country": _cat(self.country, _COUNTRIES),
+                "region": _cat(self.region_code, self.regions),
+                "city": _cat(erased(self.place), self.cities),
+                "birth_date": self.period.ts(np.where(er, np.nan, np.floor(self.birth))),
+                "gender": _cat(erased(self.gender), _GENDERS),
+                "signup_at": self.period.ts(self.signup),
+                "acquisition_channel": _cat(self.acq, _ACQ_CHANNELS),
+                "loyalty_tier": _cat(tier, _TIERS),
+                "loyalty_points": points.astype(np.int32),
+                "consent_email": self.consent_email & ~er,
+                "consent_sms": self.consent_sms & ~er,
+                "erased_at": self.period.ts(self.erased_at),
+            }
+        )
+        return frame
+
+    def order_frame(self) -> pd.DataFrame:
+        """The orders table in time order; releases the per-order working arrays."""
+        order = np.argsort(self.o_t, kind="stable")
+        columns = {"order_id": np.arange(1, len(order) + 1, dtype=np.int64)}
+        columns["customer_id"] = np.add(self.o_cust[order], 1, dtype=np.int64)
+        del self.o_cust, self.o_key, self.o_kind
+        columns["ordered_at"] = self.period.ts(self.o_t[order])
+        del self.o_t
+        columns["amount"] = self.o_amount[order]
+        columns["items"] = self.o_items[order]
+        columns["channel"] = _cat(self.o_channel[order], _ORDER_CHANNELS)
+        columns["category"] = _cat(self.o_category[order], _CATEGORIES)
+        columns["status"] = _cat(self.o_status[order], _ORDER_STATUSES)
+        camp = self.o_campaign[order]
+        del self.o_amount, self.o_items, self.o_channel, self.o_category, self.o_status
+        del self.o_campaign, order
+        columns["campaign_id"] = _nullable_int(np.where(camp >= 0, camp + 1, -1))
+        return pd.DataFrame(columns, copy=False)
+
+    def frames(self) -> dict[str, pd.DataFrame]:
+        """Every table as a DataFrame with the schema's columns in order."""
+        ts = self.period.ts
+        out: dict[str, pd.DataFrame] = {"customers": self.customer_frame()}
+        k = len(self.camp_name)
+        out["campaigns"] = pd.DataFrame(
+            {
+                "campaign_id": np.arange(1, k + 1, dtype=np.int64),
+                "name": pd.array(self.camp_name, dtype="str"),
+                "channel": pd.Categorical(self.camp_channel),
+                "objective": pd.Categorical(self.camp_objective),
+                "started_at": ts(self.camp_start),
+                "ended_at": ts(np.where(self.camp_stop <= self.last, self.camp_stop, np.nan)),
+                "spend": np.round(self.camp_spend, 2),
+            }
+        )
+        out["orders"] = self.order_frame()
+        out["events"] = self.events_frame
+        del self.events_frame
+        c = self.c
+        order = np.lexsort((c["cust"], c["camp"]))
+        out["campaign_contacts"] = pd.DataFrame(
+            {
+                "campaign_id": c["camp"][order].astype(np.int64) + 1,
+                "customer_id": c["cust"][order].astype(np.int64) + 1,
+                "sent_at": ts(c["sent"][order]),
+                "test_group": _cat(c["control"][order].astype(np.int8), schema.CONTACT_GROUPS),
+                "opened_at": ts(c["opened"][order]),
+                "clicked_at": ts(c["clicked"][order]),
+            }
+        )
+        out["survey_responses"] = pd.DataFrame(
+            {
+                "response_id": np.arange(1, len(self.s_cust) + 1, dtype=np.int64),
+                "customer_id": self.s_cust.astype(np.int64) + 1,
+                "answered_at": ts(self.s_when),
+                "survey": _cat(np.where(self.s_nps, 0, 1), schema.SURVEYS),
+                "score": self.s_score,
+                "comment": _cat(self.s_comment, self.comment_texts),
+                "touchpoint": _cat(self.s_touch, _TOUCHPOINTS),
+            }
+        )
+        out["support_tickets"] = pd.DataFrame(
+            {
+                "ticket_id": np.arange(1, len(self.t_cust) + 1, dtype=np.int64),
+                "customer_id": self.t_cust.astype(np.int64) + 1,
+                "opened_at": ts(self.t_open),
+                "closed_at": ts(self.t_closed),
+                "channel": _cat(self.t_channel, _TICKET_CHANNELS),
+                "category": _cat(self.t_category, _TICKET_CATEGORIES),
+                "priority": _cat(self.t_priority, schema.TICKET_PRIORITIES),
+                "status": _cat(self.t_status, schema.TICKET_STATUSES),
+            }
+        )
+        lead = self.lead
+        out["leads"] = pd.DataFrame(
+            {
+                "lead_id": np.arange(1, len(lead["stage"]) + 1, dtype=np.int64),
+                "customer_id": _nullable_int(lead["cust"]),
+                "created_at": ts(lead["created"]),
+                "source": _cat(lead["source"], _LEAD_SOURCES),
+                "stage": _cat(lead["stage"], schema.LEAD_STAGES),
+                "stage_changed_at": ts(lead["changed"]),
+                "deal_value": lead["value"],
+            }
+        )
+        out["suppressions"] = self.suppressions()
+        tables = {}
+        for name in (*schema.DATA_TABLES, "suppressions"):
+            columns = [col.name for col in schema.table(name).columns]
+            frame = out.pop(name)
+            tables[name] = frame if list(frame.columns) == columns else frame[columns]
+        return tables
+
+    def suppressions(self) -> pd.DataFrame:
+        """A few dozen e-mails and phones of existing customers that must never be exported."""
+        rng = self.rng
+        values, kinds, reasons, added = [], [], [], []
+        for kind, k, column, why in (
+            ("email", 30, self.email, ("unsubscribed", "hard_bounce", "spam_complaint", "legal")),
+            ("phone", 10, self.phone, ("opted_out", "wrong_number", "legal")),
+        ):
+            pool = np.flatnonzero(column.notna().to_numpy())
+            pick = np.sort(rng.choice(pool, size=min(k, len(pool)), replace=False))
+            values += column.iloc[pick].tolist()
+            kinds += [kind] * len(pick)
+            reasons += [why[i] for i in rng.integers(0, len(why), len(pick))]
+            lo = self.signup[pick]
+            added.append(lo + rng.random(len(pick)) * (self.last - lo))
+        return pd.DataFrame(
+            {
+                "value": pd.array(values, dtype="str"),
+                "kind": pd.Categorical(kinds, categories=["email", "phone"]),
+                "reason": pd.Categorical(reasons),
+                "added_at": self.period.ts(np.concatenate(added)),
+            }
+        )
+
+
+def generate(
+    customers: int = 20_000,
+    seed: int = 42,
+    end: date = DEMO_END,
+    progress: Callable[[float, str], None] | None = None,
+) -> dict[str, pd.DataFrame]:
+    """One DataFrame per data table (keys = crm_core.schema.DATA_TABLES plus 'suppressions'),
+    with exactly the columns of the schema table and dtypes that load into it."""
+    demo = _Demo(customers, seed, end, progress)
+    demo.report(0.0, "generating demo data")
+    demo.customers()
+    demo.campaigns()
+    demo.purchases()
+    demo.erasures()
+    demo.contacts()
+    demo.order_details()
+    demo.tickets()
+    demo.surveys()
+    demo.events()
+    demo.leads()
+    frames = demo.frames()
+    demo.report(0.9, "demo data generated")
+    return frames
+
+
+def create_demo_store(
+    store: Store,
+    customers: int = 20_000,
+    seed: int = 42,
+    end: date = DEMO_END,
+    progress: Callable[[float, str], None] | None = None,
+) -> dict[str, int]:
+    """Generate and load everything in ONE transaction (store.begin() + store.insert_df per table
+    in schema.DATA_TABLES order, then suppressions); returns rows per table."""
+
+    def scaled(fraction: float, message: str) -> None:
+        if progress is not None:
+            progress(0.8 * fraction, message)
+
+    frames = generate(customers, seed, end, scaled)
+    counts: dict[str, int] = {}
+    names = (*schema.DATA_TABLES, "suppressions")
+    with store.begin() as conn:
+        for i, name in enumerate(names):
+            if progress is not None:
+                progress(0.8 + 0.2 * i / len(names), f"loading {name}")
+            counts[name] = store.insert_df(conn, name, frames[name])
+    if progress is not None:
+        progress(1.0, f"demo store ready: {counts['customers']:,} customers")
+    return counts

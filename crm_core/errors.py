@@ -1,0 +1,43 @@
+"""CRMError and its subclasses: the only exceptions pages catch and show to users."""
+
+from __future__ import annotations
+
+
+class CRMError(Exception):
+    """A problem a user can fix; its message says what, where, and how."""
+
+
+class ConfigError(CRMError):
+    """A setting or environment variable has a value we cannot use."""
+
+
+class StoreError(CRMError):
+    """The store cannot be opened, or a table it needs is missing."""
+
+
+class ImportValidationError(CRMError):
+    """An import file failed validation; nothing was loaded.
+
+    `problems` holds every problem found (the message shows the first 20 and a count).
+    """
+
+    max_shown = 20
+
+    def __init__(self, file_name: str, problems: list[str]) -> None:
+        self.file_name = file_name
+        self.problems = problems
+        shown = problems[: self.max_shown]
+        more = len(problems) - len(shown)
+        lines = [f"{file_name}: {len(problems)} problem(s); nothing was imported."]
+        lines += [f"- {p}" for p in shown]
+        if more > 0:
+            lines.append(f"... and {more} more")
+        super().__init__("\n".join(lines))
+
+
+class AuthError(CRMError):
+    """A login, user or permission problem."""
+
+
+class NotAllowedError(AuthError):
+    """The signed-in role may not see this view or take this action."""

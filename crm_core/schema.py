@@ -1,0 +1,313 @@
+"""Every store table, declared once: DDL, import validation, masking and docs read from here.
+
+Column `info` keys (all optional):
+- ``doc``: what the column means (shown in the import page and README);
+- ``allowed``: the values a text column may take;
+- ``min``: the smallest value a number may take;
+- ``references``: ``"table.column"`` that a value must exist in (checked on import; the
+  store declares no foreign keys so that DuckDB can upsert referenced rows);
+- ``pii``: personal data, masked for roles that may not see it.
+
+Keys are integers and are given by the data (no sequences); timestamps are naive UTC;
+money is DECIMAL(12,2).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+SCHEMA_VERSION = 1
+"""Bump when the model changes; `store.migrate` adds what an older store lacks."""
+
+metadata = sa.MetaData()
+
+Money = sa.Numeric(12, 2)
+
+
+def _key(name: str, doc: str) -> sa.Column:
+    return sa.Column(name, sa.BigInteger, primary_key=True, autoincrement=False, info={"doc": doc})
+
+
+def _col(name: str, type_: sa.types.TypeEngine, doc: str, *, required: bool = False, **info):
+    return sa.Column(name, type_, nullable=not required, info={"doc": doc, **info})
+
+
+def _customer_ref(doc: str = "The customer (customers.customer_id).", *, required: bool = True):
+    return _col(
+        "customer_id", sa.BigInteger, doc, required=required, references="customers.customer_id"
+    )
+
+
+def _campaign_ref(doc: str = "Campaign that drove it, if any (campaigns.campaign_id)."):
+    return _col("campaign_id", sa.BigInteger, doc, references="campaigns.campaign_id")
+
+
+ORDER_CHANNELS = ("web", "store", "app")
+ORDER_STATUSES = ("completed", "refunded", "cancelled")
+EVENT_TYPES = (
+    "visit",
+    "product_view",
+    "add_to_cart",
+    "checkout",
+    "purchase",
+    "email_open",
+    "email_click",
+    "sms_click",
+    "app_open",
+)
+CONTACT_GROUPS = ("treatment", "control")
+SURVEYS = ("nps", "csat")
+LEAD_STAGES = ("lead", "mql", "sql", "opportunity", "won", "lost")
+TICKET_STATUSES = ("open", "pending", "closed")
+TICKET_PRIORITIES = ("low", "normal", "high", "urgent")
+
+customers = sa.Table(
+    "customers",
+    metadata,
+    _key("customer_id", "Unique customer number."),
+    _col("email", sa.String, "E-mail address.", pii=True),
+    _col("first_name", sa.String, "Given name.", pii=True),
+    _col("last_name", sa.String, "Family name.", pii=True),
+    _col("phone", sa.String, "Phone number for SMS.", pii=True),
+    _col("country", sa.String, "Country (ISO 3166 alpha-2 code or name)."),
+    _col("region", sa.String, "Region or state."),
+    _col("city", sa.String, "City.", pii=True),
+    _col("birth_date", sa.Date, "Date of birth.", pii=True),
+    _col("gender", sa.String, "Gender as given by the customer.", pii=True),
+    _col("signup_at", sa.DateTime, "When the customer signed up (UTC).", required=True),
+    _col("acquisition_channel", sa.String, "How the customer was acquired (e.g. paid_search)."),
+    _col("loyalty_tier", sa.String, "Loyalty programme tier."),
+    _col("loyalty_points", sa.Integer, "Loyalty points balance.", min=0),
+    _col("consent_email", sa.Boolean, "May be contacted by e-mail."),
+    _col("consent_sms", sa.Boolean, "May be contacted by SMS."),
+    _col("erased_at", sa.DateTime, "When personal data was erased (never export)."),
+)
+
+campaigns = sa.Table(
+    "campaigns",
+    metadata,
+    _key("campaign_id", "Unique campaign number."),
+    _col("name", sa.String, "Campaign name.", required=True),
+    _col("channel", sa.String, "Channel (email, sms, paid_social, paid_search, ...)."),
+    _col("objective", sa.String, "Objective (acquisition, retention, winback, ...)."),
+    _col("started_at", sa.DateTime, "Start (UTC).", required=True),
+    _col("ended_at", sa.DateTime, "End (UTC)."),
+    _col("spend", Money, "Total spend.", min=0),
+)
+
+orders = sa.Table(
+    "orders",
+    metadata,
+    _key("order_id", "Unique order number."),
+    _customer_ref(),
+    _col("ordered_at", sa.DateTime, "When the order was placed (UTC).", required=True),
+    _col("amount", Money, "Order value.", required=True, min=0),
+    _col("items", sa.Integer, "Number of items.", min=0),
+    _col("channel", sa.String, "Sales channel.", allowed=ORDER_CHANNELS),
+    _col("category", sa.String, "Main product category."),
+    _col("status", sa.String, "Order status.", allowed=ORDER_STATUSES),
+    _campaign_ref(),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    _key("event_id", "Unique event number."),
+    _customer_ref(),
+    _col("occurred_at", sa.DateTime, "When it happened (UTC).", required=True),
+    _col("event_type", sa.String, "What happened.", required=True, allowed=EVENT_TYPES),
+    _col("channel", sa.String, "Where (web, app, email, sms)."),
+    _campaign_ref(),
+    _col("session_id", sa.BigInteger, "Web/app session."),
+)
+
+campaign_contacts = sa.Table(
+    "campaign_contacts",
+    metadata,
+    sa.Column(
+        "campaign_id",
+        sa.BigInteger,
+        primary_key=True,
+        autoincrement=False,
+        info={"doc": "The campaign.", "references": "campaigns.campaign_id"},
+    ),
+    sa.Column(
+        "customer_id",
+        sa.BigInteger,
+        primary_key=True,
+        autoincrement=False,
+        info={"doc": "The customer contacted.", "references": "customers.customer_id"},
+    ),
+    _col("sent_at", sa.DateTime, "When the message was sent (UTC).", required=True),
+    _col(
+        "test_group",
+        sa.String,
+        "treatment (contacted) or control (held out).",
+        required=True,
+        allowed=CONTACT_GROUPS,
+    ),
+    _col("opened_at", sa.DateTime, "When it was opened, if it was."),
+    _col("clicked_at", sa.DateTime, "When it was clicked, if it was."),
+)
+
+survey_responses = sa.Table(
+    "survey_responses",
+    metadata,
+    _key("response_id", "Unique response number."),
+    _customer_ref(),
+    _col("answered_at", sa.DateTime, "When the survey was answered (UTC).", required=True),
+    _col("survey", sa.String, "nps (0-10) or csat (1-5).", required=True, allowed=SURVEYS),
+    _col("score", sa.Integer, "The score given.", required=True, min=0),
+    _col("comment", sa.Text, "Free-text comment.", pii=True),
+    _col("touchpoint", sa.String, "Where it was asked (post_purchase, support, ...)."),
+)
+
+support_tickets = sa.Table(
+    "support_tickets",
+    metadata,
+    _key("ticket_id", "Unique ticket number."),
+    _customer_ref(),
+    _col("opened_at", sa.DateTime, "When the ticket was opened (UTC).", required=True),
+    _col("closed_at", sa.DateTime, "When it was closed, if it was."),
+    _col("channel", sa.String, "Contact channel (email, phone, chat)."),
+    _col("category", sa.String, "Topic (delivery, billing, product, ...)."),
+    _col("priority", sa.String, "Priority.", allowed=TICKET_PRIORITIES),
+    _col("status", sa.String, "Status.", allowed=TICKET_STATUSES),
+)
+
+leads = sa.Table(
+    "leads",
+    metadata,
+    _key("lead_id", "Unique lead number."),
+    _customer_ref("The customer the lead became, once won.", required=False),
+    _col("created_at", sa.DateTime, "When the lead was created (UTC).", required=True),
+    _col("source", sa.String, "Lead source."),
+    _col("stage", sa.String, "Lifecycle stage.", required=True, allowed=LEAD_STAGES),
+    _col("stage_changed_at", sa.DateTime, "When it entered its current stage."),
+    _col("deal_value", Money, "Expected or won deal value.", min=0),
+)
+
+# --- app tables -------------------------------------------------------------------------
+
+segments = sa.Table(
+    "segments",
+    metadata,
+    sa.Column("segment_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.String, nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column("definition", sa.Text, nullable=False, info={"doc": "Rules as JSON."}),
+    sa.Column("owner", sa.String),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("deleted_at", sa.DateTime),
+)
+
+customer_scores = sa.Table(
+    "customer_scores",
+    metadata,
+    sa.Column("customer_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("clv", sa.Float, info={"doc": "Predicted customer lifetime value."}),
+    sa.Column("p_alive", sa.Float, info={"doc": "Probability the customer is still active."}),
+    sa.Column("churn_risk", sa.Float, info={"doc": "Probability of churn in the window."}),
+    sa.Column("churn_band", sa.String, info={"doc": "low, medium or high."}),
+    sa.Column("model_version", sa.String),
+    sa.Column("scored_at", sa.DateTime),
+)
+
+export_log = sa.Table(
+    "export_log",
+    metadata,
+    sa.Column("export_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("exported_by", sa.String, nullable=False),
+    sa.Column("exported_at", sa.DateTime, nullable=False),
+    sa.Column("segment_name", sa.String),
+    sa.Column("segment_version", sa.Integer),
+    sa.Column("channel", sa.String),
+    sa.Column("rows", sa.BigInteger),
+    sa.Column("format", sa.String),
+    sa.Column("file_name", sa.String),
+    sa.Column("file_sha256", sa.String),
+)
+
+suppressions = sa.Table(
+    "suppressions",
+    metadata,
+    sa.Column("value", sa.String, primary_key=True, info={"doc": "E-mail or phone."}),
+    sa.Column("kind", sa.String, nullable=False, info={"allowed": ("email", "phone")}),
+    sa.Column("reason", sa.String),
+    sa.Column("added_at", sa.DateTime, nullable=False),
+)
+
+app_users = sa.Table(
+    "app_users",
+    metadata,
+    sa.Column("username", sa.String, primary_key=True),
+    sa.Column("name", sa.String, nullable=False),
+    sa.Column("email", sa.String),
+    sa.Column("role", sa.String, nullable=False),
+    sa.Column("password_hash", sa.String, nullable=False, info={"doc": "bcrypt hash."}),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("failed_logins", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_failed_at", sa.DateTime),
+)
+
+schema_meta = sa.Table(
+    "schema_meta",
+    metadata,
+    sa.Column("key", sa.String, primary_key=True),
+    sa.Column("value", sa.String, nullable=False),
+)
+
+DATA_TABLES = (
+    "customers",
+    "campaigns",
+    "orders",
+    "events",
+    "campaign_contacts",
+    "survey_responses",
+    "support_tickets",
+    "leads",
+)
+"""Tables a user imports, in load order (referenced tables first)."""
+
+IMPORTABLE_TABLES = DATA_TABLES + ("suppressions",)
+
+
+def table(name: str) -> sa.Table:
+    """The declared table called `name` (KeyError if there is none)."""
+    return metadata.tables[name]
+
+
+def primary_key(name: str) -> list[str]:
+    """Names of the primary-key columns of table `name`."""
+    return [c.name for c in table(name).primary_key.columns]
+
+
+def pii_columns(name: str) -> list[str]:
+    """Columns of `name` that hold personal data."""
+    return [c.name for c in table(name).columns if c.info.get("pii")]
+
+
+def column_docs(name: str) -> list[dict[str, object]]:
+    """What an import file for table `name` may hold: column, type, required, rules, meaning."""
+    docs = []
+    for col in table(name).columns:
+        rules = []
+        if col.info.get("allowed"):
+            rules.append("one of " + ", ".join(col.info["allowed"]))
+        if col.info.get("min") is not None:
+            rules.append(f">= {col.info['min']}")
+        if col.info.get("references"):
+            rules.append(f"must exist in {col.info['references']}")
+        if col.primary_key:
+            rules.append("unique key")
+        docs.append(
+            {
+                "column": col.name,
+                "type": col.type.python_type.__name__,
+                "required": col.primary_key or not col.nullable,
+                "rules": "; ".join(rules),
+                "meaning": col.info.get("doc", ""),
+            }
+        )
+    return docs

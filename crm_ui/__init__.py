@@ -1,0 +1,1 @@
+"""Streamlit glue: cached store and queries, auth UI, sidebar filters, Plotly figures."""

@@ -1,0 +1,64 @@
+"""AppTest: the KPI overview for each role, with filters, and its empty states."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from crm_core.metrics import METRICS
+from crm_core.store import Store
+from tests.app.conftest import APP, add_role_users, sign_in, use_store
+from tests.core import tiny
+
+
+@pytest.mark.parametrize("role", ["admin", "manager", "marketer", "analyst"])
+def test_overview_shows_every_kpi_with_help(signed_in, role):
+    at = signed_in(role)
+    assert not at.exception
+    labels = [m.label for m in at.metric]
+    assert labels == [m.label for m in METRICS.values()]
+    assert all(m.help for m in at.metric)
+    revenue = at.metric[0]
+    assert revenue.value.startswith("$") and revenue.value != "$0.00"
+    assert len(at.get("plotly_chart")) == 2  # trend and cohorts
+
+
+def test_overview_honours_sidebar_filters(signed_in):
+    at = signed_in("manager")
+    everything = at.metric[0].value
+    at.sidebar.multiselect(key="filter_countries").select("US").run()
+    assert not at.exception
+    assert at.metric[0].value != everything
+
+
+def test_empty_store_shows_empty_state(tmp_path, monkeypatch):
+    store = Store(f"duckdb:///{tmp_path / 'crm.duckdb'}")
+    store.init_schema()
+    add_role_users(store)
+    store.dispose()
+    use_store(monkeypatch, tmp_path / "crm.duckdb")
+    at = sign_in("manager")
+    assert not at.exception
+    assert any("No orders in the store yet" in i.value for i in at.info)
+
+
+def test_store_without_surveys_shows_na_not_error(tmp_path, monkeypatch):
+    store = Store(f"duckdb:///{tmp_path / 'crm.duckdb'}")
+    store.init_schema()
+    tiny.load(store, surveys=False)
+    add_role_users(store)
+    store.dispose()
+    use_store(monkeypatch, tmp_path / "crm.duckdb")
+    at = sign_in("manager")
+    assert not at.exception
+    nps = next(m for m in at.metric if m.label == "NPS")
+    assert nps.value == "n/a" and "import `survey_responses`" in nps.help
+
+
+def test_no_users_explains_how_to_create_the_admin(tmp_path, monkeypatch):
+    store = Store(f"duckdb:///{tmp_path / 'crm.duckdb'}")
+    store.init_schema()
+    store.dispose()
+    use_store(monkeypatch, tmp_path / "crm.duckdb")
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    assert any("No users yet" in e.value for e in at.error)

@@ -1,0 +1,110 @@
+"""The CLI: init, users, kpis (in-process through main(), plus one real subprocess)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from crm_core import auth
+from crm_core.cli import main
+from crm_core.store import get_store
+from tests.core import tiny
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_cli(capsys, *args: str, stdin: str | None = None, monkeypatch=None) -> tuple[int, str, str]:
+    if stdin is not None:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_init_empty_creates_admin_once_with_random_password(store, capsys):
+    code, out, _ = run_cli(capsys, "init", "--dataset", "empty")
+    assert code == 0
+    assert "created the user 'admin'" in out
+    password = out.split("password\n\n")[1].split()[0]
+    assert len(password) >= auth.MIN_PASSWORD_LENGTH
+    admin_hash = auth.authenticator_credentials(store)["usernames"]["admin"]["password"]
+    assert auth.check_password(password, admin_hash)
+    code, out, _ = run_cli(capsys, "init", "--dataset", "empty")
+    assert code == 0 and "created the user" not in out and password not in out
+
+
+def test_users_add_reset_list(store, capsys, monkeypatch):
+    code, out, _ = run_cli(
+        capsys,
+        "users",
+        "add",
+        "mia",
+        "--role",
+        "marketer",
+        stdin="a-long-password\n",
+        monkeypatch=monkeypatch,
+    )
+    assert code == 0 and "Added mia (marketer)" in out
+    hashed = auth.authenticator_credentials(store)["usernames"]["mia"]["password"]
+    assert auth.check_password("a-long-password", hashed)
+    code, out, _ = run_cli(capsys, "users", "reset", "mia", "--generate")
+    new_password = out.strip().split()[-1]
+    hashed = auth.authenticator_credentials(store)["usernames"]["mia"]["password"]
+    assert auth.check_password(new_password, hashed)
+    code, out, _ = run_cli(capsys, "users", "list")
+    assert "mia" in out and "marketer" in out
+
+
+def test_users_add_bad_role_or_short_password_exits_2(store, capsys, monkeypatch):
+    with pytest.raises(SystemExit):
+        main(["users", "add", "mia", "--role", "boss"])
+    code, _, err = run_cli(
+        capsys, "users", "add", "mia", "--role", "analyst", stdin="short\n", monkeypatch=monkeypatch
+    )
+    assert code == 2 and "error: Password too short" in err
+
+
+def test_kpis_json_matches_metrics(store, capsys):
+    tiny.load(store)
+    code, out, _ = run_cli(capsys, "kpis", "--start", "2024-02-01", "--end", "2024-02-29", "--json")
+    assert code == 0
+    figures = json.loads(out)
+    assert figures["previous_start"] == "2024-01-03"
+    assert figures["kpis"]["revenue"]["value"] == pytest.approx(170.0)
+    assert figures["kpis"]["revenue"]["previous"] == pytest.approx(300.0)
+    assert figures["kpis"]["nps"]["value"] == pytest.approx(0.0)
+    code, out, _ = run_cli(
+        capsys, "kpis", "--start", "2024-02-01", "--end", "2024-02-29", "--country", "GB", "--json"
+    )
+    assert json.loads(out)["kpis"]["revenue"]["value"] == pytest.approx(80.0)
+
+
+def test_kpis_errors_are_clear(store, capsys):
+    code, _, err = run_cli(capsys, "kpis")
+    assert code == 2 and "no orders" in err
+    tiny.load(store)
+    code, _, err = run_cli(capsys, "kpis", "--start", "2024-03-01", "--end", "2024-02-01")
+    assert code == 2 and "before --start" in err
+
+
+def test_real_entry_point_prints_kpis(store, tmp_path):
+    tiny.load(store)
+    store.dispose()
+    get_store().dispose()
+    env = {**os.environ, "CRM_DATABASE_URL": store.url, "CRM_DATA_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "crm_core", "kpis", "--start", "2024-02-01", "--end", "2024-02-29"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Revenue" in done.stdout and "$170.00" in done.stdout

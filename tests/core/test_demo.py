@@ -1,0 +1,296 @@
+"""The demo generator: deterministic, schema-conformant, and telling true stories."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+from lifetimes import BetaGeoFitter, GammaGammaFitter
+from lifetimes.utils import summary_data_from_transaction_data
+
+from crm_core import demo, schema
+from crm_core.store import Store
+from tests.conftest import DEMO_CUSTOMERS, DEMO_SEED
+
+TABLES = (*schema.DATA_TABLES, "suppressions")
+HORIZON = pd.Timestamp(demo.DEMO_END + timedelta(days=1))
+FUNNEL = ("visit", "product_view", "add_to_cart", "checkout", "purchase")
+
+
+@pytest.fixture(scope="module")
+def frames() -> dict[str, pd.DataFrame]:
+    """The same data the session demo store holds, as generated."""
+    return demo.generate(DEMO_CUSTOMERS, seed=DEMO_SEED)
+
+
+def _frames_equal(a: dict[str, pd.DataFrame], b: dict[str, pd.DataFrame]) -> bool:
+    return a.keys() == b.keys() and all(a[k].equals(b[k]) for k in a)
+
+
+def test_generate_is_deterministic_for_a_seed() -> None:
+    first = demo.generate(300, seed=3)
+    again = demo.generate(300, seed=3)
+    other = demo.generate(300, seed=4)
+    for name in TABLES:
+        pd.testing.assert_frame_equal(first[name], again[name])
+    assert not _frames_equal(first, other)
+    assert not first["orders"]["amount"].equals(other["orders"]["amount"])
+
+
+def test_generate_returns_every_table_with_schema_columns(frames) -> None:
+    assert set(frames) == set(TABLES)
+    for name in TABLES:
+        assert list(frames[name].columns) == [c.name for c in schema.table(name).columns], name
+        assert len(frames[name]) > 0, name
+
+
+@pytest.mark.parametrize("name", TABLES)
+def test_values_satisfy_the_schema(frames, name: str) -> None:
+    frame = frames[name]
+    key = schema.primary_key(name)
+    assert not frame.duplicated(subset=key).any(), f"{name}: duplicate primary key"
+    for col in schema.table(name).columns:
+        values = frame[col.name]
+        if not col.nullable:
+            assert values.notna().all(), f"{name}.{col.name} has nulls"
+        present = values.dropna()
+        if "allowed" in col.info:
+            bad = set(present.astype(str)) - set(col.info["allowed"])
+            assert not bad, f"{name}.{col.name}: {bad}"
+        if "min" in col.info:
+            assert (present >= col.info["min"]).all(), f"{name}.{col.name} below min"
+        if "references" in col.info:
+            ref_table, ref_col = col.info["references"].split(".")
+            known = set(frames[ref_table][ref_col])
+            assert set(present.astype("int64")) <= known, f"{name}.{col.name} dangling"
+        if pd.api.types.is_datetime64_any_dtype(values) and col.name != "birth_date":
+            assert (present < HORIZON).all(), f"{name}.{col.name} after the end"
+            assert (present >= HORIZON - pd.Timedelta(days=3 * 366 + 1)).all(), col.name
+        if col.primary_key and len(key) == 1 and pd.api.types.is_integer_dtype(values):
+            assert values.min() == 1
+            assert values.dtype == np.int64
+
+
+def test_cross_table_consistency(frames) -> None:
+    customers = frames["customers"].set_index("customer_id")
+    orders = frames["orders"]
+    signup = customers.loc[orders["customer_id"], "signup_at"].to_numpy()
+    assert (orders["ordered_at"].to_numpy() >= signup).all()
+    assert (orders["amount"] > 0).all()
+    assert np.allclose(orders["amount"], orders["amount"].round(2))
+    assert customers["email"].dropna().is_unique
+    tickets = frames["support_tickets"]
+    closed = tickets["status"] == "closed"
+    assert tickets.loc[closed, "closed_at"].notna().all()
+    assert tickets.loc[~closed, "closed_at"].isna().all()
+    assert (tickets["closed_at"].dropna() >= tickets.loc[closed, "opened_at"]).all()
+    leads = frames["leads"]
+    assert (leads["stage_changed_at"] >= leads["created_at"]).all()
+    assert leads.loc[leads["stage"] == "won", "customer_id"].notna().all()
+    assert leads.loc[leads["stage"] != "won", "customer_id"].isna().all()
+    surveys = frames["survey_responses"]
+    nps = surveys["survey"] == "nps"
+    assert surveys.loc[nps, "score"].between(0, 10).all()
+    assert surveys.loc[~nps, "score"].between(1, 5).all()
+    supp = frames["suppressions"]
+    known = set(customers["email"].dropna()) | set(customers["phone"].dropna())
+    assert set(supp["value"]) <= known
+    assert 20 <= len(supp) <= 60
+
+
+def test_customers_have_realistic_consent_and_erasure(frames) -> None:
+    customers = frames["customers"]
+    assert 0.2 <= 1 - customers["consent_email"].mean() <= 0.3
+    assert 0.5 <= 1 - customers["consent_sms"].mean() <= 0.6
+    erased = customers["erased_at"].notna()
+    assert 0.002 <= erased.mean() <= 0.01
+    for col in schema.pii_columns("customers"):
+        assert customers.loc[erased, col].isna().all(), col
+    assert 0 < customers.loc[~erased, "email"].isna().mean() < 0.05
+    assert customers["country"].nunique() >= 6
+    assert customers["acquisition_channel"].nunique() >= 7
+    signup = customers["signup_at"]
+    first_year = (signup < signup.min() + pd.Timedelta(days=365)).sum()
+    last_year = (signup >= HORIZON - pd.Timedelta(days=365)).sum()
+    assert last_year > 1.5 * first_year  # growing
+
+
+def test_create_demo_store_loads_everything_in_one_go(store: Store) -> None:
+    calls: list[tuple[float, str]] = []
+    counts = demo.create_demo_store(
+        store, customers=200, seed=5, progress=lambda f, m: calls.append((f, m))
+    )
+    assert list(counts) == [*schema.DATA_TABLES, "suppressions"]
+    assert counts == store.row_counts(TABLES)
+    assert all(counts[name] > 0 for name in TABLES)
+    fractions = [f for f, _ in calls]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert 3 <= len(calls) <= 40
+
+
+def test_demo_store_volumes_are_in_proportion(demo_store: Store) -> None:
+    counts = demo_store.row_counts(TABLES)
+    per_customer = {k: v / counts["customers"] for k, v in counts.items()}
+    assert counts["customers"] == DEMO_CUSTOMERS
+    assert 7 <= per_customer["orders"] <= 13
+    assert 1.8 <= counts["events"] / counts["orders"] <= 3.5
+    assert 20 <= counts["campaigns"] <= 40
+    for name in ("campaign_contacts", "survey_responses", "support_tickets", "leads"):
+        assert counts[name] > 0.02 * counts["customers"], name
+
+
+def _completed_orders(store: Store) -> pd.DataFrame:
+    return store.read_df(
+        "SELECT customer_id, ordered_at, amount FROM orders WHERE status = 'completed'"
+    )
+
+
+def test_bgnbd_and_gamma_gamma_fit_the_demo_orders(demo_store: Store) -> None:
+    orders = _completed_orders(demo_store)
+    summary = summary_data_from_transaction_data(
+        orders,
+        "customer_id",
+        "ordered_at",
+        monetary_value_col="amount",
+        observation_period_end=pd.Timestamp(demo.DEMO_END),
+        freq="D",
+    )
+    bgf = BetaGeoFitter(penalizer_coef=0.0)
+    bgf.fit(summary["frequency"], summary["recency"], summary["T"])
+    params = bgf.params_
+    assert np.isfinite(params).all() and (params > 0).all()
+    true = demo.BGNBD_PARAMS
+    assert (
+        0.3 * true["r"] / true["alpha"]
+        < params["r"] / params["alpha"]
+        < 3 * true["r"] / true["alpha"]
+    )
+    repeat = summary[summary["frequency"] > 0]
+    ggf = GammaGammaFitter(penalizer_coef=0.0)
+    ggf.fit(repeat["frequency"], repeat["monetary_value"])
+    assert np.isfinite(ggf.params_).all() and (ggf.params_ > 0).all()
+    mean_spend = ggf.conditional_expected_average_profit(
+        repeat["frequency"], repeat["monetary_value"]
+    )
+    assert 20 < mean_spend.median() < 200
+
+
+def test_seasonality_peaks_in_november_december(demo_store: Store) -> None:
+    orders = _completed_orders(demo_store)
+    month = orders["ordered_at"].dt.month
+    year_ago = orders["ordered_at"] >= HORIZON - pd.Timedelta(days=365)
+    per_month = orders[year_ago].groupby(month[year_ago]).size()
+    assert per_month[[11, 12]].mean() > 1.2 * per_month[[7, 8]].mean()
+
+
+def _lifecycle(store: Store) -> pd.DataFrame:
+    """Repeat customers who stopped buying (no order for 180 days) vs recently active ones."""
+    cust = store.read_df(
+        "SELECT customer_id, COUNT(*) AS orders, MAX(ordered_at) AS last_order "
+        "FROM orders WHERE status <> 'cancelled' GROUP BY customer_id"
+    )
+    cust = cust[cust["orders"] >= 3]
+    churned = cust["last_order"] < HORIZON - pd.Timedelta(days=180)
+    active = cust["last_order"] >= HORIZON - pd.Timedelta(days=45)
+    cust["group"] = np.where(churned, "churned", np.where(active, "active", "other"))
+    return cust.set_index("customer_id")
+
+
+def test_churned_customers_drift_before_leaving(demo_store: Store) -> None:
+    life = _lifecycle(demo_store)
+    assert (life["group"] == "churned").sum() > 50 and (life["group"] == "active").sum() > 50
+    nps = demo_store.read_df(
+        "SELECT customer_id, answered_at, score FROM survey_responses WHERE survey = 'nps'"
+    ).join(life, on="customer_id", how="inner")
+    # Churned customers' last months before their final order vs active customers.
+    recent = nps["answered_at"] >= nps["last_order"] - pd.Timedelta(days=150)
+    mean_nps = nps[recent].groupby("group")["score"].mean()
+    assert mean_nps["churned"] < mean_nps["active"] - 1.0
+
+    tickets = demo_store.read_df("SELECT customer_id, priority, status FROM support_tickets").join(
+        life, on="customer_id", how="inner"
+    )
+    per_order = tickets.groupby("group").size() / life.groupby("group")["orders"].sum()
+    assert per_order["churned"] > 1.5 * per_order["active"]
+    urgent = tickets["priority"].isin(["high", "urgent"]).groupby(tickets["group"]).mean()
+    assert urgent["churned"] > urgent["active"]
+
+    opens = demo_store.read_df(
+        "SELECT c.customer_id, c.opened_at IS NOT NULL AS opened FROM campaign_contacts c "
+        "JOIN campaigns k USING (campaign_id) "
+        "WHERE k.channel = 'email' AND c.test_group = 'treatment'"
+    ).join(life, on="customer_id", how="inner")
+    open_rate = opens.groupby("group")["opened"].mean()
+    assert open_rate["churned"] < open_rate["active"]
+
+    visits = demo_store.read_df(
+        "SELECT customer_id, event_type, occurred_at FROM events "
+        "WHERE event_type IN ('visit', 'purchase')"
+    ).join(life, on="customer_id", how="inner")
+    visits = visits[visits["occurred_at"] >= visits["last_order"] - pd.Timedelta(days=90)]
+    per_purchase = visits.groupby(["group", "event_type"]).size().unstack()
+    browsing = per_purchase["visit"] / per_purchase["purchase"]
+    assert browsing["churned"] < 0.8 * browsing["active"]
+
+    comments = demo_store.read_df(
+        "SELECT score, lower(comment) AS comment FROM survey_responses "
+        "WHERE survey = 'nps' AND comment IS NOT NULL"
+    )
+    detractor = comments.loc[comments["score"] <= 6, "comment"]
+    promoter = comments.loc[comments["score"] >= 9, "comment"]
+    assert detractor.str.contains("late delivery|rude support|poor quality").mean() > 0.2
+    assert not promoter.str.contains("late delivery|rude support|poor quality").any()
+    assert promoter.str.contains("great quality|fast shipping|friendly support").mean() > 0.2
+
+
+def test_campaigns_have_real_uplift(demo_store: Store) -> None:
+    contacts = demo_store.read_df(
+        """
+        SELECT c.test_group, c.opened_at IS NOT NULL AS opened,
+               EXISTS (
+                   SELECT 1 FROM orders o
+                   WHERE o.customer_id = c.customer_id AND o.ordered_at > c.sent_at
+                     AND o.ordered_at <= c.sent_at + INTERVAL 14 DAY
+               ) AS converted
+        FROM campaign_contacts c
+        """
+    )
+    assert 0.06 <= (contacts["test_group"] == "control").mean() <= 0.14
+    assert not contacts.loc[contacts["test_group"] == "control", "opened"].any()
+    rate = contacts.groupby("test_group")["converted"].mean()
+    assert rate["treatment"] > rate["control"] + 0.03
+
+    tagged = demo_store.read_df(
+        "SELECT o.ordered_at, k.started_at, k.ended_at FROM orders o "
+        "JOIN campaigns k USING (campaign_id)"
+    )
+    assert len(tagged) > 0
+    assert (tagged["ordered_at"] >= tagged["started_at"]).all()
+    running = tagged["ended_at"].isna() | (tagged["ordered_at"] <= tagged["ended_at"])
+    assert running.all()
+
+
+def test_web_funnel_narrows_and_purchases_match_orders(demo_store: Store) -> None:
+    counts = demo_store.read_df(
+        "SELECT event_type, COUNT(*) AS n, COUNT(DISTINCT session_id) AS sessions "
+        "FROM events GROUP BY event_type"
+    ).set_index("event_type")
+    steps = counts.loc[list(FUNNEL)]
+    assert steps["n"].is_monotonic_decreasing and steps["n"].is_unique
+    assert steps["sessions"].is_monotonic_decreasing and steps["sessions"].is_unique
+    assert {"email_open", "email_click", "app_open"} <= set(counts.index)
+    unmatched = demo_store.scalar(
+        "SELECT COUNT(*) FROM events e WHERE e.event_type = 'purchase' AND NOT EXISTS ("
+        "SELECT 1 FROM orders o WHERE o.customer_id = e.customer_id "
+        "AND o.ordered_at = e.occurred_at)"
+    )
+    assert unmatched == 0
+
+
+def test_leads_move_through_a_narrowing_pipeline(frames) -> None:
+    stage_index = {s: i for i, s in enumerate(schema.LEAD_STAGES)}
+    reached = frames["leads"]["stage"].astype(str).map(stage_index).clip(upper=4)
+    at_least = [(reached >= i).sum() for i in range(5)]
+    assert all(a > b for a, b in zip(at_least, at_least[1:], strict=False))
