@@ -46,7 +46,8 @@ with right, st.form("reset_password"):
             st.error(str(exc))
 
 st.subheader("Role matrix")
-st.dataframe(pd.DataFrame(auth.role_matrix()), hide_index=True)
+matrix = pd.DataFrame(auth.role_matrix())
+st.dataframe(matrix, hide_index=True, height=36 * (len(matrix) + 1) + 2)
 
 st.subheader("Export log")
 log = read_export_log(store)

@@ -23,6 +23,7 @@ st.dataframe(
     pd.DataFrame({"table": list(counts), "rows": list(counts.values())}),
     hide_index=True,
     width="content",
+    column_config={"rows": st.column_config.NumberColumn(format="localized")},
 )
 
 table_name = st.selectbox(
@@ -55,7 +56,7 @@ if upload is not None and st.button("Import", type="primary"):
                 )
         except ImportValidationError as exc:
             st.error(f"{upload.name}: {len(exc.problems)} problem(s); nothing was imported.")
-            st.code("\n".join(exc.problems[: exc.max_shown]), language=None)
+            st.code("\n".join(exc.problems[: exc.max_shown]), language=None, wrap_lines=True)
             if len(exc.problems) > exc.max_shown:
                 st.caption(f"... and {len(exc.problems) - exc.max_shown} more.")
         except CRMError as exc:

@@ -90,7 +90,7 @@ METRICS: dict[str, Metric] = {
         ),
         Metric(
             "repeat_purchase_rate",
-            "Repeat-purchase rate",
+            "Repeat rate",
             "Share of the period's active customers who placed two or more orders in it.",
             "percent",
             True,
@@ -322,9 +322,13 @@ def format_value(metric: Metric, value: float | None, currency: str = "$") -> st
     if value is None:
         return "n/a"
     if metric.format == "money":
-        return f"{currency}{value:,.0f}" if abs(value) >= 1000 else f"{currency}{value:,.2f}"
+        if abs(value) >= 1_000_000:
+            return f"{currency}{value / 1_000_000:,.2f}M"
+        if abs(value) >= 10_000:
+            return f"{currency}{value / 1_000:,.1f}k"
+        return f"{currency}{value:,.2f}"
     if metric.format == "count":
-        return f"{value:,.0f}"
+        return f"{value / 1_000_000:,.2f}M" if abs(value) >= 1_000_000 else f"{value:,.0f}"
     if metric.format == "percent":
         return f"{100 * value:.1f}%"
     return f"{value:.1f}"

@@ -6,6 +6,7 @@ the few places where they differ (fast DataFrame reads, bulk loads) are isolated
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -56,14 +57,39 @@ class Store:
     @contextmanager
     def connect(self) -> Iterator[Connection]:
         """A connection for reading."""
-        with self.engine.connect() as conn:
+        conn = self._connect()
+        try:
             yield conn
+        finally:
+            conn.close()
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
         """A connection in one transaction: committed on success, rolled back on error."""
-        with self.write_lock, self.engine.begin() as conn:
-            yield conn
+        with self.write_lock:
+            conn = self._connect()
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                conn.close()
+
+    def _connect(self) -> Connection:
+        """Open a connection, turning "the file is locked by another process" into advice."""
+        try:
+            return self.engine.connect()
+        except sa.exc.OperationalError as exc:
+            reason = str(exc.orig)
+            if "lock" in reason.lower():
+                pid = re.search(r"PID (\d+)", reason)
+                holder = f" (PID {pid.group(1)})" if pid else ""
+                raise StoreError(
+                    f"The store {self.engine.url.database} is in use by another process"
+                    f"{holder}. DuckDB lets one process open the file at a time: stop the "
+                    "app (Ctrl+C where `make run` runs) and try again, or do this from the "
+                    "app's pages."
+                ) from exc
+            raise StoreError(f"Cannot open the store {self!r}: {reason}") from exc
 
     # --- reads -------------------------------------------------------------------------
 

@@ -9,10 +9,12 @@ from streamlit_authenticator.utilities import LoginError
 from crm_core import auth
 from crm_core.config import get_settings
 from crm_core.errors import NotAllowedError
+from crm_core.store import Store
 from crm_ui.data import store
 
 _USER_KEY = "crm_user"
 _AUTH_KEY = "crm_authenticator"
+_COOKIE_ACTION = "crm_cookie_action"
 
 
 def login_gate() -> auth.User | None:
@@ -38,14 +40,13 @@ def login_gate() -> auth.User | None:
         login_sleep_time=0.05,
     )
     st.session_state[_AUTH_KEY] = authenticator
-    was_signed_in = bool(st.session_state.get("authentication_status"))
     try:
         authenticator.login(
             location="main",
             max_login_attempts=settings.max_login_attempts,
             key="login",
             fields={"Form name": "Sign in to CRM Insights", "Login": "Sign in"},
-            callback=lambda event: auth.record_login(current, event["username"], success=True),
+            callback=lambda event: _signed_in_with_form(current, event["username"]),
         )
     except LoginError as exc:
         st.error(
@@ -57,9 +58,17 @@ def login_gate() -> auth.User | None:
         if user.get("failed_login_attempts", 0) > attempts_before.get(name, 0):
             auth.record_login(current, name, success=False)
     status = st.session_state.get("authentication_status")
+    action = st.session_state.pop(_COOKIE_ACTION, None)
+    if action == "delete":
+        authenticator.cookie_controller.delete_cookie()
     if status:
-        if not was_signed_in:
-            st.rerun()  # draw the app without the login form above it
+        if action == "set_after_rerun":
+            # Draw the app without the login form above it; the cookie is set in that next
+            # run because a rerun drops the cookie component before its script runs.
+            st.session_state[_COOKIE_ACTION] = "set"
+            st.rerun()
+        if action == "set":
+            authenticator.cookie_controller.set_cookie()
         user = auth.get_user(current, st.session_state["username"])
         st.session_state[_USER_KEY] = user
         return user
@@ -69,6 +78,12 @@ def login_gate() -> auth.User | None:
     return None
 
 
+def _signed_in_with_form(store: Store, username: str) -> None:
+    """Clear the failed-login count and plan the rerun that hides the form."""
+    auth.record_login(store, username, success=True)
+    st.session_state[_COOKIE_ACTION] = "set_after_rerun"
+
+
 def logout_button() -> None:
     """A sign-out button in the sidebar."""
     authenticator = st.session_state.get(_AUTH_KEY)
@@ -76,6 +91,7 @@ def logout_button() -> None:
         authenticator.logout("Sign out", location="sidebar", key="sign_out")
         if not st.session_state.get("authentication_status"):
             st.session_state.pop(_USER_KEY, None)
+            st.session_state[_COOKIE_ACTION] = "delete"
             st.rerun()  # show the login form now, not the page after it
 
 

@@ -23,7 +23,9 @@ def revenue_active_trend(trend: pd.DataFrame) -> go.Figure:
         secondary_y=True,
     )
     fig.update_yaxes(title_text="Revenue", secondary_y=False, tickformat="~s")
-    fig.update_yaxes(title_text="Active customers", secondary_y=True, tickformat="~s")
+    fig.update_yaxes(
+        title_text="Active customers", secondary_y=True, tickformat=",.0f", showgrid=False
+    )
     fig.update_xaxes(dtick="M1", tickformat="%b %Y")
     fig.update_layout(
         margin={"l": 10, "r": 10, "t": 30, "b": 10},

@@ -108,3 +108,30 @@ def test_real_entry_point_prints_kpis(store, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert "Revenue" in done.stdout and "$170.00" in done.stdout
+
+
+def test_import_command_loads_a_file_and_reports_bad_ones(store, capsys, tmp_path):
+    customers = tmp_path / "customers.csv"
+    customers.write_text("customer_id,signup_at,country\n1,2024-01-01,US\n2,2024-01-02,GB\n")
+    code, out, _ = run_cli(capsys, "import", "customers", str(customers))
+    assert code == 0 and "Imported 2 rows into customers (append)" in out
+    orders = tmp_path / "orders.csv"
+    orders.write_text("order_id,customer_id,ordered_at,amount\n1,1,2024-02-01,abc\n")
+    code, _, err = run_cli(capsys, "import", "orders", str(orders))
+    assert code == 2
+    assert "orders.csv row 2, column amount: 'abc' is not a number" in err
+    assert store.row_counts(("orders",))["orders"] == 0
+
+
+def test_init_cdnow_imports_the_real_sample(store, capsys):
+    code, out, _ = run_cli(capsys, "init", "--dataset", "cdnow")
+    assert code == 0 and "CDNOW imported" in out
+    assert store.row_counts(("customers", "orders")) == {"customers": 2357, "orders": 6919}
+
+
+def test_init_demo_reports_how_long_it_took(store, capsys):
+    code, out, _ = run_cli(capsys, "init", "--customers", "300", "--seed", "3")
+    assert code == 0
+    assert "Demo store created in" in out and "customers 300" in out
+    code, out, _ = run_cli(capsys, "init")
+    assert "already has 300 customers; data left as it is" in out

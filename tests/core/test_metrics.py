@@ -92,3 +92,19 @@ def test_monthly_trend(tiny_store):
     assert len(trend) == 1
     row = trend.iloc[0]
     assert (row["revenue"], row["orders"], row["active_customers"]) == (170.0, 4, 3)
+
+
+@pytest.mark.parametrize(
+    "name,value,text",
+    [
+        ("revenue", 8_014_321.5, "$8.01M"),
+        ("revenue", 65_432.1, "$65.4k"),
+        ("revenue", 1_234.5, "$1,234.50"),
+        ("orders", 100_521, "100,521"),
+        ("orders", 2_500_000, "2.50M"),
+        ("churn_rate", 0.4123, "41.2%"),
+        ("nps", 12.84, "12.8"),
+    ],
+)
+def test_format_value_fits_a_kpi_card(name, value, text):
+    assert format_value(METRICS[name], value) == text

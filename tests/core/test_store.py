@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -100,3 +103,26 @@ def test_column_docs_come_from_the_schema():
     assert docs["amount"]["required"] and ">= 0" in docs["amount"]["rules"]
     assert "must exist in customers.customer_id" in docs["customer_id"]["rules"]
     assert "one of completed" in docs["status"]["rules"]
+
+
+def test_store_locked_by_another_process_is_a_clear_error(tmp_path):
+    path = tmp_path / "locked.duckdb"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('open', flush=True);"
+            " time.sleep(60)",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        locked = Store(f"duckdb:///{path}")
+        with pytest.raises(StoreError, match=rf"in use by another process \(PID {holder.pid}\)"):
+            locked.init_schema()
+    finally:
+        holder.kill()
+        holder.wait()
