@@ -3,7 +3,7 @@
 import streamlit as st
 
 from crm_core.metrics import format_change, format_value
-from crm_ui import auth_ui, charts, data, filters_ui
+from crm_ui import auth_ui, charts, data, filters_ui, widgets
 
 auth_ui.require_view("overview")
 st.title("KPI overview")
@@ -42,12 +42,11 @@ trend = data.monthly_trend(filters)
 if trend.empty:
     st.info("No completed orders in this period and filter.")
 else:
-    st.plotly_chart(charts.revenue_active_trend(trend), width="stretch")
-    st.download_button(
+    widgets.chart_with_download(
+        charts.revenue_active_trend(trend),
+        trend,
+        f"monthly_trend_{filters.start}_{filters.end}.csv",
         "Download monthly figures (CSV)",
-        trend.to_csv(index=False).encode(),
-        file_name=f"monthly_trend_{filters.start}_{filters.end}.csv",
-        mime="text/csv",
     )
 
 st.subheader("Cohort retention")
@@ -59,10 +58,9 @@ grid = data.cohort_retention(filters)
 if grid.empty:
     st.info("No first purchases in this period and filter.")
 else:
-    st.plotly_chart(charts.cohort_heatmap(grid), width="stretch")
-    st.download_button(
+    widgets.chart_with_download(
+        charts.cohort_heatmap(grid),
+        grid.reset_index(),
+        f"cohort_retention_{filters.start}_{filters.end}.csv",
         "Download cohort table (CSV)",
-        grid.to_csv().encode(),
-        file_name=f"cohort_retention_{filters.start}_{filters.end}.csv",
-        mime="text/csv",
     )

@@ -24,8 +24,10 @@ metadata = sa.MetaData()
 Money = sa.Numeric(12, 2)
 
 
-def _key(name: str, doc: str) -> sa.Column:
-    return sa.Column(name, sa.BigInteger, primary_key=True, autoincrement=False, info={"doc": doc})
+def _key(name: str, doc: str, **info) -> sa.Column:
+    return sa.Column(
+        name, sa.BigInteger, primary_key=True, autoincrement=False, info={"doc": doc, **info}
+    )
 
 
 def _col(name: str, type_: sa.types.TypeEngine, doc: str, *, required: bool = False, **info):
@@ -124,20 +126,8 @@ events = sa.Table(
 campaign_contacts = sa.Table(
     "campaign_contacts",
     metadata,
-    sa.Column(
-        "campaign_id",
-        sa.BigInteger,
-        primary_key=True,
-        autoincrement=False,
-        info={"doc": "The campaign.", "references": "campaigns.campaign_id"},
-    ),
-    sa.Column(
-        "customer_id",
-        sa.BigInteger,
-        primary_key=True,
-        autoincrement=False,
-        info={"doc": "The customer contacted.", "references": "customers.customer_id"},
-    ),
+    _key("campaign_id", "The campaign.", references="campaigns.campaign_id"),
+    _key("customer_id", "The customer contacted.", references="customers.customer_id"),
     _col("sent_at", sa.DateTime, "When the message was sent (UTC).", required=True),
     _col(
         "test_group",

@@ -62,3 +62,19 @@ def test_no_users_explains_how_to_create_the_admin(tmp_path, monkeypatch):
     use_store(monkeypatch, tmp_path / "crm.duckdb")
     at = AppTest.from_file(str(APP), default_timeout=60).run()
     assert any("No users yet" in e.value for e in at.error)
+
+
+def test_overview_on_real_cdnow_data(tmp_path, monkeypatch):
+    from crm_core import datasets
+
+    store = Store(f"duckdb:///{tmp_path / 'crm.duckdb'}")
+    store.init_schema()
+    datasets.load_cdnow(store)
+    add_role_users(store)
+    store.dispose()
+    use_store(monkeypatch, tmp_path / "crm.duckdb")
+    at = sign_in("manager")
+    assert not at.exception
+    figures = {m.label: m.value for m in at.metric}
+    assert figures["Orders"] != "n/a" and figures["NPS"] == "n/a" and figures["CSAT"] == "n/a"
+    assert "1998" in at.caption[0].value  # CDNOW's last purchases are in June 1998
