@@ -1,0 +1,42 @@
+"""Personal data by role: which columns are PII and how they are masked for other roles."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from crm_core import auth, schema
+
+PII_COLUMNS: frozenset[str] = frozenset(
+    name
+    for table_name in schema.DATA_TABLES
+    for name in schema.pii_columns(table_name)
+    if name != "comment"
+) | {"name", "full_name"}
+"""Column names that hold personal data wherever they appear (declared in schema.py)."""
+
+
+def _mask_text(value: object) -> object:
+    if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NA:
+        return value
+    text = str(value)
+    if "@" in text:
+        local, _, domain = text.partition("@")
+        return f"{local[:1]}***@{domain}"
+    if len(text) <= 2:
+        return "*" * len(text)
+    return text[:1] + "*" * (len(text) - 1)
+
+
+def mask_pii(frame: pd.DataFrame, role: str) -> pd.DataFrame:
+    """`frame` with personal columns masked unless `role` may see personal data."""
+    if auth.can(role, "see_pii"):
+        return frame
+    masked = frame.copy()
+    for column in masked.columns:
+        if column not in PII_COLUMNS:
+            continue
+        if pd.api.types.is_datetime64_any_dtype(masked[column]):
+            masked[column] = masked[column].dt.year.astype("Int64")  # keep only the year
+        else:
+            masked[column] = masked[column].astype(object).map(_mask_text)
+    return masked
