@@ -1,0 +1,308 @@
+"""Funnels counted by customer: web/app event funnels and the lead lifecycle funnel.
+
+Event funnel: a customer enters at their first event of the first step in the period.
+In strict order each next step must come after the previous one; in any order the steps may
+happen in any sequence after entry. Every step must happen within the conversion window
+after entry. The first matching event is taken at each step (as most analytics tools do).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from crm_core.errors import CRMError
+from crm_core.filters import Filters, customer_scope
+from crm_core.schema import EVENT_TYPES, LEAD_STAGES, customers, events, leads
+from crm_core.store import Store
+
+DEFAULT_STEPS = ("visit", "product_view", "add_to_cart", "checkout", "purchase")
+ORDERS = ("strict", "any")
+MIN_STEPS, MAX_STEPS = 2, 10
+FUNNEL_BREAKDOWNS = ("channel", "country")
+"""channel: where the customer entered the funnel; country: the customer's country."""
+
+LEAD_FUNNEL = ("lead", "mql", "sql", "opportunity", "won")
+LOST_REACHED = "sql"
+"""Lost leads count as having reached the stages up to SQL (where a deal is valued)."""
+
+
+@dataclass
+class FunnelResult:
+    """Step counts, per-customer progress, and the SQL that selected the events."""
+
+    steps: pd.DataFrame
+    customers: pd.DataFrame
+    sql: str
+    step_names: list[str] = field(default_factory=list)
+
+    @property
+    def overall_conversion(self) -> float | None:
+        """Share of entrants who reached the last step."""
+        entered = int(self.steps["customers"].iloc[0]) if len(self.steps) else 0
+        return None if entered == 0 else float(self.steps["customers"].iloc[-1]) / entered
+
+    def dropped_at(self, step: int) -> list[int]:
+        """Customers who reached step `step` (1-based) but not the next one."""
+        reached = self.customers["reached"]
+        return self.customers.loc[reached == step, "customer_id"].astype(int).tolist()
+
+
+def validate_steps(steps: list[str], order: str, window_days: int) -> None:
+    """Raise CRMError naming what is wrong with a funnel definition."""
+    if not MIN_STEPS <= len(steps) <= MAX_STEPS:
+        raise CRMError(
+            f"A funnel needs {MIN_STEPS} to {MAX_STEPS} steps; got {len(steps)}. "
+            "Add or remove steps."
+        )
+    unknown = [s for s in steps if s not in EVENT_TYPES]
+    if unknown:
+        raise CRMError(f"Unknown event type {unknown[0]!r}; allowed: {', '.join(EVENT_TYPES)}.")
+    if order not in ORDERS:
+        raise CRMError(f"Unknown step order {order!r}; allowed: {', '.join(ORDERS)}.")
+    if window_days < 1:
+        raise CRMError(f"The conversion window must be at least 1 day; got {window_days}.")
+
+
+def funnel_events_query(steps: list[str], filters: Filters, window_days: int) -> sa.Select:
+    """Events of the funnel's steps from the period's start to its end plus the window."""
+    window = sa.bindparam("window", timedelta(days=window_days), type_=sa.Interval())
+    return (
+        sa.select(events.c.customer_id, events.c.event_type, events.c.occurred_at, events.c.channel)
+        .where(
+            events.c.event_type.in_(sorted(set(steps))),
+            events.c.occurred_at >= filters.start_ts,
+            events.c.occurred_at < sa.bindparam("end_ts", filters.end_ts) + window,
+            *customer_scope(events.c.customer_id, filters),
+        )
+        .order_by(events.c.customer_id, events.c.occurred_at)
+    )
+
+
+def _entries(found: pd.DataFrame, first_step: str, filters: Filters) -> pd.DataFrame:
+    first = found[(found["event_type"] == first_step) & (found["occurred_at"] < filters.end_ts)]
+    first = first.sort_values("occurred_at").drop_duplicates("customer_id")
+    return first.rename(columns={"occurred_at": "entered_at"})[
+        ["customer_id", "entered_at", "channel"]
+    ]
+
+
+def _strict_progress(
+    found: pd.DataFrame, steps: list[str], entries: pd.DataFrame, window: pd.Timedelta
+) -> pd.DataFrame:
+    progress = entries.assign(t1=entries["entered_at"], reached=1)
+    current = progress[["customer_id", "entered_at", "t1"]].rename(columns={"t1": "previous"})
+    for i, step in enumerate(steps[1:], start=2):
+        step_events = (
+            found.loc[found["event_type"] == step, ["customer_id", "occurred_at"]]
+            .sort_values("occurred_at")
+            .reset_index(drop=True)
+        )
+        if current.empty or step_events.empty:
+            break
+        matched = pd.merge_asof(
+            current.sort_values("previous"),
+            step_events,
+            left_on="previous",
+            right_on="occurred_at",
+            by="customer_id",
+            direction="forward",
+            allow_exact_matches=step != steps[i - 2],
+        )
+        ok = matched["occurred_at"].notna() & (
+            matched["occurred_at"] <= matched["entered_at"] + window
+        )
+        matched = matched[ok]
+        progress = progress.merge(
+            matched[["customer_id", "occurred_at"]].rename(columns={"occurred_at": f"t{i}"}),
+            on="customer_id",
+            how="left",
+        )
+        progress.loc[progress[f"t{i}"].notna(), "reached"] = i
+        current = matched[["customer_id", "entered_at", "occurred_at"]].rename(
+            columns={"occurred_at": "previous"}
+        )
+    return progress
+
+
+def _any_order_progress(
+    found: pd.DataFrame, steps: list[str], entries: pd.DataFrame, window: pd.Timedelta
+) -> pd.DataFrame:
+    merged = found.merge(entries[["customer_id", "entered_at"]], on="customer_id")
+    inside = merged[
+        (merged["occurred_at"] >= merged["entered_at"])
+        & (merged["occurred_at"] <= merged["entered_at"] + window)
+    ]
+    firsts = inside.groupby(["customer_id", "event_type"])["occurred_at"].min().unstack()
+    progress = entries.assign(t1=entries["entered_at"], reached=1).set_index("customer_id")
+    still_in = pd.Series(True, index=progress.index)
+    for i, step in enumerate(steps[1:], start=2):
+        times = (
+            firsts[step].reindex(progress.index)
+            if step in firsts
+            else pd.Series(pd.NaT, index=progress.index)
+        )
+        still_in &= times.notna()
+        progress[f"t{i}"] = times.where(still_in)
+        progress.loc[still_in, "reached"] = i
+    return progress.reset_index()
+
+
+def event_funnel(
+    store: Store,
+    filters: Filters,
+    steps: list[str],
+    *,
+    order: str = "strict",
+    window_days: int = 7,
+) -> FunnelResult:
+    """Customers reaching each step, conversion and drop-off, median time between steps."""
+    validate_steps(steps, order, window_days)
+    query = funnel_events_query(steps, filters, window_days)
+    found = store.read_df(query)
+    sql = str(query.compile(dialect=store.engine.dialect, compile_kwargs={"literal_binds": False}))
+    window = pd.Timedelta(days=window_days)
+    entries = _entries(found, steps[0], filters)
+    if order == "strict":
+        progress = _strict_progress(found, steps, entries, window)
+    else:
+        progress = _any_order_progress(found, steps, entries, window)
+    for i in range(2, len(steps) + 1):
+        if f"t{i}" not in progress:
+            progress[f"t{i}"] = pd.NaT
+    rows = []
+    for i, step in enumerate(steps, start=1):
+        count = int((progress["reached"] >= i).sum())
+        previous = rows[-1]["customers"] if rows else count
+        if i == 1:
+            median_hours = None
+        else:
+            gap = (progress[f"t{i}"] - progress[f"t{i - 1}"]).dropna()
+            median_hours = float(gap.dt.total_seconds().median() / 3600) if len(gap) else None
+        rows.append(
+            {
+                "step": i,
+                "event_type": step,
+                "customers": count,
+                "conversion_from_start": count / rows[0]["customers"]
+                if rows and rows[0]["customers"]
+                else (1.0 if count else None),
+                "conversion_from_previous": count / previous if previous else None,
+                "dropped": previous - count,
+                "median_hours_from_previous": median_hours,
+            }
+        )
+    return FunnelResult(steps=pd.DataFrame(rows), customers=progress, sql=sql, step_names=steps)
+
+
+def funnel_breakdown(store: Store, result: FunnelResult, by: str) -> pd.DataFrame:
+    """Customers reaching each step per value of `by` (channel of entry or country)."""
+    if by not in FUNNEL_BREAKDOWNS:
+        raise CRMError(f"Unknown breakdown {by!r}; allowed: {', '.join(FUNNEL_BREAKDOWNS)}.")
+    progress = result.customers
+    if by == "country":
+        countries = store.read_df(
+            sa.select(customers.c.customer_id, customers.c.country).where(
+                customers.c.customer_id.in_(sa.bindparam("ids", expanding=True))
+            ),
+            {"ids": progress["customer_id"].astype(int).tolist() or [-1]},
+        )
+        progress = progress.drop(columns=["country"], errors="ignore").merge(
+            countries, on="customer_id", how="left"
+        )
+    group = progress[by].astype(object).fillna("(unknown)")
+    table = {
+        name: progress.groupby(group)["reached"].apply(lambda r, i=i: int((r >= i).sum()))
+        for i, name in enumerate(result.step_names, start=1)
+    }
+    frame = pd.DataFrame(table)
+    frame["conversion"] = frame.iloc[:, -1] / frame.iloc[:, 0].where(frame.iloc[:, 0] > 0)
+    frame.index.name = by
+    return frame.sort_values(frame.columns[0], ascending=False).reset_index()
+
+
+def funnel_trend(result: FunnelResult) -> pd.DataFrame:
+    """Entrants and overall conversion by month of entry."""
+    progress = result.customers
+    if progress.empty:
+        return pd.DataFrame(columns=["month", "entered", "converted", "conversion"])
+    month = progress["entered_at"].dt.to_period("M").dt.to_timestamp()
+    last = len(result.step_names)
+    trend = progress.groupby(month).agg(
+        entered=("customer_id", "size"), converted=("reached", lambda r: int((r >= last).sum()))
+    )
+    trend["conversion"] = trend["converted"] / trend["entered"]
+    trend.index.name = "month"
+    return trend.reset_index()
+
+
+def lead_funnel(store: Store, filters: Filters) -> pd.DataFrame:
+    """Leads created in the period reaching each lifecycle stage, with conversion between."""
+    rank = {stage: i for i, stage in enumerate(LEAD_FUNNEL)}
+    created = store.read_df(
+        sa.select(leads.c.stage).where(
+            leads.c.created_at >= filters.start_ts, leads.c.created_at < filters.end_ts
+        )
+    )
+    reached_rank = created["stage"].map(lambda s: rank.get(s, rank[LOST_REACHED]))
+    rows = []
+    for stage, i in rank.items():
+        count = int((reached_rank >= i).sum())
+        previous = rows[-1]["leads"] if rows else count
+        rows.append(
+            {
+                "stage": stage,
+                "leads": count,
+                "conversion_from_previous": count / previous if previous else None,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def lead_stage_ages(store: Store, filters: Filters) -> pd.DataFrame:
+    """Open leads per stage and the median days they have spent in it (as of the last change)."""
+    open_stages = [s for s in LEAD_STAGES if s not in ("won", "lost")]
+    frame = store.read_df(
+        sa.select(leads.c.stage, leads.c.stage_changed_at, leads.c.created_at).where(
+            leads.c.created_at >= filters.start_ts,
+            leads.c.created_at < filters.end_ts,
+            leads.c.stage.in_(open_stages),
+        )
+    )
+    as_of = store.scalar(sa.select(sa.func.max(leads.c.stage_changed_at)))
+    if frame.empty or as_of is None:
+        return pd.DataFrame(columns=["stage", "open_leads", "median_days_in_stage"])
+    since = frame["stage_changed_at"].fillna(frame["created_at"])
+    frame["days"] = (pd.Timestamp(as_of) - since).dt.total_seconds() / 86_400
+    table = frame.groupby("stage")["days"].agg(open_leads="size", median_days_in_stage="median")
+    return table.reindex(open_stages).dropna(how="all").reset_index()
+
+
+def leads_by_source(store: Store, filters: Filters) -> pd.DataFrame:
+    """Per lead source: leads, won, lost, win rate (won / closed), won and average deal value."""
+    frame = store.read_df(
+        sa.select(leads.c.source, leads.c.stage, leads.c.deal_value).where(
+            leads.c.created_at >= filters.start_ts, leads.c.created_at < filters.end_ts
+        )
+    )
+    if frame.empty:
+        return pd.DataFrame(
+            columns=["source", "leads", "won", "lost", "win_rate", "won_value", "avg_deal"]
+        )
+    frame["source"] = frame["source"].astype(object).fillna("(unknown)")
+    won = frame["stage"] == "won"
+    frame["won_value"] = np.where(won, frame["deal_value"].fillna(0), 0.0)
+    table = frame.groupby("source").agg(
+        leads=("stage", "size"),
+        won=("stage", lambda s: int((s == "won").sum())),
+        lost=("stage", lambda s: int((s == "lost").sum())),
+        won_value=("won_value", "sum"),
+    )
+    closed = table["won"] + table["lost"]
+    table["win_rate"] = table["won"] / closed.where(closed > 0)
+    table["avg_deal"] = table["won_value"] / table["won"].where(table["won"] > 0)
+    return table.sort_values("leads", ascending=False).reset_index()
