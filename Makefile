@@ -4,7 +4,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
 
-.PHONY: run test lint format install install-dev demo clean
+SCREENSHOTS ?= test-artifacts/screenshots
+# Debian packages the tests need: PostgreSQL 15 (a throwaway server per test session) and
+# Chromium (browser tests). Installed only when missing; nothing else is downloaded.
+PG_BIN := $(firstword $(wildcard /usr/lib/postgresql/*/bin/postgres) $(shell command -v postgres 2>/dev/null))
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test test-concurrency test-fast lint format install install-dev system-deps demo clean
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +25,17 @@ $(VENV)/.installed-dev: requirements-dev.txt requirements.txt $(VENV)/.installed
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
+## system-deps: apt-get install postgresql-15 and chromium when they are missing
+system-deps:
+	@missing=""; \
+	[ -n "$(PG_BIN)" ] || missing="$$missing postgresql-15"; \
+	[ -x "$(CHROMIUM)" ] || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+		echo "Installing$$missing (apt-get)"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
 install: $(VENV)/.installed
 
 install-dev: $(VENV)/.installed-dev
@@ -27,11 +45,24 @@ run: install
 	$(PY) -m crm_core init
 	$(PY) -m streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT)
 
-## make test: install with dev tools, lint, run the whole suite
-test: install-dev
+## make test: install with dev tools and system packages, lint, run the whole suite
+## (DuckDB and a throwaway PostgreSQL 15, browser tests in headless Chromium)
+test: install-dev system-deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) -m pytest
+	rm -rf $(SCREENSHOTS)
+	CRM_TEST_PG=require CRM_TEST_BROWSER=require CRM_CHROMIUM=$(CHROMIUM) \
+		CRM_SCREENSHOTS=$(abspath $(SCREENSHOTS)) $(PY) -m pytest --durations=15
+	@echo "Screenshots of every view: $(SCREENSHOTS)/"
+
+## make test-concurrency: 20 browser sessions at once while imports write (CPU-heavy)
+test-concurrency: install-dev system-deps
+	CRM_TEST_CONCURRENCY=1 CRM_TEST_BROWSER=require CRM_CHROMIUM=$(CHROMIUM) \
+		$(PY) -m pytest -s tests/browser/test_concurrency.py
+
+## make test-fast: the suite without slow tests (no browser), PostgreSQL when available
+test-fast: install-dev
+	$(PY) -m pytest -m "not slow"
 
 lint: install-dev
 	$(VENV)/bin/ruff check .
@@ -42,4 +73,4 @@ format: install-dev
 	$(VENV)/bin/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import re
 import threading
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,17 @@ from crm_core.errors import StoreError
 
 _STAGING = "_crm_staging"
 
+DUCKDB_CONFIG: dict[str, object] = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "lock_configuration": True,
+}
+"""Every DuckDB connection of the app: SQL cannot read or write files other than the store
+(no read_csv, COPY, ATTACH), install or load extensions, or reach the network, and cannot
+switch that back on (the configuration is locked). DataFrames are still registered from
+Python (insert_df) and import files are read by pyarrow, not by DuckDB SQL."""
+
 
 def utcnow() -> datetime:
     """Current time as naive UTC, the store's timestamp convention."""
@@ -38,12 +50,16 @@ class Store:
     def __init__(self, url: str) -> None:
         self.url = url
         self.is_duckdb = url.startswith("duckdb")
+        options: dict[str, Any] = {}
         if self.is_duckdb:
             path = sa.engine.make_url(url).database
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
+            options["connect_args"] = {"config": dict(DUCKDB_CONFIG)}
+        else:
+            options["pool_pre_ping"] = True  # a server restart must not break the app
         try:
-            self.engine: Engine = sa.create_engine(url)
+            self.engine: Engine = sa.create_engine(url, **options)
         except Exception as exc:  # a bad URL or a missing driver
             raise StoreError(f"Cannot open the store {url!r}: {exc}") from exc
         # DuckDB allows one writer per file; writes from this process take turns.
@@ -115,10 +131,15 @@ class Store:
             # DuckDB hands a columnar result straight to pandas (about 25x read_sql).
             return result.cursor.fetch_df()
         frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+        # The same dtypes DuckDB's fetch_df gives: NUMERIC as float, DATE as datetime64.
         for col in frame.columns:
             first = frame[col].dropna().head(1)
-            if len(first) and isinstance(first.iloc[0], Decimal):
+            if not len(first):
+                continue
+            if isinstance(first.iloc[0], Decimal):
                 frame[col] = frame[col].astype(float)
+            elif isinstance(first.iloc[0], date) and not isinstance(first.iloc[0], datetime):
+                frame[col] = pd.to_datetime(frame[col]).astype("datetime64[us]")
         return frame
 
     def scalar(self, stmt: sa.sql.Executable | str, params: Mapping[str, Any] | None = None):
@@ -159,30 +180,32 @@ class Store:
             return 0
         target = schema.table(table_name)
         cols = [col.name for col in target.columns if col.name in frame.columns]
-        staging = sa.table(_STAGING, *[sa.column(c) for c in cols])
         if self.is_duckdb:
+            staging_name = _STAGING
             raw = conn.connection.driver_connection
-            raw.register(_STAGING, frame[cols])
+            raw.register(staging_name, frame[cols])
         else:
-            frame[cols].to_sql(_STAGING, conn, if_exists="replace", index=False, chunksize=10_000)
+            staging_name = _pg_copy_to_staging(conn, target, frame[cols])
+        staging = sa.table(staging_name, *[sa.column(c) for c in cols])
+        stmt = pg_insert(target).from_select(cols, sa.select(*staging.c))
+        if upsert:
+            key = schema.primary_key(table_name)
+            updates = {c: stmt.excluded[c] for c in cols if c not in key}
+            stmt = (
+                stmt.on_conflict_do_update(index_elements=key, set_=updates)
+                if updates
+                else stmt.on_conflict_do_nothing(index_elements=key)
+            )
         try:
-            stmt = pg_insert(target).from_select(cols, sa.select(*staging.c))
-            if upsert:
-                key = schema.primary_key(table_name)
-                updates = {c: stmt.excluded[c] for c in cols if c not in key}
-                stmt = (
-                    stmt.on_conflict_do_update(index_elements=key, set_=updates)
-                    if updates
-                    else stmt.on_conflict_do_nothing(index_elements=key)
-                )
             conn.execute(stmt)
         finally:
             if self.is_duckdb:
                 # After a failed statement DuckDB refuses everything until rollback.
                 with suppress(Exception):
-                    raw.unregister(_STAGING)
-            else:
-                conn.execute(sa.text(f"DROP TABLE IF EXISTS {_STAGING}"))
+                    raw.unregister(staging_name)
+        if not self.is_duckdb:
+            # A failed statement aborts the transaction; its rollback drops the table then.
+            conn.execute(sa.text(f'DROP TABLE "{staging_name}"'))
         return len(frame)
 
     # --- schema ------------------------------------------------------------------------
@@ -242,6 +265,43 @@ class Store:
     def dispose(self) -> None:
         """Close every pooled connection (releases DuckDB's file lock)."""
         self.engine.dispose()
+
+
+def _pg_copy_to_staging(conn: Connection, target: sa.Table, frame: pd.DataFrame) -> str:
+    """COPY `frame` into a new temporary table shaped like `target`'s columns; its name.
+
+    The table is private to this connection (concurrent imports cannot collide) and has the
+    target's column types, so the INSERT ... SELECT that follows needs no casts.
+    """
+    name = f"{_STAGING}_{uuid.uuid4().hex[:12]}"
+    ident = conn.dialect.identifier_preparer
+    columns = ", ".join(ident.quote(c) for c in frame.columns)
+    # Identifiers only (quoted names from schema.py), no values: nothing to inject.
+    shape = f"SELECT {columns} FROM {ident.quote(target.name)} WITH NO DATA"  # noqa: S608
+    conn.execute(sa.text(f'CREATE TEMPORARY TABLE "{name}" ON COMMIT DROP AS {shape}'))
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        with cursor.copy(f'COPY "{name}" ({columns}) FROM STDIN') as copy:
+            for row in zip(*(_python_values(frame[c]) for c in frame.columns), strict=True):
+                copy.write_row(row)
+    finally:
+        cursor.close()
+    return name
+
+
+def _python_values(series: pd.Series) -> list[Any]:
+    """A column as plain Python values (None for missing) that any DB driver can adapt."""
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return [None if pd.isna(v) else v.to_pydatetime() for v in series]
+    values = series.astype(object).tolist()
+    return [
+        None
+        if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and v != v)
+        else v.item()
+        if hasattr(v, "item")
+        else v
+        for v in values
+    ]
 
 
 _INFO_COLUMNS = sa.table(

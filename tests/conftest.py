@@ -1,4 +1,7 @@
-"""Shared fixtures: a fresh empty store per test and one demo store per session."""
+"""Shared fixtures: a fresh empty store per test and one demo store per session.
+
+Mark a test or module `both_stores` to run it on DuckDB and on PostgreSQL (tests/stores.py).
+"""
 
 from __future__ import annotations
 
@@ -11,15 +14,30 @@ import pytest
 from crm_core import schema
 from crm_core.store import Store, close_all
 
+pytest_plugins = ["tests.stores"]  # backend, PostgreSQL fixtures, the both_stores hook
+
 TESTS_DIR = Path(__file__).resolve().parent
 DEMO_CUSTOMERS = 1_500
 DEMO_SEED = 7
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "both_stores: run once on DuckDB and once on PostgreSQL (tests/stores.py)"
+    )
+    config.addinivalue_line("markers", "browser: drives the real app in headless Chromium")
+
+
 @pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
-    """An empty store with the full schema, in a DuckDB file of its own."""
-    url = f"duckdb:///{tmp_path / 'crm.duckdb'}"
+def store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str, request: pytest.FixtureRequest
+) -> Iterator[Store]:
+    """An empty store with the full schema: a DuckDB file of its own, or (in the
+    `[postgresql]` variant of a `both_stores` test) a PostgreSQL schema of its own."""
+    if backend == "postgresql":
+        url = request.getfixturevalue("pg_store_url")
+    else:
+        url = f"duckdb:///{tmp_path / 'crm.duckdb'}"
     monkeypatch.setenv("CRM_DATABASE_URL", url)
     monkeypatch.setenv("CRM_DATA_DIR", str(tmp_path))
     store = Store(url)
@@ -43,9 +61,15 @@ def demo_store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def demo_store(demo_store_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
-    """The session's demo store, also set as CRM_DATABASE_URL for code that reads settings."""
-    url = f"duckdb:///{demo_store_path}"
+def demo_store(
+    demo_store_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str, request
+) -> Iterator[Store]:
+    """The session's demo store, also set as CRM_DATABASE_URL for code that reads settings
+    (the same data on PostgreSQL in the `[postgresql]` variant of a `both_stores` test)."""
+    if backend == "postgresql":
+        url = request.getfixturevalue("pg_demo_store_url")
+    else:
+        url = f"duckdb:///{demo_store_path}"
     monkeypatch.setenv("CRM_DATABASE_URL", url)
     store = Store(url)
     yield store

@@ -16,6 +16,8 @@ from crm_core.errors import CRMError, ImportValidationError
 from crm_core.ingest import ImportResult, import_file, import_files, read_table_file, validate
 from tests.conftest import snapshot
 
+pytestmark = pytest.mark.both_stores  # every test here runs on DuckDB and PostgreSQL
+
 CUSTOMERS_CSV = """customer_id,email,country,signup_at,consent_email,loyalty_points
 1,ann@example.com,US,2024-01-01,yes,10
 2,bob@example.com,GB,2024-01-02 09:30:00,no,

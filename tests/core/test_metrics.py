@@ -10,6 +10,8 @@ from crm_core.filters import default_filters, order_date_range
 from crm_core.metrics import METRICS, compute_kpis, format_change, format_value, monthly_trend
 from tests.core import tiny
 
+pytestmark = pytest.mark.both_stores  # every test here runs on DuckDB and PostgreSQL
+
 
 @pytest.fixture
 def tiny_store(store):

@@ -13,6 +13,8 @@ from crm_core import schema
 from crm_core.errors import StoreError
 from crm_core.store import Store
 
+pytestmark = pytest.mark.both_stores  # every test here runs on DuckDB and PostgreSQL
+
 
 def test_schema_has_every_table_of_the_data_model(store):
     expected = {
@@ -38,9 +40,16 @@ def test_init_schema_is_idempotent(store):
     assert store.init_schema() == []
 
 
-def test_older_store_is_migrated_not_dropped(tmp_path):
-    url = f"duckdb:///{tmp_path / 'old.duckdb'}"
-    old = Store(url)
+@pytest.fixture
+def empty_url(backend, tmp_path, request):
+    """A store URL with no tables yet, on this variant's backend."""
+    if backend == "postgresql":
+        return request.getfixturevalue("pg_store_url")
+    return f"duckdb:///{tmp_path / 'old.duckdb'}"
+
+
+def test_older_store_is_migrated_not_dropped(empty_url):
+    old = Store(empty_url)
     with old.begin() as conn:  # a store as an earlier version made it: fewer columns and tables
         conn.execute(
             sa.text("CREATE TABLE customers (customer_id BIGINT PRIMARY KEY, email VARCHAR)")
@@ -126,3 +135,99 @@ def test_store_locked_by_another_process_is_a_clear_error(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+# --- DuckDB: SQL cannot reach the file system or the network -----------------------------
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT * FROM read_csv('{outside}')",
+        "COPY customers TO '{outside}'",
+        "ATTACH '{outside}.duckdb' AS other",
+        "INSTALL httpfs",
+        "LOAD httpfs",
+        "SELECT * FROM read_parquet('https://example.com/x.parquet')",
+        "SET enable_external_access = true",
+        "SET lock_configuration = false",
+    ],
+)
+def test_duckdb_sql_cannot_read_write_attach_or_install(tmp_path, sql):
+    outside = tmp_path / "outside.csv"
+    outside.write_text("a\n1\n")
+    locked = Store(f"duckdb:///{tmp_path / 'crm.duckdb'}")
+    locked.init_schema()
+    with (
+        pytest.raises(sa.exc.DBAPIError, match="disabled|locked|Permission"),
+        locked.connect() as conn,
+    ):
+        conn.execute(sa.text(sql.format(outside=outside)))
+    # ... while registering a DataFrame from Python (how insert_df loads) still works.
+    with locked.begin() as conn:
+        locked.insert_df(
+            conn, "customers", pd.DataFrame({"customer_id": [1], "signup_at": [pd.Timestamp(0)]})
+        )
+    assert locked.row_counts(("customers",))["customers"] == 1
+    assert not (tmp_path / "outside.csv.duckdb").exists()
+    locked.dispose()
+
+
+# --- PostgreSQL specifics ---------------------------------------------------------------
+
+
+def test_demo_store_kpis_are_identical_on_duckdb_and_postgresql(demo_store_path, pg_demo_store_url):
+    from crm_core.analytics.cohorts import cohort_retention
+    from crm_core.filters import default_filters
+    from crm_core.metrics import compute_kpis, monthly_trend
+
+    results = {}
+    for name, url in (("duckdb", f"duckdb:///{demo_store_path}"), ("pg", pg_demo_store_url)):
+        opened = Store(url)
+        filters = default_filters(opened)
+        results[name] = (
+            filters,
+            {k: (v.value, v.previous) for k, v in compute_kpis(opened, filters).items()},
+            monthly_trend(opened, filters),
+            cohort_retention(opened, filters),
+            opened.row_counts(),
+        )
+        opened.dispose()
+    duck, pg = results["duckdb"], results["pg"]
+    assert duck[0] == pg[0]
+    assert duck[4] == pg[4]
+    for name, (value, previous) in duck[1].items():
+        assert pg[1][name] == (pytest.approx(value), pytest.approx(previous)), name
+    pd.testing.assert_frame_equal(duck[2], pg[2], check_dtype=False)
+    pd.testing.assert_frame_equal(duck[3], pg[3], check_dtype=False)
+
+
+def test_concurrent_imports_on_postgresql_do_not_collide(pg_store_url):
+    """Two processes' worth of writers: each load stages in a table private to its session."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    writers = [Store(pg_store_url) for _ in range(4)]
+    writers[0].init_schema()
+
+    def load(i: int) -> int:
+        frame = pd.DataFrame(
+            {"customer_id": range(i * 1000, i * 1000 + 500), "signup_at": pd.Timestamp(0)}
+        )
+        with writers[i].begin() as conn:
+            return writers[i].insert_df(conn, "customers", frame)
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(load, range(4))) == [500] * 4
+    assert writers[0].row_counts(("customers",))["customers"] == 2000
+    assert not {n for n in writers[0].table_names() if n.startswith("_crm_staging")}
+    for writer in writers:
+        writer.dispose()
+
+
+def test_unreachable_postgresql_is_a_clear_error():
+    from tests.pg_server import free_port
+
+    down = Store(f"postgresql+psycopg://crm@127.0.0.1:{free_port()}/crm")
+    with pytest.raises(StoreError, match="Cannot open the store.*127.0.0.1"):
+        down.init_schema()
+    down.dispose()
