@@ -1,15 +1,380 @@
-"""Target-list exports and their audit trail (`export_log`)."""
+"""Target-list exports and their audit trail (`export_log`).
+
+An export takes a saved segment and, before anything is written: drops erased customers,
+customers without consent or an address for the channel, and suppressed e-mails/phones;
+optionally holds out a random control group (recorded in campaign_contacts for a campaign
+created for the export, so the campaign view can measure lift); offers personal columns
+only to roles that may export them; neutralises text cells a spreadsheet would run as a
+formula; and writes the file, a JSON manifest beside it and an `export_log` row with the
+file's sha256.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
+import secrets
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from crm_core.schema import export_log
-from crm_core.store import Store
+from crm_core import auth, features, segments
+from crm_core.config import get_settings
+from crm_core.errors import CRMError, NotAllowedError
+from crm_core.schema import campaign_contacts, campaigns, customers, export_log, suppressions
+from crm_core.store import Store, utcnow
+
+CHANNELS = ("email", "sms", "none")
+"""email and sms need consent and an address; none (e.g. an ad audience) needs neither."""
+FORMATS = ("csv", "xlsx", "parquet")
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n")
+"""A text cell starting with one of these is read as a formula by spreadsheets."""
+
+EXPORTABLE_COLUMNS: tuple[str, ...] = tuple(
+    c.name for c in features.customer_360.columns if c.name != "as_of"
+)
+PII_COLUMNS: frozenset[str] = frozenset(
+    c.name for c in features.customer_360.columns if c.info.get("pii")
+)
+DEFAULT_COLUMNS: tuple[str, ...] = (
+    "customer_id",
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "country",
+    "rfm_segment",
+    "clv",
+    "churn_risk",
+)
+
+EXCLUSION_REASONS = {
+    "erased": "personal data erased",
+    "no_consent": "no consent for the channel",
+    "no_address": "no e-mail address or phone number for the channel",
+    "suppressed": "on the suppression list",
+}
+"""Why a customer was left out, checked in this order (each customer counts once)."""
 
 
 def read_export_log(store: Store, limit: int = 500) -> pd.DataFrame:
     """The most recent exports, newest first (admins read this)."""
     stmt = sa.select(export_log).order_by(export_log.c.exported_at.desc()).limit(limit)
     return store.read_df(stmt)
+
+
+def allowed_columns(role: str) -> list[str]:
+    """Columns `role` may export: personal columns only with the export_pii permission."""
+    if auth.can(role, "export_pii"):
+        return list(EXPORTABLE_COLUMNS)
+    return [c for c in EXPORTABLE_COLUMNS if c not in PII_COLUMNS]
+
+
+def default_columns(role: str) -> list[str]:
+    """A sensible starting choice of columns for `role`."""
+    allowed = allowed_columns(role)
+    return [c for c in DEFAULT_COLUMNS if c in allowed]
+
+
+def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text cells a spreadsheet would read as a formula get a leading ' ; numbers stay numbers."""
+    safe = frame.copy()
+    for column in safe.columns:
+        if pd.api.types.is_object_dtype(safe[column]) or pd.api.types.is_string_dtype(safe[column]):
+            safe[column] = (
+                safe[column]
+                .astype(object)
+                .map(
+                    lambda v: (
+                        "'" + v if isinstance(v, str) and v.startswith(FORMULA_PREFIXES) else v
+                    )
+                )
+            )
+    return safe
+
+
+def _digits(value: object) -> str:
+    return re.sub(r"\D", "", str(value))
+
+
+@dataclass
+class ExportResult:
+    """What an export wrote and left out."""
+
+    export_id: int
+    path: Path
+    manifest_path: Path
+    segment_name: str
+    segment_version: int
+    channel: str
+    format: str
+    columns: list[str]
+    rows: int
+    selected: int
+    excluded: dict[str, int] = field(default_factory=dict)
+    control: int = 0
+    campaign_id: int | None = None
+    sha256: str = ""
+
+
+def _check_request(role: str, channel: str, fmt: str, columns: list[str], share: float) -> None:
+    if not auth.can(role, "export_lists"):
+        raise NotAllowedError(f"Not allowed: the {role} role may not export target lists.")
+    if channel not in CHANNELS:
+        raise CRMError(f"Channel {channel!r} is not known; allowed: {', '.join(CHANNELS)}.")
+    if fmt not in FORMATS:
+        raise CRMError(f"Format {fmt!r} is not known; allowed: {', '.join(FORMATS)}.")
+    unknown = [c for c in columns if c not in EXPORTABLE_COLUMNS]
+    if unknown:
+        raise CRMError(
+            f"Unknown export column(s) {', '.join(unknown)}; allowed: "
+            f"{', '.join(EXPORTABLE_COLUMNS)}."
+        )
+    refused = [c for c in columns if c not in allowed_columns(role)]
+    if refused:
+        raise NotAllowedError(
+            f"Not allowed: the {role} role may not export personal columns "
+            f"({', '.join(refused)}). Remove them, or ask a marketer or admin to export."
+        )
+    if not 0 <= share < 1:
+        raise CRMError(f"Control group share: got {share:.0%}; allowed 0% to 99%.")
+
+
+def _exclusions(store: Store, ids: list[int], channel: str) -> pd.Series:
+    """Reason (or None) per customer id, from the live customers table and suppressions."""
+    c = customers.c
+    live = store.read_df(
+        sa.select(c.customer_id, c.email, c.phone, c.consent_email, c.consent_sms, c.erased_at)
+        .where(c.customer_id.in_(sa.bindparam("ids", expanding=True)))
+        .order_by(c.customer_id),
+        {"ids": ids},
+    ).set_index("customer_id")
+    sup = store.read_df(sa.select(suppressions.c.value, suppressions.c.kind))
+    emails = {str(v).strip().lower() for v in sup.loc[sup["kind"] == "email", "value"]}
+    phones = {_digits(v) for v in sup.loc[sup["kind"] == "phone", "value"]} - {""}
+    email_norm = (
+        live["email"]
+        .astype(object)
+        .map(lambda v: str(v).strip().lower() if isinstance(v, str) else None)
+    )
+    phone_norm = (
+        live["phone"].astype(object).map(lambda v: _digits(v) if isinstance(v, str) else None)
+    )
+    email_sup = email_norm.isin(emails)
+    phone_sup = phone_norm.isin(phones)
+    reason = pd.Series(None, index=live.index, dtype=object)
+    checks: list[tuple[str, pd.Series]] = [("erased", live["erased_at"].notna())]
+    if channel == "email":
+        checks += [
+            ("no_consent", ~live["consent_email"].fillna(False).astype(bool)),
+            ("no_address", email_norm.isna() | (email_norm == "")),
+            ("suppressed", email_sup),
+        ]
+    elif channel == "sms":
+        checks += [
+            ("no_consent", ~live["consent_sms"].fillna(False).astype(bool)),
+            ("no_address", phone_norm.isna() | (phone_norm == "")),
+            ("suppressed", phone_sup),
+        ]
+    else:
+        checks.append(("suppressed", email_sup | phone_sup))
+    for name, mask in reversed(checks):  # the first reason in order wins
+        reason[mask.to_numpy()] = name
+    return reason
+
+
+def _read_rows(store: Store, ids: list[int], columns: list[str]) -> pd.DataFrame:
+    """Export columns for `ids`: contact fields from the live customers table, the rest from 360."""
+    c360 = features.customer_360.c
+    picked = [customers.c[n] if n in customers.c else c360[n] for n in columns]
+    stmt = (
+        sa.select(*[col.label(n) for col, n in zip(picked, columns, strict=True)])
+        .join_from(features.customer_360, customers, customers.c.customer_id == c360.customer_id)
+        .where(c360.customer_id.in_(sa.bindparam("ids", expanding=True)))
+        .order_by(c360.customer_id)
+    )
+    return store.read_df(stmt, {"ids": ids})
+
+
+def _write(frame: pd.DataFrame, path: Path, fmt: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "csv":
+        neutralise_formulas(frame).to_csv(path, index=False)
+    elif fmt == "xlsx":
+        neutralise_formulas(frame).to_excel(path, index=False, sheet_name="target_list")
+    else:
+        frame.to_parquet(path, index=False)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def default_path(segment_name: str, version: int, fmt: str) -> Path:
+    """<data_dir>/exports/<segment>_v<version>_<UTC timestamp>.<format>."""
+    slug = re.sub(r"[^a-z0-9]+", "_", segment_name.lower()).strip("_") or "segment"
+    stamp = utcnow().strftime("%Y%m%dT%H%M%S%f")
+    return Path(get_settings().data_dir) / "exports" / f"{slug}_v{version}_{stamp}.{fmt}"
+
+
+def export_segment(
+    store: Store,
+    segment_name: str,
+    *,
+    user: auth.User,
+    channel: str,
+    fmt: str = "csv",
+    columns: list[str] | None = None,
+    out: Path | str | None = None,
+    control_share: float = 0.0,
+    seed: int | None = None,
+) -> ExportResult:
+    """Export the latest version of a saved segment as a governed target list."""
+    columns = list(dict.fromkeys(["customer_id", *(columns or default_columns(user.role))]))
+    _check_request(user.role, channel, fmt, columns, control_share)
+    features.ensure_fresh(store)
+    segment = segments.load_segment(store, segment_name)
+    ids = segments.member_ids(store, segment.definition)
+    if not ids:
+        raise segments.SegmentError(
+            f"Segment {segment.name!r} v{segment.version} selects no customers; nothing exported."
+        )
+    reasons = _exclusions(store, ids, channel)
+    excluded = {k: int((reasons == k).sum()) for k in EXCLUSION_REASONS}
+    eligible = reasons.index[reasons.isna()].to_numpy()
+    if not len(eligible):
+        raise CRMError(
+            f"All {len(ids):,} customers of {segment.name!r} were excluded for {channel} ("
+            + ", ".join(f"{EXCLUSION_REASONS[k]}: {v:,}" for k, v in excluded.items() if v)
+            + "); nothing exported."
+        )
+    seed = secrets.randbits(32) if seed is None else seed
+    n_control = int(round(control_share * len(eligible)))
+    rng = np.random.default_rng(seed)
+    control = np.sort(rng.choice(eligible, size=n_control, replace=False)) if n_control else []
+    treatment = np.setdiff1d(eligible, control)
+    if not len(treatment):
+        raise CRMError("The control group would take every customer; lower its share.")
+    frame = _read_rows(store, [int(i) for i in treatment], columns)
+    path = Path(out) if out else default_path(segment.name, segment.version, fmt)
+    if path.is_dir():
+        path = path / default_path(segment.name, segment.version, fmt).name
+    _write(frame, path, fmt)
+    try:
+        digest = _sha256(path)
+        now = utcnow()
+        with store.begin() as conn:
+            export_id = 1 + int(
+                conn.execute(
+                    sa.select(sa.func.coalesce(sa.func.max(export_log.c.export_id), 0))
+                ).scalar()
+            )
+            campaign_id = None
+            if n_control:
+                campaign_id = _record_campaign(
+                    store, conn, segment, channel, now, treatment, control
+                )
+            conn.execute(
+                export_log.insert().values(
+                    export_id=export_id,
+                    exported_by=user.username,
+                    exported_at=now,
+                    segment_name=segment.name,
+                    segment_version=segment.version,
+                    channel=channel,
+                    rows=len(frame),
+                    format=fmt,
+                    file_name=str(path),
+                    file_sha256=digest,
+                )
+            )
+    except Exception:
+        path.unlink(missing_ok=True)
+        raise
+    result = ExportResult(
+        export_id=export_id,
+        path=path,
+        manifest_path=path.with_name(path.name + ".manifest.json"),
+        segment_name=segment.name,
+        segment_version=segment.version,
+        channel=channel,
+        format=fmt,
+        columns=columns,
+        rows=len(frame),
+        selected=len(ids),
+        excluded=excluded,
+        control=int(n_control),
+        campaign_id=campaign_id,
+        sha256=digest,
+    )
+    _write_manifest(result, user, now, segment, seed, control_share)
+    segments.record_size(store, segment)
+    return result
+
+
+def _record_campaign(
+    store: Store,
+    conn: sa.Connection,
+    segment: segments.SavedSegment,
+    channel: str,
+    now: Any,
+    treatment: np.ndarray,
+    control: np.ndarray,
+) -> int:
+    """A campaign for this export, with treatment and held-out control contacts."""
+    campaign_id = 1 + int(
+        conn.execute(sa.select(sa.func.coalesce(sa.func.max(campaigns.c.campaign_id), 0))).scalar()
+    )
+    conn.execute(
+        campaigns.insert().values(
+            campaign_id=campaign_id,
+            name=f"Export: {segment.name} v{segment.version} {now:%Y-%m-%d %H:%M}",
+            channel=channel if channel != "none" else "other",
+            objective="target_list",
+            started_at=now,
+            spend=0,
+        )
+    )
+    contacts = pd.DataFrame(
+        {
+            "campaign_id": campaign_id,
+            "customer_id": np.concatenate([treatment, control]).astype("int64"),
+            "sent_at": now,
+            "test_group": ["treatment"] * len(treatment) + ["control"] * len(control),
+        }
+    )
+    store.insert_df(conn, campaign_contacts.name, contacts)
+    return campaign_id
+
+
+def _write_manifest(
+    result: ExportResult,
+    user: auth.User,
+    when: Any,
+    segment: segments.SavedSegment,
+    seed: int,
+    control_share: float,
+) -> None:
+    manifest = {
+        **{k: v for k, v in asdict(result).items() if k not in ("path", "manifest_path")},
+        "file_name": result.path.name,
+        "exported_by": user.username,
+        "role": user.role,
+        "exported_at": when.isoformat(),
+        "definition": segment.definition,
+        "description": segment.description,
+        "exclusion_reasons": EXCLUSION_REASONS,
+        "control_share": control_share,
+        "control_seed": seed,
+        "formula_cells_neutralised": result.format in ("csv", "xlsx"),
+    }
+    result.manifest_path.write_text(json.dumps(manifest, indent=2, default=str))

@@ -1,0 +1,317 @@
+"""The customer 360 table: one row per customer with every field segments, models and exports use.
+
+It is derived data, materialised in the store as ``customer_360`` by one INSERT ... SELECT
+(rebuilt in one transaction), so a segment preview reads one table and never rescans the
+orders. The columns are declared once below; the segment builder's allow-list of fields,
+types and operators comes from this declaration. "As of" is the day of the last completed
+order in the store, so recency makes sense on historical data (the demo ends 2026-06-30).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, time, timedelta
+
+import sqlalchemy as sa
+
+from crm_core import schema
+from crm_core.analytics import rfm
+from crm_core.filters import order_date_range
+from crm_core.schema import (
+    campaign_contacts,
+    customer_scores,
+    customers,
+    orders,
+    support_tickets,
+    survey_responses,
+)
+from crm_core.store import Store, utcnow
+
+RECENT_DAYS = 90
+"""Window of the orders_90d and revenue_90d fields."""
+
+
+def _c(name: str, type_: sa.types.TypeEngine, doc: str, **info) -> sa.Column:
+    return sa.Column(name, type_, info={"doc": doc, **info})
+
+
+def _from_customers(name: str) -> sa.Column:
+    source = customers.c[name]
+    return sa.Column(name, source.type, info=dict(source.info))
+
+
+customer_360 = sa.Table(
+    "customer_360",
+    schema.metadata,
+    sa.Column("customer_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    *[
+        _from_customers(n)
+        for n in (
+            "email",
+            "first_name",
+            "last_name",
+            "phone",
+            "country",
+            "region",
+            "city",
+            "gender",
+            "signup_at",
+            "acquisition_channel",
+            "loyalty_tier",
+            "loyalty_points",
+            "consent_email",
+            "consent_sms",
+            "erased_at",
+        )
+    ],
+    _c("first_order_at", sa.DateTime, "First completed order (UTC)."),
+    _c("last_order_at", sa.DateTime, "Last completed order (UTC)."),
+    _c("recency_days", sa.Integer, "Days from the last completed order to the as-of date."),
+    _c("frequency", sa.Integer, "Completed orders, all history."),
+    _c("monetary", schema.Money, "Revenue from completed orders, all history."),
+    _c("avg_order_value", schema.Money, "Monetary value divided by frequency."),
+    _c("orders_90d", sa.Integer, "Completed orders in the 90 days up to the as-of date."),
+    _c("revenue_90d", schema.Money, "Revenue in the 90 days up to the as-of date."),
+    _c("tenure_days", sa.Integer, "Days from sign-up to the as-of date."),
+    _c("r_score", sa.Integer, "Recency score 1-5 (5 = most recent quintile)."),
+    _c("f_score", sa.Integer, "Frequency score 1-5 (5 = most orders)."),
+    _c("m_score", sa.Integer, "Monetary score 1-5 (5 = highest spend)."),
+    _c("rfm_score", sa.String, "R, F and M scores as three digits, e.g. 545."),
+    _c("rfm_segment", sa.String, "Named RFM segment.", choices=rfm.SEGMENT_NAMES),
+    _c("cluster", sa.Integer, "Cluster saved from the segmentation page's k-means."),
+    _c("nps_latest", sa.Integer, "Latest NPS answer (0-10)."),
+    _c("csat_avg", sa.Double, "Average CSAT answer (1-5)."),
+    _c("open_tickets", sa.Integer, "Support tickets not closed."),
+    _c("campaigns_received", sa.Integer, "Campaign messages sent to the customer."),
+    _c("campaign_opens", sa.Integer, "Campaign messages opened."),
+    _c("campaign_clicks", sa.Integer, "Campaign messages clicked."),
+    _c("clv", sa.Double, "Predicted customer lifetime value (null until scoring runs)."),
+    _c("p_alive", sa.Double, "Probability the customer is still active (null until scored)."),
+    _c("churn_risk", sa.Double, "Probability of churn (null until scoring runs)."),
+    _c("churn_band", sa.String, "Churn risk band: low, medium or high."),
+    _c("as_of", sa.Date, "The as-of date: day of the last completed order in the store."),
+)
+"""One row per customer; derived, rebuilt by `refresh`."""
+
+customer_clusters = sa.Table(
+    "customer_clusters",
+    schema.metadata,
+    sa.Column("customer_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("cluster", sa.Integer, nullable=False),
+    sa.Column("features", sa.Text, info={"doc": "JSON: features, k, random_state."}),
+    sa.Column("saved_at", sa.DateTime, nullable=False),
+)
+"""Cluster assignments saved from the segmentation page (kept across 360 rebuilds)."""
+
+_FINGERPRINT_KEY = "customer_360_fingerprint"
+
+
+def as_of_date(store: Store) -> date | None:
+    """Day of the last completed order (None when there are no orders)."""
+    span = order_date_range(store)
+    return None if span is None else span[1]
+
+
+def build_select(as_of: date) -> sa.Select:
+    """The SELECT that computes every 360 field for every customer as of `as_of`."""
+    end = datetime.combine(as_of + timedelta(days=1), time.min)
+    recent = end - timedelta(days=RECENT_DAYS)
+    done = sa.and_(orders.c.status == "completed", orders.c.ordered_at < end)
+    is_recent = orders.c.ordered_at >= recent
+    ords = (
+        sa.select(
+            orders.c.customer_id,
+            sa.func.min(orders.c.ordered_at).label("first_order_at"),
+            sa.func.max(orders.c.ordered_at).label("last_order_at"),
+            sa.func.count().label("frequency"),
+            sa.func.sum(orders.c.amount).label("monetary"),
+            sa.func.sum(sa.case((is_recent, 1), else_=0)).label("orders_90d"),
+            sa.func.sum(sa.case((is_recent, orders.c.amount), else_=0)).label("revenue_90d"),
+            sa.cast(
+                sa.literal(as_of, sa.Date) - sa.cast(sa.func.max(orders.c.ordered_at), sa.Date),
+                sa.Integer,
+            ).label("recency_days"),
+        )
+        .where(done)
+        .group_by(orders.c.customer_id)
+        .subquery("ords")
+    )
+    scores = rfm.scored(ords).subquery("rfm")
+    answered = survey_responses.c.answered_at < end
+    latest_nps = (
+        sa.select(
+            survey_responses.c.customer_id,
+            survey_responses.c.score,
+            sa.func.row_number()
+            .over(
+                partition_by=survey_responses.c.customer_id,
+                order_by=(survey_responses.c.answered_at.desc(), survey_responses.c.response_id),
+            )
+            .label("nth"),
+        )
+        .where(survey_responses.c.survey == "nps", answered)
+        .subquery("nps_ranked")
+    )
+    nps = (
+        sa.select(latest_nps.c.customer_id, latest_nps.c.score.label("nps_latest"))
+        .where(latest_nps.c.nth == 1)
+        .subquery("nps")
+    )
+    csat = (
+        sa.select(
+            survey_responses.c.customer_id,
+            sa.func.avg(survey_responses.c.score).label("csat_avg"),
+        )
+        .where(survey_responses.c.survey == "csat", answered)
+        .group_by(survey_responses.c.customer_id)
+        .subquery("csat")
+    )
+    tickets = (
+        sa.select(support_tickets.c.customer_id, sa.func.count().label("open_tickets"))
+        .where(sa.func.coalesce(support_tickets.c.status, "open") != "closed")
+        .group_by(support_tickets.c.customer_id)
+        .subquery("tickets")
+    )
+    cc = campaign_contacts.c
+    contacts = (
+        sa.select(
+            cc.customer_id,
+            sa.func.count().label("campaigns_received"),
+            sa.func.count(cc.opened_at).label("campaign_opens"),
+            sa.func.count(cc.clicked_at).label("campaign_clicks"),
+        )
+        .where(cc.test_group == "treatment")
+        .group_by(cc.customer_id)
+        .subquery("contacts")
+    )
+    cid = customers.c.customer_id
+    zero = sa.literal(0)
+    fields = {
+        "customer_id": cid,
+        **{c.name: customers.c[c.name] for c in customer_360.columns if c.name in customers.c},
+        "first_order_at": ords.c.first_order_at,
+        "last_order_at": ords.c.last_order_at,
+        "recency_days": ords.c.recency_days,
+        "frequency": sa.func.coalesce(ords.c.frequency, zero),
+        "monetary": sa.func.coalesce(ords.c.monetary, zero),
+        "avg_order_value": ords.c.monetary / sa.func.nullif(ords.c.frequency, 0),
+        "orders_90d": sa.func.coalesce(ords.c.orders_90d, zero),
+        "revenue_90d": sa.func.coalesce(ords.c.revenue_90d, zero),
+        "tenure_days": sa.cast(
+            sa.literal(as_of, sa.Date) - sa.cast(customers.c.signup_at, sa.Date), sa.Integer
+        ),
+        "r_score": scores.c.r_score,
+        "f_score": scores.c.f_score,
+        "m_score": scores.c.m_score,
+        "rfm_score": scores.c.rfm_score,
+        "rfm_segment": scores.c.rfm_segment,
+        "cluster": customer_clusters.c.cluster,
+        "nps_latest": nps.c.nps_latest,
+        "csat_avg": csat.c.csat_avg,
+        "open_tickets": sa.func.coalesce(tickets.c.open_tickets, zero),
+        "campaigns_received": sa.func.coalesce(contacts.c.campaigns_received, zero),
+        "campaign_opens": sa.func.coalesce(contacts.c.campaign_opens, zero),
+        "campaign_clicks": sa.func.coalesce(contacts.c.campaign_clicks, zero),
+        "clv": customer_scores.c.clv,
+        "p_alive": customer_scores.c.p_alive,
+        "churn_risk": customer_scores.c.churn_risk,
+        "churn_band": customer_scores.c.churn_band,
+        "as_of": sa.literal(as_of, sa.Date),
+    }
+    missing = {c.name for c in customer_360.columns} ^ set(fields)
+    assert not missing, f"customer_360 columns and build fields differ: {missing}"
+    joined = (
+        customers.outerjoin(ords, ords.c.customer_id == cid)
+        .outerjoin(scores, scores.c.customer_id == cid)
+        .outerjoin(customer_clusters, customer_clusters.c.customer_id == cid)
+        .outerjoin(nps, nps.c.customer_id == cid)
+        .outerjoin(csat, csat.c.customer_id == cid)
+        .outerjoin(tickets, tickets.c.customer_id == cid)
+        .outerjoin(contacts, contacts.c.customer_id == cid)
+        .outerjoin(customer_scores, customer_scores.c.customer_id == cid)
+    )
+    columns = [fields[c.name].label(c.name) for c in customer_360.columns]
+    return sa.select(*columns).select_from(joined)
+
+
+def _fingerprint(store: Store) -> str:
+    """Counts and latest timestamps of the 360 sources: change with any import or scoring."""
+    parts = [
+        sa.select(sa.func.count(), sa.func.max(orders.c.ordered_at), sa.func.sum(orders.c.amount)),
+        sa.select(sa.func.count(), sa.func.max(customers.c.signup_at)).select_from(customers),
+        sa.select(sa.func.count(), sa.func.max(customer_scores.c.scored_at)),
+        sa.select(sa.func.count(), sa.func.max(survey_responses.c.answered_at)),
+        sa.select(sa.func.count(), sa.func.count(support_tickets.c.closed_at)),
+        sa.select(sa.func.count(), sa.func.count(campaign_contacts.c.opened_at)),
+        sa.select(sa.func.count(), sa.func.max(customer_clusters.c.saved_at)),
+    ]
+    with store.connect() as conn:
+        values = [list(conn.execute(p).one()) for p in parts]
+    return json.dumps(values, default=str)
+
+
+def _stored_fingerprint(store: Store) -> str | None:
+    meta = schema.schema_meta
+    with store.connect() as conn:
+        return conn.execute(sa.select(meta.c.value).where(meta.c.key == _FINGERPRINT_KEY)).scalar()
+
+
+def ensure_tables(store: Store) -> None:
+    """Create customer_360 and customer_clusters if the store lacks them (derived tables)."""
+    if {"customer_360", "customer_clusters"} <= store.table_names():
+        return
+    with store.begin() as conn:
+        customer_360.create(conn, checkfirst=True)
+        customer_clusters.create(conn, checkfirst=True)
+
+
+def refresh(store: Store) -> int:
+    """Rebuild customer_360 in one transaction (after imports and scoring); returns its rows."""
+    store.require_tables("customers", "orders")
+    ensure_tables(store)
+    as_of = as_of_date(store) or utcnow().date()
+    fingerprint = _fingerprint(store)
+    meta = schema.schema_meta
+    with store.begin() as conn:
+        conn.execute(customer_360.delete())
+        names = [c.name for c in customer_360.columns]
+        conn.execute(customer_360.insert().from_select(names, build_select(as_of)))
+        conn.execute(meta.delete().where(meta.c.key == _FINGERPRINT_KEY))
+        conn.execute(meta.insert().values(key=_FINGERPRINT_KEY, value=fingerprint))
+        rows = conn.execute(sa.select(sa.func.count()).select_from(customer_360)).scalar()
+    return int(rows)
+
+
+def ensure_fresh(store: Store) -> bool:
+    """Rebuild customer_360 when its sources changed since the last build; True if rebuilt."""
+    store.require_tables("customers", "orders")
+    ensure_tables(store)
+    if _stored_fingerprint(store) == _fingerprint(store):
+        return False
+    refresh(store)
+    return True
+
+
+def field_kind(column: sa.Column) -> str:
+    """number, text, boolean or date: what a segment rule may do with this 360 field."""
+    type_ = column.type
+    if isinstance(type_, sa.Boolean):
+        return "boolean"
+    if isinstance(type_, sa.Date | sa.DateTime):
+        return "date"
+    if isinstance(type_, sa.Integer | sa.Numeric | sa.Float):
+        return "number"
+    return "text"
+
+
+def field_docs() -> list[dict[str, object]]:
+    """Every 360 field with its kind, meaning and whether it is personal data."""
+    return [
+        {
+            "field": c.name,
+            "kind": field_kind(c),
+            "personal": bool(c.info.get("pii")),
+            "meaning": c.info.get("doc", ""),
+        }
+        for c in customer_360.columns
+    ]

@@ -1,0 +1,634 @@
+"""Segments: rules as data (JSON) -> SQLAlchemy expression over customer_360; save, version, size.
+
+A definition is ``{"match": "all" | "any", "rules": [rule or group, ...]}``; a rule is
+``{"field": ..., "op": ..., "value": ...}`` and a group is a nested definition. Fields and
+operators come from an allow-list derived from the customer_360 declaration (features.py);
+values are always bound parameters. Each save of a segment is a new version in `segments`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from crm_core import auth, features, schema
+from crm_core.errors import CRMError, NotAllowedError
+from crm_core.privacy import mask_pii
+from crm_core.schema import segments
+from crm_core.store import Store, utcnow
+
+customer_360 = features.customer_360
+
+
+class SegmentError(CRMError):
+    """A segment definition, name or saved segment that cannot be used as given."""
+
+
+segment_sizes = sa.Table(
+    "segment_sizes",
+    schema.metadata,
+    sa.Column("segment_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("measured_at", sa.DateTime, primary_key=True),
+    sa.Column("customers", sa.BigInteger, nullable=False),
+    sa.Column("revenue", sa.Double),
+    sa.Column("as_of", sa.Date, info={"doc": "The 360 table's as-of date then."}),
+)
+"""Size of a segment version each time it is saved, refreshed or exported."""
+
+OP_LABELS: dict[str, str] = {
+    "eq": "equals",
+    "ne": "not equals",
+    "gt": "greater than",
+    "gte": "at least",
+    "lt": "less than",
+    "lte": "at most",
+    "between": "between",
+    "in": "in list",
+    "not_in": "not in list",
+    "contains": "contains",
+    "is_null": "is empty",
+    "not_null": "is not empty",
+    "within_last_days": "within the last N days",
+}
+"""Every operator and the words the builder shows for it."""
+
+OPS_BY_KIND: dict[str, tuple[str, ...]] = {
+    "number": (
+        "eq",
+        "ne",
+        "gt",
+        "gte",
+        "lt",
+        "lte",
+        "between",
+        "in",
+        "not_in",
+        "is_null",
+        "not_null",
+    ),
+    "text": ("eq", "ne", "in", "not_in", "contains", "is_null", "not_null"),
+    "boolean": ("eq", "ne", "is_null", "not_null"),
+    "date": ("gt", "gte", "lt", "lte", "between", "within_last_days", "is_null", "not_null"),
+}
+"""Which operators fit each kind of field."""
+
+FIELDS: dict[str, str] = {
+    c.name: features.field_kind(c) for c in customer_360.columns if c.name != "as_of"
+}
+"""The allow-list: every customer_360 field a rule may use, and its kind."""
+
+MATCHES = ("all", "any")
+NO_VALUE_OPS = frozenset({"is_null", "not_null"})
+MAX_NAME_LENGTH = 80
+
+
+# --- validation and compilation ---------------------------------------------------------
+
+
+def _describe(path: str, rule: Mapping[str, Any]) -> str:
+    value = rule.get("value")
+    shown = "" if value is None else f" {value!r}"
+    return f"rule {path} ({rule.get('field')} {rule.get('op')}{shown})"
+
+
+def _number(value: Any, where: str) -> float | int:
+    if isinstance(value, bool):
+        raise SegmentError(f"{where}: {value!r} is not a number.")
+    if isinstance(value, int | float):
+        return value
+    try:
+        number = float(str(value).replace(",", "").strip())
+    except ValueError:
+        raise SegmentError(f"{where}: {value!r} is not a number.") from None
+    return int(number) if number.is_integer() else number
+
+
+def _date(value: Any, where: str) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value).strip()[:10])
+    except ValueError:
+        raise SegmentError(f"{where}: {value!r} is not a date; use YYYY-MM-DD.") from None
+
+
+def _boolean(value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "1"):
+        return True
+    if text in ("false", "no", "0"):
+        return False
+    raise SegmentError(f"{where}: {value!r} is not true or false.")
+
+
+def _scalar(kind: str, value: Any, where: str) -> Any:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise SegmentError(f"{where}: a value is needed.")
+    if kind == "number":
+        return _number(value, where)
+    if kind == "date":
+        return _date(value, where).isoformat()
+    if kind == "boolean":
+        return _boolean(value, where)
+    return str(value)
+
+
+def _as_list(value: Any) -> list[Any]:
+    if isinstance(value, list | tuple):
+        return list(value)
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return [value]
+
+
+def _check_rule(rule: Any, path: str) -> dict[str, Any]:
+    if not isinstance(rule, Mapping):
+        raise SegmentError(f"rule {path}: expected an object with field, op and value.")
+    where = _describe(path, rule)
+    field, op = rule.get("field"), rule.get("op")
+    if field not in FIELDS:
+        raise SegmentError(f"{where}: unknown field {field!r}. Allowed: {', '.join(FIELDS)}.")
+    kind = FIELDS[field]
+    if op not in OP_LABELS:
+        raise SegmentError(f"{where}: unknown operator {op!r}. Allowed: {', '.join(OP_LABELS)}.")
+    if op not in OPS_BY_KIND[kind]:
+        raise SegmentError(
+            f"{where}: operator {op!r} does not fit the {kind} field {field!r}. "
+            f"Allowed: {', '.join(OPS_BY_KIND[kind])}."
+        )
+    value = rule.get("value")
+    if op in NO_VALUE_OPS:
+        return {"field": field, "op": op}
+    if op == "between":
+        parts = _as_list(value)
+        if len(parts) != 2:
+            raise SegmentError(f"{where}: between needs two values, from and to.")
+        low, high = (_scalar(kind, v, where) for v in parts)
+        if low > high:
+            raise SegmentError(f"{where}: from {low!r} is after to {high!r}.")
+        return {"field": field, "op": op, "value": [low, high]}
+    if op in ("in", "not_in"):
+        parts = _as_list(value)
+        if not parts:
+            raise SegmentError(f"{where}: the list is empty; give at least one value.")
+        return {"field": field, "op": op, "value": [_scalar(kind, v, where) for v in parts]}
+    if op == "within_last_days":
+        days = _number(value, where)
+        if not float(days).is_integer() or days < 1:
+            raise SegmentError(f"{where}: the number of days must be a whole number >= 1.")
+        return {"field": field, "op": op, "value": int(days)}
+    return {"field": field, "op": op, "value": _scalar(kind, value, where)}
+
+
+def validate(definition: Any, _path: str = "") -> dict[str, Any]:
+    """The definition checked and normalised (typed values); SegmentError naming the rule."""
+    if isinstance(definition, str):
+        try:
+            definition = json.loads(definition)
+        except json.JSONDecodeError as exc:
+            raise SegmentError(f"The segment definition is not valid JSON: {exc}.") from None
+    group = f"group {_path}" if _path else "The segment"
+    if not isinstance(definition, Mapping):
+        raise SegmentError(f"{group}: expected an object {{'match': ..., 'rules': [...]}}.")
+    match = definition.get("match", "all")
+    if match not in MATCHES:
+        raise SegmentError(f"{group}: match is {match!r}; allowed: all, any.")
+    rules = definition.get("rules")
+    if not isinstance(rules, list) or not rules:
+        raise SegmentError(f"{group} has no rules; add at least one rule.")
+    checked = []
+    for number, rule in enumerate(rules, start=1):
+        path = f"{_path}.{number}" if _path else str(number)
+        if isinstance(rule, Mapping) and "rules" in rule:
+            checked.append(validate(rule, path))
+        else:
+            checked.append(_check_rule(rule, path))
+    return {"match": match, "rules": checked}
+
+
+def _day(value: str, days: int = 0) -> datetime:
+    return datetime.combine(date.fromisoformat(value) + timedelta(days=days), time.min)
+
+
+def _rule_clause(rule: dict[str, Any], as_of: date) -> sa.ColumnElement[bool]:
+    column = customer_360.c[rule["field"]]
+    kind, op, value = FIELDS[rule["field"]], rule["op"], rule.get("value")
+    if op == "is_null":
+        return column.is_(None)
+    if op == "not_null":
+        return column.is_not(None)
+    if op == "within_last_days":
+        start = datetime.combine(as_of - timedelta(days=value - 1), time.min)
+        return sa.and_(column >= start, column < datetime.combine(as_of, time.min) + timedelta(1))
+    if kind == "date":  # whole days: "at most 2026-01-31" includes that day
+        if op == "between":
+            return sa.and_(column >= _day(value[0]), column < _day(value[1], 1))
+        bounds = {"gt": (">=", 1), "gte": (">=", 0), "lt": ("<", 0), "lte": ("<", 1)}
+        operator, shift = bounds[op]
+        return column >= _day(value, shift) if operator == ">=" else column < _day(value, shift)
+    if op == "eq":
+        return column == value
+    if op == "ne":  # "not equals" keeps customers with no value
+        return sa.or_(column != value, column.is_(None))
+    if op == "gt":
+        return column > value
+    if op == "gte":
+        return column >= value
+    if op == "lt":
+        return column < value
+    if op == "lte":
+        return column <= value
+    if op == "between":
+        return column.between(value[0], value[1])
+    if op == "in":
+        return column.in_(value)
+    if op == "not_in":
+        return sa.or_(column.not_in(value), column.is_(None))
+    if op == "contains":
+        return column.icontains(value, autoescape=True)
+    raise SegmentError(f"Operator {op!r} is not supported.")  # unreachable after validate
+
+
+def _compile_group(group: dict[str, Any], as_of: date) -> sa.ColumnElement[bool]:
+    clauses = [
+        _compile_group(rule, as_of) if "rules" in rule else _rule_clause(rule, as_of)
+        for rule in group["rules"]
+    ]
+    return sa.and_(*clauses) if group["match"] == "all" else sa.or_(*clauses)
+
+
+def compile_rules(definition: Any, as_of: date) -> sa.ColumnElement[bool]:
+    """A WHERE clause over customer_360 with bound values (as_of anchors within_last_days)."""
+    return _compile_group(validate(definition), as_of)
+
+
+def fields_used(definition: dict[str, Any]) -> list[str]:
+    """The fields a (validated) definition refers to, in order, without repeats."""
+    names: list[str] = []
+    for rule in definition["rules"]:
+        for name in fields_used(rule) if "rules" in rule else [rule["field"]]:
+            if name not in names:
+                names.append(name)
+    return names
+
+
+# --- preview -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What a definition selects now: size, share, value, risk, a masked sample and the SQL."""
+
+    customers: int
+    base: int
+    revenue: float
+    avg_clv: float | None
+    avg_churn_risk: float | None
+    sample: pd.DataFrame
+    sql: str
+    as_of: date | None
+
+    @property
+    def share(self) -> float:
+        """Share of all customers in the segment."""
+        return self.customers / self.base if self.base else 0.0
+
+
+SAMPLE_COLUMNS = (
+    "customer_id",
+    "first_name",
+    "last_name",
+    "email",
+    "country",
+    "rfm_segment",
+    "recency_days",
+    "frequency",
+    "monetary",
+    "clv",
+    "churn_risk",
+)
+
+
+def store_as_of(store: Store) -> date | None:
+    """The 360 table's as-of date (None when it is empty)."""
+    with store.connect() as conn:
+        return conn.execute(sa.select(sa.func.max(customer_360.c.as_of))).scalar()
+
+
+def show_sql(store: Store, where: sa.ColumnElement[bool]) -> str:
+    """The segment's SQL with literal values rendered, for display only (never executed)."""
+    stmt = sa.select(customer_360.c.customer_id).where(where)
+    try:
+        compiled = stmt.compile(
+            dialect=store.engine.dialect, compile_kwargs={"literal_binds": True}
+        )
+    except sa.exc.CompileError:
+        compiled = stmt.compile(dialect=store.engine.dialect)
+    return str(compiled)
+
+
+def preview(store: Store, definition: Any, role: str, sample_size: int = 10) -> Preview:
+    """Count, share, revenue, average CLV and churn risk, and a sample masked for `role`."""
+    checked = validate(definition)
+    features.ensure_tables(store)
+    as_of = store_as_of(store) or utcnow().date()
+    where = _compile_group(checked, as_of)
+    c = customer_360.c
+    stmt = sa.select(
+        sa.func.count().label("base"),
+        sa.func.sum(sa.case((where, 1), else_=0)).label("customers"),
+        sa.func.sum(sa.case((where, c.monetary), else_=0)).label("revenue"),
+        sa.func.avg(sa.case((where, c.clv))).label("avg_clv"),
+        sa.func.avg(sa.case((where, c.churn_risk))).label("avg_churn_risk"),
+    )
+    with store.connect() as conn:
+        row = conn.execute(stmt).one()
+    columns = list(SAMPLE_COLUMNS) + [f for f in fields_used(checked) if f not in SAMPLE_COLUMNS]
+    sample = store.read_df(
+        sa.select(*[c[name] for name in columns])
+        .where(where)
+        .order_by(c.monetary.desc(), c.customer_id)
+        .limit(sample_size)
+    )
+    return Preview(
+        customers=int(row.customers or 0),
+        base=int(row.base or 0),
+        revenue=float(row.revenue or 0),
+        avg_clv=None if row.avg_clv is None else float(row.avg_clv),
+        avg_churn_risk=None if row.avg_churn_risk is None else float(row.avg_churn_risk),
+        sample=mask_pii(sample, role),
+        sql=show_sql(store, where),
+        as_of=as_of,
+    )
+
+
+def member_ids(store: Store, definition: Any) -> list[int]:
+    """Customer ids a definition selects now."""
+    as_of = store_as_of(store) or utcnow().date()
+    stmt = sa.select(customer_360.c.customer_id).where(compile_rules(definition, as_of))
+    with store.connect() as conn:
+        return [int(v) for v in conn.execute(stmt.order_by(customer_360.c.customer_id)).scalars()]
+
+
+# --- saved segments ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SavedSegment:
+    """One version of a saved segment."""
+
+    segment_id: int
+    version: int
+    name: str
+    description: str | None
+    definition: dict[str, Any]
+    owner: str | None
+    created_at: datetime
+
+
+def ensure_tables(store: Store) -> None:
+    """Create segment_sizes (and the 360 tables) if the store lacks them."""
+    features.ensure_tables(store)
+    if "segment_sizes" not in store.table_names():
+        with store.begin() as conn:
+            segment_sizes.create(conn, checkfirst=True)
+
+
+def _check_may_save(role: str | None) -> None:
+    if role is not None and not auth.can(role, "save_segments"):
+        raise NotAllowedError(f"Not allowed: the {role} role may not save or delete segments.")
+
+
+def _live_id(conn: sa.Connection, name: str) -> int | None:
+    return conn.execute(
+        sa.select(segments.c.segment_id)
+        .where(sa.func.lower(segments.c.name) == name.strip().lower())
+        .where(segments.c.deleted_at.is_(None))
+        .group_by(segments.c.segment_id)
+    ).scalar()
+
+
+def save_segment(
+    store: Store,
+    name: str,
+    definition: Any,
+    *,
+    owner: str,
+    description: str | None = None,
+    segment_id: int | None = None,
+    role: str | None = None,
+) -> SavedSegment:
+    """Save a new segment, or a new version of `segment_id`; records its size now."""
+    _check_may_save(role)
+    name = (name or "").strip()
+    if not name or len(name) > MAX_NAME_LENGTH:
+        raise SegmentError(f"Segment name: got {name!r}; give 1-{MAX_NAME_LENGTH} characters.")
+    checked = validate(definition)
+    ensure_tables(store)
+    now = utcnow()
+    with store.begin() as conn:
+        clash = _live_id(conn, name)
+        if clash is not None and clash != segment_id:
+            raise SegmentError(
+                f"A segment called {name!r} already exists; open it to save a new version, "
+                "or choose another name."
+            )
+        if segment_id is None:
+            segment_id = (
+                int(
+                    conn.execute(
+                        sa.select(sa.func.coalesce(sa.func.max(segments.c.segment_id), 0))
+                    ).scalar()
+                )
+                + 1
+            )
+            version = 1
+        else:
+            latest = conn.execute(
+                sa.select(
+                    sa.func.max(segments.c.version), sa.func.max(segments.c.deleted_at)
+                ).where(segments.c.segment_id == segment_id)
+            ).one()
+            if latest[0] is None or latest[1] is not None:
+                raise SegmentError(f"Segment {segment_id} does not exist or was deleted.")
+            version = int(latest[0]) + 1
+        conn.execute(
+            segments.insert().values(
+                segment_id=segment_id,
+                version=version,
+                name=name,
+                description=description or None,
+                definition=json.dumps(checked),
+                owner=owner,
+                created_at=now,
+            )
+        )
+    saved = SavedSegment(segment_id, version, name, description, checked, owner, now)
+    record_size(store, saved)
+    return saved
+
+
+def _row_to_segment(row: Any) -> SavedSegment:
+    return SavedSegment(
+        segment_id=int(row.segment_id),
+        version=int(row.version),
+        name=row.name,
+        description=row.description,
+        definition=json.loads(row.definition),
+        owner=row.owner,
+        created_at=row.created_at,
+    )
+
+
+def load_segment(store: Store, name: str, version: int | None = None) -> SavedSegment:
+    """The latest (or a given) version of the live segment called `name`."""
+    with store.connect() as conn:
+        segment_id = _live_id(conn, name)
+        if segment_id is None:
+            known = ", ".join(list_segments(store)["name"]) or "none yet"
+            raise SegmentError(f"No saved segment called {name!r}. Saved segments: {known}.")
+        stmt = sa.select(segments).where(segments.c.segment_id == segment_id)
+        if version is not None:
+            stmt = stmt.where(segments.c.version == version)
+        row = conn.execute(stmt.order_by(segments.c.version.desc()).limit(1)).first()
+    if row is None:
+        raise SegmentError(f"Segment {name!r} has no version {version}.")
+    return _row_to_segment(row)
+
+
+def list_segments(store: Store) -> pd.DataFrame:
+    """Live segments, latest version each, with their latest recorded size."""
+    ensure_tables(store)
+    latest = (
+        sa.select(segments.c.segment_id, sa.func.max(segments.c.version).label("version"))
+        .where(segments.c.deleted_at.is_(None))
+        .group_by(segments.c.segment_id)
+        .subquery("latest")
+    )
+    size = sa.select(
+        segment_sizes.c.segment_id,
+        segment_sizes.c.customers,
+        segment_sizes.c.measured_at,
+        sa.func.row_number()
+        .over(
+            partition_by=segment_sizes.c.segment_id,
+            order_by=segment_sizes.c.measured_at.desc(),
+        )
+        .label("nth"),
+    ).subquery("sizes")
+    stmt = (
+        sa.select(
+            segments.c.segment_id,
+            segments.c.name,
+            segments.c.version,
+            segments.c.description,
+            segments.c.owner,
+            segments.c.created_at.label("saved_at"),
+            size.c.customers,
+            size.c.measured_at.label("size_measured_at"),
+            segments.c.definition,
+        )
+        .join_from(
+            segments,
+            latest,
+            sa.and_(
+                segments.c.segment_id == latest.c.segment_id,
+                segments.c.version == latest.c.version,
+            ),
+        )
+        .outerjoin(size, sa.and_(size.c.segment_id == segments.c.segment_id, size.c.nth == 1))
+        .order_by(segments.c.name)
+    )
+    return store.read_df(stmt)
+
+
+def segment_versions(store: Store, segment_id: int) -> pd.DataFrame:
+    """Every version of a segment, newest first."""
+    stmt = (
+        sa.select(
+            segments.c.version,
+            segments.c.name,
+            segments.c.owner,
+            segments.c.created_at,
+            segments.c.description,
+            segments.c.definition,
+        )
+        .where(segments.c.segment_id == segment_id)
+        .order_by(segments.c.version.desc())
+    )
+    return store.read_df(stmt)
+
+
+def size_history(store: Store, segment_id: int) -> pd.DataFrame:
+    """Recorded sizes of a segment over time (each save, refresh and export)."""
+    ensure_tables(store)
+    stmt = (
+        sa.select(segment_sizes)
+        .where(segment_sizes.c.segment_id == segment_id)
+        .order_by(segment_sizes.c.measured_at)
+    )
+    return store.read_df(stmt)
+
+
+def record_size(store: Store, segment: SavedSegment) -> int:
+    """Measure the segment on the current 360 table and record it; returns its size."""
+    ensure_tables(store)
+    as_of = store_as_of(store)
+    if as_of is None:
+        return 0  # no 360 rows yet: nothing to measure
+    where = compile_rules(segment.definition, as_of)
+    stmt = sa.select(
+        sa.func.count(), sa.func.coalesce(sa.func.sum(customer_360.c.monetary), 0)
+    ).where(where)
+    with store.begin() as conn:
+        count, revenue = conn.execute(stmt).one()
+        conn.execute(
+            segment_sizes.insert().values(
+                segment_id=segment.segment_id,
+                version=segment.version,
+                measured_at=utcnow(),
+                customers=int(count),
+                revenue=float(revenue),
+                as_of=as_of,
+            )
+        )
+    return int(count)
+
+
+def duplicate_segment(
+    store: Store, name: str, new_name: str, *, owner: str, role: str | None = None
+) -> SavedSegment:
+    """Save a copy of segment `name` (latest version) as a new segment `new_name`."""
+    source = load_segment(store, name)
+    return save_segment(
+        store,
+        new_name,
+        source.definition,
+        owner=owner,
+        description=f"Copy of {source.name} v{source.version}. {source.description or ''}".strip(),
+        role=role,
+    )
+
+
+def delete_segment(store: Store, name: str, *, role: str | None = None) -> int:
+    """Mark every version of segment `name` deleted (kept for the export audit); returns its id."""
+    _check_may_save(role)
+    segment = load_segment(store, name)
+    with store.begin() as conn:
+        conn.execute(
+            segments.update()
+            .where(segments.c.segment_id == segment.segment_id)
+            .values(deleted_at=utcnow())
+        )
+    return segment.segment_id

@@ -1,0 +1,301 @@
+"""Segments in the app: cached wrappers over crm_core, and the rule-builder widgets."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from crm_core import export, features, segments
+from crm_core.analytics import clustering, rfm
+from crm_ui.data import store
+
+_LAYOUT = "seg_layout"  # [{"id": n} | {"id": n, "group": [child ids]}]
+_NEXT = "seg_next_id"
+OPENED = "seg_opened"  # name of the saved segment loaded into the builder, or None
+
+
+# --- cached reads ---------------------------------------------------------------------------
+
+
+@st.cache_data(show_spinner="Refreshing the customer 360 table...", ttl=60)
+def ensure_360() -> date | None:
+    """Rebuild the 360 table if its sources changed; its as-of date (None: no orders)."""
+    features.ensure_fresh(store())
+    return segments.store_as_of(store())
+
+
+def clear() -> None:
+    """Forget cached segment data after a write (save, delete, export, saved clusters)."""
+    st.cache_data.clear()
+
+
+@st.cache_data(show_spinner="Counting customers...", ttl=300)
+def preview(definition_json: str, role: str) -> segments.Preview:
+    """Preview of a definition (JSON text, so the cache key is exact) for `role`."""
+    return segments.preview(store(), definition_json, role)
+
+
+@st.cache_data(show_spinner=False, ttl=60)
+def saved_segments() -> pd.DataFrame:
+    """Saved segments, latest versions."""
+    return segments.list_segments(store())
+
+
+@st.cache_data(show_spinner=False, ttl=60)
+def versions(segment_id: int) -> pd.DataFrame:
+    """Every version of a saved segment."""
+    return segments.segment_versions(store(), segment_id)
+
+
+@st.cache_data(show_spinner=False, ttl=60)
+def sizes(segment_id: int) -> pd.DataFrame:
+    """Recorded sizes of a saved segment."""
+    return segments.size_history(store(), segment_id)
+
+
+@st.cache_data(show_spinner=False, ttl=600)
+def field_choices(field: str) -> list[str]:
+    """Distinct values of a low-cardinality, non-personal text field (for "in list")."""
+    column = features.customer_360.c[field]
+    if segments.FIELDS[field] != "text" or column.info.get("pii"):
+        return []
+    if column.info.get("choices"):
+        return list(column.info["choices"])
+    values = store().read_df(
+        features.customer_360.select().with_only_columns(column).distinct().limit(61)
+    )[field]
+    values = sorted(str(v) for v in values.dropna())
+    return values if len(values) <= 60 else []
+
+
+@st.cache_data(show_spinner="Scoring RFM...", ttl=600)
+def rfm_scores(as_of: date, window_days: int | None) -> pd.DataFrame:
+    """RFM scores of every buyer as of `as_of`."""
+    return rfm.rfm_scores(store(), as_of, window_days)
+
+
+@st.cache_data(show_spinner="Comparing with the previous period...", ttl=600)
+def movement(as_of: date, window_days: int | None, compare_days: int) -> pd.DataFrame:
+    """Customers moving between RFM segments since `compare_days` ago."""
+    return rfm.segment_movement(store(), as_of, window_days, compare_days)
+
+
+@st.cache_data(show_spinner="Reading features...", ttl=600)
+def cluster_features(columns: tuple[str, ...]) -> pd.DataFrame:
+    """The chosen 360 features of every buyer."""
+    return clustering.load_features(store(), columns)
+
+
+@st.cache_data(show_spinner="Trying k = 2..8...", ttl=600)
+def choose_k(columns: tuple[str, ...]) -> pd.DataFrame:
+    """Elbow and silhouette for k = 2..8."""
+    return clustering.choose_k(cluster_features(columns))
+
+
+@st.cache_data(show_spinner="Clustering...", ttl=600)
+def clusters(columns: tuple[str, ...], k: int) -> clustering.Clustering:
+    """k-means with k clusters on the chosen features."""
+    return clustering.fit_clusters(cluster_features(columns), k)
+
+
+# --- rule builder ---------------------------------------------------------------------------
+
+
+def _new_id() -> int:
+    st.session_state[_NEXT] = st.session_state.get(_NEXT, 0) + 1
+    return st.session_state[_NEXT]
+
+
+def _clear_builder() -> None:
+    for key in [k for k in st.session_state if str(k).startswith(("r_", "g_"))]:
+        del st.session_state[key]
+    st.session_state[_LAYOUT] = []
+    st.session_state["seg_match"] = "all"
+
+
+def _load_rule(rule: dict[str, Any]) -> int:
+    rid = _new_id()
+    st.session_state[f"r_{rid}_field"] = rule["field"]
+    st.session_state[f"r_{rid}_op"] = rule["op"]
+    value = rule.get("value")
+    if rule["op"] == "between":
+        st.session_state[f"r_{rid}_value"], st.session_state[f"r_{rid}_to"] = map(str, value)
+    elif rule["op"] in ("in", "not_in") and field_choices(rule["field"]):
+        st.session_state[f"r_{rid}_value"] = [str(v) for v in value]
+    elif rule["op"] in ("in", "not_in"):
+        st.session_state[f"r_{rid}_value"] = ", ".join(map(str, value))
+    elif segments.FIELDS[rule["field"]] == "boolean":
+        st.session_state[f"r_{rid}_value"] = "true" if value else "false"
+    elif value is not None:
+        st.session_state[f"r_{rid}_value"] = str(value)
+    return rid
+
+
+def load_definition(definition: dict[str, Any] | None, opened: str | None = None) -> None:
+    """Put a definition into the builder's widgets (None: an empty builder)."""
+    _clear_builder()
+    st.session_state[OPENED] = opened
+    if not definition:
+        return
+    st.session_state["seg_match"] = definition["match"]
+    for rule in definition["rules"]:
+        if "rules" in rule:
+            gid = _new_id()
+            st.session_state[f"g_{gid}_match"] = rule["match"]
+            children = [_load_rule(child) for child in rule["rules"]]
+            st.session_state[_LAYOUT].append({"id": gid, "group": children})
+        else:
+            st.session_state[_LAYOUT].append({"id": _load_rule(rule)})
+
+
+NEW_RULE = {"field": "frequency", "op": "gte", "value": 1}
+"""A new rule starts valid ("bought at least once"), so the preview never starts in error."""
+
+
+def _add_rule(group_id: int | None = None) -> None:
+    layout = st.session_state.setdefault(_LAYOUT, [])
+    if group_id is None:
+        layout.append({"id": _load_rule(NEW_RULE)})
+    else:
+        next(n for n in layout if n["id"] == group_id)["group"].append(_load_rule(NEW_RULE))
+
+
+def _add_group() -> None:
+    layout = st.session_state.setdefault(_LAYOUT, [])
+    layout.append({"id": _new_id(), "group": [_load_rule(NEW_RULE)]})
+
+
+def _remove(node_id: int) -> None:
+    layout = st.session_state[_LAYOUT]
+    st.session_state[_LAYOUT] = [n for n in layout if n["id"] != node_id]
+    for node in st.session_state[_LAYOUT]:
+        if "group" in node and node_id in node["group"]:
+            node["group"].remove(node_id)
+
+
+def _rule_row(rid: int) -> dict[str, Any]:
+    field_col, op_col, value_col, remove_col = st.columns([3, 2, 4, 1], vertical_alignment="bottom")
+    field = field_col.selectbox(
+        "Field",
+        list(segments.FIELDS),
+        key=f"r_{rid}_field",
+        help="Any field of the customer 360 table.",
+    )
+    ops = list(segments.OPS_BY_KIND[segments.FIELDS[field]])
+    if st.session_state.get(f"r_{rid}_op") not in ops:
+        st.session_state.pop(f"r_{rid}_op", None)
+    op = op_col.selectbox(
+        "Operator",
+        ops,
+        key=f"r_{rid}_op",
+        format_func=segments.OP_LABELS.get,
+        help="Operators that fit the field's type.",
+    )
+    remove_col.button(":material/delete:", key=f"r_{rid}_remove", on_click=_remove, args=(rid,))
+    value = _value_input(value_col, rid, field, op)
+    return {"field": field, "op": op, "value": value}
+
+
+def _value_input(col: Any, rid: int, field: str, op: str) -> Any:
+    kind, key = segments.FIELDS[field], f"r_{rid}_value"
+    if op in segments.NO_VALUE_OPS:
+        col.caption("no value needed")
+        return None
+    if kind == "boolean":
+        return col.selectbox("Value", ["true", "false"], key=key)
+    if op in ("in", "not_in") and field_choices(field):
+        return col.multiselect("Values", field_choices(field), key=key)
+    hint = {"date": "YYYY-MM-DD", "number": "a number", "text": "text"}[kind]
+    if op == "between":
+        low, high = col.columns(2)
+        return [
+            low.text_input("From", key=key, help=f"Inclusive; {hint}."),
+            high.text_input("To", key=f"r_{rid}_to", help=f"Inclusive; {hint}."),
+        ]
+    if op == "within_last_days":
+        hint = "days up to the as-of date (last order in the store)"
+    elif op in ("in", "not_in"):
+        hint = f"comma-separated values ({hint})"
+    return col.text_input("Value", key=key, help=hint.capitalize() + ".")
+
+
+def rule_builder() -> dict[str, Any]:
+    """Draw the editable rules; return the definition as typed (checked by crm_core)."""
+    layout = st.session_state.setdefault(_LAYOUT, [])
+    match = st.radio(
+        "Customers must match",
+        segments.MATCHES,
+        key="seg_match",
+        horizontal=True,
+        format_func={"all": "all rules (AND)", "any": "any rule (OR)"}.get,
+        help="How the rules and groups below combine.",
+    )
+    rules: list[dict[str, Any]] = []
+    for node in list(layout):
+        if "group" not in node:
+            rules.append(_rule_row(node["id"]))
+            continue
+        with st.container(border=True):
+            gid = node["id"]
+            head, remove = st.columns([9, 1], vertical_alignment="bottom")
+            group_match = head.radio(
+                "Group: customers must match",
+                segments.MATCHES,
+                key=f"g_{gid}_match",
+                horizontal=True,
+                format_func={"all": "all (AND)", "any": "any (OR)"}.get,
+                help="A nested group counts as one rule of the outer list.",
+            )
+            remove.button(":material/delete:", key=f"g_{gid}_remove", on_click=_remove, args=(gid,))
+            children = [_rule_row(rid) for rid in node["group"]]
+            st.button("Add rule to group", key=f"g_{gid}_add", on_click=_add_rule, args=(gid,))
+            rules.append({"match": group_match, "rules": children})
+    left, right, _ = st.columns([1, 1, 4])
+    left.button("Add rule", on_click=_add_rule, icon=":material/add:")
+    right.button("Add group", on_click=_add_group, icon=":material/add_box:")
+    return {"match": match, "rules": rules}
+
+
+def definition_json(definition: dict[str, Any]) -> str:
+    """Stable JSON of a definition (the preview cache key)."""
+    return json.dumps(definition, sort_keys=True, default=str)
+
+
+def export_columns(role: str) -> tuple[list[str], list[str]]:
+    """(columns `role` may export, the default choice)."""
+    return export.allowed_columns(role), export.default_columns(role)
+
+
+def save_clusters(result: clustering.Clustering) -> int:
+    """Save cluster assignments to the store and forget cached 360 reads."""
+    saved = clustering.save_clusters(store(), result)
+    clear()
+    return saved
+
+
+def preview_panel(result: segments.Preview) -> None:
+    """Size, share, revenue, CLV and churn risk, the masked sample and the SQL."""
+    cols = st.columns(5)
+    cols[0].metric("Customers", f"{result.customers:,}", border=True)
+    cols[1].metric("Share of base", f"{result.share:.1%}", border=True)
+    revenue = result.revenue
+    shown = f"${revenue / 1e6:,.2f}M" if revenue >= 1e6 else f"${revenue:,.0f}"
+    cols[2].metric("Revenue (all history)", shown, border=True, help=f"${revenue:,.2f}")
+    for col, label, value, fmt in (
+        (cols[3], "Average CLV", result.avg_clv, "${:,.0f}"),
+        (cols[4], "Average churn risk", result.avg_churn_risk, "{:.0%}"),
+    ):
+        shown = "n/a" if value is None else fmt.format(value)
+        col.metric(label, shown, border=True, help="n/a until the CLV/churn models have run.")
+    if result.customers == 0:
+        st.warning("No customer matches these rules.")
+        return
+    st.dataframe(result.sample, hide_index=True)
+    st.caption("The 10 members with the highest spend; personal data masked for your role.")
+    with st.expander("Show SQL"):
+        st.code(result.sql, language="sql")
+        st.caption("Values shown for reading only; the app always sends them as parameters.")

@@ -1,0 +1,69 @@
+"""The customer 360 table on the tiny store: one row per customer, hand-computed fields."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pandas as pd
+import pytest
+
+from crm_core import features
+from tests.core import seg_tiny, tiny
+
+
+def test_360_has_one_row_per_customer_with_exact_fields(store):
+    seg_tiny.load(store)
+    frame = store.read_df(features.customer_360.select()).set_index("customer_id")
+    assert list(frame.index.sort_values()) == [1, 2, 3, 4]
+    assert frame.loc[1, "frequency"] == 3 and frame.loc[1, "monetary"] == pytest.approx(180)
+    assert frame.loc[1, "avg_order_value"] == pytest.approx(60)
+    assert frame.loc[4, "recency_days"] == 72 and frame.loc[4, "frequency"] == 1
+    assert frame.loc[3, "orders_90d"] == 2 and frame.loc[3, "revenue_90d"] == pytest.approx(1079)
+    assert frame.loc[4, "rfm_segment"] == "Lost" and frame.loc[1, "rfm_segment"] == "At risk"
+    assert frame.loc[4, "nps_latest"] == 3 and frame.loc[1, "csat_avg"] == pytest.approx(5)
+    assert frame.loc[3, "tenure_days"] == 29
+    assert frame["clv"].isna().all()  # no scores yet
+    assert (frame["as_of"].dt.date == date(2024, 3, 1)).all()
+
+
+def test_360_is_rebuilt_only_when_its_sources_change(store):
+    seg_tiny.load(store)
+    assert features.ensure_fresh(store) is False
+    with store.begin() as conn:
+        store.insert_df(
+            conn,
+            "orders",
+            pd.DataFrame(
+                {
+                    "order_id": [99],
+                    "customer_id": [4],
+                    "ordered_at": pd.to_datetime(["2024-03-02"]),
+                    "amount": [5.0],
+                    "status": ["completed"],
+                }
+            ),
+        )
+    assert features.ensure_fresh(store) is True
+    row = store.read_df(
+        features.customer_360.select().where(features.customer_360.c.customer_id == 4)
+    )
+    assert row.loc[0, "recency_days"] == 0 and row.loc[0, "frequency"] == 2
+
+
+def test_scores_are_joined_when_present(store):
+    tiny.load(store)
+    with store.begin() as conn:
+        store.insert_df(
+            conn,
+            "customer_scores",
+            pd.DataFrame({"customer_id": [1], "clv": [123.0], "churn_risk": [0.25]}),
+        )
+    features.refresh(store)
+    frame = store.read_df(features.customer_360.select()).set_index("customer_id")
+    assert frame.loc[1, "clv"] == pytest.approx(123) and pd.isna(frame.loc[2, "clv"])
+
+
+def test_field_docs_come_from_the_declaration():
+    docs = {d["field"]: d for d in features.field_docs()}
+    assert docs["email"]["personal"] and docs["clv"]["kind"] == "number"
+    assert docs["last_order_at"]["kind"] == "date" and docs["consent_email"]["kind"] == "boolean"

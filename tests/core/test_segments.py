@@ -1,0 +1,158 @@
+"""Segment rules -> SQL on the tiny 360 table: every operator, bad rules, save/version, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from crm_core import segments
+from crm_core.cli import main
+from crm_core.errors import NotAllowedError
+from crm_core.segments import SegmentError
+from tests.core import seg_tiny
+
+
+def ids(store, *rules, match="all"):
+    return segments.member_ids(store, {"match": match, "rules": list(rules)})
+
+
+def rule(field, op, value=None):
+    return {"field": field, "op": op, "value": value}
+
+
+@pytest.fixture
+def tiny360(store):
+    return seg_tiny.load(store)
+
+
+@pytest.mark.parametrize(
+    ("rule_", "expected"),
+    [
+        (rule("country", "eq", "US"), [1, 2]),
+        (rule("country", "ne", "US"), [3, 4]),
+        (rule("frequency", "gt", 2), [1]),
+        (rule("frequency", "gte", "2"), [1, 2, 3]),
+        (rule("monetary", "lt", 180), [4]),
+        (rule("monetary", "lte", 180), [1, 4]),
+        (rule("monetary", "between", [100, 300]), [1, 2]),
+        (rule("recency_days", "in", "0, 72"), [3, 4]),
+        (rule("rfm_segment", "not_in", ["Lost", "At risk"]), [2, 3]),
+        (rule("email", "contains", "EXAMPLE.com"), [1, 2, 3, 4]),
+        (rule("email", "contains", "ann@"), [1]),
+        (rule("nps_latest", "is_null"), []),
+        (rule("clv", "is_null"), [1, 2, 3, 4]),
+        (rule("clv", "not_null"), []),
+        (rule("consent_email", "eq", "false"), [3]),
+        (rule("last_order_at", "within_last_days", 10), [2, 3]),
+        (rule("last_order_at", "within_last_days", 11), [1, 2, 3]),
+        (rule("last_order_at", "within_last_days", 1), [3]),
+        (rule("last_order_at", "lte", "2024-02-20"), [1, 4]),
+        (rule("last_order_at", "gt", "2024-02-20"), [2, 3]),
+        (rule("signup_at", "between", ["2023-11-01", "2023-11-02"]), [1, 2]),
+    ],
+)
+def test_every_operator_selects_the_right_customers(tiny360, rule_, expected):
+    assert ids(tiny360, rule_) == expected
+
+
+def test_groups_combine_with_and_or_and_nest(tiny360):
+    us_or_big = {
+        "match": "any",
+        "rules": [rule("country", "eq", "US"), rule("monetary", "gt", 1000)],
+    }
+    assert ids(tiny360, us_or_big, rule("frequency", "gte", 2)) == [1, 2, 3]
+    assert ids(tiny360, rule("country", "eq", "GB"), rule("frequency", "eq", 1), match="any") == [
+        3,
+        4,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("definition", "message"),
+    [
+        (
+            {"rules": [rule("country", "eq", "US"), rule("clv", "gt", "abc")]},
+            "rule 2 (clv gt 'abc'): 'abc' is not a number",
+        ),
+        ({"rules": [rule("shoe_size", "eq", 3)]}, "rule 1 (shoe_size eq 3): unknown field"),
+        ({"rules": [rule("country", "gt", "US")]}, "operator 'gt' does not fit the text field"),
+        ({"rules": [rule("country", "like", "US")]}, "unknown operator 'like'"),
+        ({"rules": [rule("last_order_at", "gt", "soon")]}, "'soon' is not a date"),
+        ({"rules": [rule("monetary", "between", [5])]}, "between needs two values"),
+        ({"rules": [rule("monetary", "between", [9, 5])]}, "is after to"),
+        ({"rules": [rule("country", "in", [])]}, "the list is empty"),
+        ({"rules": [rule("last_order_at", "within_last_days", 0)]}, "whole number >= 1"),
+        ({"rules": []}, "The segment has no rules"),
+        ({"rules": [{"match": "any", "rules": []}]}, "group 1 has no rules"),
+        ({"rules": [{"match": "all", "rules": [rule("clv", "gt", "x")]}]}, "rule 1.1 (clv gt"),
+        ({"match": "some", "rules": [rule("clv", "is_null")]}, "match is 'some'"),
+        ("{not json", "not valid JSON"),
+    ],
+)
+def test_bad_rules_give_clear_errors(definition, message):
+    with pytest.raises(SegmentError, match=None) as info:
+        segments.validate(definition)
+    assert message in str(info.value)
+
+
+def test_values_are_bound_never_formatted_into_sql(tiny360):
+    evil = "x'; DROP TABLE customers; --"
+    assert ids(tiny360, rule("country", "eq", evil)) == []
+    assert tiny360.row_counts(("customers",))["customers"] == 4
+
+
+def test_preview_counts_share_revenue_and_masks_the_sample(tiny360):
+    result = segments.preview(tiny360, {"rules": [rule("country", "eq", "US")]}, "analyst")
+    assert (result.customers, result.base, result.share) == (2, 4, 0.5)
+    assert result.revenue == pytest.approx(390)
+    assert result.avg_clv is None and len(result.sample) == 2
+    assert result.sample["email"].str.contains(r"\*\*\*").all()
+    assert "customer_360.country = 'US'" in result.sql
+    shown = segments.preview(tiny360, {"rules": [rule("country", "eq", "US")]}, "marketer")
+    assert "ann@example.com" in set(shown.sample["email"])
+
+
+def test_save_versions_list_duplicate_delete(tiny360):
+    first = segments.save_segment(
+        tiny360, "US buyers", {"rules": [rule("country", "eq", "US")]}, owner="mia"
+    )
+    second = segments.save_segment(
+        tiny360,
+        "US buyers",
+        {"rules": [rule("country", "in", ["US", "GB"])]},
+        owner="mia",
+        segment_id=first.segment_id,
+    )
+    assert (first.version, second.version) == (1, 2)
+    listed = segments.list_segments(tiny360)
+    assert listed[["name", "version", "customers"]].values.tolist() == [["US buyers", 2, 4]]
+    assert (
+        segments.load_segment(tiny360, "us buyers", version=1).definition["rules"][0]["op"] == "eq"
+    )
+    assert segments.size_history(tiny360, first.segment_id)["customers"].tolist() == [2, 4]
+    with pytest.raises(SegmentError, match="already exists"):
+        segments.save_segment(tiny360, "US buyers", {"rules": [rule("clv", "is_null")]}, owner="x")
+    copy = segments.duplicate_segment(tiny360, "US buyers", "Copy", owner="ana")
+    assert copy.segment_id != first.segment_id and copy.definition == second.definition
+    with pytest.raises(NotAllowedError):
+        segments.delete_segment(tiny360, "Copy", role="manager")
+    segments.delete_segment(tiny360, "Copy", role="analyst")
+    assert segments.list_segments(tiny360)["name"].tolist() == ["US buyers"]
+    with pytest.raises(SegmentError, match="No saved segment called 'Copy'"):
+        segments.load_segment(tiny360, "Copy")
+
+
+def test_cli_segments_create_list_preview(tiny360, tmp_path, capsys):
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps({"match": "all", "rules": [rule("frequency", "gte", 2)]}))
+    assert main(["segments", "create", "Repeat buyers", "--rules", str(rules)]) == 0
+    assert "3 customers" in capsys.readouterr().out
+    assert main(["segments", "list"]) == 0
+    assert "Repeat buyers" in capsys.readouterr().out
+    assert main(["segments", "preview", "Repeat buyers", "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["customers"] == 3 and figures["base"] == 4
+    rules.write_text(json.dumps({"rules": [rule("clv", "gt", "abc")]}))
+    assert main(["segments", "create", "Bad", "--rules", str(rules)]) == 2
+    assert "rule 1 (clv gt 'abc'): 'abc' is not a number" in capsys.readouterr().err
