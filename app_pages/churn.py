@@ -1,0 +1,131 @@
+"""Churn risk: an out-of-time validated model, its drivers, and the value at risk."""
+
+import streamlit as st
+
+from crm_core.analytics import churn, clv
+from crm_core.errors import CRMError
+from crm_core.privacy import mask_pii
+from crm_ui import auth_ui, filters_ui, model_charts, model_ui, widgets
+
+user = auth_ui.require_view("churn")
+st.title("Churn risk")
+filters = filters_ui.current_filters()
+span = filters and model_ui.order_span(filters.countries, filters.channels)
+if not span:
+    st.info(
+        "No completed orders to model yet. An admin can import `customers` and `orders` on "
+        "the Data import page, or run `python -m crm_core import orders FILE`."
+    )
+    st.stop()
+as_of = min(span[1], filters.end)
+
+c1, c2 = st.columns(2)
+kind = c1.selectbox(
+    "Model",
+    list(churn.MODELS),
+    format_func=churn.MODELS.get,
+    help="Gradient boosting finds interactions and thresholds on its own; logistic "
+    "regression is simpler and more stable on small stores.",
+)
+window = c2.number_input(
+    "Churn window (days)",
+    30,
+    365,
+    churn.DEFAULT_WINDOW_DAYS,
+    step=15,
+    help="A customer active in the year before a cutoff has churned when they buy nothing "
+    "in this many days after it. Longer windows need longer history.",
+)
+settings = churn.ChurnSettings(
+    model=kind,
+    window_days=int(window),
+    as_of=as_of,
+    countries=filters.countries,
+    channels=filters.channels,
+)
+clv_settings = clv.CLVSettings(
+    observation_end=as_of, countries=filters.countries, channels=filters.channels
+)
+try:
+    report = model_ui.churn_report(settings)
+    at_risk = model_ui.value_at_risk(settings, clv_settings)
+    bands = model_ui.band_summary(settings, clv_settings)
+except clv.NotReadyError as exc:
+    model_ui.show_not_ready(exc)
+    st.stop()
+except CRMError as exc:
+    st.error(str(exc))
+    st.stop()
+
+st.caption(
+    f"Trained on customers active at {report.train_cutoff:%d %b %Y} ({report.n_train:,}), "
+    f"validated on the later window from {report.valid_cutoff:%d %b %Y} ({report.n_valid:,}; "
+    f"{report.churn_rate_valid:.0%} churned), then refitted on that window to score "
+    f"customers as of {report.as_of:%d %b %Y}. Baseline: days since the last order alone."
+)
+row = st.columns(4)
+for column, (name, label, higher, help_text) in zip(
+    row,
+    [
+        (
+            "roc_auc",
+            "ROC AUC",
+            True,
+            "Chance a churner is ranked above a stayer (0.5 = coin flip).",
+        ),
+        ("pr_auc", "PR AUC", True, "Average precision when picking churners from the top."),
+        (
+            "brier",
+            "Brier score",
+            False,
+            "Mean squared error of the probabilities (lower is better).",
+        ),
+    ],
+    strict=False,
+):
+    value, base = report.metric(name), report.metric(name, "baseline")
+    column.metric(
+        label,
+        f"{value:.3f}",
+        delta=f"{value - base:+.3f} vs baseline",
+        delta_color="normal" if higher else "inverse",
+        help=help_text,
+        border=True,
+    )
+row[3].metric(
+    "High-risk customers",
+    f"{(report.scores['churn_band'] == 'high').sum():,}",
+    help="Churn risk of 60% or more in the next window.",
+    border=True,
+)
+
+left, right = st.columns(2)
+left.plotly_chart(model_charts.calibration(report.calibration), width="stretch")
+right.plotly_chart(model_charts.gains(report.gains), width="stretch")
+
+st.subheader("What drives churn")
+for sentence in report.drivers["sentence"]:
+    st.markdown(f"- {sentence}")
+st.caption(
+    "Observed churn rates in the validation window; the bars show how much the model "
+    "relies on each (permutation importance)."
+)
+st.plotly_chart(model_charts.importance(report.drivers), width="stretch")
+columns = st.columns(max(len(report.dependence), 1))
+for column, (feature, frame) in zip(columns, report.dependence.items(), strict=False):
+    column.plotly_chart(model_charts.dependence(frame, churn.FEATURES[feature]), width="stretch")
+
+st.subheader("Risk and value at risk")
+st.caption(
+    "Value at risk = churn risk x CLV (12 months, BG/NBD x Gamma-Gamma). P(alive) "
+    "from the CLV model is shown beside the churn risk."
+)
+if bands.empty:
+    st.info("No customers active in the last year to score.")
+else:
+    widgets.chart_with_download(
+        model_charts.risk_bands(bands), bands, "churn_risk_bands.csv", "Download risk bands (CSV)"
+    )
+    top = at_risk[at_risk["churn_band"] == "high"].head(25)
+    st.markdown("**High-risk customers with the most value at risk**")
+    st.dataframe(mask_pii(top, user.role), hide_index=True, width="stretch")

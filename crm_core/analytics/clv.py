@@ -1,0 +1,782 @@
+"""Customer lifetime value: BG/NBD (or Pareto/NBD, MBG/NBD) purchases x Gamma-Gamma spend.
+
+Time convention (the one that reproduces Fader, Hardie & Lee 2005 on CDNOW, see
+`crm_core.datasets`): purchases on the same day count as one; a customer's calibration
+history runs from their first purchase day to the calibration end day (inclusive);
+`frequency` = distinct purchase days - 1, `recency` = last - first purchase day, `T` =
+calibration end - first purchase day, in days or weeks (days / 7). `monetary_value` is the
+mean spend of the repeat purchase days (the first purchase is excluded, as in lifetimes).
+
+The models are fitted on the unique (frequency, recency, T) rows with their counts as
+weights: lifetimes' likelihood is a weighted mean, so the parameters equal those of the
+unweighted fit while a million customers collapse to a few hundred thousand rows or less.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from crm_core.errors import CRMError
+from crm_core.filters import Filters, completed_orders_where
+from crm_core.schema import customers, orders
+from crm_core.store import Store
+
+Progress = Callable[[float, str], None]
+
+TIME_UNITS: dict[str, int] = {"days": 1, "weeks": 7}
+"""Length of one model time unit in days."""
+
+PURCHASE_MODELS: dict[str, str] = {
+    "bgnbd": "BG/NBD (Fader, Hardie & Lee 2005)",
+    "pareto": "Pareto/NBD (Schmittlein, Morrison & Colombo 1987)",
+    "mbgnbd": "MBG/NBD (Batislam, Denizel & Filiztekin 2007)",
+}
+"""Purchase models that can be chosen, with their source."""
+
+PENALIZER_RETRIES: tuple[float, ...] = (0.001, 0.01, 0.1)
+"""Penalizers tried in turn when a fit without one does not converge."""
+
+DAYS_PER_MONTH = 365.25 / 12
+
+MIN_CUSTOMERS = 50
+"""Fewer customers with a purchase in the calibration period than this: not enough data."""
+MIN_REPEAT_CUSTOMERS = 20
+"""Fewer customers with a repeat purchase than this: the models cannot be identified."""
+MIN_CALIBRATION_DAYS = 60
+"""Shortest calibration period (first purchase to calibration end) that is worth fitting."""
+MIN_HOLDOUT_DAYS = 14
+"""Shortest holdout period for the backtest."""
+MAX_HOLDOUT_DAYS = 365
+"""Default holdout: half the history, at most this many days."""
+
+FREQUENCY_GROUPS = 7
+"""Backtest groups: 0, 1, ..., 6 and 7+ repeat purchases in the calibration period."""
+
+
+class NotReadyError(CRMError):
+    """The data are not enough for a model; `problems` says what is missing."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("Not enough data for this model: " + " ".join(problems))
+
+
+# --- the RFM summary ----------------------------------------------------------------------
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time.min)
+
+
+def rfm_summary(
+    store: Store,
+    calibration_end: date,
+    *,
+    observation_end: date | None = None,
+    time_unit: str = "days",
+    filters: Filters | None = None,
+) -> pd.DataFrame:
+    """One row per customer who bought by `calibration_end`: frequency, recency, T, monetary
+    value in the calibration period and repeat purchase days in the holdout up to
+    `observation_end` (vectorised SQL: two GROUP BYs, no per-customer Python).
+
+    `filters` keeps only its countries and sales channels; its dates are not used.
+    """
+    unit = _unit_days(time_unit)
+    observation_end = observation_end or calibration_end
+    if observation_end < calibration_end:
+        raise CRMError(
+            f"The calibration end {calibration_end} is after the last data day "
+            f"{observation_end}; pick a calibration end on or before {observation_end}."
+        )
+    where = (
+        completed_orders_where(filters) if filters is not None else [orders.c.status == "completed"]
+    )
+    day = sa.cast(orders.c.ordered_at, sa.Date)
+    daily = (
+        sa.select(
+            orders.c.customer_id,
+            day.label("day"),
+            sa.func.sum(orders.c.amount).label("amount"),
+        )
+        .where(*where, orders.c.ordered_at < _day_start(observation_end + timedelta(days=1)))
+        .group_by(orders.c.customer_id, day)
+        .subquery("daily")
+    )
+    ranked = sa.select(
+        daily,
+        sa.func.row_number()
+        .over(partition_by=daily.c.customer_id, order_by=daily.c.day)
+        .label("rn"),
+    ).subquery("ranked")
+    in_cal = ranked.c.day <= calibration_end
+    stmt = (
+        sa.select(
+            ranked.c.customer_id,
+            sa.func.count(sa.case((in_cal, 1))).label("cal_days"),
+            sa.func.min(sa.case((in_cal, ranked.c.day))).label("first_day"),
+            sa.func.max(sa.case((in_cal, ranked.c.day))).label("last_day"),
+            sa.func.sum(sa.case((in_cal & (ranked.c.rn > 1), ranked.c.amount))).label("repeat"),
+            sa.func.count(sa.case((~in_cal, 1))).label("holdout_purchases"),
+        )
+        .group_by(ranked.c.customer_id)
+        .having(sa.func.count(sa.case((in_cal, 1))) > 0)
+        .order_by(ranked.c.customer_id)
+    )
+    raw = store.read_df(stmt)
+    return _summary_from_days(raw, calibration_end, unit)
+
+
+def _summary_from_days(raw: pd.DataFrame, calibration_end: date, unit: int) -> pd.DataFrame:
+    """frequency/recency/T/monetary_value from per-customer purchase-day aggregates."""
+    first = pd.to_datetime(raw["first_day"])
+    last = pd.to_datetime(raw["last_day"])
+    end = pd.Timestamp(calibration_end)
+    frequency = raw["cal_days"].astype("int64") - 1
+    repeat = pd.to_numeric(raw["repeat"], errors="coerce").astype(float).fillna(0.0)
+    summary = pd.DataFrame(
+        {
+            "customer_id": raw["customer_id"].astype("int64"),
+            "frequency": frequency,
+            "recency": (last - first).dt.days / unit,
+            "T": (end - first).dt.days / unit,
+            "monetary_value": np.where(frequency > 0, repeat / frequency.clip(lower=1), 0.0),
+            "holdout_purchases": raw["holdout_purchases"].astype("int64"),
+        }
+    )
+    return summary.reset_index(drop=True)
+
+
+def _unit_days(time_unit: str) -> int:
+    if time_unit not in TIME_UNITS:
+        raise CRMError(f"Time unit {time_unit!r} is not known; allowed: {', '.join(TIME_UNITS)}.")
+    return TIME_UNITS[time_unit]
+
+
+# --- the model ----------------------------------------------------------------------------
+
+
+def _fitter_class(model: str):
+    from lifetimes import BetaGeoFitter, ModifiedBetaGeoFitter, ParetoNBDFitter
+
+    classes = {"bgnbd": BetaGeoFitter, "pareto": ParetoNBDFitter, "mbgnbd": ModifiedBetaGeoFitter}
+    if model not in classes:
+        raise CRMError(
+            f"Purchase model {model!r} is not known; allowed: {', '.join(PURCHASE_MODELS)}."
+        )
+    return classes[model]
+
+
+def check_summary(summary: pd.DataFrame) -> None:
+    """Raise CRMError (what, got, allowed, fix) when an RFM summary cannot be fitted."""
+    needed = {"frequency", "recency", "T"}
+    missing = needed - set(summary.columns)
+    if missing:
+        raise CRMError(
+            f"The RFM summary lacks the column(s) {', '.join(sorted(missing))}; it needs "
+            "frequency, recency and T (and monetary_value for spend)."
+        )
+    if len(summary) < 2:
+        raise CRMError(
+            f"A CLV model needs many customers; got {len(summary)}. Import more orders "
+            f"(at least {MIN_CUSTOMERS} customers, {MIN_REPEAT_CUSTOMERS} of them repeat buyers)."
+        )
+    f, r, t = (summary[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T"))
+    bad = [
+        (np.isnan(f) | np.isnan(r) | np.isnan(t), "have a missing frequency, recency or T"),
+        (f < 0, "have a negative frequency"),
+        (f != np.floor(f), "have a non-integer frequency"),
+        (r < 0, "have a negative recency (last purchase before the first)"),
+        (r > t, "have recency greater than T (a purchase after the calibration end)"),
+        ((f == 0) & (r != 0), "have recency > 0 but no repeat purchase"),
+    ]
+    for mask, what in bad:
+        if mask.any():
+            raise CRMError(
+                f"{int(mask.sum())} customer(s) {what}, e.g. customer row "
+                f"{int(np.flatnonzero(mask)[0])}; allowed: 0 <= recency <= T, integer "
+                "frequency >= 0, recency 0 when frequency is 0. Fix: rebuild the summary "
+                "with `rfm_summary` up to the calibration end."
+            )
+    if not (f > 0).any():
+        raise CRMError(
+            f"All {len(summary):,} customers bought only once in the calibration period; "
+            "BG/NBD needs repeat buyers. Pick a later calibration end or import more orders."
+        )
+
+
+@dataclass
+class CLVModel:
+    """Purchase model (BG/NBD, Pareto/NBD or MBG/NBD) plus Gamma-Gamma spend model.
+
+    scikit-learn contract: parameters here, `fit` returns self, learned state ends in `_`.
+    lifetimes' fits are deterministic; `random_state` seeds only the simulated
+    period-transactions histogram.
+    """
+
+    model: str = "bgnbd"
+    penalizer: float = 0.0
+    weighted: bool = True
+    random_state: int = 0
+
+    def fit(self, summary: pd.DataFrame) -> CLVModel:
+        """Fit both models on an RFM summary (see `rfm_summary`); CRMError on bad input."""
+        check_summary(summary)
+        fitter_class = _fitter_class(self.model)
+        rows, weights = _unique_rows(summary, ["frequency", "recency", "T"], self.weighted)
+        self.purchase_model_, self.penalizer_, self.fit_note_ = _fit_with_retries(
+            lambda pen, extra: fitter_class(penalizer_coef=pen).fit(
+                rows["frequency"], rows["recency"], rows["T"], weights=weights, **extra
+            ),
+            self.penalizer,
+            list(self.params_names_(self.model)),
+        )
+        self.spend_model_ = None
+        self.spend_penalizer_ = 0.0
+        self.spend_note_ = ""
+        if "monetary_value" in summary.columns:
+            self._fit_spend(summary)
+        self.n_customers_ = len(summary)
+        self.n_repeat_ = int((summary["frequency"] > 0).sum())
+        self.n_fit_rows_ = len(rows)
+        return self
+
+    def _fit_spend(self, summary: pd.DataFrame) -> None:
+        from lifetimes import GammaGammaFitter
+
+        repeat = summary[summary["frequency"] > 0]
+        bad = repeat["monetary_value"].to_numpy(dtype=float) <= 0
+        if bad.any() or repeat["monetary_value"].isna().any():
+            raise CRMError(
+                f"{int(bad.sum())} repeat customer(s) have zero or negative average spend "
+                f"(got e.g. {float(repeat['monetary_value'][bad].iloc[0]) if bad.any() else 'NaN'}"
+                "); Gamma-Gamma needs spend > 0. Fix: exclude free or credit orders, or mark "
+                "refunds with status 'refunded' instead of negative amounts."
+            )
+        rows, weights = _unique_rows(repeat, ["frequency", "monetary_value"], self.weighted)
+        self.spend_model_, self.spend_penalizer_, self.spend_note_ = _fit_with_retries(
+            lambda pen, extra: GammaGammaFitter(penalizer_coef=pen).fit(
+                rows["frequency"], rows["monetary_value"], weights=weights, **extra
+            ),
+            self.penalizer,
+            ["p", "q", "v"],
+        )
+        self.population_aov_ = self._population_aov()
+
+    @staticmethod
+    def params_names_(model: str) -> tuple[str, ...]:
+        """Names of the purchase model's parameters."""
+        return ("r", "alpha", "s", "beta") if model == "pareto" else ("r", "alpha", "a", "b")
+
+    @property
+    def params(self) -> dict[str, float]:
+        """Fitted purchase and spend parameters by name."""
+        found = {k: float(v) for k, v in self.purchase_model_.params_.items()}
+        if self.spend_model_ is not None:
+            found.update({k: float(v) for k, v in self.spend_model_.params_.items()})
+        return found
+
+    def _population_aov(self) -> float:
+        p, q, v = (float(self.spend_model_.params_[k]) for k in ("p", "q", "v"))
+        return p * v / (q - 1) if q > 1 else float("nan")
+
+    # -- predictions (on unique rows, mapped back) ------------------------------------------
+
+    def expected_purchases(self, summary: pd.DataFrame, t: float) -> np.ndarray:
+        """Expected repeat purchases in the next `t` time units, per customer."""
+        return _per_row(
+            summary,
+            ["frequency", "recency", "T"],
+            lambda u: self.purchase_model_.conditional_expected_number_of_purchases_up_to_time(
+                t, u["frequency"].to_numpy(), u["recency"].to_numpy(), u["T"].to_numpy()
+            ),
+        )
+
+    def p_alive(self, summary: pd.DataFrame) -> np.ndarray:
+        """Probability each customer is still active at the end of their history."""
+        return _per_row(
+            summary,
+            ["frequency", "recency", "T"],
+            lambda u: self.purchase_model_.conditional_probability_alive(
+                u["frequency"].to_numpy(), u["recency"].to_numpy(), u["T"].to_numpy()
+            ),
+        )
+
+    def expected_aov(self, summary: pd.DataFrame) -> np.ndarray:
+        """Expected average order value: the customer's own mean shrunk to the population's."""
+        p, q, v = (float(self.spend_model_.params_[k]) for k in ("p", "q", "v"))
+        x = summary["frequency"].to_numpy(dtype=float)
+        m = summary["monetary_value"].to_numpy(dtype=float)
+        weight = p * x / (p * x + q - 1)
+        return (1 - weight) * self.population_aov_ + weight * m
+
+    def clv(
+        self, summary: pd.DataFrame, months: int, monthly_discount: float, unit_days: int
+    ) -> np.ndarray:
+        """Discounted value of the next `months` months: sum of monthly purchases x AOV."""
+        step = DAYS_PER_MONTH / unit_days
+        expected = np.zeros((months + 1, len(summary)))
+        for i in range(1, months + 1):
+            expected[i] = self.expected_purchases(summary, i * step)
+        monthly = np.diff(expected, axis=0)
+        discount = 1.0 / (1.0 + monthly_discount) ** np.arange(1, months + 1)
+        return (monthly * discount[:, None]).sum(axis=0) * self.expected_aov(summary)
+
+    def simulate_frequency(self, T: np.ndarray) -> np.ndarray:
+        """Repeat purchases simulated from the fitted model for customers of ages `T`."""
+        rng = np.random.default_rng(self.random_state)
+        prm = self.purchase_model_.params_
+        n = len(T)
+        lam = rng.gamma(prm["r"], 1.0 / prm["alpha"], n)
+        if self.model == "pareto":
+            mu = rng.gamma(prm["s"], 1.0 / prm["beta"], n)
+            lifetime = rng.exponential(1.0 / np.maximum(mu, 1e-12))
+            return rng.poisson(lam * np.minimum(lifetime, T))
+        p = rng.beta(prm["a"], prm["b"], n)
+        purchases = rng.poisson(lam * T)
+        dropout = rng.geometric(np.clip(p, 1e-12, 1.0))  # purchase after which they leave
+        if self.model == "mbgnbd":
+            dropout = dropout - 1  # MBG/NBD may also leave right after the first purchase
+        return np.minimum(purchases, dropout)
+
+
+def _unique_rows(
+    frame: pd.DataFrame, columns: list[str], weighted: bool
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Unique rows of `columns` and how many customers each stands for."""
+    if not weighted:
+        return frame[columns].reset_index(drop=True), np.ones(len(frame), dtype=np.int64)
+    grouped = frame.groupby(columns, sort=True).size().reset_index(name="weight")
+    return grouped[columns], grouped["weight"].to_numpy()
+
+
+def _per_row(
+    summary: pd.DataFrame, columns: list[str], compute: Callable[[pd.DataFrame], Any]
+) -> np.ndarray:
+    """Compute on the unique rows of `columns` and broadcast back to every customer."""
+    keys = summary[columns]
+    codes, uniques = pd.MultiIndex.from_frame(keys).factorize()
+    unique_frame = uniques.to_frame(index=False, name=columns)
+    values = np.asarray(compute(unique_frame), dtype=float)
+    return values[codes]
+
+
+def _fit_with_retries(fit: Callable[[float, dict], Any], penalizer: float, names: list[str]):
+    """Fit; when the optimiser stops early retry from other starting points, then with
+    growing penalizers (saying so), until the parameters are finite and positive."""
+    from lifetimes.utils import ConvergenceError
+
+    restarts: list[dict[str, Any]] = [{}, {"tol": 1e-6}, {"initial_params": np.zeros(len(names))}]
+    tries = [(penalizer, extra) for extra in restarts]
+    tries += [(p, {}) for p in PENALIZER_RETRIES if p > penalizer]
+    failure = ""
+    for pen, extra in tries:
+        try:
+            fitted = _quietly(fit, pen, extra)
+        except (ConvergenceError, np.linalg.LinAlgError, ValueError, FloatingPointError) as exc:
+            failure = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            continue
+        values = fitted.params_.to_numpy(dtype=float)
+        if not np.all(np.isfinite(values)) or np.any(values <= 0) or np.any(values > 1e6):
+            failure = "parameters out of range: " + ", ".join(
+                f"{k}={v:.3g}" for k, v in zip(names, values, strict=False)
+            )
+            continue
+        note = ""
+        if pen != penalizer:
+            note = (
+                f"The fit without a penalizer did not converge ({failure}); refitted with "
+                f"penalizer {pen:g}, which shrinks the parameters a little."
+            )
+        return fitted, pen, note
+    raise CRMError(
+        f"The model did not converge even with penalizer {tries[-1][0]:g} ({failure}). "
+        "Pick a longer calibration period or check the orders for outliers."
+    )
+
+
+def _quietly(fit: Callable[[float, dict], Any], pen: float, extra: dict[str, Any]):
+    """Run a lifetimes fit without its print() of the optimiser state on failure."""
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()), np.errstate(all="ignore"):
+        return fit(pen, extra)
+
+
+# --- readiness, backtest, report ----------------------------------------------------------
+
+
+def readiness(summary: pd.DataFrame, calibration_days: int, holdout_days: int) -> list[str]:
+    """What is missing before a CLV model is worth showing (empty list: ready)."""
+    problems = []
+    if len(summary) < MIN_CUSTOMERS:
+        problems.append(
+            f"{len(summary):,} customers bought in the calibration period; at least "
+            f"{MIN_CUSTOMERS} are needed."
+        )
+    repeat = int((summary["frequency"] > 0).sum()) if len(summary) else 0
+    if repeat < MIN_REPEAT_CUSTOMERS:
+        problems.append(
+            f"{repeat:,} customers bought again in the calibration period; at least "
+            f"{MIN_REPEAT_CUSTOMERS} repeat buyers are needed."
+        )
+    if calibration_days < MIN_CALIBRATION_DAYS:
+        problems.append(
+            f"The calibration period covers {calibration_days} days of history; at least "
+            f"{MIN_CALIBRATION_DAYS} are needed (pick a later calibration end)."
+        )
+    if holdout_days < MIN_HOLDOUT_DAYS:
+        problems.append(
+            f"The holdout after the calibration end is {holdout_days} days; at least "
+            f"{MIN_HOLDOUT_DAYS} are needed (pick an earlier calibration end)."
+        )
+    return problems
+
+
+def default_calibration_end(first: date, last: date) -> date:
+    """Half the history for calibration, but a holdout of at most MAX_HOLDOUT_DAYS."""
+    span = (last - first).days
+    return max(first + timedelta(days=span // 2), last - timedelta(days=MAX_HOLDOUT_DAYS))
+
+
+@dataclass(frozen=True)
+class CLVSettings:
+    """What the analyst picks: model, time unit, calibration end, horizon, discount."""
+
+    model: str = "bgnbd"
+    time_unit: str = "days"
+    calibration_end: date | None = None
+    observation_end: date | None = None
+    horizon_months: int = 12
+    monthly_discount: float = 0.01
+    countries: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ()
+
+
+@dataclass
+class Backtest:
+    """Calibration fit predicting the holdout, against what customers really did."""
+
+    calibration_end: date
+    observation_end: date
+    holdout_units: float
+    params: dict[str, float]
+    by_frequency: pd.DataFrame  # frequency group, customers, actual, predicted (mean)
+    period_histogram: pd.DataFrame  # repeat purchases, customers (data), model
+    actual_total: float
+    predicted_total: float
+    mae: float
+    note: str = ""
+
+    @property
+    def total_error(self) -> float:
+        """Relative error of the predicted total holdout purchases."""
+        return (self.predicted_total - self.actual_total) / max(self.actual_total, 1.0)
+
+
+@dataclass
+class CLVReport:
+    """Everything the CLV view and CLI show: parameters, backtest, per-customer values."""
+
+    settings: CLVSettings
+    calibration_end: date
+    observation_end: date
+    params: dict[str, float]
+    backtest: Backtest
+    customers: pd.DataFrame
+    expected_matrix: pd.DataFrame
+    alive_matrix: pd.DataFrame
+    fit_seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Parameters and backtest figures as plain JSON-able values."""
+        bt = self.backtest
+        return {
+            "model": self.settings.model,
+            "time_unit": self.settings.time_unit,
+            "calibration_end": str(bt.calibration_end),
+            "observation_end": str(bt.observation_end),
+            "calibration_params": {k: round(v, 4) for k, v in bt.params.items()},
+            "params": {k: round(v, 4) for k, v in self.params.items()},
+            "backtest": {
+                "holdout_units": round(bt.holdout_units, 2),
+                "actual_total_purchases": bt.actual_total,
+                "predicted_total_purchases": round(bt.predicted_total, 1),
+                "total_error": round(bt.total_error, 4),
+                "mae_per_customer": round(bt.mae, 4),
+                "by_frequency": bt.by_frequency.round(4).to_dict(orient="records"),
+            },
+            "customers": len(self.customers),
+            "mean_clv": round(float(self.customers["clv"].mean()), 2),
+            "horizon_months": self.settings.horizon_months,
+            "monthly_discount": self.settings.monthly_discount,
+            "fit_seconds": round(self.fit_seconds, 2),
+            "notes": self.notes,
+        }
+
+
+def data_span(store: Store, filters: Filters | None = None) -> tuple[date, date] | None:
+    """First and last day with a completed order (in the filters' countries and channels)."""
+    where = (
+        completed_orders_where(filters) if filters is not None else [orders.c.status == "completed"]
+    )
+    stmt = sa.select(sa.func.min(orders.c.ordered_at), sa.func.max(orders.c.ordered_at)).where(
+        *where
+    )
+    with store.connect() as conn:
+        first, last = conn.execute(stmt).one()
+    if first is None:
+        return None
+    return pd.Timestamp(first).date(), pd.Timestamp(last).date()
+
+
+def analyse(
+    store: Store, settings: CLVSettings = CLVSettings(), progress: Progress | None = None
+) -> CLVReport:
+    """Backtest at the calibration end, refit on all data, value every customer.
+
+    Raises NotReadyError (a CRMError) listing what is missing when the data are too thin.
+    """
+    import time as _time
+
+    report = progress or (lambda fraction, message: None)
+    started = _time.perf_counter()
+    unit = _unit_days(settings.time_unit)
+    scope = Filters(date.min, date.max, settings.countries, settings.channels)
+    span = data_span(store, scope)
+    if span is None:
+        raise NotReadyError(["The store has no completed orders: import `orders`."])
+    first, last = span
+    observation_end = min(settings.observation_end or last, last)
+    calibration_end = settings.calibration_end or default_calibration_end(first, observation_end)
+    report(0.05, "Building the RFM summary")
+    summary = rfm_summary(
+        store,
+        calibration_end,
+        observation_end=observation_end,
+        time_unit=settings.time_unit,
+        filters=scope,
+    )
+    problems = readiness(
+        summary, (calibration_end - first).days, (observation_end - calibration_end).days
+    )
+    if problems:
+        raise NotReadyError(problems)
+
+    report(0.15, "Fitting the calibration model (backtest)")
+    cal_model = CLVModel(model=settings.model).fit(summary)
+    holdout_units = (observation_end - calibration_end).days / unit
+    backtest = _backtest(cal_model, summary, calibration_end, observation_end, holdout_units)
+
+    report(0.5, "Refitting on all data up to the last day")
+    full = rfm_summary(store, observation_end, time_unit=settings.time_unit, filters=scope)
+    model = CLVModel(model=settings.model).fit(full)
+    report(0.75, "Valuing every customer")
+    horizon = settings.horizon_months * DAYS_PER_MONTH / unit
+    values = full[["customer_id", "frequency", "recency", "T", "monetary_value"]].copy()
+    values["expected_purchases"] = model.expected_purchases(full, horizon)
+    values["p_alive"] = model.p_alive(full)
+    values["expected_aov"] = model.expected_aov(full)
+    values["clv"] = model.clv(full, settings.horizon_months, settings.monthly_discount, unit)
+    values = _with_attributes(store, values)
+    notes = [n for n in (cal_model.fit_note_, cal_model.spend_note_) if n]
+    notes += [n for n in (model.fit_note_, model.spend_note_) if n and n not in notes]
+    report(0.9, "Frequency-recency matrices")
+    expected_matrix, alive_matrix = frequency_recency_matrices(model, full, horizon)
+    report(1.0, "Done")
+    return CLVReport(
+        settings=settings,
+        calibration_end=calibration_end,
+        observation_end=observation_end,
+        params=model.params,
+        backtest=backtest,
+        customers=values,
+        expected_matrix=expected_matrix,
+        alive_matrix=alive_matrix,
+        fit_seconds=_time.perf_counter() - started,
+        notes=notes,
+    )
+
+
+def _backtest(
+    model: CLVModel,
+    summary: pd.DataFrame,
+    calibration_end: date,
+    observation_end: date,
+    holdout_units: float,
+) -> Backtest:
+    """Predicted against actual holdout purchases, by calibration frequency and in total."""
+    predicted = model.expected_purchases(summary, holdout_units)
+    actual = summary["holdout_purchases"].to_numpy(dtype=float)
+    group = np.minimum(summary["frequency"].to_numpy(), FREQUENCY_GROUPS)
+    frame = pd.DataFrame({"group": group, "actual": actual, "predicted": predicted})
+    by_frequency = frame.groupby("group").agg(
+        customers=("actual", "size"), actual=("actual", "mean"), predicted=("predicted", "mean")
+    )
+    by_frequency = by_frequency.reset_index()
+    by_frequency["frequency"] = [
+        f"{g}+" if g == FREQUENCY_GROUPS else str(g) for g in by_frequency["group"]
+    ]
+    by_frequency = by_frequency[["frequency", "customers", "actual", "predicted"]]
+    simulated = np.minimum(
+        model.simulate_frequency(summary["T"].to_numpy(dtype=float)), FREQUENCY_GROUPS
+    )
+    observed = np.minimum(summary["frequency"].to_numpy(), FREQUENCY_GROUPS)
+    labels = [str(k) if k < FREQUENCY_GROUPS else f"{k}+" for k in range(FREQUENCY_GROUPS + 1)]
+    histogram = pd.DataFrame(
+        {
+            "repeat_purchases": labels,
+            "data": np.bincount(observed, minlength=FREQUENCY_GROUPS + 1),
+            "model": np.bincount(simulated, minlength=FREQUENCY_GROUPS + 1),
+        }
+    )
+    notes = " ".join(n for n in (model.fit_note_, model.spend_note_) if n)
+    return Backtest(
+        calibration_end=calibration_end,
+        observation_end=observation_end,
+        holdout_units=holdout_units,
+        params=model.params,
+        by_frequency=by_frequency,
+        period_histogram=histogram,
+        actual_total=float(actual.sum()),
+        predicted_total=float(predicted.sum()),
+        mae=float(np.abs(predicted - actual).mean()),
+        note=notes,
+    )
+
+
+def frequency_recency_matrices(
+    model: CLVModel, summary: pd.DataFrame, horizon: float, size: int = 25
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Expected purchases over `horizon` and P(alive) for a grid of frequency x recency,
+    for a customer whose first purchase was the longest T ago (rows: frequency)."""
+    t_max = float(summary["T"].max())
+    f_max = int(max(1, min(summary["frequency"].quantile(0.99), 60)))
+    freqs = np.arange(0, f_max + 1)
+    recs = np.unique(np.round(np.linspace(0, t_max, size), 1))
+    grid = pd.DataFrame(
+        [(f, r, t_max) for f in freqs for r in recs], columns=["frequency", "recency", "T"]
+    )
+    grid["T"] = t_max
+    valid = (grid["frequency"] > 0) | (grid["recency"] == 0)
+    expected = np.full(len(grid), np.nan)
+    alive = np.full(len(grid), np.nan)
+    fitted = model.purchase_model_
+    g = grid[valid]
+    expected[valid.to_numpy()] = fitted.conditional_expected_number_of_purchases_up_to_time(
+        horizon, g["frequency"].to_numpy(), g["recency"].to_numpy(), g["T"].to_numpy()
+    )
+    alive[valid.to_numpy()] = fitted.conditional_probability_alive(
+        g["frequency"].to_numpy(), g["recency"].to_numpy(), g["T"].to_numpy()
+    )
+    shape = (len(freqs), len(recs))
+    index = pd.Index(freqs, name="frequency")
+    columns = pd.Index(recs, name="recency")
+    return (
+        pd.DataFrame(expected.reshape(shape), index=index, columns=columns),
+        pd.DataFrame(alive.reshape(shape), index=index, columns=columns),
+    )
+
+
+def _with_attributes(store: Store, values: pd.DataFrame) -> pd.DataFrame:
+    """Add country, acquisition channel, names and e-mail, and a simple RFM score band."""
+    attrs = store.read_df(
+        sa.select(
+            customers.c.customer_id,
+            customers.c.first_name,
+            customers.c.last_name,
+            customers.c.email,
+            customers.c.country,
+            customers.c.acquisition_channel,
+        )
+    )
+    merged = values.merge(attrs, on="customer_id", how="left")
+    for col in ("country", "acquisition_channel"):
+        merged[col] = merged[col].fillna("unknown")
+    merged["rfm_band"] = rfm_bands(merged)
+    return merged
+
+
+RFM_BANDS: tuple[tuple[int, str], ...] = (
+    (13, "top (RFM 13-15)"),
+    (10, "high (RFM 10-12)"),
+    (7, "middle (RFM 7-9)"),
+    (3, "low (RFM 3-6)"),
+)
+"""Bands of the RFM score (recency, frequency and spend quintiles 1-5, summed)."""
+
+
+def rfm_bands(summary: pd.DataFrame) -> pd.Series:
+    """A simple RFM band per customer from quintiles of recency, frequency and spend.
+
+    Stand-in until the shared RFM segments (analytics/rfm.py) are available.
+    """
+
+    def quintile(values: pd.Series) -> np.ndarray:
+        ranks = values.rank(method="first", pct=True).to_numpy()
+        return np.clip(np.ceil(ranks * 5), 1, 5)
+
+    last_seen = summary["T"] - summary["recency"]  # time since the last purchase
+    score = (
+        quintile(-last_seen)
+        + quintile(summary["frequency"])
+        + quintile(summary["monetary_value"] * (summary["frequency"] + 1))
+    )
+    labels = np.select(
+        [score >= lo for lo, _ in RFM_BANDS], [label for _, label in RFM_BANDS], RFM_BANDS[-1][1]
+    )
+    return pd.Series(labels, index=summary.index, name="rfm_band")
+
+
+def group_clv(values: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Customers, mean and total CLV and mean P(alive) per value of column `by`."""
+    grouped = (
+        values.groupby(by, observed=True)
+        .agg(
+            customers=("clv", "size"),
+            mean_clv=("clv", "mean"),
+            total_clv=("clv", "sum"),
+            mean_p_alive=("p_alive", "mean"),
+        )
+        .reset_index()
+        .sort_values("total_clv", ascending=False)
+    )
+    return grouped.reset_index(drop=True)
+
+
+def top_customers(values: pd.DataFrame, n: int = 20) -> pd.DataFrame:
+    """The `n` customers with the highest CLV, with what drives it."""
+    columns = [
+        "customer_id",
+        "first_name",
+        "last_name",
+        "email",
+        "country",
+        "acquisition_channel",
+        "frequency",
+        "expected_purchases",
+        "p_alive",
+        "expected_aov",
+        "clv",
+    ]
+    return values.nlargest(n, "clv")[columns].reset_index(drop=True)
+
+
+def clv_histogram_values(values: pd.DataFrame) -> pd.Series:
+    """CLV per customer, clipped at the 99th percentile so the histogram stays readable."""
+    clv = values["clv"]
+    return clv.clip(upper=float(clv.quantile(0.99))) if len(clv) else clv
+
+
+def horizon_units(months: int, time_unit: str) -> float:
+    """Months in model time units."""
+    return months * DAYS_PER_MONTH / _unit_days(time_unit)

@@ -1,0 +1,179 @@
+"""Plotly figures for the CLV and churn views."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+
+_BLUE = "#2563eb"
+_ORANGE = "#f97316"
+_GREY = "#9ca3af"
+_BAND_COLORS = {"low": "#16a34a", "medium": "#f59e0b", "high": "#dc2626"}
+
+
+def _layout(fig: go.Figure, height: int = 340, **kwargs) -> go.Figure:
+    fig.update_layout(
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        height=height,
+        legend={"orientation": "h", "y": 1.12},
+        **kwargs,
+    )
+    return fig
+
+
+def backtest_by_frequency(frame: pd.DataFrame, holdout_label: str) -> go.Figure:
+    """Mean holdout repeat purchases by calibration frequency: model against data."""
+    fig = go.Figure()
+    fig.add_bar(x=frame["frequency"], y=frame["actual"], name="Actual", marker_color=_GREY)
+    fig.add_scatter(
+        x=frame["frequency"],
+        y=frame["predicted"],
+        name="Predicted",
+        mode="lines+markers",
+        line={"color": _BLUE, "width": 3},
+    )
+    fig.update_xaxes(title_text="Repeat purchases in the calibration period")
+    fig.update_yaxes(title_text=f"Mean purchases in the holdout ({holdout_label})")
+    return _layout(fig)
+
+
+def period_histogram(frame: pd.DataFrame) -> go.Figure:
+    """Customers by repeat purchases in the calibration period: data against the model."""
+    fig = go.Figure()
+    fig.add_bar(x=frame["repeat_purchases"], y=frame["data"], name="Data", marker_color=_GREY)
+    fig.add_bar(x=frame["repeat_purchases"], y=frame["model"], name="Model", marker_color=_BLUE)
+    fig.update_xaxes(title_text="Repeat purchases in the calibration period")
+    fig.update_yaxes(title_text="Customers", tickformat=",.0f")
+    return _layout(fig, barmode="group")
+
+
+def clv_histogram(values: pd.DataFrame, money: str) -> go.Figure:
+    """Distribution of CLV over customers (top 1% clipped)."""
+    fig = go.Figure(go.Histogram(x=values["clv"], nbinsx=50, marker_color=_BLUE))
+    fig.update_xaxes(title_text=f"CLV ({money}; top 1% shown at the 99th percentile)")
+    fig.update_yaxes(title_text="Customers", tickformat=",.0f")
+    return _layout(fig)
+
+
+def clv_by_group(frame: pd.DataFrame, by: str, title: str) -> go.Figure:
+    """Total CLV (bars) and mean CLV per customer (markers, right axis) per group."""
+    fig = go.Figure()
+    fig.add_bar(x=frame[by], y=frame["total_clv"], name="Total CLV", marker_color=_BLUE)
+    fig.add_scatter(
+        x=frame[by],
+        y=frame["mean_clv"],
+        name="Mean CLV per customer",
+        mode="markers",
+        marker={"color": _ORANGE, "size": 11},
+        yaxis="y2",
+    )
+    fig.update_layout(
+        yaxis={"title": "Total CLV", "tickformat": "~s"},
+        yaxis2={"title": "Mean CLV", "overlaying": "y", "side": "right", "showgrid": False},
+        title={"text": title, "x": 0, "y": 0.97},
+    )
+    return _layout(fig, height=380).update_layout(
+        margin={"t": 90}, legend={"orientation": "h", "y": 1.08}
+    )
+
+
+def frequency_recency_heatmap(matrix: pd.DataFrame, title: str, fmt: str) -> go.Figure:
+    """A frequency x recency matrix as a heatmap (rows: frequency, columns: recency)."""
+    fig = go.Figure(
+        go.Heatmap(
+            z=matrix.to_numpy(),
+            x=[f"{c:g}" for c in matrix.columns],
+            y=[str(i) for i in matrix.index],
+            colorscale="Blues",
+            hovertemplate="Frequency %{y}, recency %{x}: %{z:" + fmt + "}<extra></extra>",
+            colorbar={"tickformat": fmt},
+        )
+    )
+    fig.update_yaxes(title_text="Repeat purchases (frequency)")
+    fig.update_xaxes(title_text="Time from first to last purchase (recency)")
+    fig.update_layout(title={"text": title, "x": 0})
+    return _layout(fig, height=420)
+
+
+def calibration(frame: pd.DataFrame) -> go.Figure:
+    """Predicted churn probability against the observed churn rate, by risk decile."""
+    fig = go.Figure()
+    fig.add_scatter(
+        x=[0, 1], y=[0, 1], name="Perfect", mode="lines", line={"color": _GREY, "dash": "dot"}
+    )
+    fig.add_scatter(
+        x=frame["predicted"],
+        y=frame["observed"],
+        name="Model",
+        mode="lines+markers",
+        line={"color": _BLUE, "width": 3},
+    )
+    fig.update_xaxes(title_text="Predicted churn probability", tickformat=".0%", range=[0, 1])
+    fig.update_yaxes(title_text="Observed churn rate", tickformat=".0%", range=[0, 1])
+    return _layout(fig)
+
+
+def gains(frame: pd.DataFrame) -> go.Figure:
+    """Cumulative share of churners found when contacting the riskiest x% first."""
+    fig = go.Figure()
+    fig.add_scatter(
+        x=[0, 1], y=[0, 1], name="Random", mode="lines", line={"color": _GREY, "dash": "dot"}
+    )
+    fig.add_scatter(
+        x=frame["contacted"],
+        y=frame["baseline"],
+        name="Baseline (recency)",
+        mode="lines+markers",
+        line={"color": _ORANGE},
+    )
+    fig.add_scatter(
+        x=frame["contacted"],
+        y=frame["model"],
+        name="Model",
+        mode="lines+markers",
+        line={"color": _BLUE, "width": 3},
+    )
+    fig.update_xaxes(title_text="Customers contacted (riskiest first)", tickformat=".0%")
+    fig.update_yaxes(title_text="Churners reached", tickformat=".0%")
+    return _layout(fig)
+
+
+def importance(drivers: pd.DataFrame) -> go.Figure:
+    """Permutation importance of the top drivers (drop in ROC AUC when shuffled)."""
+    ordered = drivers.iloc[::-1]
+    fig = go.Figure(
+        go.Bar(x=ordered["importance"], y=ordered["label"], orientation="h", marker_color=_BLUE)
+    )
+    fig.update_xaxes(title_text="Drop in ROC AUC when the feature is shuffled")
+    return _layout(fig, height=80 + 40 * len(drivers))
+
+
+def dependence(frame: pd.DataFrame, label: str) -> go.Figure:
+    """Average predicted churn across the range of one feature (partial dependence)."""
+    fig = go.Figure(
+        go.Scatter(
+            x=frame["value"],
+            y=frame["churn_probability"],
+            mode="lines+markers",
+            line={"color": _BLUE, "width": 3},
+        )
+    )
+    fig.update_xaxes(title_text=label)
+    fig.update_yaxes(title_text="Predicted churn", tickformat=".0%")
+    return _layout(fig, height=280)
+
+
+def risk_bands(frame: pd.DataFrame) -> go.Figure:
+    """Customers and value at risk per churn-risk band."""
+    colors = [_BAND_COLORS.get(b, _GREY) for b in frame["churn_band"]]
+    fig = go.Figure(
+        go.Bar(
+            x=frame["churn_band"],
+            y=frame["value_at_risk"],
+            marker_color=colors,
+            text=[f"{n:,} customers" for n in frame["customers"]],
+            textposition="auto",
+        )
+    )
+    fig.update_yaxes(title_text="Value at risk (churn risk x CLV)", tickformat="~s")
+    return _layout(fig)

@@ -1,0 +1,90 @@
+"""Cached model fits for the CLV and churn views, keyed on every setting the analyst picks."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pandas as pd
+import streamlit as st
+
+from crm_core.analytics import churn, clv
+from crm_core.filters import Filters
+from crm_ui import data
+
+
+@st.cache_data(show_spinner=False, ttl=600)
+def order_span(countries: tuple[str, ...], channels: tuple[str, ...]) -> tuple[date, date] | None:
+    """First and last day with a completed order in these countries and channels."""
+    return clv.data_span(data.store(), Filters(date.min, date.max, countries, channels))
+
+
+def default_calibration_end(first: date, last: date) -> date:
+    """The calibration end suggested before the analyst picks one."""
+    return clv.default_calibration_end(first, last)
+
+
+@st.cache_data(
+    show_spinner="Fitting the purchase and spend models (first time for these settings)...",
+    ttl=3600,
+    max_entries=16,
+)
+def clv_report(settings: clv.CLVSettings) -> clv.CLVReport:
+    """Backtest, parameters and per-customer CLV (CRMError when the data are too thin)."""
+    return clv.analyse(data.store(), settings)
+
+
+@st.cache_data(
+    show_spinner="Training and validating the churn model (first time for these settings)...",
+    ttl=3600,
+    max_entries=16,
+)
+def churn_report(settings: churn.ChurnSettings) -> churn.ChurnReport:
+    """Out-of-time validation, drivers and current risk per customer."""
+    return churn.analyse(data.store(), settings)
+
+
+@st.cache_data(show_spinner=False, ttl=3600, max_entries=16)
+def value_at_risk(
+    churn_settings: churn.ChurnSettings, clv_settings: clv.CLVSettings
+) -> pd.DataFrame:
+    """Churn risk beside CLV and P(alive), sorted by value at risk (risk x CLV)."""
+    values = clv_report(clv_settings).customers
+    return churn.value_at_risk(churn_report(churn_settings).scores, values)
+
+
+@st.cache_data(show_spinner=False, ttl=3600, max_entries=16)
+def band_summary(
+    churn_settings: churn.ChurnSettings, clv_settings: clv.CLVSettings
+) -> pd.DataFrame:
+    """Customers, risk, CLV and value at risk per risk band."""
+    return churn.band_summary(value_at_risk(churn_settings, clv_settings))
+
+
+@st.cache_data(show_spinner=False, ttl=3600, max_entries=16)
+def clv_breakdowns(settings: clv.CLVSettings) -> dict[str, pd.DataFrame]:
+    """CLV by RFM band, acquisition channel and country, and the top customers."""
+    values = clv_report(settings).customers
+    return {
+        "rfm_band": clv.group_clv(values, "rfm_band"),
+        "acquisition_channel": clv.group_clv(values, "acquisition_channel"),
+        "country": clv.group_clv(values, "country"),
+        "top": clv.top_customers(values),
+        "histogram": clv.clv_histogram_values(values).to_frame(),
+    }
+
+
+def money(value: float) -> str:
+    """Money as the overview shows it ($1.2k, $3.40M)."""
+    if abs(value) >= 1_000_000:
+        return f"${value / 1_000_000:,.2f}M"
+    if abs(value) >= 10_000:
+        return f"${value / 1_000:,.1f}k"
+    return f"${value:,.2f}"
+
+
+def show_not_ready(exc: clv.NotReadyError) -> None:
+    """Say what is missing instead of showing numbers."""
+    st.warning(
+        "Not enough data for this model yet:\n\n"
+        + "\n".join(f"- {problem}" for problem in exc.problems)
+    )
