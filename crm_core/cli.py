@@ -1,4 +1,4 @@
-"""`python -m crm_core ...`: init, import, kpis, users (the same code the app runs)."""
+"""`python -m crm_core ...`: init, import, kpis, users, segments, export (the app's code)."""
 
 from __future__ import annotations
 
@@ -131,6 +131,159 @@ def cmd_users(args: argparse.Namespace, store: Store) -> int:
     return 0
 
 
+def cmd_segments(args: argparse.Namespace, store: Store) -> int:
+    """Create, list or preview saved segments (the builder page's JSON format)."""
+    from pathlib import Path
+
+    from crm_core import features, segments
+
+    store.init_schema()
+    if args.segments_command == "create":
+        try:
+            text = Path(args.rules).read_text()
+        except OSError as exc:
+            raise CRMError(f"Cannot read the rules file {args.rules}: {exc.strerror}.") from None
+        features.ensure_fresh(store)
+        saved = segments.save_segment(
+            store, args.name, text, owner=args.owner, description=args.description
+        )
+        size = (
+            segments.list_segments(store).set_index("segment_id").at[saved.segment_id, "customers"]
+        )
+        print(f"Saved segment {saved.name!r} version {saved.version}: {int(size):,} customers.")
+    elif args.segments_command == "list":
+        for row in segments.list_segments(store).itertuples():
+            size = "?" if row.customers != row.customers else f"{int(row.customers):,}"
+            print(f"{row.name:<30} v{row.version:<4} {size:>10} customers  owner {row.owner}")
+    else:
+        features.ensure_fresh(store)
+        saved = segments.load_segment(store, args.name)
+        result = segments.preview(store, saved.definition, args.role)
+        figures = {
+            "segment": saved.name,
+            "version": saved.version,
+            "as_of": str(result.as_of),
+            "customers": result.customers,
+            "base": result.base,
+            "share": round(result.share, 6),
+            "revenue": round(result.revenue, 2),
+            "avg_clv": result.avg_clv,
+            "avg_churn_risk": result.avg_churn_risk,
+            "definition": saved.definition,
+            "sql": result.sql,
+        }
+        if args.json:
+            print(json.dumps(figures, indent=2, default=str))
+        else:
+            print(
+                f"{saved.name} v{saved.version}: {result.customers:,} of {result.base:,} "
+                f"customers ({result.share:.1%}), revenue {result.revenue:,.2f}"
+            )
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, store: Store) -> int:
+    """Export a saved segment as a target list, with the rules the app applies."""
+    from crm_core import export
+
+    store.init_schema()
+    user = auth.get_user(store, args.user)
+    if user is None:
+        raise CRMError(f"No user {args.user!r}; see `python -m crm_core users list`.")
+    columns = [c.strip() for c in args.columns.split(",")] if args.columns else None
+    result = export.export_segment(
+        store,
+        args.name,
+        user=user,
+        channel=args.channel,
+        fmt=args.format,
+        columns=columns,
+        out=args.out,
+        control_share=args.control / 100,
+        seed=args.seed,
+    )
+    left_out = ", ".join(f"{k} {v:,}" for k, v in result.excluded.items() if v) or "none"
+    print(
+        f"Exported {result.rows:,} of {result.selected:,} customers of {result.segment_name!r} "
+        f"v{result.segment_version} to {result.path} (sha256 {result.sha256}); "
+        f"excluded: {left_out}; control group: {result.control:,}. "
+        f"Manifest: {result.manifest_path}"
+    )
+    return 0
+
+
+def cmd_score(args: argparse.Namespace, store: Store) -> int:
+    """Fit the CLV and churn models and write customer_scores; print a fit summary."""
+    from crm_core import scoring
+    from crm_core.analytics import churn, clv
+
+    store.init_schema()
+    result = scoring.score(
+        store,
+        clv.CLVSettings(model=args.model, horizon_months=args.horizon_months),
+        churn.ChurnSettings(model=args.churn_model, window_days=args.window),
+        progress=None if args.quiet else _print_progress,
+    )
+    print("\n".join(result.summary_lines()))
+    return 0
+
+
+def cmd_clv(args: argparse.Namespace, store: Store) -> int:
+    """Fit the CLV models; print their parameters and the backtest figures."""
+    from crm_core.analytics import clv
+
+    store.require_tables("orders", "customers")
+    report = clv.analyse(
+        store,
+        clv.CLVSettings(
+            model=args.model,
+            time_unit=args.time_unit,
+            calibration_end=args.calibration_end,
+            observation_end=args.end,
+            horizon_months=args.horizon_months,
+            monthly_discount=args.discount,
+        ),
+    )
+    figures = report.as_dict()
+    if args.json:
+        print(json.dumps(figures, indent=2, default=str))
+        return 0
+    bt = figures["backtest"]
+    print(f"CLV {figures['model']} + Gamma-Gamma, time unit {figures['time_unit']}")
+    for name in ("calibration_params", "params"):
+        print(f"  {name}: " + ", ".join(f"{k} {v}" for k, v in figures[name].items()))
+    print(
+        f"  backtest {figures['calibration_end']} -> {figures['observation_end']}: predicted "
+        f"{bt['predicted_total_purchases']:,} vs actual {bt['actual_total_purchases']:,.0f} "
+        f"({bt['total_error']:+.1%}), MAE {bt['mae_per_customer']}"
+    )
+    print(f"  mean CLV over {figures['horizon_months']} months: {figures['mean_clv']:,}")
+    return 0
+
+
+def cmd_churn(args: argparse.Namespace, store: Store) -> int:
+    """Train and validate the churn model; print the metrics and top drivers."""
+    from crm_core.analytics import churn
+
+    store.require_tables("orders", "customers")
+    report = churn.analyse(
+        store, churn.ChurnSettings(model=args.model, window_days=args.window, as_of=args.as_of)
+    )
+    figures = report.as_dict()
+    if args.json:
+        print(json.dumps(figures, indent=2, default=str))
+        return 0
+    print(
+        f"Churn {figures['model']}, {figures['window_days']}-day window: trained at "
+        f"{figures['train_cutoff']}, validated at {figures['valid_cutoff']}"
+    )
+    for who, metrics in figures["metrics"].items():
+        print(f"  {who:<9} " + ", ".join(f"{k} {v}" for k, v in metrics.items()))
+    for driver in figures["drivers"]:
+        print(f"  - {driver['says']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's arguments (also documented in README)."""
     settings = get_settings()
@@ -181,6 +334,61 @@ def build_parser() -> argparse.ArgumentParser:
     reset.add_argument("--generate", action="store_true", help="generate a random password")
     users_sub.add_parser("list", help="list users and roles")
     users.set_defaults(handler=cmd_users)
+
+    segs = sub.add_parser("segments", help="create, list and preview saved segments")
+    segs_sub = segs.add_subparsers(dest="segments_command", required=True)
+    create = segs_sub.add_parser("create", help="save a segment (or a new version) from JSON")
+    create.add_argument("name")
+    create.add_argument("--rules", required=True, help="JSON file: {match, rules} (see README)")
+    create.add_argument("--description")
+    create.add_argument("--owner", default="cli", help="recorded as the segment's owner")
+    segs_sub.add_parser("list", help="saved segments, latest version and size")
+    prev = segs_sub.add_parser("preview", help="size, share and value of a saved segment")
+    prev.add_argument("name")
+    prev.add_argument("--role", choices=auth.ROLES, default="analyst", help="for PII masking")
+    prev.add_argument("--json", action="store_true", help="print JSON")
+    segs.set_defaults(handler=cmd_segments)
+
+    from crm_core.export import CHANNELS, FORMATS
+
+    exp = sub.add_parser("export", help="export a saved segment as a governed target list")
+    exp.add_argument("name", help="saved segment name")
+    exp.add_argument("--channel", choices=CHANNELS, required=True)
+    exp.add_argument("--format", choices=FORMATS, default="csv")
+    exp.add_argument("--out", help="file or folder (default: <data_dir>/exports/)")
+    exp.add_argument("--user", required=True, help="whose role decides the personal columns")
+    exp.add_argument("--columns", help="comma-separated 360 fields (default: by role)")
+    exp.add_argument("--control", type=float, default=0.0, help="control group %% held out")
+    exp.add_argument("--seed", type=int, help="random seed of the control group")
+    exp.set_defaults(handler=cmd_export)
+
+    from crm_core.analytics.churn import DEFAULT_WINDOW_DAYS, MODELS
+    from crm_core.analytics.clv import PURCHASE_MODELS, TIME_UNITS
+
+    score = sub.add_parser("score", help="fit CLV and churn models, write customer_scores")
+    score.add_argument("--model", choices=PURCHASE_MODELS, default="bgnbd")
+    score.add_argument("--churn-model", choices=MODELS, default="hgb")
+    score.add_argument("--window", type=int, default=DEFAULT_WINDOW_DAYS, help="churn days")
+    score.add_argument("--horizon-months", type=int, default=12)
+    score.add_argument("--quiet", action="store_true", help="no progress lines")
+    score.set_defaults(handler=cmd_score)
+
+    clv_cmd = sub.add_parser("clv", help="fit the CLV models; print parameters and backtest")
+    clv_cmd.add_argument("--model", choices=PURCHASE_MODELS, default="bgnbd")
+    clv_cmd.add_argument("--calibration-end", type=date.fromisoformat, help="YYYY-MM-DD")
+    clv_cmd.add_argument("--end", type=date.fromisoformat, help="last data day (default: last)")
+    clv_cmd.add_argument("--time-unit", choices=TIME_UNITS, default="days")
+    clv_cmd.add_argument("--horizon-months", type=int, default=12)
+    clv_cmd.add_argument("--discount", type=float, default=0.01, help="monthly discount rate")
+    clv_cmd.add_argument("--json", action="store_true", help="print JSON")
+    clv_cmd.set_defaults(handler=cmd_clv)
+
+    churn_cmd = sub.add_parser("churn", help="train and validate the churn model")
+    churn_cmd.add_argument("--model", choices=MODELS, default="hgb")
+    churn_cmd.add_argument("--window", type=int, default=DEFAULT_WINDOW_DAYS, help="days")
+    churn_cmd.add_argument("--as-of", type=date.fromisoformat, help="YYYY-MM-DD (default: last)")
+    churn_cmd.add_argument("--json", action="store_true", help="print JSON")
+    churn_cmd.set_defaults(handler=cmd_churn)
     return parser
 
 

@@ -19,6 +19,38 @@ class View:
 VIEWS: tuple[View, ...] = (
     View("overview", "KPI overview", ":material/dashboard:", "Overview", "app_pages/overview.py"),
     View(
+        "customer_360",
+        "Customer 360",
+        ":material/person_search:",
+        "Customers",
+        "app_pages/customer_360.py",
+    ),
+    View(
+        "segmentation",
+        "Segmentation",
+        ":material/donut_small:",
+        "Customers",
+        "app_pages/segmentation.py",
+    ),
+    View(
+        "segment_builder",
+        "Segment builder",
+        ":material/group_add:",
+        "Marketing",
+        "app_pages/segment_builder.py",
+    ),
+    View("campaigns", "Campaign ROI", ":material/campaign:", "Marketing", "app_pages/campaigns.py"),
+    View(
+        "surveys",
+        "NPS & CSAT",
+        ":material/sentiment_satisfied:",
+        "Analysis",
+        "app_pages/surveys.py",
+    ),
+    View("funnels", "Funnels", ":material/filter_alt:", "Analysis", "app_pages/funnels.py"),
+    View("clv", "Lifetime value", ":material/savings:", "Analysis", "app_pages/clv.py"),
+    View("churn", "Churn risk", ":material/person_remove:", "Analysis", "app_pages/churn.py"),
+    View(
         "data_import", "Data import", ":material/upload_file:", "Admin", "app_pages/data_import.py"
     ),
     View(

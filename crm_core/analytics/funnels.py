@@ -179,10 +179,10 @@ def event_funnel(
         count = int((progress["reached"] >= i).sum())
         previous = rows[-1]["customers"] if rows else count
         if i == 1:
-            median_hours = None
+            median_minutes = None
         else:
             gap = (progress[f"t{i}"] - progress[f"t{i - 1}"]).dropna()
-            median_hours = float(gap.dt.total_seconds().median() / 3600) if len(gap) else None
+            median_minutes = float(gap.dt.total_seconds().median() / 60) if len(gap) else None
         rows.append(
             {
                 "step": i,
@@ -193,7 +193,7 @@ def event_funnel(
                 else (1.0 if count else None),
                 "conversion_from_previous": count / previous if previous else None,
                 "dropped": previous - count,
-                "median_hours_from_previous": median_hours,
+                "median_minutes_from_previous": median_minutes,
             }
         )
     return FunnelResult(steps=pd.DataFrame(rows), customers=progress, sql=sql, step_names=steps)

@@ -17,7 +17,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from crm_core.filters import Filters, customer_scope
 from crm_core.metrics import CSAT_SATISFIED_MIN, NPS_DETRACTOR_MAX, NPS_PROMOTER_MIN
-from crm_core.schema import customers, orders, survey_responses
+from crm_core.schema import customer_scores, customers, orders, survey_responses
 from crm_core.store import Store
 
 MIN_RESPONSES = 30
@@ -267,7 +267,10 @@ def respondents(store: Store, filters: Filters, churn_days: int = 90) -> pd.Data
             sr.score,
             sr.answered_at,
             sa.func.row_number()
-            .over(partition_by=sr.customer_id, order_by=sr.answered_at.desc())
+            .over(
+                partition_by=sr.customer_id,
+                order_by=(sr.answered_at.desc(), sr.response_id.desc()),
+            )
             .label("nth"),
         )
         .where(*_in_period(filters), sr.survey == "nps")
@@ -305,3 +308,52 @@ def churn_by_bucket(frame: pd.DataFrame) -> pd.DataFrame:
     grouped = known.groupby("bucket")["churned"].agg(["size", "mean"]).reset_index()
     grouped.columns = ["bucket", "respondents", "churn_rate"]
     return grouped
+
+
+def detractor_value(store: Store, filters: Filters) -> dict[str, object]:
+    """NPS weighted by customer value, and the value of detractors ("revenue at risk").
+
+    Value is the predicted CLV once scoring has run, else each respondent's completed
+    revenue in the 365 days up to the period's end; `basis` says which.
+    """
+    frame = respondents(store, filters)
+    if frame.empty:
+        return {"weighted_nps": None, "revenue_at_risk": None, "basis": None, "detractors": 0}
+    ids = {"ids": frame["customer_id"].astype(int).tolist()}
+    scores = store.read_df(
+        sa.select(customer_scores.c.customer_id, customer_scores.c.clv.label("value")).where(
+            customer_scores.c.customer_id.in_(sa.bindparam("ids", expanding=True)),
+            customer_scores.c.clv.is_not(None),
+        ),
+        ids,
+    )
+    basis = "predicted CLV"
+    if scores.empty:
+        basis = "revenue in the last 12 months"
+        scores = store.read_df(
+            sa.select(orders.c.customer_id, sa.func.sum(orders.c.amount).label("value"))
+            .where(
+                orders.c.customer_id.in_(sa.bindparam("ids", expanding=True)),
+                orders.c.status == "completed",
+                orders.c.ordered_at >= filters.end_ts - timedelta(days=365),
+                orders.c.ordered_at < filters.end_ts,
+            )
+            .group_by(orders.c.customer_id),
+            ids,
+        )
+    valued = frame.merge(scores, on="customer_id", how="left").fillna({"value": 0.0})
+    total = float(valued["value"].sum())
+    sign = valued["bucket"].map({"promoter": 1.0, "detractor": -1.0, "passive": 0.0})
+    detractors = valued["bucket"] == "detractor"
+    return {
+        "weighted_nps": 100 * float((sign * valued["value"]).sum()) / total if total else None,
+        "revenue_at_risk": float(valued.loc[detractors, "value"].sum()),
+        "basis": basis,
+        "detractors": int(detractors.sum()),
+    }
+
+
+def detractor_ids(store: Store, filters: Filters) -> list[int]:
+    """Customers whose latest NPS answer in the period is a detractor's."""
+    frame = respondents(store, filters)
+    return frame.loc[frame["bucket"] == "detractor", "customer_id"].astype(int).tolist()

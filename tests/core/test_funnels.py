@@ -61,7 +61,7 @@ def test_strict_funnel_counts(funnel_store):
     assert result.steps["conversion_from_previous"].tolist() == [1.0, 0.4, 0.5]
     assert result.overall_conversion == pytest.approx(0.2)
     # cart after visit: c1 5 minutes, c5 20 minutes -> median 12.5 minutes
-    assert result.steps["median_hours_from_previous"][1] == pytest.approx(12.5 / 60)
+    assert result.steps["median_minutes_from_previous"][1] == pytest.approx(12.5)
     assert sorted(result.dropped_at(1)) == [2, 3, 4]
     assert result.dropped_at(2) == [5]
     assert "events.event_type IN" in result.sql

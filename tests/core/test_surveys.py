@@ -97,11 +97,34 @@ def test_respondent_churn_by_bucket(store):
     assert by_customer.loc[1, "churned"] == False  # noqa: E712
     assert by_customer.loc[4, "churned"] == True  # noqa: E712
     assert by_customer.loc[4, "bucket"] == "detractor"
+    # c1's latest answer (same minute as its 10, later response id) is a 0: a detractor
+    # who stayed; c4 is a detractor who left.
     rates = surveys.churn_by_bucket(frame).set_index("bucket")
-    assert rates.loc["detractor", "churn_rate"] == pytest.approx(1.0)
+    assert rates.loc["detractor", "churn_rate"] == pytest.approx(0.5)
 
 
 def test_demo_detractors_churn_more_than_promoters(demo_store):
     filters = Filters(start=date(2024, 7, 1), end=date(2026, 3, 31))
     rates = surveys.churn_by_bucket(surveys.respondents(demo_store, filters)).set_index("bucket")
     assert rates.loc["detractor", "churn_rate"] > rates.loc["promoter", "churn_rate"]
+
+
+def test_detractor_value_falls_back_to_revenue_then_uses_clv(store):
+    tiny.load(store)
+    value = surveys.detractor_value(store, tiny.PERIOD)
+    # Latest NPS answers: c1 0 (detractor, 180 revenue in the year), c2 9 (promoter, 210),
+    # c3 7 (passive, 80), c4 3 (detractor, 60; its February order was refunded).
+    assert value["basis"] == "revenue in the last 12 months"
+    assert value["detractors"] == 2
+    assert value["revenue_at_risk"] == pytest.approx(180 + 60)
+    with store.begin() as conn:
+        store.insert_df(
+            conn,
+            "customer_scores",
+            pd.DataFrame({"customer_id": [1, 2, 3, 4], "clv": [100.0, 300.0, 50.0, 50.0]}),
+        )
+    value = surveys.detractor_value(store, tiny.PERIOD)
+    assert value["basis"] == "predicted CLV"
+    assert value["revenue_at_risk"] == pytest.approx(150.0)
+    assert value["weighted_nps"] == pytest.approx(100 * (300 - 150) / 500)
+    assert sorted(surveys.detractor_ids(store, tiny.PERIOD)) == [1, 4]

@@ -1,0 +1,125 @@
+"""Campaign ROI: attributed revenue per campaign next to incrementality from control groups."""
+
+import streamlit as st
+
+from crm_core.analytics.campaigns import ATTRIBUTION_MODELS
+from crm_ui import auth_ui, filters_ui, insight_charts, insight_ui, widgets
+
+auth_ui.require_view("campaigns")
+st.title("Campaign ROI")
+
+filters = filters_ui.current_filters()
+if filters is None:
+    st.info("No orders yet: import `orders` and `campaigns` on the Data import page.")
+    st.stop()
+
+left, right = st.columns(2)
+model = left.selectbox(
+    "Attribution model",
+    list(ATTRIBUTION_MODELS),
+    index=list(ATTRIBUTION_MODELS).index("last_touch"),
+    format_func=lambda m: m.replace("_", " "),
+    help="\n".join(f"- {text}" for text, _ in ATTRIBUTION_MODELS.values()),
+)
+lookback = right.slider(
+    "Lookback window (days)",
+    1,
+    90,
+    30,
+    help="A campaign touch (send, open, click, tagged visit) counts for an order only if it "
+    "happened this many days before the order or less.",
+)
+
+roi = insight_ui.campaign_roi(filters, model, lookback)
+if roi.empty:
+    st.info("No campaigns ran in this period. Import `campaigns` and `campaign_contacts`.")
+    st.stop()
+
+spend, revenue = roi["spend"].sum(), roi["revenue"].sum()
+cols = st.columns(4)
+cols[0].metric("Spend", f"${spend:,.0f}", border=True)
+cols[1].metric("Attributed revenue", f"${revenue:,.0f}", border=True)
+cols[2].metric(
+    "ROI",
+    "n/a" if not spend else f"{(revenue - spend) / spend:.0%}",
+    help="(attributed revenue - spend) / spend",
+    border=True,
+)
+cols[3].metric("Conversions", f"{roi['conversions'].sum():,.0f}", border=True)
+
+widgets.chart_with_download(
+    insight_charts.roi_bars(roi), roi, f"campaign_roi_{model}.csv", "Download campaign table (CSV)"
+)
+st.dataframe(
+    roi,
+    hide_index=True,
+    column_order=[
+        "name",
+        "channel",
+        "objective",
+        "spend",
+        "conversions",
+        "revenue",
+        "roi",
+        "roas",
+        "cpa",
+        "new_customers",
+    ],
+    column_config={
+        "spend": st.column_config.NumberColumn(format="dollar"),
+        "revenue": st.column_config.NumberColumn("attributed revenue", format="dollar"),
+        "conversions": st.column_config.NumberColumn(format="%.1f"),
+        "roi": st.column_config.NumberColumn("ROI", format="percent"),
+        "roas": st.column_config.NumberColumn("ROAS", format="%.2f"),
+        "cpa": st.column_config.NumberColumn("CPA", format="dollar"),
+        "new_customers": st.column_config.NumberColumn("new customers", format="%.1f"),
+    },
+)
+
+st.subheader("Incrementality")
+st.caption(
+    "Campaigns that held out a random control group: what treatment customers did beyond what "
+    "they would have done anyway. Attributed ROI credits every order after a touch; "
+    "incremental ROI credits only the difference against control."
+)
+window = st.slider(
+    "Outcome window after sending (days)",
+    7,
+    90,
+    30,
+    help="Orders this many days after the message count as the outcome, for both groups.",
+)
+lift = insight_ui.incrementality(window)
+if lift.empty:
+    st.info("No campaign in the store has a control group (campaign_contacts.test_group).")
+    st.stop()
+compare = lift.merge(roi[["campaign_id", "roi"]], on="campaign_id", how="left")
+st.plotly_chart(insight_charts.lift_chart(compare))
+st.dataframe(
+    compare,
+    hide_index=True,
+    column_order=[
+        "name",
+        "channel",
+        "treatment_customers",
+        "control_customers",
+        "conversion_treatment",
+        "conversion_control",
+        "lift",
+        "lift_low",
+        "lift_high",
+        "incremental_revenue",
+        "incremental_roi",
+        "roi",
+    ],
+    column_config={
+        "conversion_treatment": st.column_config.NumberColumn(format="percent"),
+        "conversion_control": st.column_config.NumberColumn(format="percent"),
+        "lift": st.column_config.NumberColumn(format="percent"),
+        "lift_low": st.column_config.NumberColumn("lift 95% low", format="percent"),
+        "lift_high": st.column_config.NumberColumn("lift 95% high", format="percent"),
+        "incremental_revenue": st.column_config.NumberColumn(format="dollar"),
+        "incremental_roi": st.column_config.NumberColumn("incremental ROI", format="percent"),
+        "roi": st.column_config.NumberColumn("attributed ROI", format="percent"),
+    },
+)

@@ -1,0 +1,110 @@
+"""Customer 360: find a customer and see everything about them (PII masked by role)."""
+
+import pandas as pd
+import streamlit as st
+
+from crm_core import profile
+from crm_core.privacy import mask_pii
+from crm_ui import auth_ui, insight_charts, insight_ui
+
+user = auth_ui.require_view("customer_360")
+st.title("Customer 360")
+
+query = st.text_input(
+    "Find a customer",
+    placeholder="Name, e-mail or customer id",
+    help="Matches any part of the name or e-mail (any case), or the exact customer id.",
+)
+if not query:
+    st.info("Type a name, an e-mail or a customer id to open a profile.")
+    st.stop()
+
+matches = insight_ui.search_customers(query)
+if matches.empty:
+    st.warning(f"No customer matches {query!r}.")
+    st.stop()
+shown = mask_pii(matches, user.role)
+labels = {
+    int(row.customer_id): f"#{row.customer_id} {row.first_name or ''} {row.last_name or ''} "
+    f"({row.email or 'no e-mail'}, {row.country or '?'})"
+    for row in shown.itertuples()
+}
+customer_id = st.selectbox(
+    f"{len(matches)} match(es)", list(labels), format_func=labels.get, key="profile_pick"
+)
+person, history = insight_ui.customer_profile(customer_id)
+if person is None:
+    st.warning("This customer no longer exists.")
+    st.stop()
+person = mask_pii(pd.DataFrame([person]), user.role).iloc[0].to_dict()
+
+name = f"{person.get('first_name') or ''} {person.get('last_name') or ''}".strip() or "(no name)"
+st.subheader(f"{name} · #{customer_id}")
+done = history["orders"][history["orders"]["status"] == "completed"]
+cols = st.columns(5)
+cols[0].metric("Completed orders", f"{len(done):,}", border=True)
+cols[1].metric("Revenue", f"${done['amount'].sum():,.2f}", border=True)
+cols[2].metric(
+    "Predicted CLV",
+    "n/a" if pd.isna(person.get("clv")) else f"${person['clv']:,.0f}",
+    help="From the CLV model (run scoring on the CLV page or `python -m crm_core score`).",
+    border=True,
+)
+cols[3].metric(
+    "P(alive)",
+    "n/a" if pd.isna(person.get("p_alive")) else f"{person['p_alive']:.0%}",
+    help="Probability the customer is still buying, from the CLV model.",
+    border=True,
+)
+cols[4].metric(
+    "Churn risk",
+    "n/a" if pd.isna(person.get("churn_risk")) else f"{person['churn_risk']:.0%}",
+    delta=None if pd.isna(person.get("churn_band")) else str(person["churn_band"]),
+    delta_color="off",
+    border=True,
+)
+
+left, right = st.columns([1, 2])
+with left:
+    st.markdown("**Profile and consent**")
+    fields = [
+        "email",
+        "phone",
+        "country",
+        "region",
+        "city",
+        "birth_date",
+        "gender",
+        "signup_at",
+        "acquisition_channel",
+        "loyalty_tier",
+        "loyalty_points",
+        "consent_email",
+        "consent_sms",
+    ]
+    st.dataframe(
+        pd.DataFrame({"field": fields, "value": [str(person.get(f)) for f in fields]}),
+        hide_index=True,
+    )
+with right:
+    spend = profile.monthly_spend(history["orders"])
+    if spend.empty:
+        st.info("No completed orders yet.")
+    else:
+        st.plotly_chart(insight_charts.monthly_spend(spend))
+
+for title, key in [
+    ("Orders", "orders"),
+    ("Survey answers", "surveys"),
+    ("Support tickets", "tickets"),
+    ("Campaign contacts", "campaigns"),
+    (f"Latest {profile.RECENT_EVENTS} events", "events"),
+]:
+    with st.expander(f"{title} ({len(history[key]):,})", expanded=key == "orders"):
+        frame = history[key]
+        if key == "surveys" and not user.can("see_pii"):
+            frame = frame.drop(columns=["comment"])
+        if frame.empty:
+            st.caption("None.")
+        else:
+            st.dataframe(frame, hide_index=True)

@@ -1,0 +1,160 @@
+"""The customer 360 profile: find a customer, then everything we know about them."""
+
+from __future__ import annotations
+
+import pandas as pd
+import sqlalchemy as sa
+
+from crm_core.schema import (
+    campaign_contacts,
+    campaigns,
+    customer_scores,
+    customers,
+    events,
+    orders,
+    support_tickets,
+    survey_responses,
+)
+from crm_core.store import Store
+
+SEARCH_LIMIT = 50
+RECENT_EVENTS = 200
+
+
+def search(store: Store, text: str, limit: int = SEARCH_LIMIT) -> pd.DataFrame:
+    """Customers whose id equals `text`, or whose name or e-mail contains it (any case)."""
+    text = text.strip()
+    if not text:
+        return pd.DataFrame(columns=["customer_id", "first_name", "last_name", "email", "country"])
+    pattern = f"%{text.lower()}%"
+    full_name = sa.func.lower(
+        sa.func.coalesce(customers.c.first_name, "")
+        + " "
+        + sa.func.coalesce(customers.c.last_name, "")
+    )
+    conditions = [
+        sa.func.lower(customers.c.email).like(pattern),
+        full_name.like(pattern),
+    ]
+    exact_id = sa.false()
+    if text.isdigit():
+        exact_id = customers.c.customer_id == int(text)
+        conditions.append(exact_id)
+    stmt = (
+        sa.select(
+            customers.c.customer_id,
+            customers.c.first_name,
+            customers.c.last_name,
+            customers.c.email,
+            customers.c.country,
+        )
+        .where(sa.or_(*conditions), customers.c.erased_at.is_(None))
+        .order_by(sa.case((exact_id, 0), else_=1), customers.c.customer_id)
+        .limit(limit)
+    )
+    return store.read_df(stmt)
+
+
+def customer(store: Store, customer_id: int) -> dict | None:
+    """The customer's profile and consent, with model scores when scoring has run."""
+    stmt = (
+        sa.select(
+            customers,
+            customer_scores.c.clv,
+            customer_scores.c.p_alive,
+            customer_scores.c.churn_risk,
+            customer_scores.c.churn_band,
+            customer_scores.c.scored_at,
+        )
+        .join_from(
+            customers,
+            customer_scores,
+            customers.c.customer_id == customer_scores.c.customer_id,
+            isouter=True,
+        )
+        .where(customers.c.customer_id == customer_id)
+    )
+    frame = store.read_df(stmt)
+    return None if frame.empty else frame.iloc[0].to_dict()
+
+
+def history(store: Store, customer_id: int) -> dict[str, pd.DataFrame]:
+    """Orders, recent events, survey answers, tickets and campaign contacts of one customer."""
+    orders_stmt = (
+        sa.select(
+            orders.c.order_id,
+            orders.c.ordered_at,
+            orders.c.amount,
+            orders.c["items"],
+            orders.c.channel,
+            orders.c.category,
+            orders.c.status,
+            campaigns.c.name.label("campaign"),
+        )
+        .join_from(orders, campaigns, orders.c.campaign_id == campaigns.c.campaign_id, isouter=True)
+        .where(orders.c.customer_id == customer_id)
+        .order_by(orders.c.ordered_at.desc())
+    )
+    events_stmt = (
+        sa.select(events.c.occurred_at, events.c.event_type, events.c.channel, events.c.session_id)
+        .where(events.c.customer_id == customer_id)
+        .order_by(events.c.occurred_at.desc())
+        .limit(RECENT_EVENTS)
+    )
+    surveys_stmt = (
+        sa.select(
+            survey_responses.c.answered_at,
+            survey_responses.c.survey,
+            survey_responses.c.score,
+            survey_responses.c.touchpoint,
+            survey_responses.c.comment,
+        )
+        .where(survey_responses.c.customer_id == customer_id)
+        .order_by(survey_responses.c.answered_at.desc())
+    )
+    tickets_stmt = (
+        sa.select(
+            support_tickets.c.opened_at,
+            support_tickets.c.closed_at,
+            support_tickets.c.channel,
+            support_tickets.c.category,
+            support_tickets.c.priority,
+            support_tickets.c.status,
+        )
+        .where(support_tickets.c.customer_id == customer_id)
+        .order_by(support_tickets.c.opened_at.desc())
+    )
+    contacts_stmt = (
+        sa.select(
+            campaigns.c.name.label("campaign"),
+            campaigns.c.channel,
+            campaign_contacts.c.sent_at,
+            campaign_contacts.c.test_group,
+            campaign_contacts.c.opened_at,
+            campaign_contacts.c.clicked_at,
+        )
+        .join_from(
+            campaign_contacts, campaigns, campaign_contacts.c.campaign_id == campaigns.c.campaign_id
+        )
+        .where(campaign_contacts.c.customer_id == customer_id)
+        .order_by(campaign_contacts.c.sent_at.desc())
+    )
+    with store.connect() as conn:
+        return {
+            "orders": store.read_df(orders_stmt, conn=conn),
+            "events": store.read_df(events_stmt, conn=conn),
+            "surveys": store.read_df(surveys_stmt, conn=conn),
+            "tickets": store.read_df(tickets_stmt, conn=conn),
+            "campaigns": store.read_df(contacts_stmt, conn=conn),
+        }
+
+
+def monthly_spend(order_history: pd.DataFrame) -> pd.DataFrame:
+    """Completed order value and count per month, for the profile's chart."""
+    done = order_history[order_history["status"] == "completed"]
+    if done.empty:
+        return pd.DataFrame(columns=["month", "revenue", "orders"])
+    month = done["ordered_at"].dt.to_period("M").dt.to_timestamp()
+    table = done.groupby(month).agg(revenue=("amount", "sum"), orders=("order_id", "size"))
+    table.index.name = "month"
+    return table.reset_index()

@@ -1,0 +1,179 @@
+"""Plotly figures for the survey, campaign, funnel and profile views."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+
+from crm_core.metrics import CSAT_SATISFIED_MIN, NPS_DETRACTOR_MAX, NPS_PROMOTER_MIN
+
+_BLUE, _GREEN, _RED, _GREY, _ORANGE = "#2563eb", "#16a34a", "#dc2626", "#9ca3af", "#f97316"
+_LAYOUT = {"margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "height": 360}
+
+
+def score_trend(trend: pd.DataFrame, score: str, title: str) -> go.Figure:
+    """A monthly score with its 95% interval as a band."""
+    fig = go.Figure()
+    fig.add_scatter(
+        x=list(trend["month"]) + list(trend["month"][::-1]),
+        y=list(trend[f"{score}_high"]) + list(trend[f"{score}_low"][::-1]),
+        fill="toself",
+        fillcolor="rgba(37,99,235,0.15)",
+        line={"width": 0},
+        name="95% interval",
+        hoverinfo="skip",
+    )
+    fig.add_scatter(
+        x=trend["month"],
+        y=trend[score],
+        mode="lines+markers",
+        name=title,
+        line={"color": _BLUE, "width": 3},
+        customdata=trend[f"{score}_responses"],
+        hovertemplate="%{x|%b %Y}: %{y:.1f} (%{customdata} answers)<extra></extra>",
+    )
+    if score == "csat":
+        fig.update_yaxes(tickformat=".0%")
+    fig.update_layout(title=title, **_LAYOUT)
+    return fig
+
+
+def score_breakdown(table: pd.DataFrame, by: str, score: str, title: str) -> go.Figure:
+    """A score per group with interval whiskers."""
+    shown = table.dropna(subset=[score])
+    fig = go.Figure(
+        go.Bar(
+            x=shown[by].astype(str),
+            y=shown[score],
+            marker_color=_BLUE,
+            error_y={
+                "type": "data",
+                "symmetric": False,
+                "array": shown[f"{score}_high"] - shown[score],
+                "arrayminus": shown[score] - shown[f"{score}_low"],
+            },
+            customdata=shown[f"{score}_responses"],
+            hovertemplate="%{x}: %{y:.2f} (%{customdata} answers)<extra></extra>",
+        )
+    )
+    if score == "csat":
+        fig.update_yaxes(tickformat=".0%")
+    fig.update_layout(title=title, **_LAYOUT)
+    return fig
+
+
+def score_distribution(dist: pd.DataFrame, survey: str) -> go.Figure:
+    """Answers per score, coloured by NPS bucket or CSAT satisfaction."""
+    part = dist[dist["survey"] == survey]
+    if survey == "nps":
+        colours = [
+            _GREEN if s >= NPS_PROMOTER_MIN else _RED if s <= NPS_DETRACTOR_MAX else _GREY
+            for s in part["score"]
+        ]
+    else:
+        colours = [_GREEN if s >= CSAT_SATISFIED_MIN else _GREY for s in part["score"]]
+    fig = go.Figure(go.Bar(x=part["score"], y=part["responses"], marker_color=colours))
+    fig.update_xaxes(dtick=1, title_text="score")
+    fig.update_layout(title=f"{survey.upper()} answers by score", **_LAYOUT)
+    return fig
+
+
+def terms(table: pd.DataFrame) -> go.Figure:
+    """Words typical of detractors (left, red) and promoters (right, green)."""
+    signed = table.assign(
+        signed=lambda t: t["weight"].where(t["side"] == "promoters", -t["weight"])
+    ).sort_values("signed")
+    fig = go.Figure(
+        go.Bar(
+            x=signed["signed"],
+            y=signed["term"],
+            orientation="h",
+            marker_color=[_GREEN if v > 0 else _RED for v in signed["signed"]],
+        )
+    )
+    fig.update_layout(
+        title="Words that set detractors (left) apart from promoters (right)",
+        **{**_LAYOUT, "height": 120 + 22 * len(signed)},
+    )
+    fig.update_xaxes(showticklabels=False)
+    return fig
+
+
+def roi_bars(table: pd.DataFrame) -> go.Figure:
+    """Spend against attributed revenue per campaign."""
+    top = table.head(20)
+    fig = go.Figure()
+    fig.add_bar(x=top["name"], y=top["spend"], name="Spend", marker_color=_GREY)
+    fig.add_bar(x=top["name"], y=top["revenue"], name="Attributed revenue", marker_color=_BLUE)
+    fig.update_layout(barmode="group", title="Spend and attributed revenue (top 20)", **_LAYOUT)
+    fig.update_xaxes(tickangle=-35)
+    return fig
+
+
+def lift_chart(lift: pd.DataFrame) -> go.Figure:
+    """Absolute lift in conversion per campaign with its 95% interval."""
+    fig = go.Figure(
+        go.Bar(
+            x=lift["name"],
+            y=lift["lift"],
+            marker_color=[_GREEN if low > 0 else _GREY for low in lift["lift_low"].fillna(0)],
+            error_y={
+                "type": "data",
+                "symmetric": False,
+                "array": lift["lift_high"] - lift["lift"],
+                "arrayminus": lift["lift"] - lift["lift_low"],
+            },
+        )
+    )
+    fig.update_yaxes(tickformat=".1%", title_text="treatment - control conversion")
+    fig.update_xaxes(tickangle=-35)
+    fig.update_layout(
+        title="Lift in conversion (green: interval above zero)", **{**_LAYOUT, "height": 420}
+    )
+    return fig
+
+
+def funnel(steps: pd.DataFrame) -> go.Figure:
+    """Customers reaching each step."""
+    fig = go.Figure(
+        go.Funnel(
+            y=[f"{row.step}. {row.event_type}" for row in steps.itertuples()],
+            x=steps["customers"],
+            texttemplate="%{value:,}<br>%{percentInitial:.0%} of entrants"
+            "<br>%{percentPrevious:.0%} of previous step",
+            marker_color=_BLUE,
+        )
+    )
+    fig.update_layout(**_LAYOUT)
+    return fig
+
+
+def conversion_trend(trend: pd.DataFrame) -> go.Figure:
+    """Overall funnel conversion by month of entry."""
+    fig = px.line(trend, x="month", y="conversion", markers=True, hover_data=["entered"])
+    fig.update_yaxes(tickformat=".1%")
+    fig.update_layout(title="Conversion by month of entry", **_LAYOUT)
+    return fig
+
+
+def lead_funnel(stages: pd.DataFrame) -> go.Figure:
+    """Leads reaching each lifecycle stage."""
+    fig = go.Figure(
+        go.Funnel(
+            y=stages["stage"],
+            x=stages["leads"],
+            texttemplate="%{value:,} (%{percentPrevious:.0%} of previous)",
+            marker_color=_ORANGE,
+        )
+    )
+    fig.update_layout(**_LAYOUT)
+    return fig
+
+
+def monthly_spend(table: pd.DataFrame) -> go.Figure:
+    """A customer's spend per month."""
+    fig = px.bar(table, x="month", y="revenue", hover_data=["orders"])
+    fig.update_traces(marker_color=_BLUE)
+    fig.update_layout(title="Spend by month", **{**_LAYOUT, "height": 280})
+    return fig
