@@ -5,7 +5,7 @@ import streamlit as st
 from crm_core.analytics import churn, clv
 from crm_core.errors import CRMError
 from crm_core.privacy import mask_pii
-from crm_ui import auth_ui, filters_ui, model_charts, model_ui, widgets
+from crm_ui import auth_ui, filters_ui, model_charts, model_ui, segment_ui, widgets
 
 user = auth_ui.require_view("churn")
 st.title("Churn risk")
@@ -129,3 +129,11 @@ else:
     top = at_risk[at_risk["churn_band"] == "high"].head(25)
     st.markdown("**High-risk customers with the most value at risk**")
     st.dataframe(mask_pii(top, user.role), hide_index=True, width="stretch")
+    high_risk = at_risk.loc[at_risk["churn_band"] == "high", "customer_id"].astype(int).tolist()
+    st.caption(f"{len(high_risk):,} customers are in the high-risk band.")
+    segment_ui.save_as_segment(
+        {"match": "all", "rules": [{"field": "customer_id", "op": "in", "value": high_risk}]},
+        "High churn risk",
+        "Customers in the high churn-risk band, saved from the Churn risk view.",
+        key="save_high_risk",
+    )

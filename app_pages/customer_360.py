@@ -64,6 +64,16 @@ cols[4].metric(
     border=True,
 )
 
+facts = insight_ui.customer_segments(customer_id)
+st.markdown(
+    f"**RFM segment:** {facts['rfm_segment'] or 'none yet'}"
+    + (f" (R F M = {' '.join(str(facts['rfm_score']))})" if facts["rfm_score"] else "")
+    + (f" · **cluster** {facts['cluster']}" if facts["cluster"] is not None else "")
+    + " · **saved segments:** "
+    + (", ".join(facts["segments"]) or "none"),
+    help="RFM and clusters are on the Segmentation page; saved segments in the Segment builder.",
+)
+
 left, right = st.columns([1, 2])
 with left:
     st.markdown("**Profile and consent**")

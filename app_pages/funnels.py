@@ -5,7 +5,7 @@ import streamlit as st
 from crm_core.analytics import funnels
 from crm_core.errors import CRMError
 from crm_core.schema import EVENT_TYPES
-from crm_ui import auth_ui, filters_ui, insight_charts, insight_ui, widgets
+from crm_ui import auth_ui, filters_ui, insight_charts, insight_ui, segment_ui, widgets
 
 auth_ui.require_view("funnels")
 st.title("Funnels")
@@ -78,11 +78,11 @@ with events_tab:
     )
     dropped = result.dropped_at(drop_step)
     st.caption(f"{len(dropped):,} customers dropped after step {drop_step}.")
-    st.download_button(
-        "Download their customer ids (CSV)",
-        "customer_id\n" + "\n".join(map(str, dropped)),
-        f"dropped_after_{steps[drop_step - 1]}.csv",
-        mime="text/csv",
+    segment_ui.save_as_segment(
+        {"match": "all", "rules": [{"field": "customer_id", "op": "in", "value": dropped}]},
+        f"Dropped after {steps[drop_step - 1]}",
+        f"Entered the funnel {' > '.join(steps)} and stopped after {steps[drop_step - 1]}.",
+        key="save_dropped",
     )
     left, right = st.columns(2)
     with left:

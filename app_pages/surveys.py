@@ -4,7 +4,7 @@ import streamlit as st
 
 from crm_core.analytics import surveys
 from crm_core.metrics import METRICS
-from crm_ui import auth_ui, filters_ui, insight_charts, insight_ui, widgets
+from crm_ui import auth_ui, filters_ui, insight_charts, insight_ui, segment_ui, widgets
 
 auth_ui.require_view("surveys")
 st.title("NPS and CSAT")
@@ -118,6 +118,13 @@ with value_tab:
             f"(unweighted {nps.value:.1f}). A gap means your most valuable customers feel "
             "differently from the rest."
         )
+    st.markdown(f"**{value['detractors']:,} detractors** (latest NPS answer 0-6)")
+    segment_ui.save_as_segment(
+        {"match": "all", "rules": [{"field": "nps_latest", "op": "lte", "value": 6}]},
+        "NPS detractors",
+        "Customers whose latest NPS answer is 0-6, saved from the NPS & CSAT view.",
+        key="save_detractors",
+    )
     if churn.empty:
         st.info("No answers old enough to tell who churned (90 days after answering).")
     else:

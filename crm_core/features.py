@@ -256,6 +256,12 @@ def _stored_fingerprint(store: Store) -> str | None:
         return conn.execute(sa.select(meta.c.value).where(meta.c.key == _FINGERPRINT_KEY)).scalar()
 
 
+def mark_stale(conn: sa.Connection) -> None:
+    """Make the next ensure_fresh rebuild customer_360 (call inside an import or scoring)."""
+    meta = schema.schema_meta
+    conn.execute(meta.delete().where(meta.c.key == _FINGERPRINT_KEY))
+
+
 def ensure_tables(store: Store) -> None:
     """Create customer_360 and customer_clusters if the store lacks them (derived tables)."""
     if {"customer_360", "customer_clusters"} <= store.table_names():

@@ -46,7 +46,7 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from crm_core import schema
+from crm_core import features, schema
 from crm_core.errors import ImportValidationError
 from crm_core.store import Store
 
@@ -890,4 +890,5 @@ def _import(store: Store, items: list[tuple[str, Path, str]], mode: str) -> list
                     ignore_index=True,
                 )
             results.append(ImportResult(table=table_name, rows=rows, mode=mode, file_name=name))
+        features.mark_stale(conn)  # an upsert may change fields without changing any count
     return results

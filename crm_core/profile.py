@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import sqlalchemy as sa
 
+from crm_core import features, segments
 from crm_core.schema import (
     campaign_contacts,
     campaigns,
@@ -158,3 +159,17 @@ def monthly_spend(order_history: pd.DataFrame) -> pd.DataFrame:
     table = done.groupby(month).agg(revenue=("amount", "sum"), orders=("order_id", "size"))
     table.index.name = "month"
     return table.reset_index()
+
+
+def segment_facts(store: Store, customer_id: int) -> dict[str, object]:
+    """The customer's RFM segment and score, saved cluster, and saved segments they are in."""
+    features.ensure_fresh(store)
+    table = features.customer_360
+    stmt = sa.select(table.c.rfm_segment, table.c.rfm_score, table.c.cluster).where(
+        table.c.customer_id == customer_id
+    )
+    with store.connect() as conn:
+        row = conn.execute(stmt).first()
+    facts = dict(row._mapping) if row else {"rfm_segment": None, "rfm_score": None, "cluster": None}
+    facts["segments"] = segments.segments_of(store, customer_id)
+    return facts

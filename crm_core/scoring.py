@@ -16,6 +16,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
+from crm_core import features
 from crm_core.analytics import churn, clv
 from crm_core.schema import customer_scores
 from crm_core.store import Store, utcnow
@@ -93,7 +94,9 @@ def write_scores(store: Store, frame: pd.DataFrame) -> int:
     """Replace every row of customer_scores with `frame`, in one transaction."""
     with store.begin() as conn:
         conn.execute(customer_scores.delete())
-        return store.insert_df(conn, "customer_scores", frame)
+        rows = store.insert_df(conn, "customer_scores", frame)
+        features.mark_stale(conn)
+        return rows
 
 
 def score(

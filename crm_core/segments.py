@@ -632,3 +632,21 @@ def delete_segment(store: Store, name: str, *, role: str | None = None) -> int:
             .values(deleted_at=utcnow())
         )
     return segment.segment_id
+
+
+def segments_of(store: Store, customer_id: int) -> list[str]:
+    """Names of the saved segments (latest versions) that the customer belongs to now."""
+    as_of = store_as_of(store)
+    saved = list_segments(store)
+    if as_of is None or saved.empty:
+        return []
+    names = []
+    for name in saved["name"]:
+        where = compile_rules(load_segment(store, name).definition, as_of)
+        stmt = sa.select(customer_360.c.customer_id).where(
+            where, customer_360.c.customer_id == customer_id
+        )
+        with store.connect() as conn:
+            if conn.execute(stmt.limit(1)).first() is not None:
+                names.append(name)
+    return names

@@ -111,3 +111,9 @@ def search_customers(text: str) -> pd.DataFrame:
 def customer_profile(customer_id: int) -> tuple[dict | None, dict[str, pd.DataFrame]]:
     """A customer's profile and history."""
     return profile.customer(store(), customer_id), profile.history(store(), customer_id)
+
+
+@st.cache_data(show_spinner=False, ttl=60)
+def customer_segments(customer_id: int) -> dict[str, object]:
+    """The customer's RFM segment, cluster and saved segments."""
+    return profile.segment_facts(store(), customer_id)

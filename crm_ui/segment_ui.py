@@ -11,6 +11,8 @@ import streamlit as st
 
 from crm_core import export, features, segments
 from crm_core.analytics import clustering, rfm
+from crm_core.errors import CRMError
+from crm_ui.auth_ui import current_user
 from crm_ui.data import store
 
 _LAYOUT = "seg_layout"  # [{"id": n} | {"id": n, "group": [child ids]}]
@@ -299,3 +301,36 @@ def preview_panel(result: segments.Preview) -> None:
     with st.expander("Show SQL"):
         st.code(result.sql, language="sql")
         st.caption("Values shown for reading only; the app always sends them as parameters.")
+
+
+def save_as_segment(
+    definition: dict[str, Any], default_name: str, description: str, key: str
+) -> None:
+    """A one-click form that saves `definition` as a segment, ready to export in the builder."""
+    user = current_user()
+    if user is None or not user.can("save_segments"):
+        st.caption("Saving these customers as a segment is for admins, marketers and analysts.")
+        return
+    with st.form(key, border=False):
+        name_col, button_col = st.columns([3, 1], vertical_alignment="bottom")
+        name = name_col.text_input("Segment name", value=default_name, key=f"{key}_name")
+        if button_col.form_submit_button(
+            "Save as segment", help="Saved segments can be previewed and exported in the builder."
+        ):
+            try:
+                saved = segments.save_segment(
+                    store(),
+                    name,
+                    definition,
+                    owner=user.username,
+                    description=description,
+                    role=user.role,
+                )
+            except CRMError as exc:
+                st.error(str(exc))
+            else:
+                clear()
+                st.success(
+                    f"Saved segment '{saved.name}' (version {saved.version}). Export it from "
+                    "the Segment builder's saved segments."
+                )

@@ -51,6 +51,15 @@ def app_env(app_store_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     close_all()
 
 
+@pytest.fixture
+def own_store(app_store_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private copy of the app store, for tests that write."""
+    path = tmp_path / "crm.duckdb"
+    shutil.copy(app_store_path, path)
+    use_store(monkeypatch, path)
+    return path
+
+
 def sign_in(username: str, password: str | None = None) -> AppTest:
     """Run the app and submit the login form."""
     at = AppTest.from_file(str(APP), default_timeout=60).run()

@@ -2,22 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
-
-import pytest
-
 from crm_core import auth
 from crm_core.store import get_store
-from tests.app.conftest import errors, sign_in, use_store
-
-
-@pytest.fixture
-def own_store(app_store_path, tmp_path, monkeypatch):
-    """A private copy of the app store, for tests that write."""
-    path = tmp_path / "crm.duckdb"
-    shutil.copy(app_store_path, path)
-    use_store(monkeypatch, path)
-    return path
+from tests.app.conftest import errors, sign_in
 
 
 def test_admin_adds_a_user_who_can_sign_in(own_store):

@@ -97,3 +97,30 @@ def test_store_without_surveys_or_events_shows_empty_states(tmp_path, monkeypatc
         at.switch_page(f"app_pages/{page}.py").run()
         assert not at.exception, (page, at.exception)
         assert any(text in i.value for i in at.info), (page, [i.value for i in at.info])
+
+
+def test_detractors_are_one_click_from_a_saved_segment(own_store):
+    at = sign_in("marketer")
+    at.switch_page("app_pages/surveys.py").run()
+    next(b for b in at.button if b.label == "Save as segment").click().run()
+    assert not at.exception
+    assert any("Saved segment 'NPS detractors'" in s.value for s in at.success), errors(at)
+    from crm_core import segments
+    from crm_core.store import get_store
+
+    saved = segments.load_segment(get_store(), "NPS detractors")
+    assert saved.definition["rules"][0] == {"field": "nps_latest", "op": "lte", "value": 6}
+
+
+def test_funnel_drop_offs_are_one_click_from_a_saved_segment(own_store):
+    at = sign_in("analyst")
+    at.switch_page("app_pages/funnels.py").run()
+    next(b for b in at.button if b.label == "Save as segment").click().run()
+    assert not at.exception
+    assert any("Saved segment 'Dropped after visit'" in s.value for s in at.success), errors(at)
+
+
+def test_managers_cannot_save_segments_from_views(signed_in):
+    at = signed_in("manager")
+    at.switch_page("app_pages/funnels.py").run()
+    assert not any(b.label == "Save as segment" for b in at.button)

@@ -6,6 +6,7 @@ from datetime import date
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from crm_core import features
 from tests.core import seg_tiny, tiny
@@ -67,3 +68,18 @@ def test_field_docs_come_from_the_declaration():
     docs = {d["field"]: d for d in features.field_docs()}
     assert docs["email"]["personal"] and docs["clv"]["kind"] == "number"
     assert docs["last_order_at"]["kind"] == "date" and docs["consent_email"]["kind"] == "boolean"
+
+
+def test_an_import_that_changes_no_count_still_refreshes_the_360(store, tmp_path):
+    from crm_core import ingest
+
+    tiny.load(store)
+    features.ensure_fresh(store)
+    table = features.customer_360
+    read = sa.select(table.c.consent_email).where(table.c.customer_id == 3)
+    assert store.scalar(read) is False
+    path = tmp_path / "customers.csv"
+    path.write_text("customer_id,signup_at,consent_email\n3,2024-02-01,true\n")
+    ingest.import_file(store, "customers", path, mode="upsert")
+    assert features.ensure_fresh(store) is True
+    assert store.scalar(read) is True

@@ -27,3 +27,29 @@ def test_profile_and_history(store):
     spend = profile.monthly_spend(history["orders"])
     assert spend["revenue"].tolist() == [100.0, 80.0]
     assert profile.customer(store, 999) is None
+
+
+def test_segment_facts_name_rfm_segment_and_saved_segments(store):
+    from crm_core import segments
+
+    tiny.load(store)
+    segments.save_segment(
+        store,
+        "Big spenders",
+        {"match": "all", "rules": [{"field": "monetary", "op": "gte", "value": 150}]},
+        owner="test",
+        role="marketer",
+    )
+    segments.save_segment(
+        store,
+        "Brits",
+        {"match": "all", "rules": [{"field": "country", "op": "eq", "value": "GB"}]},
+        owner="test",
+        role="marketer",
+    )
+    facts = profile.segment_facts(store, 1)
+    assert facts["rfm_segment"] is not None
+    assert facts["segments"] == ["Big spenders"]
+    # c3 spent 80 + 999; c4 only 60 (its other order was refunded)
+    assert profile.segment_facts(store, 3)["segments"] == ["Big spenders", "Brits"]
+    assert profile.segment_facts(store, 4)["segments"] == ["Brits"]
