@@ -113,9 +113,9 @@ values_tab, backtest_tab, matrix_tab, top_tab = st.tabs(
 )
 with values_tab:
     st.plotly_chart(model_charts.clv_histogram(parts["histogram"], "$"), width="stretch")
-    st.caption("RFM band: a simple recency + frequency + spend quintile score (3-15).")
+    st.caption("RFM segments as on the Segmentation page (recency, frequency, spend quintiles).")
     for key, title in (
-        ("rfm_band", "CLV by RFM band"),
+        ("rfm_segment", "CLV by RFM segment"),
         ("acquisition_channel", "CLV by acquisition channel"),
         ("country", "CLV by country"),
     ):

@@ -41,7 +41,8 @@ with events_tab:
     by = third.selectbox(
         "Break down by",
         funnels.FUNNEL_BREAKDOWNS,
-        help="channel: where the customer entered; country: the customer's country.",
+        help="channel: where the customer entered; country: the customer's country; "
+        "RFM segment: the customer's segment today.",
     )
     try:
         result = insight_ui.event_funnel(filters, tuple(steps), order, int(window))

@@ -72,7 +72,7 @@ with breakdown_tab:
         "Break down by",
         list(surveys.BREAKDOWNS),
         help="touchpoint: where the survey was asked; country and acquisition channel: the "
-        "customer's.",
+        "customer's; RFM segment: the customer's segment today (see Segmentation).",
     )
     table = insight_ui.survey_breakdown(filters, by)
     left, right = st.columns(2)

@@ -62,10 +62,10 @@ def band_summary(
 
 @st.cache_data(show_spinner=False, ttl=3600, max_entries=16)
 def clv_breakdowns(settings: clv.CLVSettings) -> dict[str, pd.DataFrame]:
-    """CLV by RFM band, acquisition channel and country, and the top customers."""
+    """CLV by RFM segment, acquisition channel and country, and the top customers."""
     values = clv_report(settings).customers
     return {
-        "rfm_band": clv.group_clv(values, "rfm_band"),
+        "rfm_segment": clv.group_clv(values, "rfm_segment"),
         "acquisition_channel": clv.group_clv(values, "acquisition_channel"),
         "country": clv.group_clv(values, "country"),
         "top": clv.top_customers(values),

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from crm_core import features
 from crm_core.errors import CRMError
 from crm_core.filters import Filters, completed_orders_where
 from crm_core.schema import customers, orders
@@ -688,7 +689,7 @@ def frequency_recency_matrices(
 
 
 def _with_attributes(store: Store, values: pd.DataFrame) -> pd.DataFrame:
-    """Add country, acquisition channel, names and e-mail, and a simple RFM score band."""
+    """Add country, acquisition channel, names and e-mail, and the customer's RFM segment."""
     attrs = store.read_df(
         sa.select(
             customers.c.customer_id,
@@ -702,39 +703,13 @@ def _with_attributes(store: Store, values: pd.DataFrame) -> pd.DataFrame:
     merged = values.merge(attrs, on="customer_id", how="left")
     for col in ("country", "acquisition_channel"):
         merged[col] = merged[col].fillna("unknown")
-    merged["rfm_band"] = rfm_bands(merged)
+    features.ensure_fresh(store)
+    segments = store.read_df(
+        sa.select(features.customer_360.c.customer_id, features.customer_360.c.rfm_segment)
+    )
+    merged = merged.merge(segments, on="customer_id", how="left")
+    merged["rfm_segment"] = merged["rfm_segment"].astype(object).fillna("(none)")
     return merged
-
-
-RFM_BANDS: tuple[tuple[int, str], ...] = (
-    (13, "top (RFM 13-15)"),
-    (10, "high (RFM 10-12)"),
-    (7, "middle (RFM 7-9)"),
-    (3, "low (RFM 3-6)"),
-)
-"""Bands of the RFM score (recency, frequency and spend quintiles 1-5, summed)."""
-
-
-def rfm_bands(summary: pd.DataFrame) -> pd.Series:
-    """A simple RFM band per customer from quintiles of recency, frequency and spend.
-
-    Stand-in until the shared RFM segments (analytics/rfm.py) are available.
-    """
-
-    def quintile(values: pd.Series) -> np.ndarray:
-        ranks = values.rank(method="first", pct=True).to_numpy()
-        return np.clip(np.ceil(ranks * 5), 1, 5)
-
-    last_seen = summary["T"] - summary["recency"]  # time since the last purchase
-    score = (
-        quintile(-last_seen)
-        + quintile(summary["frequency"])
-        + quintile(summary["monetary_value"] * (summary["frequency"] + 1))
-    )
-    labels = np.select(
-        [score >= lo for lo, _ in RFM_BANDS], [label for _, label in RFM_BANDS], RFM_BANDS[-1][1]
-    )
-    return pd.Series(labels, index=summary.index, name="rfm_band")
 
 
 def group_clv(values: pd.DataFrame, by: str) -> pd.DataFrame:

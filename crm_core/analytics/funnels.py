@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from crm_core import features
 from crm_core.errors import CRMError
 from crm_core.filters import Filters, customer_scope
 from crm_core.schema import EVENT_TYPES, LEAD_STAGES, customers, events, leads
@@ -23,8 +24,9 @@ from crm_core.store import Store
 DEFAULT_STEPS = ("visit", "product_view", "add_to_cart", "checkout", "purchase")
 ORDERS = ("strict", "any")
 MIN_STEPS, MAX_STEPS = 2, 10
-FUNNEL_BREAKDOWNS = ("channel", "country")
-"""channel: where the customer entered the funnel; country: the customer's country."""
+FUNNEL_BREAKDOWNS = ("channel", "country", "RFM segment")
+"""channel: where the customer entered the funnel; country: the customer's country;
+RFM segment: the customer's segment today."""
 
 LEAD_FUNNEL = ("lead", "mql", "sql", "opportunity", "won")
 LOST_REACHED = "sql"
@@ -204,16 +206,19 @@ def funnel_breakdown(store: Store, result: FunnelResult, by: str) -> pd.DataFram
     if by not in FUNNEL_BREAKDOWNS:
         raise CRMError(f"Unknown breakdown {by!r}; allowed: {', '.join(FUNNEL_BREAKDOWNS)}.")
     progress = result.customers
-    if by == "country":
-        countries = store.read_df(
-            sa.select(customers.c.customer_id, customers.c.country).where(
-                customers.c.customer_id.in_(sa.bindparam("ids", expanding=True))
+    if by != "channel":
+        if by == "country":
+            column = customers.c.country
+        else:
+            features.ensure_fresh(store)
+            column = features.customer_360.c.rfm_segment
+        values = store.read_df(
+            sa.select(column.table.c.customer_id, column.label(by)).where(
+                column.table.c.customer_id.in_(sa.bindparam("ids", expanding=True))
             ),
             {"ids": progress["customer_id"].astype(int).tolist() or [-1]},
         )
-        progress = progress.drop(columns=["country"], errors="ignore").merge(
-            countries, on="customer_id", how="left"
-        )
+        progress = progress.merge(values, on="customer_id", how="left")
     group = progress[by].astype(object).fillna("(unknown)")
     table = {
         name: progress.groupby(group)["reached"].apply(lambda r, i=i: int((r >= i).sum()))

@@ -15,6 +15,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sklearn.feature_extraction.text import TfidfVectorizer
 
+from crm_core import features
 from crm_core.filters import Filters, customer_scope
 from crm_core.metrics import CSAT_SATISFIED_MIN, NPS_DETRACTOR_MAX, NPS_PROMOTER_MIN
 from crm_core.schema import customer_scores, customers, orders, survey_responses
@@ -30,8 +31,9 @@ BREAKDOWNS = {
     "touchpoint": survey_responses.c.touchpoint,
     "country": customers.c.country,
     "acquisition channel": customers.c.acquisition_channel,
+    "RFM segment": features.customer_360.c.rfm_segment,
 }
-"""Dimensions the survey view can break scores down by (RFM segment is added from the 360)."""
+"""Dimensions the survey view can break scores down by (the RFM segment is today's)."""
 
 
 @dataclass(frozen=True)
@@ -163,7 +165,9 @@ def breakdown(store: Store, filters: Filters, by: str) -> pd.DataFrame:
     """NPS and CSAT per value of one dimension (see BREAKDOWNS), largest groups first."""
     if by not in BREAKDOWNS:
         raise KeyError(by)
+    features.ensure_fresh(store)
     dimension = sa.func.coalesce(BREAKDOWNS[by], "(unknown)").label(by)
+    c360 = features.customer_360
     stmt = (
         sa.select(dimension, *_bucket_columns())
         .join_from(
@@ -171,6 +175,7 @@ def breakdown(store: Store, filters: Filters, by: str) -> pd.DataFrame:
             customers,
             survey_responses.c.customer_id == customers.c.customer_id,
         )
+        .join(c360, c360.c.customer_id == survey_responses.c.customer_id, isouter=True)
         .where(*_in_period(filters))
         .group_by(dimension)
     )

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from crm_core import datasets
-from crm_core.analytics import clv
+from crm_core.analytics import clv, rfm
 from crm_core.errors import CRMError
 
 CAL_END = date(1997, 9, 30)
@@ -98,7 +98,8 @@ def test_analyse_backtests_the_cdnow_holdout(tmp_path):
     assert abs(bt.total_error) < 0.2 and bt.mae < 1.0
     assert bt.period_histogram["data"].sum() == bt.period_histogram["model"].sum() == 2_357
     assert report.alive_matrix.notna().to_numpy().sum() > 0
-    assert set(report.customers["rfm_band"]) <= {label for _, label in clv.RFM_BANDS}
+    assert set(report.customers["rfm_segment"]) <= set(rfm.SEGMENT_NAMES) | {"(none)"}
+    assert report.customers["rfm_segment"].isin(rfm.SEGMENT_NAMES).mean() > 0.9
     figures = report.as_dict()
     assert figures["calibration_params"]["alpha"] == pytest.approx(4.414, abs=0.002)
     store.dispose()

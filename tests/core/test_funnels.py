@@ -84,6 +84,8 @@ def test_breakdowns_and_trend(funnel_store):
     assert by_country.loc["GB", "visit"] == 2 and by_country.loc["GB", "purchase"] == 0
     by_channel = funnels.funnel_breakdown(funnel_store, result, "channel").set_index("channel")
     assert by_channel["visit"].sum() == 5
+    by_segment = funnels.funnel_breakdown(funnel_store, result, "RFM segment")
+    assert by_segment["visit"].sum() == 5  # customers without orders have no segment yet
     trend = funnels.funnel_trend(result)
     assert trend["entered"].tolist() == [5] and trend["converted"].tolist() == [1]
 

@@ -128,3 +128,10 @@ def test_detractor_value_falls_back_to_revenue_then_uses_clv(store):
     assert value["revenue_at_risk"] == pytest.approx(150.0)
     assert value["weighted_nps"] == pytest.approx(100 * (300 - 150) / 500)
     assert sorted(surveys.detractor_ids(store, tiny.PERIOD)) == [1, 4]
+
+
+def test_breakdown_by_rfm_segment(store):
+    tiny.load(store)
+    by_segment = surveys.breakdown(store, tiny.PERIOD, "RFM segment")
+    assert by_segment["nps_responses"].sum() == 5
+    assert not by_segment["RFM segment"].isna().any()
