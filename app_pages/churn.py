@@ -10,14 +10,7 @@ from crm_ui import auth_ui, filters_ui, model_charts, model_ui, segment_ui, widg
 user = auth_ui.require_view("churn")
 st.title("Churn risk")
 filters = filters_ui.current_filters()
-span = filters and model_ui.order_span(filters.countries, filters.channels)
-if not span:
-    st.info(
-        "No completed orders to model yet. An admin can import `customers` and `orders` on "
-        "the Data import page, or run `python -m crm_core import orders FILE`."
-    )
-    st.stop()
-as_of = min(span[1], filters.end)
+_, as_of = model_ui.model_span_or_stop(filters)
 
 c1, c2 = st.columns(2)
 kind = c1.selectbox(

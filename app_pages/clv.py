@@ -12,14 +12,7 @@ from crm_ui import auth_ui, filters_ui, model_charts, model_ui, widgets
 user = auth_ui.require_view("clv")
 st.title("Customer lifetime value")
 filters = filters_ui.current_filters()
-span = filters and model_ui.order_span(filters.countries, filters.channels)
-if not span:
-    st.info(
-        "No completed orders to model yet. An admin can import `customers` and `orders` on "
-        "the Data import page, or run `python -m crm_core import orders FILE`."
-    )
-    st.stop()
-first, last = span[0], min(span[1], filters.end)
+first, last = model_ui.model_span_or_stop(filters)
 
 with st.expander("Model settings", expanded=False):
     c1, c2, c3, c4, c5 = st.columns(5)

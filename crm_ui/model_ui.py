@@ -18,6 +18,18 @@ def order_span(countries: tuple[str, ...], channels: tuple[str, ...]) -> tuple[d
     return clv.data_span(data.store(), Filters(date.min, date.max, countries, channels))
 
 
+def model_span_or_stop(filters: Filters | None) -> tuple[date, date]:
+    """The order span the models can use, or an empty state that stops the page."""
+    span = filters and order_span(filters.countries, filters.channels)
+    if not span:
+        st.info(
+            "No completed orders to model yet. An admin can import `customers` and `orders` on "
+            "the Data import page, or run `python -m crm_core import orders FILE`."
+        )
+        st.stop()
+    return span[0], min(span[1], filters.end)
+
+
 def default_calibration_end(first: date, last: date) -> date:
     """The calibration end suggested before the analyst picks one."""
     return clv.default_calibration_end(first, last)

@@ -43,6 +43,26 @@ def use_store(monkeypatch: pytest.MonkeyPatch, path: Path) -> None:
     close_all()
 
 
+def private_store(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fill: Callable[[Store], object] | None = None,
+    *,
+    users: bool = True,
+) -> Path:
+    """A fresh store in tmp_path, filled by `fill`, with one user per role; the app reads it."""
+    path = tmp_path / "crm.duckdb"
+    store = Store(f"duckdb:///{path}")
+    store.init_schema()
+    if fill is not None:
+        fill(store)
+    if users:
+        add_role_users(store)
+    store.dispose()
+    use_store(monkeypatch, path)
+    return path
+
+
 @pytest.fixture
 def app_env(app_store_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """The app reads the demo store with role users."""

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from crm_core.store import Store
-from tests.app.conftest import add_role_users, errors, sign_in, use_store
+from tests.app.conftest import errors, private_store, sign_in
 from tests.core import tiny
 
 ROLES = ["admin", "manager", "marketer", "analyst"]
@@ -82,12 +81,7 @@ def test_manager_may_not_open_customer_360(signed_in):
 
 
 def test_store_without_surveys_or_events_shows_empty_states(tmp_path, monkeypatch):
-    store = Store(f"duckdb:///{tmp_path / 'crm.duckdb'}")
-    store.init_schema()
-    tiny.load(store, surveys=False)
-    add_role_users(store)
-    store.dispose()
-    use_store(monkeypatch, tmp_path / "crm.duckdb")
+    private_store(tmp_path, monkeypatch, lambda store: tiny.load(store, surveys=False))
     at = sign_in("analyst")
     for page, text in [
         ("surveys", "No survey answers yet"),

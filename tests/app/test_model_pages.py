@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from crm_core.store import Store
-from tests.app.conftest import add_role_users, errors, sign_in, use_store
+from tests.app.conftest import errors, private_store, sign_in
 
 ROLES = ["admin", "manager", "marketer", "analyst"]
 
@@ -65,11 +64,7 @@ def test_churn_view_logistic_regression(signed_in):
 
 @pytest.mark.parametrize("page", ["app_pages/clv.py", "app_pages/churn.py"])
 def test_empty_store_names_the_table_to_import(tmp_path, monkeypatch, page):
-    store = Store(f"duckdb:///{tmp_path / 'crm.duckdb'}")
-    store.init_schema()
-    add_role_users(store)
-    store.dispose()
-    use_store(monkeypatch, tmp_path / "crm.duckdb")
+    private_store(tmp_path, monkeypatch)
     at = sign_in("analyst")
     at.switch_page(page).run()
     assert not at.exception
@@ -79,12 +74,7 @@ def test_empty_store_names_the_table_to_import(tmp_path, monkeypatch, page):
 def test_too_little_history_says_what_is_missing(tmp_path, monkeypatch):
     from tests.core import tiny
 
-    store = Store(f"duckdb:///{tmp_path / 'crm.duckdb'}")
-    store.init_schema()
-    tiny.load(store)
-    add_role_users(store)
-    store.dispose()
-    use_store(monkeypatch, tmp_path / "crm.duckdb")
+    private_store(tmp_path, monkeypatch, tiny.load)
     at = sign_in("analyst")
     for page in ("app_pages/clv.py", "app_pages/churn.py"):
         at.switch_page(page).run()

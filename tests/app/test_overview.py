@@ -6,8 +6,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from crm_core.metrics import METRICS
-from crm_core.store import Store
-from tests.app.conftest import APP, add_role_users, sign_in, use_store
+from tests.app.conftest import APP, private_store, sign_in
 from tests.core import tiny
 
 
@@ -32,23 +31,14 @@ def test_overview_honours_sidebar_filters(signed_in):
 
 
 def test_empty_store_shows_empty_state(tmp_path, monkeypatch):
-    store = Store(f"duckdb:///{tmp_path / 'crm.duckdb'}")
-    store.init_schema()
-    add_role_users(store)
-    store.dispose()
-    use_store(monkeypatch, tmp_path / "crm.duckdb")
+    private_store(tmp_path, monkeypatch)
     at = sign_in("manager")
     assert not at.exception
     assert any("No orders in the store yet" in i.value for i in at.info)
 
 
 def test_store_without_surveys_shows_na_not_error(tmp_path, monkeypatch):
-    store = Store(f"duckdb:///{tmp_path / 'crm.duckdb'}")
-    store.init_schema()
-    tiny.load(store, surveys=False)
-    add_role_users(store)
-    store.dispose()
-    use_store(monkeypatch, tmp_path / "crm.duckdb")
+    private_store(tmp_path, monkeypatch, lambda store: tiny.load(store, surveys=False))
     at = sign_in("manager")
     assert not at.exception
     nps = next(m for m in at.metric if m.label == "NPS")
@@ -56,10 +46,7 @@ def test_store_without_surveys_shows_na_not_error(tmp_path, monkeypatch):
 
 
 def test_no_users_explains_how_to_create_the_admin(tmp_path, monkeypatch):
-    store = Store(f"duckdb:///{tmp_path / 'crm.duckdb'}")
-    store.init_schema()
-    store.dispose()
-    use_store(monkeypatch, tmp_path / "crm.duckdb")
+    private_store(tmp_path, monkeypatch, users=False)
     at = AppTest.from_file(str(APP), default_timeout=60).run()
     assert any("No users yet" in e.value for e in at.error)
 
@@ -67,12 +54,7 @@ def test_no_users_explains_how_to_create_the_admin(tmp_path, monkeypatch):
 def test_overview_on_real_cdnow_data(tmp_path, monkeypatch):
     from crm_core import datasets
 
-    store = Store(f"duckdb:///{tmp_path / 'crm.duckdb'}")
-    store.init_schema()
-    datasets.load_cdnow(store)
-    add_role_users(store)
-    store.dispose()
-    use_store(monkeypatch, tmp_path / "crm.duckdb")
+    private_store(tmp_path, monkeypatch, datasets.load_cdnow)
     at = sign_in("manager")
     assert not at.exception
     figures = {m.label: m.value for m in at.metric}
