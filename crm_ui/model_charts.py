@@ -69,7 +69,14 @@ def clv_by_group(frame: pd.DataFrame, by: str, title: str) -> go.Figure:
     )
     fig.update_layout(
         yaxis={"title": "Total CLV", "tickformat": "~s"},
-        yaxis2={"title": "Mean CLV", "overlaying": "y", "side": "right", "showgrid": False},
+        yaxis2={
+            "title": "Mean CLV",
+            "overlaying": "y",
+            "side": "right",
+            "showgrid": False,
+            "rangemode": "tozero",
+            "tickformat": ",.0f",
+        },
         title={"text": title, "x": 0, "y": 0.97},
     )
     return _layout(fig, height=380).update_layout(
