@@ -77,21 +77,7 @@ st.markdown(
 left, right = st.columns([1, 2])
 with left:
     st.markdown("**Profile and consent**")
-    fields = [
-        "email",
-        "phone",
-        "country",
-        "region",
-        "city",
-        "birth_date",
-        "gender",
-        "signup_at",
-        "acquisition_channel",
-        "loyalty_tier",
-        "loyalty_points",
-        "consent_email",
-        "consent_sms",
-    ]
+    fields = profile.PROFILE_FIELDS
     st.dataframe(
         pd.DataFrame({"field": fields, "value": [str(person.get(f)) for f in fields]}),
         hide_index=True,

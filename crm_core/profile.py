@@ -18,6 +18,13 @@ from crm_core.schema import (
 )
 from crm_core.store import Store
 
+PROFILE_FIELDS = tuple(
+    c.name
+    for c in customers.columns
+    if c.name not in ("customer_id", "first_name", "last_name", "erased_at")
+)
+"""Customer columns the profile lists (the name is its heading)."""
+
 SEARCH_LIMIT = 50
 RECENT_EVENTS = 200
 

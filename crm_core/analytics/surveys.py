@@ -165,20 +165,15 @@ def breakdown(store: Store, filters: Filters, by: str) -> pd.DataFrame:
     """NPS and CSAT per value of one dimension (see BREAKDOWNS), largest groups first."""
     if by not in BREAKDOWNS:
         raise KeyError(by)
-    features.ensure_fresh(store)
     dimension = sa.func.coalesce(BREAKDOWNS[by], "(unknown)").label(by)
-    c360 = features.customer_360
-    stmt = (
-        sa.select(dimension, *_bucket_columns())
-        .join_from(
-            survey_responses,
-            customers,
-            survey_responses.c.customer_id == customers.c.customer_id,
-        )
-        .join(c360, c360.c.customer_id == survey_responses.c.customer_id, isouter=True)
-        .where(*_in_period(filters))
-        .group_by(dimension)
+    stmt = sa.select(dimension, *_bucket_columns()).join_from(
+        survey_responses, customers, survey_responses.c.customer_id == customers.c.customer_id
     )
+    if BREAKDOWNS[by].table is features.customer_360:  # only the RFM segment needs the 360
+        features.ensure_fresh(store)
+        c360 = features.customer_360
+        stmt = stmt.join(c360, c360.c.customer_id == survey_responses.c.customer_id, isouter=True)
+    stmt = stmt.where(*_in_period(filters)).group_by(dimension)
     frame = _summary_frame(store.read_df(stmt), by)
     if frame.empty:
         return frame
