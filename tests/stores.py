@@ -88,6 +88,28 @@ class PgSchemas:
         with self.engine.begin() as conn:
             conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {name} CASCADE"))
 
+    def copy(self, source: str, prefix: str = "copy") -> tuple[str, str]:
+        """A new schema holding a copy of every table (keys, indexes, rows) of `source`."""
+        name, url = self.create(prefix)
+        with self.engine.begin() as conn:
+            tables = conn.execute(
+                sa.text(
+                    "SELECT table_name FROM information_schema.tables "
+                    "WHERE table_schema = :s AND table_type = 'BASE TABLE'"
+                ),
+                {"s": source},
+            ).scalars()
+            for table in tables:
+                conn.execute(
+                    sa.text(
+                        f'CREATE TABLE {name}."{table}" (LIKE {source}."{table}" INCLUDING ALL)'
+                    )
+                )
+                conn.execute(
+                    sa.text(f'INSERT INTO {name}."{table}" SELECT * FROM {source}."{table}"')
+                )
+        return name, url
+
 
 @pytest.fixture(scope="session")
 def pg_schemas(pg_admin_url: str) -> Iterator[PgSchemas]:
@@ -106,14 +128,29 @@ def pg_store_url(pg_schemas: PgSchemas) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def pg_demo_store_url(pg_schemas: PgSchemas) -> str:
-    """The session's small demo store, built once on PostgreSQL (read it; do not write)."""
+def pg_demo_schema(pg_schemas: PgSchemas) -> tuple[str, str]:
+    """Name and URL of the session's small demo store, built once on PostgreSQL (read it;
+    copy it with `pg_schemas.copy(name)` to write)."""
     from crm_core import demo
     from tests.conftest import DEMO_CUSTOMERS, DEMO_SEED
 
-    _name, url = pg_schemas.create("demo")
+    name, url = pg_schemas.create("demo")
     store = Store(url)
     store.init_schema()
     demo.create_demo_store(store, customers=DEMO_CUSTOMERS, seed=DEMO_SEED)
     store.dispose()
-    return url
+    return name, url
+
+
+@pytest.fixture(scope="session")
+def pg_demo_store_url(pg_demo_schema: tuple[str, str]) -> str:
+    """URL of the session's demo store on PostgreSQL (read it; do not write)."""
+    return pg_demo_schema[1]
+
+
+@pytest.fixture
+def pg_demo_copy_url(pg_schemas: PgSchemas, pg_demo_schema: tuple[str, str]) -> Iterator[str]:
+    """URL of a private copy of the PostgreSQL demo store, for a test that writes."""
+    name, url = pg_schemas.copy(pg_demo_schema[0])
+    yield url
+    pg_schemas.drop(name)

@@ -17,6 +17,8 @@ from crm_core.errors import CRMError, NotAllowedError
 from crm_core.schema import campaign_contacts, customers, suppressions
 from tests.core import tiny
 
+pytestmark = pytest.mark.both_stores  # every test here runs on DuckDB and PostgreSQL
+
 EVERYONE = {"match": "all", "rules": [{"field": "frequency", "op": "gte", "value": 1}]}
 MIA = auth.User("mia", "Mia", "marketer")
 ANA = auth.User("ana", "Ana", "analyst")

@@ -11,6 +11,8 @@ import sqlalchemy as sa
 from crm_core import features
 from tests.core import seg_tiny, tiny
 
+pytestmark = pytest.mark.both_stores  # every test here runs on DuckDB and PostgreSQL
+
 
 def test_360_has_one_row_per_customer_with_exact_fields(store):
     seg_tiny.load(store)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from crm_core import profile
 from tests.core import tiny
+
+pytestmark = pytest.mark.both_stores  # every test here runs on DuckDB and PostgreSQL
 
 
 def test_search_by_id_email_and_name(store):

@@ -1,27 +1,43 @@
-"""Scores: both models fitted and written to customer_scores in one transaction; the CLI."""
+"""Scores: both models fitted and written to customer_scores in one transaction; the CLI.
+
+The tests that read or write the store run on DuckDB and PostgreSQL (`both_stores`); the
+model fits themselves are the same Python on both, so the CLI fits run on DuckDB only, and
+`test_model_inputs_are_identical_on_duckdb_and_postgresql` checks that both stores hand the
+models the same data.
+"""
 
 from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
+from datetime import timedelta
 
 import pandas as pd
 import pytest
 
 from crm_core import cli, scoring
-from crm_core.store import Store
+from crm_core.analytics import churn, clv
+from crm_core.store import Store, close_all
 
 
 @pytest.fixture
-def demo_copy(demo_store_path, tmp_path, monkeypatch) -> Store:
-    path = tmp_path / "crm.duckdb"
-    shutil.copy(demo_store_path, path)
-    monkeypatch.setenv("CRM_DATABASE_URL", f"duckdb:///{path}")
-    store = Store(f"duckdb:///{path}")
+def demo_copy(demo_store_path, tmp_path, monkeypatch, backend, request) -> Iterator[Store]:
+    """A private copy of the session demo store (a PostgreSQL schema in `[postgresql]`)."""
+    if backend == "postgresql":
+        url = request.getfixturevalue("pg_demo_copy_url")
+    else:
+        path = tmp_path / "crm.duckdb"
+        shutil.copy(demo_store_path, path)
+        url = f"duckdb:///{path}"
+    monkeypatch.setenv("CRM_DATABASE_URL", url)
+    store = Store(url)
     yield store
     store.dispose()
+    close_all()
 
 
+@pytest.mark.both_stores
 def test_score_writes_every_customer_with_a_version(demo_copy):
     result = scoring.score(demo_copy)
     scores = demo_copy.read_df("select * from customer_scores order by customer_id")
@@ -37,12 +53,26 @@ def test_score_writes_every_customer_with_a_version(demo_copy):
     assert any("ROC AUC" in line for line in result.summary_lines())
 
 
+@pytest.mark.both_stores
 def test_scores_replace_all_rows_and_roll_back_on_error(demo_copy, monkeypatch):
     frame = pd.DataFrame({"customer_id": [999_999], "clv": [1.0], "model_version": ["old"]})
     scoring.write_scores(demo_copy, frame)
-    scoring.score(demo_copy)
+    new = pd.DataFrame(
+        {
+            "customer_id": [1, 2, 3, 4],
+            "clv": [10.5, 0.0, 3.25, 7.0],
+            "p_alive": [0.9, 0.1, 0.5, 0.7],
+            "churn_risk": [0.2, None, 0.6, 0.4],
+            "churn_band": ["low", None, "high", "medium"],
+            "model_version": "new",
+            "scored_at": pd.Timestamp("2024-03-01 12:00"),
+        }
+    )
+    assert scoring.write_scores(demo_copy, new) == 4
     assert demo_copy.scalar("select count(*) from customer_scores where model_version='old'") == 0
     before = demo_copy.read_df("select * from customer_scores order by customer_id")
+    assert before["customer_id"].tolist() == [1, 2, 3, 4]
+    assert before["churn_band"].isna().tolist() == [False, True, False, False]
 
     def broken(conn, table_name, frame, upsert=False):
         raise RuntimeError("disk full")
@@ -52,6 +82,30 @@ def test_scores_replace_all_rows_and_roll_back_on_error(demo_copy, monkeypatch):
         scoring.write_scores(demo_copy, before.head(3))
     after = demo_copy.read_df("select * from customer_scores order by customer_id")
     pd.testing.assert_frame_equal(before, after)
+
+
+def test_model_inputs_are_identical_on_duckdb_and_postgresql(demo_store_path, pg_demo_store_url):
+    """The store's part of scoring (the CLV summary and churn features in SQL) is the same on
+    both backends, so the fits (plain Python, tested on DuckDB) see the same numbers."""
+    inputs = {}
+    for name, url in (("duckdb", f"duckdb:///{demo_store_path}"), ("pg", pg_demo_store_url)):
+        opened = Store(url)
+        first, last = clv.data_span(opened)
+        summary = clv.rfm_summary(
+            opened, clv.default_calibration_end(first, last), observation_end=last
+        )
+        dataset = churn.build_dataset(opened, last - timedelta(days=90), labelled=True)
+        inputs[name] = (first, last, summary, dataset)
+        opened.dispose()
+    duck, pg = inputs["duckdb"], inputs["pg"]
+    assert duck[:2] == pg[:2]
+    assert len(duck[2]) > 100 and len(duck[3]) > 100
+    pd.testing.assert_frame_equal(duck[2], pg[2], check_dtype=False)
+    pd.testing.assert_frame_equal(
+        duck[3].sort_values("customer_id").reset_index(drop=True),
+        pg[3].sort_values("customer_id").reset_index(drop=True),
+        check_dtype=False,
+    )
 
 
 def test_cli_clv_prints_published_cdnow_parameters(store, capsys):
@@ -76,6 +130,7 @@ def test_cli_churn_and_score(demo_copy, capsys):
     assert "Scored" in capsys.readouterr().out
 
 
+@pytest.mark.both_stores
 def test_cli_on_an_empty_store_is_one_clear_line(store, capsys):
     assert cli.main(["clv"]) == 2
     assert "import `orders`" in capsys.readouterr().err

@@ -12,6 +12,8 @@ from crm_core.errors import NotAllowedError
 from crm_core.segments import SegmentError
 from tests.core import seg_tiny
 
+pytestmark = pytest.mark.both_stores  # every test here runs on DuckDB and PostgreSQL
+
 
 def ids(store, *rules, match="all"):
     return segments.member_ids(store, {"match": match, "rules": list(rules)})
