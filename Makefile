@@ -11,7 +11,8 @@ PG_BIN := $(firstword $(wildcard /usr/lib/postgresql/*/bin/postgres) $(shell com
 CHROMIUM ?= /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test test-concurrency test-fast lint format install install-dev system-deps demo clean
+.PHONY: run test test-concurrency test-fast lint format install install-dev system-deps demo clean \
+	bench bench-small
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +40,16 @@ system-deps:
 install: $(VENV)/.installed
 
 install-dev: $(VENV)/.installed-dev
+
+BENCH_ARGS ?=
+## make bench: the benchmark at 1,000,000 customers (~10,000,000 orders) against the pandas
+## baseline; writes bench/RESULTS.md. Add e.g. BENCH_ARGS="--store FILE.duckdb" to reuse a store.
+bench: install
+	$(PY) -m bench --customers 1000000 $(BENCH_ARGS)
+
+## make bench-small: the same at 100,000 customers (a few minutes)
+bench-small: install
+	$(PY) -m bench --customers 100000 $(BENCH_ARGS)
 
 ## make run: install, create the demo store and admin user on first start, serve the app
 run: install

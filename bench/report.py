@@ -1,0 +1,251 @@
+"""The benchmark's figures: steps and their targets, the machine, and RESULTS.md."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime
+from importlib import metadata
+from pathlib import Path
+
+GIB = 1024**3
+MEMORY_TARGET = 4 * GIB
+"""Peak resident memory of our side for the whole run."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One timed step and its target (at 1,000,000 customers on 2 cores)."""
+
+    key: str
+    label: str
+    target: str
+    max_seconds: float | None = None
+    min_ratio: float | None = None
+
+
+STEPS: dict[str, Step] = {
+    s.key: s
+    for s in (
+        Step("generate", "generate the store", "report it"),
+        Step("import", "import {orders} orders from CSV", "report it; >= 5x pandas", None, 5.0),
+        Step("kpis", "KPI overview figures for a year, warm", "< 0.5 s; >= 5x pandas", 0.5, 5.0),
+        Step(
+            "refresh_360", "refresh the customer 360 table with RFM", "< 10 s; >= 5x pandas", 10, 5
+        ),
+        Step("preview", "preview of a five-rule segment", "< 0.3 s", 0.3),
+        Step("clv", "CLV fit (BG/NBD + Gamma-Gamma) and scoring of every customer", "< 15 s", 15),
+        Step("churn", "churn model training and scoring", "< 90 s", 90),
+        Step("export", "export of {exported} rows to CSV", "< 10 s", 10),
+        Step("render", "overview page render in AppTest, warm", "< 1 s", 1),
+    )
+}
+"""Every step in the order it runs."""
+
+
+@dataclass
+class Result:
+    """Timings of one step (ours and, where there is one, the baseline's)."""
+
+    step: Step
+    seconds: list[float]
+    baseline: list[float] | None = None
+    detail: str = ""
+    label: str = ""
+
+    @property
+    def median(self) -> float:
+        """Median of our timings."""
+        return statistics.median(self.seconds)
+
+    @property
+    def baseline_median(self) -> float | None:
+        """Median of the baseline's timings."""
+        return statistics.median(self.baseline) if self.baseline else None
+
+    @property
+    def ratio(self) -> float | None:
+        """How many times faster ours is than the baseline (medians)."""
+        base = self.baseline_median
+        return None if base is None or not self.median else base / self.median
+
+    @property
+    def verdict(self) -> str:
+        """pass, miss, or "-" for a step whose target is only "report it"."""
+        checks = []
+        if self.step.max_seconds is not None:
+            checks.append(self.median < self.step.max_seconds)
+        if self.step.min_ratio is not None:
+            checks.append(self.ratio is not None and self.ratio >= self.step.min_ratio)
+        if not checks:
+            return "-"
+        return "pass" if all(checks) else "**miss**"
+
+
+@dataclass
+class Report:
+    """Everything RESULTS.md shows."""
+
+    machine: dict[str, str]
+    started: datetime
+    customers: int
+    repeats: int
+    counts: dict[str, int] = field(default_factory=dict)
+    results: list[Result] = field(default_factory=list)
+    checks: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    peak_rss: int = 0
+    baseline_peak_rss: int = 0
+    generate_peak_rss: int = 0
+    churn_auc: float | None = None
+    churn_baseline_auc: float | None = None
+    seconds: float = 0.0
+
+    @property
+    def memory_verdict(self) -> str:
+        """pass or miss against MEMORY_TARGET."""
+        return "pass" if self.peak_rss < MEMORY_TARGET else "**miss**"
+
+
+# --- machine ----------------------------------------------------------------------------------
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def _meminfo_gib(name: str) -> str:
+    for line in _read("/proc/meminfo").splitlines():
+        if line.startswith(f"{name}:"):
+            return f"{int(line.split()[1]) * 1024 / GIB:.1f} GiB"
+    return "unknown"
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def machine_info() -> dict[str, str]:
+    """Cores, memory, CPU model, OS, Python and library versions, load when starting."""
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in _read("/proc/cpuinfo").splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor() or "unknown",
+    )
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    return {
+        "CPU": model,
+        "cores": f"{os.cpu_count()} (usable by this process: {usable})",
+        "memory": f"{_meminfo_gib('MemTotal')} total, {_meminfo_gib('MemAvailable')} available",
+        "load average at start (1, 5, 15 min)": load,
+        "OS": platform.platform(),
+        "Python": sys.version.split()[0],
+        "libraries": ", ".join(
+            f"{p} {_version(p)}"
+            for p in ("duckdb", "pandas", "numpy", "pyarrow", "SQLAlchemy", "streamlit")
+        ),
+    }
+
+
+# --- formatting ---------------------------------------------------------------------------
+
+
+def seconds_text(value: float) -> str:
+    """A duration with sensible precision."""
+    if value < 1:
+        return f"{value * 1000:.0f} ms"
+    return f"{value:.2f} s" if value < 100 else f"{value:.0f} s"
+
+
+def gib_text(value: int) -> str:
+    """Bytes as GiB."""
+    return f"{value / GIB:.2f} GiB"
+
+
+HEADER = (
+    "| step | target | median | min – max | baseline (median) | ratio | result | notes |\n"
+    "|---|---|---|---|---|---|---|---|"
+)
+
+
+def row(result: Result) -> str:
+    """One table row."""
+    spread = (
+        f"{seconds_text(min(result.seconds))} – {seconds_text(max(result.seconds))}"
+        if len(result.seconds) > 1
+        else "1 run"
+    )
+    base = result.baseline_median
+    ratio = result.ratio
+    return (
+        f"| {result.label or result.step.label} | {result.step.target} "
+        f"| {seconds_text(result.median)} | {spread} "
+        f"| {seconds_text(base) if base is not None else '-'} "
+        f"| {f'{ratio:.1f}x' if ratio is not None else '-'} | {result.verdict} "
+        f"| {result.detail} |"
+    )
+
+
+def memory_row(report: Report) -> str:
+    """The peak-memory row of the table."""
+    return (
+        f"| peak memory of the whole run (ours) | < 4 GiB | {gib_text(report.peak_rss)} | - "
+        f"| {gib_text(report.baseline_peak_rss)} | - | {report.memory_verdict} "
+        f"| peak RSS; generation ran in its own process: {gib_text(report.generate_peak_rss)} |"
+    )
+
+
+def render(report: Report, command: str) -> str:
+    """RESULTS.md."""
+    counts = report.counts
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Written by `{command}` on {report.started:%Y-%m-%d %H:%M} UTC in "
+        f"{report.seconds / 60:.1f} min. Regenerate with `make bench` (1,000,000 customers) or "
+        "`make bench-small` (100,000).",
+        "",
+        "## Machine",
+        "",
+        *[f"- {name}: {value}" for name, value in report.machine.items()],
+        "",
+        "## Store",
+        "",
+        f"Demo store of {counts.get('customers', 0):,} customers, {counts.get('orders', 0):,} "
+        f"orders, {counts.get('events', 0):,} events, {counts.get('survey_responses', 0):,} "
+        f"survey answers and {counts.get('support_tickets', 0):,} support tickets. "
+        f"Each step ran {report.repeats} time(s); median and min – max are of those runs.",
+        "",
+        "## Results",
+        "",
+        "Targets are those of issue 6, set for 1,000,000 customers on 2 cores; the ratio is "
+        "the baseline's median over ours (how many times faster ours is), measured in the "
+        "same run.",
+        "",
+        HEADER,
+        *[row(r) for r in report.results],
+        memory_row(report),
+        "",
+    ]
+    if report.churn_auc is not None:
+        lines += [
+            f"Churn model: validation ROC AUC {report.churn_auc:.3f} (recency-only baseline "
+            f"{report.churn_baseline_auc:.3f}).",
+            "",
+        ]
+    lines += ["## Checked before timing", "", *[f"- {c}" for c in report.checks], ""]
+    lines += ["## How each figure was measured", "", *[f"- {n}" for n in report.notes], ""]
+    return "\n".join(lines)
