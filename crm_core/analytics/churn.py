@@ -149,7 +149,13 @@ def build_dataset(
         future = completed & (when >= ct) & (when < ct + window_days * days)
         cols.append(sa.func.count(sa.case((future, 1))).label("future_orders"))
     upper = ct + window_days * days if labelled else ct
-    frame = store.read_df(sa.select(*cols).where(when < upper).group_by(orders.c.customer_id))
+    # Ordered: the fit depends on row order, which GROUP BY leaves to the backend.
+    frame = store.read_df(
+        sa.select(*cols)
+        .where(when < upper)
+        .group_by(orders.c.customer_id)
+        .order_by(orders.c.customer_id)
+    )
     frame = frame[frame["orders_year"] > 0]
 
     people = [customers.c.signup_at < ct]
