@@ -21,6 +21,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from crm_core import auth, features, segments
@@ -81,21 +85,21 @@ def default_columns(role: str) -> list[str]:
     return [c for c in DEFAULT_COLUMNS if c in allowed]
 
 
-def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+def neutralise_table(table: pa.Table) -> pa.Table:
     """Text cells a spreadsheet would read as a formula get a leading ' ; numbers stay numbers."""
-    safe = frame.copy()
-    for column in safe.columns:
-        if pd.api.types.is_object_dtype(safe[column]) or pd.api.types.is_string_dtype(safe[column]):
-            safe[column] = (
-                safe[column]
-                .astype(object)
-                .map(
-                    lambda v: (
-                        "'" + v if isinstance(v, str) and v.startswith(FORMULA_PREFIXES) else v
-                    )
-                )
-            )
-    return safe
+    for i, name in enumerate(table.column_names):
+        column = table.column(i)
+        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+            continue
+        risky = pc.starts_with(column, FORMULA_PREFIXES[0])
+        for prefix in FORMULA_PREFIXES[1:]:
+            risky = pc.or_(risky, pc.starts_with(column, prefix))
+        risky = pc.fill_null(risky, False)
+        if pc.any(risky).as_py():
+            quote, empty = pa.scalar("'", column.type), pa.scalar("", column.type)
+            quoted = pc.binary_join_element_wise(quote, column, empty)
+            table = table.set_column(i, name, pc.if_else(risky, quoted, column))
+    return table
 
 
 def _digits(value: object) -> str:
@@ -145,70 +149,65 @@ def _check_request(role: str, channel: str, fmt: str, columns: list[str], share:
         raise CRMError(f"Control group share: got {share:.0%}; allowed 0% to 99%.")
 
 
-def _exclusions(store: Store, ids: list[int], channel: str) -> pd.Series:
-    """Reason (or None) per customer id, from the live customers table and suppressions."""
-    c = customers.c
-    live = store.read_df(
-        sa.select(c.customer_id, c.email, c.phone, c.consent_email, c.consent_sms, c.erased_at)
-        .where(c.customer_id.in_(sa.bindparam("ids", expanding=True)))
-        .order_by(c.customer_id),
-        {"ids": ids},
-    ).set_index("customer_id")
+CONTACT_COLUMNS = ("email", "phone", "consent_email", "consent_sms", "erased_at")
+"""Live customers columns the exclusions read."""
+
+
+def _members(store: Store, definition: Any, columns: list[str]) -> pa.Table:
+    """Every member of a segment with the export columns and the contact fields, one query.
+
+    Contact fields come from the live customers table, the rest from customer_360; the
+    segment's rules run inside the query, so a million members need no list of ids.
+    """
+    c360 = features.customer_360.c
+    names = list(dict.fromkeys([*columns, *CONTACT_COLUMNS]))
+    picked = [customers.c[n] if n in customers.c else c360[n] for n in names]
+    where = segments.compile_rules(definition, segments.store_as_of(store) or utcnow().date())
+    stmt = (
+        sa.select(*[col.label(n) for col, n in zip(picked, names, strict=True)])
+        .join_from(features.customer_360, customers, customers.c.customer_id == c360.customer_id)
+        .where(where)
+        .order_by(c360.customer_id)
+    )
+    return store.read_arrow(stmt)
+
+
+def _flag(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    return pc.fill_null(values, False).to_numpy(zero_copy_only=False).astype(bool)
+
+
+def _exclusions(store: Store, members: pa.Table, channel: str) -> np.ndarray:
+    """Reason ('' for none) per member, first in EXCLUSION_REASONS order, vectorised."""
     sup = store.read_df(sa.select(suppressions.c.value, suppressions.c.kind))
     emails = {str(v).strip().lower() for v in sup.loc[sup["kind"] == "email", "value"]}
     phones = {_digits(v) for v in sup.loc[sup["kind"] == "phone", "value"]} - {""}
-    email_norm = (
-        live["email"]
-        .astype(object)
-        .map(lambda v: str(v).strip().lower() if isinstance(v, str) else None)
-    )
-    phone_norm = (
-        live["phone"].astype(object).map(lambda v: _digits(v) if isinstance(v, str) else None)
-    )
-    email_sup = email_norm.isin(emails)
-    phone_sup = phone_norm.isin(phones)
-    reason = pd.Series(None, index=live.index, dtype=object)
-    checks: list[tuple[str, pd.Series]] = [("erased", live["erased_at"].notna())]
-    if channel == "email":
+    email_norm = pc.utf8_lower(pc.utf8_trim_whitespace(members["email"].cast(pa.string())))
+    phone_norm = pc.replace_substring_regex(members["phone"].cast(pa.string()), r"\D", "")
+    email_sup = _flag(pc.is_in(email_norm, value_set=pa.array(sorted(emails), pa.string())))
+    phone_sup = _flag(pc.is_in(phone_norm, value_set=pa.array(sorted(phones), pa.string())))
+    checks: list[tuple[str, np.ndarray]] = [("erased", _flag(pc.is_valid(members["erased_at"])))]
+    if channel in ("email", "sms"):
+        address = email_norm if channel == "email" else phone_norm
         checks += [
-            ("no_consent", ~live["consent_email"].fillna(False).astype(bool)),
-            ("no_address", email_norm.isna() | (email_norm == "")),
-            ("suppressed", email_sup),
-        ]
-    elif channel == "sms":
-        checks += [
-            ("no_consent", ~live["consent_sms"].fillna(False).astype(bool)),
-            ("no_address", phone_norm.isna() | (phone_norm == "")),
-            ("suppressed", phone_sup),
+            ("no_consent", ~_flag(members[f"consent_{channel}"])),
+            ("no_address", ~_flag(pc.not_equal(address, ""))),
+            ("suppressed", email_sup if channel == "email" else phone_sup),
         ]
     else:
         checks.append(("suppressed", email_sup | phone_sup))
-    for name, mask in reversed(checks):  # the first reason in order wins
-        reason[mask.to_numpy()] = name
-    return reason
+    return np.select([mask for _, mask in checks], [name for name, _ in checks], default="")
 
 
-def _read_rows(store: Store, ids: list[int], columns: list[str]) -> pd.DataFrame:
-    """Export columns for `ids`: contact fields from the live customers table, the rest from 360."""
-    c360 = features.customer_360.c
-    picked = [customers.c[n] if n in customers.c else c360[n] for n in columns]
-    stmt = (
-        sa.select(*[col.label(n) for col, n in zip(picked, columns, strict=True)])
-        .join_from(features.customer_360, customers, customers.c.customer_id == c360.customer_id)
-        .where(c360.customer_id.in_(sa.bindparam("ids", expanding=True)))
-        .order_by(c360.customer_id)
-    )
-    return store.read_df(stmt, {"ids": ids})
-
-
-def _write(frame: pd.DataFrame, path: Path, fmt: str) -> None:
+def _write(table: pa.Table, path: Path, fmt: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "csv":
-        neutralise_formulas(frame).to_csv(path, index=False)
+        options = pa_csv.WriteOptions(quoting_style="needed")
+        pa_csv.write_csv(neutralise_table(table), path, write_options=options)
     elif fmt == "xlsx":
-        neutralise_formulas(frame).to_excel(path, index=False, sheet_name="target_list")
+        safe = neutralise_table(table).to_pandas()
+        safe.to_excel(path, index=False, sheet_name="target_list")
     else:
-        frame.to_parquet(path, index=False)
+        pq.write_table(table, path)
 
 
 def _sha256(path: Path) -> str:
@@ -243,17 +242,17 @@ def export_segment(
     _check_request(user.role, channel, fmt, columns, control_share)
     features.ensure_fresh(store)
     segment = segments.load_segment(store, segment_name)
-    ids = segments.member_ids(store, segment.definition)
-    if not ids:
+    members = _members(store, segment.definition, columns)
+    if not members.num_rows:
         raise segments.SegmentError(
             f"Segment {segment.name!r} v{segment.version} selects no customers; nothing exported."
         )
-    reasons = _exclusions(store, ids, channel)
+    reasons = _exclusions(store, members, channel)
     excluded = {k: int((reasons == k).sum()) for k in EXCLUSION_REASONS}
-    eligible = reasons.index[reasons.isna()].to_numpy()
+    eligible = members["customer_id"].to_numpy()[reasons == ""]
     if not len(eligible):
         raise CRMError(
-            f"All {len(ids):,} customers of {segment.name!r} were excluded for {channel} ("
+            f"All {members.num_rows:,} customers of {segment.name!r} were excluded for {channel} ("
             + ", ".join(f"{EXCLUSION_REASONS[k]}: {v:,}" for k, v in excluded.items() if v)
             + "); nothing exported."
         )
@@ -264,7 +263,7 @@ def export_segment(
     treatment = np.setdiff1d(eligible, control)
     if not len(treatment):
         raise CRMError("The control group would take every customer; lower its share.")
-    frame = _read_rows(store, [int(i) for i in treatment], columns)
+    frame = members.filter(pc.is_in(members["customer_id"], pa.array(treatment))).select(columns)
     path = Path(out) if out else default_path(segment.name, segment.version, fmt)
     if path.is_dir():
         path = path / default_path(segment.name, segment.version, fmt).name
@@ -291,7 +290,7 @@ def export_segment(
                     segment_name=segment.name,
                     segment_version=segment.version,
                     channel=channel,
-                    rows=len(frame),
+                    rows=frame.num_rows,
                     format=fmt,
                     file_name=str(path),
                     file_sha256=digest,
@@ -309,8 +308,8 @@ def export_segment(
         channel=channel,
         format=fmt,
         columns=columns,
-        rows=len(frame),
-        selected=len(ids),
+        rows=frame.num_rows,
+        selected=members.num_rows,
         excluded=excluded,
         control=int(n_control),
         campaign_id=campaign_id,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import threading
 import uuid
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from datetime import UTC, date, datetime
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection, Engine
@@ -141,6 +143,19 @@ class Store:
             elif isinstance(first.iloc[0], date) and not isinstance(first.iloc[0], datetime):
                 frame[col] = pd.to_datetime(frame[col]).astype("datetime64[us]")
         return frame
+
+    def read_arrow(
+        self, stmt: sa.sql.Executable, params: Mapping[str, Any] | None = None
+    ) -> pa.Table:
+        """Run a query into an Arrow table: bulk reads (exports) without a Python object per
+        value on DuckDB; on other databases through `read_df`."""
+        with self.connect() as conn:
+            if not self.is_duckdb:
+                return pa.Table.from_pandas(self._read(conn, stmt, params), preserve_index=False)
+            cursor = conn.execute(stmt, dict(params or {})).cursor
+            with warnings.catch_warnings():  # "makes an extra copy": of columns, in C++
+                warnings.simplefilter("ignore", UserWarning)
+                return cursor.to_arrow_table()
 
     def scalar(self, stmt: sa.sql.Executable | str, params: Mapping[str, Any] | None = None):
         """The single value a query returns."""
