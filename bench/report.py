@@ -204,7 +204,8 @@ def memory_row(report: Report) -> str:
     return (
         f"| peak memory of the whole run (ours) | < 4 GiB | {gib_text(report.peak_rss)} | - "
         f"| {gib_text(report.baseline_peak_rss)} | - | {report.memory_verdict} "
-        f"| peak RSS; generation ran in its own process: {gib_text(report.generate_peak_rss)} |"
+        "| peak RSS of each side; store preparation (generation, CSV files) ran in a process "
+        f"of its own: {gib_text(report.generate_peak_rss)} |"
     )
 
 
