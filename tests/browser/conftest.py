@@ -65,13 +65,14 @@ class AppServer:
                 self.process.wait()
 
 
-def start_app(store_path: Path, folder: Path) -> AppServer:
-    """Serve app.py over the DuckDB store at `store_path` on a free 127.0.0.1 port."""
+def start_app(store_path: Path, folder: Path, url: str | None = None) -> AppServer:
+    """Serve app.py over the DuckDB store at `store_path` (or the store at `url`, e.g. a
+    PostgreSQL schema) on a free 127.0.0.1 port."""
     port = free_port()
     log = folder / f"streamlit-{port}.log"
     env = {
         **os.environ,
-        "CRM_DATABASE_URL": f"duckdb:///{store_path}",
+        "CRM_DATABASE_URL": url or f"duckdb:///{store_path}",
         "CRM_DATA_DIR": str(store_path.parent),
         "PYTHONUNBUFFERED": "1",
     }
