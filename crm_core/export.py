@@ -31,7 +31,7 @@ from crm_core import auth, features, segments
 from crm_core.config import get_settings
 from crm_core.errors import CRMError, NotAllowedError
 from crm_core.schema import campaign_contacts, campaigns, customers, export_log, suppressions
-from crm_core.store import Store, utcnow
+from crm_core.store import Store, lock_tables, utcnow
 
 CHANNELS = ("email", "sms", "none")
 """email and sms need consent and an address; none (e.g. an ad audience) needs neither."""
@@ -272,6 +272,7 @@ def export_segment(
         digest = _sha256(path)
         now = utcnow()
         with store.begin() as conn:
+            lock_tables(conn, export_log, campaigns)  # next ids: one exporter at a time
             export_id = 1 + int(
                 conn.execute(
                     sa.select(sa.func.coalesce(sa.func.max(export_log.c.export_id), 0))

@@ -25,7 +25,7 @@ from crm_core.schema import (
     support_tickets,
     survey_responses,
 )
-from crm_core.store import Store, utcnow
+from crm_core.store import Store, lock_tables, utcnow
 
 RECENT_DAYS = 90
 """Window of the orders_90d and revenue_90d fields."""
@@ -279,6 +279,7 @@ def refresh(store: Store) -> int:
     fingerprint = _fingerprint(store)
     meta = schema.schema_meta
     with store.begin() as conn:
+        lock_tables(conn, customer_360)  # another process may be rebuilding it too
         conn.execute(customer_360.delete())
         names = [c.name for c in customer_360.columns]
         conn.execute(customer_360.insert().from_select(names, build_select(as_of)))

@@ -19,7 +19,7 @@ import pandas as pd
 from crm_core import features
 from crm_core.analytics import churn, clv
 from crm_core.schema import customer_scores
-from crm_core.store import Store, utcnow
+from crm_core.store import Store, lock_tables, utcnow
 
 Progress = Callable[[float, str], None]
 
@@ -93,6 +93,7 @@ def build_scores(
 def write_scores(store: Store, frame: pd.DataFrame) -> int:
     """Replace every row of customer_scores with `frame`, in one transaction."""
     with store.begin() as conn:
+        lock_tables(conn, customer_scores)  # another process may be scoring too
         conn.execute(customer_scores.delete())
         rows = store.insert_df(conn, "customer_scores", frame)
         features.mark_stale(conn)

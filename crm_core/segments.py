@@ -21,7 +21,7 @@ from crm_core import auth, features, schema
 from crm_core.errors import CRMError, NotAllowedError
 from crm_core.privacy import mask_pii
 from crm_core.schema import segments
-from crm_core.store import Store, utcnow
+from crm_core.store import Store, lock_tables, utcnow
 
 customer_360 = features.customer_360
 
@@ -438,6 +438,7 @@ def save_segment(
     ensure_tables(store)
     now = utcnow()
     with store.begin() as conn:
+        lock_tables(conn, segments)  # name check and next id: one saver at a time
         clash = _live_id(conn, name)
         if clash is not None and clash != segment_id:
             raise SegmentError(

@@ -319,6 +319,19 @@ def _python_values(series: pd.Series) -> list[Any]:
     ]
 
 
+def lock_tables(conn: Connection, *tables: sa.Table) -> None:
+    """Make other writers of `tables` wait until this transaction ends (readers do not).
+
+    For read-then-write changes (next id = max + 1, replace every row): on PostgreSQL other
+    processes may run the same change at once. On DuckDB one process writes, and
+    Store.begin's write lock already serialises its threads.
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    names = ", ".join(conn.dialect.identifier_preparer.format_table(t) for t in tables)
+    conn.execute(sa.text(f"LOCK TABLE {names} IN EXCLUSIVE MODE"))
+
+
 _INFO_COLUMNS = sa.table(
     "columns",
     sa.column("table_name"),

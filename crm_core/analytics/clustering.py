@@ -21,7 +21,7 @@ from sklearn.preprocessing import StandardScaler
 
 from crm_core import features
 from crm_core.errors import CRMError
-from crm_core.store import Store, utcnow
+from crm_core.store import Store, lock_tables, utcnow
 
 CANDIDATE_FEATURES: tuple[str, ...] = (
     "recency_days",
@@ -154,6 +154,7 @@ def save_clusters(store: Store, clustering: Clustering) -> int:
         }
     )
     with store.begin() as conn:
+        lock_tables(conn, features.customer_clusters)  # another process may save too
         conn.execute(features.customer_clusters.delete())
         store.insert_df(conn, "customer_clusters", saved)
     features.refresh(store)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 
 import pandas as pd
@@ -9,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from crm_core import features
+from crm_core.store import Store
 from tests.core import seg_tiny, tiny
 
 pytestmark = pytest.mark.both_stores  # every test here runs on DuckDB and PostgreSQL
@@ -85,3 +87,19 @@ def test_an_import_that_changes_no_count_still_refreshes_the_360(store, tmp_path
     ingest.import_file(store, "customers", path, mode="upsert")
     assert features.ensure_fresh(store) is True
     assert store.scalar(read) is True
+
+
+def test_processes_rebuilding_the_360_at_once_on_postgresql(pg_store_url):
+    """Several app processes (or the app and the CLI) may rebuild the 360 at the same time:
+    they take turns instead of colliding on its key (a Store each, as in separate processes)."""
+    writers = [Store(pg_store_url) for _ in range(3)]
+    writers[0].init_schema()
+    tiny.load(writers[0])
+
+    def rebuild(writer: Store) -> list[int]:
+        return [features.refresh(writer) for _ in range(4)]
+
+    with ThreadPoolExecutor(len(writers)) as pool:
+        assert list(pool.map(rebuild, writers)) == [[4] * 4] * len(writers)
+    for writer in writers:
+        writer.dispose()

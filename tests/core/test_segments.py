@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -10,6 +11,7 @@ from crm_core import segments
 from crm_core.cli import main
 from crm_core.errors import NotAllowedError
 from crm_core.segments import SegmentError
+from crm_core.store import Store
 from tests.core import seg_tiny
 
 pytestmark = pytest.mark.both_stores  # every test here runs on DuckDB and PostgreSQL
@@ -143,6 +145,28 @@ def test_save_versions_list_duplicate_delete(tiny360):
     assert segments.list_segments(tiny360)["name"].tolist() == ["US buyers"]
     with pytest.raises(SegmentError, match="No saved segment called 'Copy'"):
         segments.load_segment(tiny360, "Copy")
+
+
+def test_processes_saving_segments_at_once_on_postgresql(pg_store_url):
+    """Savers in several processes (a Store each) take turns: every segment gets its own id."""
+    writers = [Store(pg_store_url) for _ in range(4)]
+    writers[0].init_schema()
+    seg_tiny.load(writers[0])
+
+    def save(i: int) -> list[int]:
+        return [
+            segments.save_segment(
+                writers[i], f"US {i}-{n}", {"rules": [rule("country", "eq", "US")]}, owner="mia"
+            ).segment_id
+            for n in range(3)
+        ]
+
+    with ThreadPoolExecutor(len(writers)) as pool:
+        saved = [sid for ids_ in pool.map(save, range(len(writers))) for sid in ids_]
+    assert sorted(saved) == list(range(1, 13))
+    assert len(segments.list_segments(writers[0])) == 12
+    for writer in writers:
+        writer.dispose()
 
 
 def test_cli_segments_create_list_preview(tiny360, tmp_path, capsys):
