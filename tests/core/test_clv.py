@@ -82,6 +82,20 @@ def test_predictions_are_sane(cdnow_summary):
     assert np.allclose(aov[one_timers.to_numpy()], model.population_aov_)
 
 
+@pytest.mark.parametrize("kind", ["bgnbd", "mbgnbd", "pareto"])
+def test_expected_purchases_by_pair_equal_lifetimes_per_customer(cdnow_summary, kind):
+    """The (frequency, T)-pair shortcut gives lifetimes' own per-customer figures."""
+    model = clv.CLVModel(model=kind).fit(cdnow_summary)
+    x, tx, T = (cdnow_summary[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T"))
+    horizons = [4.3, 26.1, 52.2]
+    ours = model.expected_purchases_by_horizon(cdnow_summary, horizons)
+    for row, t in zip(ours, horizons, strict=True):
+        direct = model.purchase_model_.conditional_expected_number_of_purchases_up_to_time(
+            t, x, tx, T
+        )
+        np.testing.assert_allclose(row, direct, rtol=1e-9, atol=1e-12)
+
+
 def test_analyse_backtests_the_cdnow_holdout(tmp_path):
     from crm_core.store import Store
 
