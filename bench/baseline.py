@@ -169,6 +169,9 @@ class PandasCRM:
             orders_90d=("recent_n", "sum"),
             revenue_90d=("recent_amount", "sum"),
         )
+        # Float sums of cents differ in the last bit with the order of the terms; rounded to
+        # cents, equal totals are equal again (they tie in the M score, as in the store).
+        ords[["monetary", "revenue_90d"]] = ords[["monetary", "revenue_90d"]].round(2)
         ords["recency_days"] = (as_of_ts - ords["last_order_at"].dt.normalize()).dt.days
         ords = ords.join(_rfm_scores(ords))
 

@@ -221,6 +221,7 @@ def run(config: Config, command: str = "python -m bench", echo: Echo = print) ->
     echo(report.memory_row(rep))
     rep.notes += _our_notes(rep.counts.get("customers", 0))
     rep.seconds = time.perf_counter() - began
+    rep.machine["load average at the end (1, 5, 15 min)"] = report.load_average()
     config.out.parent.mkdir(parents=True, exist_ok=True)
     config.out.write_text(report.render(rep, command))
     echo(f"\nWrote {config.out}")

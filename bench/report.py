@@ -134,6 +134,11 @@ def _version(package: str) -> str:
         return "not installed"
 
 
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages (other work on the machine skews timings)."""
+    return ", ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+
+
 def machine_info() -> dict[str, str]:
     """Cores, memory, CPU model, OS, Python and library versions, load when starting."""
     model = next(
@@ -145,12 +150,11 @@ def machine_info() -> dict[str, str]:
         platform.processor() or "unknown",
     )
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    load = ", ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     return {
         "CPU": model,
         "cores": f"{os.cpu_count()} (usable by this process: {usable})",
         "memory": f"{_meminfo_gib('MemTotal')} total, {_meminfo_gib('MemAvailable')} available",
-        "load average at start (1, 5, 15 min)": load,
+        "load average at start (1, 5, 15 min)": load_average(),
         "OS": platform.platform(),
         "Python": sys.version.split()[0],
         "libraries": ", ".join(

@@ -102,6 +102,7 @@ def write_csvs(path: Path, csv_dir: Path) -> None:
     csv_dir.mkdir(parents=True, exist_ok=True)
     conn = duckdb.connect(str(path), read_only=True)
     try:
+        conn.execute("SET enable_progress_bar = false")
         for name in (*CSV_TABLES, *IMPORT_PREREQUISITES):
             target = str(csv_dir / f"{name}.csv").replace("'", "''")
             # Table names come from CSV_TABLES (constants) and the path is quoted.
