@@ -179,20 +179,33 @@ def _period_bounds(filters: Filters) -> list[tuple[str, Filters]]:
 
 
 def order_aggregates(store: Store, filters: Filters) -> dict[str, dict[str, float]]:
-    """Order aggregates per period (current, previous, before_previous) in one scan."""
+    """Order aggregates per period (current, previous, before_previous): totals in one scan,
+    per-customer counts (active, repeat, new, retained) in one GROUP BY of few columns."""
     periods = _period_bounds(filters)
-    per_customer_cols = [orders.c.customer_id, sa.func.min(orders.c.ordered_at).label("first_at")]
-    for name, period in periods:
-        in_period = sa.and_(
-            orders.c.ordered_at >= period.start_ts, orders.c.ordered_at < period.end_ts
-        )
-        per_customer_cols.append(_count_if(in_period).label(f"n_{name}"))
-        per_customer_cols.append(
-            sa.func.sum(sa.case((in_period, orders.c.amount), else_=0)).label(f"rev_{name}")
-        )
+    where = [*completed_orders_where(filters), orders.c.ordered_at < filters.end_ts]
+    in_period = {
+        name: sa.and_(orders.c.ordered_at >= p.start_ts, orders.c.ordered_at < p.end_ts)
+        for name, p in periods
+    }
+    totals = sa.select(
+        *[
+            col
+            for name, cond in in_period.items()
+            for col in (
+                sa.func.coalesce(sa.func.sum(orders.c.amount).filter(cond), 0).label(
+                    f"{name}__revenue"
+                ),
+                sa.func.count().filter(cond).label(f"{name}__orders"),
+            )
+        ]
+    ).where(*where, orders.c.ordered_at >= periods[-1][1].start_ts)
     per_customer = (
-        sa.select(*per_customer_cols)
-        .where(*completed_orders_where(filters), orders.c.ordered_at < filters.end_ts)
+        sa.select(
+            orders.c.customer_id,
+            sa.func.min(orders.c.ordered_at).label("first_at"),
+            *[sa.func.count().filter(cond).label(f"n_{name}") for name, cond in in_period.items()],
+        )
+        .where(*where)
         .group_by(orders.c.customer_id)
         .subquery("per_customer")
     )
@@ -200,23 +213,22 @@ def order_aggregates(store: Store, filters: Filters) -> dict[str, dict[str, floa
     cols = []
     for i, (name, period) in enumerate(periods):
         cols += [
-            sa.func.coalesce(sa.func.sum(pc[f"rev_{name}"]), 0).label(f"{name}__revenue"),
-            sa.func.coalesce(sa.func.sum(pc[f"n_{name}"]), 0).label(f"{name}__orders"),
-            _count_if(pc[f"n_{name}"] > 0).label(f"{name}__active"),
-            _count_if(pc[f"n_{name}"] >= 2).label(f"{name}__repeat"),
-            _count_if(sa.and_(pc.first_at >= period.start_ts, pc.first_at < period.end_ts)).label(
-                f"{name}__new"
-            ),
+            sa.func.count().filter(pc[f"n_{name}"] > 0).label(f"{name}__active"),
+            sa.func.count().filter(pc[f"n_{name}"] >= 2).label(f"{name}__repeat"),
+            sa.func.count()
+            .filter(pc.first_at >= period.start_ts, pc.first_at < period.end_ts)
+            .label(f"{name}__new"),
         ]
         if i + 1 < len(periods):
             before = periods[i + 1][0]
             cols += [
-                _count_if(pc[f"n_{before}"] > 0).label(f"{name}__active_before"),
-                _count_if(sa.and_(pc[f"n_{name}"] > 0, pc[f"n_{before}"] > 0)).label(
-                    f"{name}__retained"
-                ),
+                sa.func.count().filter(pc[f"n_{before}"] > 0).label(f"{name}__active_before"),
+                sa.func.count()
+                .filter(pc[f"n_{name}"] > 0, pc[f"n_{before}"] > 0)
+                .label(f"{name}__retained"),
             ]
-    row = store.read_df(sa.select(*cols)).iloc[0].to_dict()
+    row = store.read_df(totals).iloc[0].to_dict()
+    row.update(store.read_df(sa.select(*cols)).iloc[0].to_dict())
     return _split_by_period(row)
 
 

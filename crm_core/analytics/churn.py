@@ -92,6 +92,10 @@ FEATURES: dict[str, str] = {
 
 BASELINE_FEATURE = "recency_days"
 
+TRAIN_ROWS = 250_000
+"""A model trains on at most this many customers (a random sample of the window): beyond
+that the validation AUC hardly moves while training time grows with every row."""
+
 THREADS = 1
 """OpenMP threads for training and scoring. More threads busy-wait when the cores are shared
 (measured on a loaded 2-core box: 113 s with all threads, 1.7 s with one, 1,000 rows)."""
@@ -261,8 +265,8 @@ class ChurnModel:
     def _estimator(self):
         if self.kind == "hgb":
             return HistGradientBoostingClassifier(
-                max_iter=300,
-                learning_rate=0.06,
+                max_iter=200,
+                learning_rate=0.1,
                 max_leaf_nodes=15,
                 min_samples_leaf=40,
                 l2_regularization=1.0,
@@ -284,6 +288,8 @@ class ChurnModel:
         self.feature_names_in_ = [f for f in self.features if data[f].notna().any()]
         if not self.feature_names_in_:
             raise CRMError("No churn feature has a value; import `orders` first.")
+        if len(data) > TRAIN_ROWS:
+            data = data.sample(n=TRAIN_ROWS, random_state=self.random_state)
         self.estimator_ = self._estimator().fit(
             data[self.feature_names_in_], data["churned"].to_numpy()
         )
@@ -396,7 +402,7 @@ class ChurnSettings:
     channels: tuple[str, ...] = ()
     random_state: int = 0
     top_drivers: int = 5
-    importance_rows: int = 20_000
+    importance_rows: int = 10_000
 
 
 @dataclass
@@ -510,7 +516,7 @@ def _analyse(store: Store, settings: ChurnSettings, progress: Progress | None) -
         sample[model.feature_names_in_],
         sample["churned"].to_numpy(),
         scoring="roc_auc",
-        n_repeats=5,
+        n_repeats=3,
         random_state=settings.random_state,
     )
     drivers = (
@@ -554,12 +560,16 @@ def _analyse(store: Store, settings: ChurnSettings, progress: Progress | None) -
     )
 
 
+DEPENDENCE_ROWS = 5_000
+"""Customers (of the importance sample) averaged over for each partial-dependence point."""
+
+
 def _dependence(
     model: ChurnModel, sample: pd.DataFrame, features: list[str]
 ) -> dict[str, pd.DataFrame]:
     """Average predicted churn across the range of each feature (partial dependence)."""
     out = {}
-    X = sample[model.feature_names_in_]
+    X = sample[model.feature_names_in_].head(DEPENDENCE_ROWS)
     for feature in features:
         column = X[feature].dropna()
         if column.nunique() < 2:
