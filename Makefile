@@ -66,10 +66,12 @@ test: install-dev system-deps
 		CRM_SCREENSHOTS=$(abspath $(SCREENSHOTS)) $(PY) -m pytest --durations=15
 	@echo "Screenshots of every view: $(SCREENSHOTS)/"
 
-## make test-concurrency: 20 browser sessions at once while imports write (CPU-heavy)
+## make test-concurrency: 20 browser sessions read every view while an import and a scoring
+## run write (CPU-heavy: about 10 minutes on 2 cores, so `make test` skips it; SESSIONS=n)
+SESSIONS ?= 20
 test-concurrency: install-dev system-deps
-	CRM_TEST_CONCURRENCY=1 CRM_TEST_BROWSER=require CRM_CHROMIUM=$(CHROMIUM) \
-		$(PY) -m pytest -s tests/browser/test_concurrency.py
+	CRM_TEST_CONCURRENCY=1 CRM_TEST_SESSIONS=$(SESSIONS) CRM_TEST_BROWSER=require \
+		CRM_CHROMIUM=$(CHROMIUM) $(PY) -m pytest -s tests/browser/test_concurrency.py
 
 ## make test-fast: the suite without slow tests (no browser), PostgreSQL when available
 test-fast: install-dev

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from crm_core import ingest, schema
+from crm_core import ingest, schema, scoring
 from crm_core.errors import CRMError, ImportValidationError
 from crm_ui import auth_ui, data
 
@@ -64,3 +64,22 @@ if upload is not None and st.button("Import", type="primary"):
         else:
             data.clear_caches()
             st.success(f"Imported {result.rows:,} rows into {result.table} ({result.mode}).")
+
+st.subheader("Customer scores")
+st.caption(
+    "CLV, P(alive) and churn risk of every customer, written to the store for the customer "
+    "360, the segment builder and exports. Score again after importing orders. Other people "
+    "keep working meanwhile; they see the old scores until the new ones are written at once."
+)
+if st.button("Score customers", help="Fit the CLV and churn models on the whole store."):
+    bar = st.progress(0.0, "Starting...")
+    try:
+        result = scoring.score(
+            data.store(),
+            progress=lambda fraction, message: bar.progress(min(fraction, 1.0), message),
+        )
+    except CRMError as exc:
+        st.error(str(exc))
+    else:
+        data.scores_changed()
+        st.success(f"Scored {result.rows:,} customers (model version {result.model_version}).")

@@ -20,8 +20,31 @@ def store() -> Store:
 
 
 def clear_caches() -> None:
-    """Forget cached query results (after an import or any other write)."""
+    """Forget every cached result after an import: each view and model derives from the
+    imported tables, so all of them must be recomputed on the new data.
+
+    Cheap enough under load: Streamlit computes a missing entry once per key while other
+    sessions wait for it (one model fit per setting, not one per reader), and a result that
+    was computed from the store before the import is discarded instead of cached.
+    """
     st.cache_data.clear()
+
+
+def scores_changed() -> None:
+    """Forget only what reads customer_scores (or the 360 table built from it) after a
+    scoring run; KPIs, trends and the CLV and churn model fits stay cached."""
+    from crm_ui import insight_ui, segment_ui  # they import this module
+
+    for cached in (
+        segment_ui.ensure_360,
+        segment_ui.preview,
+        segment_ui.cluster_features,
+        segment_ui.choose_k,
+        segment_ui.clusters,
+        insight_ui.customer_profile,
+        insight_ui.customer_segments,
+    ):
+        cached.clear()
 
 
 @st.cache_data(show_spinner=False, ttl=600)

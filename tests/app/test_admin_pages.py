@@ -51,3 +51,21 @@ def test_import_page_lists_tables_and_columns(signed_in):
     table_box.select("orders").run()
     assert not at.exception
     assert any("orders" in e.label for e in at.expander)
+
+
+def test_admin_scores_customers_from_the_import_page(own_store):
+    at = sign_in("admin")
+    at.switch_page("app_pages/data_import.py").run()
+    next(b for b in at.button if b.label == "Score customers").click().run(timeout=300)
+    assert not at.exception and not errors(at)
+    done = next(s.value for s in at.success if s.value.startswith("Scored "))
+    status = (
+        get_store()
+        .read_df(
+            "SELECT count(*) AS n, count(DISTINCT scored_at) AS runs, max(model_version) AS v "
+            "FROM customer_scores"
+        )
+        .iloc[0]
+    )
+    assert done == f"Scored {status['n']:,} customers (model version {status['v']})."
+    assert status["runs"] == 1
