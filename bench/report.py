@@ -38,6 +38,7 @@ STEPS: dict[str, Step] = {
         ),
         Step("preview", "preview of a five-rule segment", "< 0.3 s", 0.3),
         Step("clv", "CLV fit (BG/NBD + Gamma-Gamma) and scoring of every customer", "< 15 s", 15),
+        Step("clv_page", "CLV page: backtest, refit, values and attributes", "report it"),
         Step("churn", "churn model training and scoring", "< 90 s", 90),
         Step("export", "export of {exported} rows to CSV", "< 10 s", 10),
         Step("render", "overview page render in AppTest, warm", "< 1 s", 1),

@@ -7,7 +7,7 @@
 | KPI overview    | metrics.compute_kpis (crm_ui.data.kpis, `python -m crm_core kpis`)      |
 | 360 refresh     | features.refresh (after imports and scoring)                           |
 | segment preview | segments.preview (segment builder page, `crm_core segments preview`)   |
-| CLV             | clv.analyse (what scoring.score runs: backtest, refit, value everyone) |
+| CLV             | clv.value_customers (fit on every buyer, value everyone); clv.analyse  |
 | churn           | churn.analyse (what scoring.score runs: train, validate, score)        |
 | export          | export.export_segment (segment builder page, `crm_core export`)        |
 | overview render | app.py signed in, overview page, in Streamlit's AppTest                |
@@ -193,8 +193,13 @@ def preview(store: Store) -> segments.Preview:
     return segments.preview(store, FIVE_RULES, "marketer")
 
 
-def clv_fit_and_score(store: Store) -> clv.CLVReport:
-    """BG/NBD + Gamma-Gamma: backtest, refit on all data, CLV and P(alive) for everyone."""
+def clv_fit_and_score(store: Store) -> tuple[clv.CLVModel, pd.DataFrame]:
+    """Fit BG/NBD + Gamma-Gamma on every buyer and value each of them (no backtest)."""
+    return clv.value_customers(store, clv.CLVSettings())
+
+
+def clv_page(store: Store) -> clv.CLVReport:
+    """What the CLV page computes: backtest, refit, every customer's value and attributes."""
     return clv.analyse(store, clv.CLVSettings())
 
 
