@@ -108,7 +108,9 @@ def scored(aggregates: sa.Subquery) -> sa.Select:
         a.customer_id,
         quintile_score(a.recency_days, higher_is_better=False).label("r_score"),
         quintile_score(a.frequency).label("f_score"),
-        quintile_score(a.monetary).label("m_score"),
+        # Ranked as DOUBLE: same order and ties as the cents, a third of the sort time of
+        # the 128-bit decimal a SUM gives.
+        quintile_score(sa.cast(a.monetary, sa.Double)).label("m_score"),
     ).subquery("rfm_scores")
     s = scores.c
     return sa.select(
