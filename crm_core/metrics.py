@@ -179,31 +179,31 @@ def _period_bounds(filters: Filters) -> list[tuple[str, Filters]]:
 
 
 def order_aggregates(store: Store, filters: Filters) -> dict[str, dict[str, float]]:
-    """Order aggregates per period (current, previous, before_previous): totals in one scan,
-    per-customer counts (active, repeat, new, retained) in one GROUP BY of few columns."""
+    """Order aggregates per period (current, previous, before_previous): totals in one scan
+    grouped by period, per-customer counts (active, repeat, new, retained) in one GROUP BY
+    customer of few columns."""
     periods = _period_bounds(filters)
     where = [*completed_orders_where(filters), orders.c.ordered_at < filters.end_ts]
     in_period = {
         name: sa.and_(orders.c.ordered_at >= p.start_ts, orders.c.ordered_at < p.end_ts)
         for name, p in periods
     }
-    totals = sa.select(
-        *[
-            col
-            for name, cond in in_period.items()
-            for col in (
-                sa.func.coalesce(sa.func.sum(orders.c.amount).filter(cond), 0).label(
-                    f"{name}__revenue"
-                ),
-                sa.func.count().filter(cond).label(f"{name}__orders"),
-            )
-        ]
-    ).where(*where, orders.c.ordered_at >= periods[-1][1].start_ts)
+    period = sa.case(*[(cond, name) for name, cond in in_period.items()]).label("period")
+    totals = (
+        sa.select(
+            period,
+            sa.func.sum(orders.c.amount).label("revenue"),
+            sa.func.count().label("orders"),
+        )
+        .where(*where, orders.c.ordered_at >= periods[-1][1].start_ts)
+        .group_by(period)
+    )
+    older = orders.c.ordered_at < periods[-1][1].start_ts
     per_customer = (
         sa.select(
             orders.c.customer_id,
-            sa.func.min(orders.c.ordered_at).label("first_at"),
             *[sa.func.count().filter(cond).label(f"n_{name}") for name, cond in in_period.items()],
+            sa.func.count().filter(older).label("n_older"),
         )
         .where(*where)
         .group_by(orders.c.customer_id)
@@ -211,12 +211,17 @@ def order_aggregates(store: Store, filters: Filters) -> dict[str, dict[str, floa
     )
     pc = per_customer.c
     cols = []
-    for i, (name, period) in enumerate(periods):
+    for i, (name, _period) in enumerate(periods):
         cols += [
             sa.func.count().filter(pc[f"n_{name}"] > 0).label(f"{name}__active"),
             sa.func.count().filter(pc[f"n_{name}"] >= 2).label(f"{name}__repeat"),
+            # new: first order in the period, i.e. an order in it and none before it
             sa.func.count()
-            .filter(pc.first_at >= period.start_ts, pc.first_at < period.end_ts)
+            .filter(
+                pc[f"n_{name}"] > 0,
+                pc.n_older == 0,
+                *[pc[f"n_{earlier}"] == 0 for earlier, _ in periods[i + 1 :]],
+            )
             .label(f"{name}__new"),
         ]
         if i + 1 < len(periods):
@@ -227,8 +232,12 @@ def order_aggregates(store: Store, filters: Filters) -> dict[str, dict[str, floa
                 .filter(pc[f"n_{name}"] > 0, pc[f"n_{before}"] > 0)
                 .label(f"{name}__retained"),
             ]
-    row = store.read_df(totals).iloc[0].to_dict()
-    row.update(store.read_df(sa.select(*cols)).iloc[0].to_dict())
+    row = store.read_df(sa.select(*cols)).iloc[0].to_dict()
+    for name, _ in periods:
+        row[f"{name}__revenue"], row[f"{name}__orders"] = 0.0, 0
+    for total in store.read_df(totals).itertuples():
+        row[f"{total.period}__revenue"] = total.revenue
+        row[f"{total.period}__orders"] = total.orders
     return _split_by_period(row)
 
 
