@@ -338,7 +338,7 @@ def _our_notes(customers: int) -> list[str]:
         "BG/NBD and Gamma-Gamma fitted with lifetimes, then expected purchases, P(alive), "
         "expected spend and 12-month CLV for every customer. The CLV page (clv.analyse) "
         "adds a backtest fit at the calibration end, the customers' attributes and the "
-        "frequency-recency matrices; it is timed once below.",
+        "frequency-recency matrices; it is timed once, in a row of its own.",
         "Churn: churn.analyse, what scoring.score runs: features at two cutoffs, gradient "
         "boosting trained and validated against a recency-only logistic baseline, permutation "
         "importance, partial dependence, refit and scoring of current customers.",
