@@ -227,8 +227,11 @@ class OverviewApp:
         self._saved_env = {name: os.environ.get(name) for name in _APP_ENV}
         os.environ["CRM_DATABASE_URL"] = store_url(store_path)
         os.environ["CRM_DATA_DIR"] = str(data_dir)
+        import streamlit as st
         from streamlit.testing.v1 import AppTest
 
+        st.cache_data.clear()  # a process that ran the app before (tests) cached its store
+        st.cache_resource.clear()
         app = Path(__file__).resolve().parents[1] / "app.py"
         self.at = AppTest.from_file(str(app), default_timeout=900).run()
         self.at.text_input[0].input(USERS["manager"])

@@ -358,7 +358,19 @@ class CLVModel:
     ) -> np.ndarray:
         """Expected repeat purchases up to each horizon (rows) for every customer (columns)."""
         per_pair, codes, alive = self._per_pair(summary, horizons)
-        return per_pair[:, codes] * alive
+        expected = per_pair[:, codes] * alive
+        bad = ~np.isfinite(expected).all(axis=0)
+        if bad.any():
+            expected[:, bad] = self._direct(summary[bad], horizons)
+        return expected
+
+    def _direct(self, summary: pd.DataFrame, horizons: Sequence[float]) -> np.ndarray:
+        """lifetimes' own per-customer formula, for the few customers whose (frequency, T)
+        pair has P(alive | x, T, T) too close to 0 for the shortcut (Pareto/NBD)."""
+        x, tx, T = (summary[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T"))
+        predict = self.purchase_model_.conditional_expected_number_of_purchases_up_to_time
+        with np.errstate(all="ignore"):
+            return np.vstack([predict(t, x, tx, T) for t in horizons])
 
     def _per_pair(
         self, summary: pd.DataFrame, horizons: Sequence[float]
@@ -385,12 +397,6 @@ class CLVModel:
                     for t in horizons
                 ]
             )
-        bad = ~np.isfinite(per_pair).all(axis=0)
-        if bad.any():  # P(alive | x, T, T) underflowed: lifetimes' formula for those customers
-            raise CRMError(
-                f"{int(bad.sum())} (frequency, T) pairs give no finite expected purchases; "
-                "the fitted parameters are extreme. Refit with a penalizer."
-            )
         return per_pair, codes, alive
 
     def p_alive(self, summary: pd.DataFrame) -> np.ndarray:
@@ -414,11 +420,18 @@ class CLVModel:
     ) -> np.ndarray:
         """Discounted value of the next `months` months: sum of monthly purchases x AOV."""
         step = DAYS_PER_MONTH / unit_days
-        per_pair, codes, alive = self._per_pair(summary, [i * step for i in range(1, months + 1)])
-        monthly = np.diff(per_pair, axis=0, prepend=0.0)
+        horizons = [i * step for i in range(1, months + 1)]
         discount = 1.0 / (1.0 + monthly_discount) ** np.arange(1, months + 1)
-        discounted = (monthly * discount[:, None]).sum(axis=0)
-        return discounted[codes] * alive * self.expected_aov(summary)
+
+        def discounted(cumulative: np.ndarray) -> np.ndarray:
+            return (np.diff(cumulative, axis=0, prepend=0.0) * discount[:, None]).sum(axis=0)
+
+        per_pair, codes, alive = self._per_pair(summary, horizons)
+        value = discounted(per_pair)[codes] * alive
+        bad = ~np.isfinite(value)
+        if bad.any():
+            value[bad] = discounted(self._direct(summary[bad], horizons))
+        return value * self.expected_aov(summary)
 
     def simulate_frequency(self, T: np.ndarray) -> np.ndarray:
         """Repeat purchases simulated from the fitted model for customers of ages `T`."""

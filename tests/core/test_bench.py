@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import types
+
 import pandas as pd
 import pytest
 
@@ -14,6 +17,9 @@ from bench.report import STEPS
 def test_harness_runs_every_step_and_writes_results(tmp_path, monkeypatch):
     # The harness points the app at its own store; monkeypatch puts the environment back.
     monkeypatch.setenv("CRM_DATABASE_URL", "duckdb:///:memory:")
+    # AppTest runs earlier in the session leave app.py as __main__, which the harness's
+    # spawned children would run again on start; `python -m bench` has bench as __main__.
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
     monkeypatch.setenv("CRM_DATA_DIR", str(tmp_path))
     out = tmp_path / "RESULTS.md"
     printed: list[str] = []

@@ -194,3 +194,19 @@ def test_demo_store_recovers_sensible_parameters(demo_store):
     fitted = report.params
     assert fitted["p"] * fitted["v"] / (fitted["q"] - 1) == pytest.approx(mean_aov, rel=0.25)
     assert abs(report.backtest.total_error) < 0.25
+
+
+def test_pareto_on_the_demo_store_falls_back_where_the_shortcut_cannot(demo_store):
+    """Some demo (frequency, T) pairs have P(alive | x, T, T) of 0 under Pareto/NBD: those
+    customers get lifetimes' per-customer formula, everyone gets a finite value."""
+    first, last = clv.data_span(demo_store)
+    summary = clv.rfm_summary(demo_store, last)
+    model = clv.CLVModel(model="pareto").fit(summary)
+    x, tx, T = (summary[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T"))
+    ours = model.expected_purchases_by_horizon(summary, [30.4, 365.25])
+    for row, t in zip(ours, [30.4, 365.25], strict=True):
+        direct = model.purchase_model_.conditional_expected_number_of_purchases_up_to_time(
+            t, x, tx, T
+        )
+        np.testing.assert_allclose(row, direct, rtol=1e-9, atol=1e-12)
+    assert np.isfinite(model.clv(summary, months=12, monthly_discount=0.01, unit_days=1)).all()
