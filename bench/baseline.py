@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from crm_core import features, schema
 from crm_core.analytics.rfm import RFM_SEGMENTS
 from crm_core.features import RECENT_DAYS
 from crm_core.metrics import CSAT_SATISFIED_MIN, NPS_DETRACTOR_MAX, NPS_PROMOTER_MIN
@@ -38,22 +39,10 @@ CSV_TABLES: dict[str, list[str]] = {
 }
 """The tables the baseline reads (file <name>.csv) and their date/time columns."""
 
-CUSTOMER_COLUMNS = (
-    "email",
-    "first_name",
-    "last_name",
-    "phone",
-    "country",
-    "region",
-    "city",
-    "gender",
-    "signup_at",
-    "acquisition_channel",
-    "loyalty_tier",
-    "loyalty_points",
-    "consent_email",
-    "consent_sms",
-    "erased_at",
+CUSTOMER_COLUMNS = tuple(
+    c.name
+    for c in features.customer_360.columns
+    if c.name in schema.customers.c and c.name != "customer_id"
 )
 """Customer attributes the 360 table copies."""
 
