@@ -457,8 +457,8 @@ def _unique_rows(
     """Unique rows of `columns` and how many customers each stands for."""
     if not weighted:
         return frame[columns].reset_index(drop=True), np.ones(len(frame), dtype=np.int64)
-    grouped = frame.groupby(columns, sort=True).size().reset_index(name="weight")
-    return grouped[columns], grouped["weight"].to_numpy()
+    codes, first = _row_codes(frame, columns)
+    return frame[columns].iloc[first].reset_index(drop=True), np.bincount(codes)
 
 
 def _row_codes(frame: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, np.ndarray]:

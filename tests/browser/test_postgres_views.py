@@ -14,8 +14,8 @@ import pytest
 from crm_core.store import Store
 from crm_ui.views import VIEWS
 from tests.app.conftest import add_role_users
-from tests.browser.conftest import AppServer, problems, sign_in, slug, start_app
-from tests.browser.test_views import KEY_METRICS, KEY_TEXT, open_view
+from tests.browser.conftest import AppServer, sign_in, slug, start_app
+from tests.browser.test_views import check_view
 from tests.stores import PgSchemas
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -46,19 +46,8 @@ def test_admin_opens_every_view_on_postgresql(browser, pg_app_server, screenshot
     try:
         sign_in(page, pg_app_server.url, "admin")
         for view in VIEWS:
-            open_view(page, view)
-            page.screenshot(
-                path=screenshots / f"postgresql_admin_{slug(view.key)}.png", full_page=True
-            )
-            assert problems(page) == [], f"admin on {view.key} (PostgreSQL)"
-            main = page.locator('[data-testid="stMain"]').inner_text()
-            for text in KEY_TEXT.get(view.key, []):
-                assert text in main, f"{view.key} shows {text!r} on PostgreSQL"
-            values = page.locator('[data-testid="stMetricValue"]')
-            if view.key in KEY_METRICS:
-                assert values.count() == KEY_METRICS[view.key]
-                shown = [values.nth(i).inner_text() for i in range(values.count())]
-                assert all(v and v != "n/a" for v in shown), shown
+            shot = screenshots / f"postgresql_admin_{slug(view.key)}.png"
+            check_view(page, view, shot, "admin on PostgreSQL")
         assert "Traceback" not in pg_app_server.log_text()
     finally:
         context.close()

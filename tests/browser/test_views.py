@@ -42,6 +42,21 @@ def open_view(page, view) -> None:
     page.locator("h1").first.wait_for(timeout=TIMEOUT_MS)
 
 
+def check_view(page, view, screenshot, who: str) -> None:
+    """Open `view`, save a screenshot, and check it shows its key text and figures, no error."""
+    open_view(page, view)
+    page.screenshot(path=screenshot, full_page=True)
+    assert problems(page) == [], f"{who} on {view.key}"
+    main = page.locator('[data-testid="stMain"]').inner_text()
+    for text in KEY_TEXT.get(view.key, []):
+        assert text in main, f"{view.key} shows {text!r} for {who}"
+    values = page.locator('[data-testid="stMetricValue"]')
+    if view.key in KEY_METRICS:
+        assert values.count() == KEY_METRICS[view.key]
+        shown = [values.nth(i).inner_text() for i in range(values.count())]
+        assert all(v and v != "n/a" for v in shown), shown
+
+
 @pytest.mark.parametrize("role", auth.ROLES)
 def test_role_sees_its_views_is_refused_others_and_signs_out(
     browser, app_server, screenshots, role
@@ -60,17 +75,7 @@ def test_role_sees_its_views_is_refused_others_and_signs_out(
         assert listed == expected, "the navigation lists exactly the role's views"
 
         for view in mine:
-            open_view(page, view)
-            page.screenshot(path=screenshots / f"{role}_{slug(view.key)}.png", full_page=True)
-            assert problems(page) == [], f"{role} on {view.key}"
-            main = page.locator('[data-testid="stMain"]').inner_text()
-            for text in KEY_TEXT.get(view.key, []):
-                assert text in main, f"{view.key} shows {text!r} for {role}"
-            values = page.locator('[data-testid="stMetricValue"]')
-            if view.key in KEY_METRICS:
-                assert values.count() == KEY_METRICS[view.key]
-                shown = [values.nth(i).inner_text() for i in range(values.count())]
-                assert all(v and v != "n/a" for v in shown), shown
+            check_view(page, view, screenshots / f"{role}_{slug(view.key)}.png", role)
 
         for view in [v for v in VIEWS if not auth.may_view(role, v.key)]:
             page.goto(f"{app_server.url}/{view.key}")
