@@ -39,11 +39,9 @@ FORMATS = ("csv", "xlsx", "parquet")
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n")
 """A text cell starting with one of these is read as a formula by spreadsheets."""
 
-EXPORTABLE_COLUMNS: tuple[str, ...] = tuple(
-    c.name for c in features.customer_360.columns if c.name != "as_of"
-)
+EXPORTABLE_COLUMNS: tuple[str, ...] = tuple(n for n in features.FIELD_COLUMNS if n != "as_of")
 PII_COLUMNS: frozenset[str] = frozenset(
-    c.name for c in features.customer_360.columns if c.info.get("pii")
+    n for n, c in features.FIELD_COLUMNS.items() if c.info.get("pii")
 )
 DEFAULT_COLUMNS: tuple[str, ...] = (
     "customer_id",

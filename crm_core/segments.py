@@ -2,8 +2,9 @@
 
 A definition is ``{"match": "all" | "any", "rules": [rule or group, ...]}``; a rule is
 ``{"field": ..., "op": ..., "value": ...}`` and a group is a nested definition. Fields and
-operators come from an allow-list derived from the customer_360 declaration (features.py);
-values are always bound parameters. Each save of a segment is a new version in `segments`.
+operators come from an allow-list derived from the 360 fields (features.py): customer_360's
+columns, and the contact details that rules reach in customers through a semi-join. Values
+are always bound parameters. Each save of a segment is a new version in `segments`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import sqlalchemy as sa
 from crm_core import auth, features, schema
 from crm_core.errors import CRMError, NotAllowedError
 from crm_core.privacy import mask_pii
-from crm_core.schema import segments
+from crm_core.schema import customers, segments
 from crm_core.store import Store, lock_tables, utcnow
 
 customer_360 = features.customer_360
@@ -80,9 +81,9 @@ OPS_BY_KIND: dict[str, tuple[str, ...]] = {
 """Which operators fit each kind of field."""
 
 FIELDS: dict[str, str] = {
-    c.name: features.field_kind(c) for c in customer_360.columns if c.name != "as_of"
+    name: features.field_kind(c) for name, c in features.FIELD_COLUMNS.items() if name != "as_of"
 }
-"""The allow-list: every customer_360 field a rule may use, and its kind."""
+"""The allow-list: every 360 field a rule may use (contact details included), and its kind."""
 
 MATCHES = ("all", "any")
 NO_VALUE_OPS = frozenset({"is_null", "not_null"})
@@ -222,7 +223,14 @@ def _day(value: str, days: int = 0) -> datetime:
 
 
 def _rule_clause(rule: dict[str, Any], as_of: date) -> sa.ColumnElement[bool]:
-    column = customer_360.c[rule["field"]]
+    if rule["field"] in features.CONTACT_FIELDS:  # kept in customers: a semi-join
+        matching = sa.select(customers.c.customer_id).where(_condition(rule, as_of))
+        return customer_360.c.customer_id.in_(matching)
+    return _condition(rule, as_of)
+
+
+def _condition(rule: dict[str, Any], as_of: date) -> sa.ColumnElement[bool]:
+    column = features.FIELD_COLUMNS[rule["field"]]
     kind, op, value = FIELDS[rule["field"]], rule["op"], rule.get("value")
     if op == "is_null":
         return column.is_(None)
@@ -355,12 +363,7 @@ def preview(store: Store, definition: Any, role: str, sample_size: int = 10) -> 
     with store.connect() as conn:
         row = conn.execute(stmt).one()
     columns = list(SAMPLE_COLUMNS) + [f for f in fields_used(checked) if f not in SAMPLE_COLUMNS]
-    sample = store.read_df(
-        sa.select(*[c[name] for name in columns])
-        .where(where)
-        .order_by(c.monetary.desc(), c.customer_id)
-        .limit(sample_size)
-    )
+    sample = store.read_df(_top_spenders(where, columns, sample_size))
     return Preview(
         customers=int(row.customers or 0),
         base=int(row.base or 0),
@@ -370,6 +373,26 @@ def preview(store: Store, definition: Any, role: str, sample_size: int = 10) -> 
         sample=mask_pii(sample, role),
         sql=show_sql(store, where),
         as_of=as_of,
+    )
+
+
+def _top_spenders(where: sa.ColumnElement[bool], columns: list[str], limit: int) -> sa.Select:
+    """The `limit` members who spent most, with `columns`; contact details joined to them only."""
+    c = customer_360.c
+    order = ("monetary", "customer_id")
+    own = [n for n in dict.fromkeys([*order, *columns]) if n not in features.CONTACT_FIELDS]
+    top = (
+        sa.select(*[c[n] for n in own])
+        .where(where)
+        .order_by(c.monetary.desc(), c.customer_id)
+        .limit(limit)
+        .subquery("top_spenders")
+    )
+    picked = [customers.c[n] if n in features.CONTACT_FIELDS else top.c[n] for n in columns]
+    return (
+        sa.select(*[col.label(n) for col, n in zip(picked, columns, strict=True)])
+        .join_from(top, customers, customers.c.customer_id == top.c.customer_id)
+        .order_by(top.c.monetary.desc(), top.c.customer_id)
     )
 
 

@@ -355,6 +355,31 @@ def _existing_columns(conn: Connection) -> dict[str, set[str]]:
     return tables
 
 
+_INFO_CONSTRAINTS = sa.table(
+    "table_constraints",
+    sa.column("table_name"),
+    sa.column("table_schema"),
+    sa.column("constraint_type"),
+    schema="information_schema",
+)
+
+
+def matches_declaration(conn: Connection, table: sa.Table) -> bool:
+    """Whether the stored `table` has exactly its declared columns and primary key (or none).
+
+    Derived tables that are rebuilt whole use this to replace an older layout outright.
+    """
+    c = _INFO_CONSTRAINTS.c
+    keyed = sa.select(sa.func.count()).where(
+        c.table_schema == sa.func.current_schema(),
+        c.table_name == table.name,
+        c.constraint_type == "PRIMARY KEY",
+    )
+    stored = _existing_columns(conn).get(table.name, set())
+    declared = {col.name for col in table.columns}
+    return stored == declared and bool(conn.execute(keyed).scalar()) == bool(table.primary_key)
+
+
 _STORES: dict[str, Store] = {}
 _STORES_LOCK = threading.Lock()
 

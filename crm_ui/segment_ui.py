@@ -62,7 +62,7 @@ def sizes(segment_id: int) -> pd.DataFrame:
 @st.cache_data(show_spinner=False, ttl=600)
 def field_choices(field: str) -> list[str]:
     """Distinct values of a low-cardinality, non-personal text field (for "in list")."""
-    column = features.customer_360.c[field]
+    column = features.FIELD_COLUMNS[field]
     if segments.FIELDS[field] != "text" or column.info.get("pii"):
         return []
     if column.info.get("choices"):

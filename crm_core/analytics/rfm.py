@@ -82,12 +82,25 @@ def rule_table(rules: tuple[SegmentRule, ...] = RFM_SEGMENTS) -> pd.DataFrame:
     )
 
 
-def quintile_score(value: sa.ColumnElement, *, higher_is_better: bool = True) -> sa.ColumnElement:
-    """1-5 tie-aware quintile score of `value` over all rows (SQL window functions)."""
+def quintile_scores(
+    value: sa.ColumnElement, name: str, *, higher_is_better: bool = True
+) -> sa.Subquery:
+    """(value, score): the 1-5 tie-aware quintile score of each distinct `value` in its table.
+
+    Grouping by value first sorts a few hundred distinct recencies or order counts instead
+    of every customer: rank - 1 is the number of customers with a better-placed value.
+    """
     order = value.asc() if higher_is_better else value.desc()
-    rank = sa.func.rank().over(order_by=order)
-    share = (rank - 1) * 5.0 / sa.func.count().over()
-    return sa.cast(1 + sa.func.floor(share), sa.Integer)
+    customers = sa.func.count()
+    ranked_before = sa.func.sum(customers).over(order_by=order) - customers
+    share = ranked_before * 5.0 / sa.func.sum(customers).over()
+    return (
+        sa.select(
+            value.label("value"), sa.cast(1 + sa.func.floor(share), sa.Integer).label("score")
+        )
+        .group_by(value)
+        .subquery(name)
+    )
 
 
 def segment_case(
@@ -98,32 +111,32 @@ def segment_case(
     return sa.case(*whens, else_=sa.null())
 
 
-def scored(aggregates: sa.Subquery) -> sa.Select:
-    """Add r/f/m scores, the 3-digit rfm_score and rfm_segment to per-customer aggregates.
+def scored(totals: sa.CTE) -> sa.Select:
+    """Per-customer aggregates with r/f/m scores, the 3-digit rfm_score and rfm_segment added.
 
-    `aggregates` must have customer_id, recency_days, frequency and monetary.
+    `totals` (a CTE: it is read four times) must have customer_id, recency_days, frequency
+    and monetary; all of its columns come through.
     """
-    a = aggregates.c
-    scores = sa.select(
-        a.customer_id,
-        quintile_score(a.recency_days, higher_is_better=False).label("r_score"),
-        quintile_score(a.frequency).label("f_score"),
-        # Ranked as DOUBLE: same order and ties as the cents, a third of the sort time of
-        # the 128-bit decimal a SUM gives.
-        quintile_score(sa.cast(a.monetary, sa.Double)).label("m_score"),
-    ).subquery("rfm_scores")
-    s = scores.c
+    t = totals.c
+    # Ranked as DOUBLE: same order and ties as the cents, cheaper than a 128-bit decimal.
+    monetary = sa.cast(t.monetary, sa.Double)
+    r = quintile_scores(t.recency_days, "r_scores", higher_is_better=False)
+    f = quintile_scores(t.frequency, "f_scores")
+    m = quintile_scores(monetary, "m_scores")
+    r_score, f_score, m_score = r.c.score, f.c.score, m.c.score
     return sa.select(
-        s.customer_id,
-        s.r_score,
-        s.f_score,
-        s.m_score,
+        totals,
+        r_score.label("r_score"),
+        f_score.label("f_score"),
+        m_score.label("m_score"),
         (
-            sa.cast(s.r_score, sa.String)
-            + sa.cast(s.f_score, sa.String)
-            + sa.cast(s.m_score, sa.String)
+            sa.cast(r_score, sa.String) + sa.cast(f_score, sa.String) + sa.cast(m_score, sa.String)
         ).label("rfm_score"),
-        segment_case(s.r_score, s.f_score).label("rfm_segment"),
+        segment_case(r_score, f_score).label("rfm_segment"),
+    ).select_from(
+        totals.join(r, r.c.value == t.recency_days)
+        .join(f, f.c.value == t.frequency)
+        .join(m, m.c.value == monetary)
     )
 
 
@@ -161,20 +174,8 @@ def order_aggregates(as_of: date, window_days: int | None = None) -> sa.Select:
 
 def rfm_scores(store: Store, as_of: date, window_days: int | None = None) -> pd.DataFrame:
     """One row per buyer: recency_days, frequency, monetary, r/f/m scores, rfm_segment."""
-    aggregates = order_aggregates(as_of, window_days).subquery("rfm_aggregates")
-    scores = scored(aggregates).subquery("rfm")
-    stmt = sa.select(
-        aggregates.c.customer_id,
-        aggregates.c.recency_days,
-        aggregates.c.frequency,
-        aggregates.c.monetary,
-        scores.c.r_score,
-        scores.c.f_score,
-        scores.c.m_score,
-        scores.c.rfm_score,
-        scores.c.rfm_segment,
-    ).join_from(aggregates, scores, aggregates.c.customer_id == scores.c.customer_id)
-    frame = store.read_df(stmt.order_by(aggregates.c.customer_id))
+    stmt = scored(order_aggregates(as_of, window_days).cte("rfm_aggregates"))
+    frame = store.read_df(stmt.order_by(stmt.selected_columns.customer_id))
     for col in ("recency_days", "frequency", "r_score", "f_score", "m_score"):
         frame[col] = frame[col].astype("int64")
     frame["monetary"] = frame["monetary"].astype(float)

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from crm_core import features
-from crm_core.store import Store
+from crm_core.store import Store, matches_declaration
 from tests.core import seg_tiny, tiny
 
 pytestmark = pytest.mark.both_stores  # every test here runs on DuckDB and PostgreSQL
@@ -66,6 +66,29 @@ def test_scores_are_joined_when_present(store):
     features.refresh(store)
     frame = store.read_df(features.customer_360.select()).set_index("customer_id")
     assert frame.loc[1, "clv"] == pytest.approx(123) and pd.isna(frame.loc[2, "clv"])
+
+
+def test_contact_details_are_fields_but_not_copied_into_the_360(store):
+    seg_tiny.load(store)
+    stored = store.read_df(features.customer_360.select())
+    assert not set(features.CONTACT_FIELDS) & set(stored.columns)
+    assert set(features.CONTACT_FIELDS) <= set(features.FIELD_COLUMNS)
+
+
+def test_a_360_table_of_an_older_layout_is_replaced_on_rebuild(store):
+    """Stores made before the key and the contact columns were dropped get the new layout."""
+    seg_tiny.load(store)
+    with store.begin() as conn:
+        conn.execute(sa.text("DROP TABLE customer_360"))
+        conn.execute(
+            sa.text("CREATE TABLE customer_360 (customer_id BIGINT PRIMARY KEY, email VARCHAR)")
+        )
+        assert not matches_declaration(conn, features.customer_360)
+    assert features.refresh(store) == 4
+    with store.connect() as conn:
+        assert matches_declaration(conn, features.customer_360)
+    frame = store.read_df(features.customer_360.select())
+    assert "email" not in frame.columns and frame["frequency"].sum() > 0
 
 
 def test_field_docs_come_from_the_declaration():

@@ -56,6 +56,24 @@ def test_sql_segments_equal_the_rule_table_on_the_demo(demo_store):
     assert set(scores["r_score"]) == {1, 2, 3, 4, 5}
 
 
+def test_scores_equal_pandas_min_rank_quintiles_on_the_demo(demo_store):
+    """Oracle: the grouped SQL scores equal 1 + floor(5 * (rank - 1) / n) with pandas'
+    min rank (ties share the lowest rank), for every buyer of the demo."""
+    from crm_core.features import as_of_date
+
+    scores = rfm.rfm_scores(demo_store, as_of_date(demo_store))
+    n = len(scores)
+    for score, column, ascending in (
+        ("r_score", "recency_days", False),
+        ("f_score", "frequency", True),
+        ("m_score", "monetary", True),
+    ):
+        rank = scores[column].rank(method="min", ascending=ascending)
+        expected = (1 + (5 * (rank - 1) // n)).astype(int)
+        assert scores[column].duplicated().any()  # ties are exercised
+        assert scores[score].tolist() == expected.tolist(), score
+
+
 def test_summary_grid_and_movement(store):
     tiny.load(store)
     scores = rfm.rfm_scores(store, AS_OF)
