@@ -198,15 +198,24 @@ def order_aggregates(store: Store, filters: Filters) -> dict[str, dict[str, floa
         .where(*where, orders.c.ordered_at >= periods[-1][1].start_ts)
         .group_by(period)
     )
-    older = orders.c.ordered_at < periods[-1][1].start_ts
+    # Each order's period number (len(periods) = older): the periods are contiguous and the
+    # WHERE bounds them above, so one comparison per period places it. The numbers are
+    # inlined: DuckDB runs a FILTER on a bound number a fifth slower than on a constant.
+    number = [sa.literal_column(str(i)) for i in range(len(periods) + 1)]
+    period_no = sa.case(
+        *[(orders.c.ordered_at >= p.start_ts, number[i]) for i, (_, p) in enumerate(periods)],
+        else_=number[-1],
+    )
+    numbered = sa.select(orders.c.customer_id, period_no.label("no")).where(*where).subquery()
     per_customer = (
         sa.select(
-            orders.c.customer_id,
-            *[sa.func.count().filter(cond).label(f"n_{name}") for name, cond in in_period.items()],
-            sa.func.count().filter(older).label("n_older"),
+            numbered.c.customer_id,
+            *[
+                sa.func.count().filter(numbered.c.no == number[i]).label(f"n_{name}")
+                for i, name in enumerate([*in_period, "older"])
+            ],
         )
-        .where(*where)
-        .group_by(orders.c.customer_id)
+        .group_by(numbered.c.customer_id)
         .subquery("per_customer")
     )
     pc = per_customer.c

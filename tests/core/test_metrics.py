@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pandas as pd
 import pytest
 
 from crm_core.filters import default_filters, order_date_range
@@ -43,6 +44,14 @@ def test_kpis_match_hand_computed_figures(tiny_store):
     # NPS now: 10, 9, 7, 3, 0 -> (2 - 2) / 5; before: 10, 8 -> (1 - 0) / 2.
     assert got["nps"] == (pytest.approx(0.0), pytest.approx(50.0))
     assert got["csat"] == (pytest.approx(2 / 3), None)
+
+
+def test_an_order_before_the_three_periods_makes_a_customer_not_new(tiny_store):
+    older = tiny.ORDERS.iloc[[4]].assign(order_id=10, ordered_at=pd.Timestamp("2023-06-01"))
+    with tiny_store.begin() as conn:
+        tiny_store.insert_df(conn, "orders", older)  # c3 bought long before February
+    got = values(compute_kpis(tiny_store, tiny.PERIOD))
+    assert got["new_customers"] == (0, 2) and got["active_customers"] == (3, 2)
 
 
 def test_changes_are_relative_for_money_and_points_for_rates(tiny_store):
