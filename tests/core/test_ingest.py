@@ -217,6 +217,28 @@ def test_quoted_commas_and_line_breaks_count_as_one_row(store, tmp_path):
     ]
 
 
+@pytest.mark.parametrize(
+    ("written", "stored"),
+    [
+        (["10.10", "3", "9999999999.99"], [10.1, 3.0, 9999999999.99]),  # cents as written
+        (["10.10", "1.005", "123456789.125"], [10.1, 1.01, 123456789.13]),  # off the grid
+        (["1e3", "2.5E1"], [1000.0, 25.0]),
+    ],
+)
+def test_money_is_rounded_half_away_from_zero_as_written(store, written, stored):
+    frame = pd.DataFrame(
+        {
+            "order_id": [str(i) for i in range(len(written))],
+            "customer_id": ["5"] * len(written),
+            "ordered_at": ["2024-01-01"] * len(written),
+            "amount": written,
+        }
+    )
+    pending = {"customers": pd.DataFrame({"customer_id": pd.array([5], dtype="Int64")})}
+    typed = validate(frame, "orders", "o.csv", store, pending=pending)
+    assert typed["amount"].tolist() == stored
+
+
 def test_validate_returns_typed_frame_and_uses_pending_batch_keys(store):
     frame = pd.DataFrame(
         {
