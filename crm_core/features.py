@@ -96,7 +96,7 @@ customer_360 = sa.Table(
 CONTACT_FIELDS: tuple[str, ...] = ("first_name", "last_name", "email", "phone")
 """Contact details: fields of the 360 view that are read from `customers` where they are
 used (rules, samples, exports) and never copied into customer_360, so an erasure applies at
-once and a rebuild writes no million unique strings (they were a third of its time)."""
+once and a rebuild writes no million unique strings (they were a quarter of its time)."""
 
 FIELD_COLUMNS: dict[str, sa.Column] = {
     "customer_id": customer_360.c.customer_id,
@@ -138,7 +138,7 @@ def build_select(as_of: date) -> sa.Select:
     recent = end - timedelta(days=RECENT_DAYS)
     done = sa.and_(orders.c.status == "completed", orders.c.ordered_at < end)
     is_recent = orders.c.ordered_at >= recent
-    ords = (
+    totals = (
         sa.select(
             orders.c.customer_id,
             sa.func.min(orders.c.ordered_at).label("first_order_at"),
@@ -156,7 +156,7 @@ def build_select(as_of: date) -> sa.Select:
         .group_by(orders.c.customer_id)
         .cte("order_totals")
     )
-    ords = rfm.scored(ords).subquery("ords")
+    ords = rfm.scored(totals).subquery("ords")
     answered = survey_responses.c.answered_at < end
     latest_nps = (
         sa.select(
