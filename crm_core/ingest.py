@@ -346,12 +346,14 @@ def validate(
         problems.raise_if_any()
 
     position = {n: i for i, n in enumerate(names)}
+    raws = {
+        c.name: _arrow(frame.iloc[:, position[c.name]]) for c in table.columns if c.name in position
+    }
+    del frame  # a caller that passes its frame along lets each text column go once converted
     typed: dict[str, pd.Series] = {}
     for column in table.columns:
-        if column.name not in position:
-            continue
-        raw = _arrow(frame.iloc[:, position[column.name]])
-        typed[column.name] = _convert(raw, column, problems)
+        if column.name in raws:
+            typed[column.name] = _convert(raws.pop(column.name), column, problems)
     result = pd.DataFrame(typed, copy=False)
     result.index = pd.RangeIndex(len(result))
 
@@ -884,9 +886,15 @@ def _import(store: Store, items: list[tuple[str, Path, str]], mode: str) -> list
     pending: dict[str, pd.DataFrame] = {}
     with store.begin() as conn:
         for table_name, path, name in ordered:
-            raw = read_table_file(path, name)
-            typed = validate(raw, table_name, name, store, conn=conn, mode=mode, pending=pending)
-            del raw
+            typed = validate(
+                read_table_file(path, name),  # passed along: validate frees it column by column
+                table_name,
+                name,
+                store,
+                conn=conn,
+                mode=mode,
+                pending=pending,
+            )
             try:
                 rows = store.insert_df(conn, table_name, typed, upsert=mode == "upsert")
             except sa.exc.IntegrityError as exc:  # e.g. a key written meanwhile by someone else
