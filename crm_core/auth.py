@@ -63,7 +63,7 @@ ACTION_HELP = {
     "export_pii": "Export target lists with personal columns",
     "save_segments": "Save, edit and delete segments",
     "import_data": "Import data files",
-    "manage_users": "Add users and reset passwords",
+    "manage_users": "Add, deactivate, remove users; change roles; reset passwords",
     "view_export_log": "Read the export audit log",
 }
 
@@ -79,6 +79,7 @@ class User:
     name: str
     role: str
     email: str | None = None
+    active: bool = True
 
     def can(self, action: str) -> bool:
         """Whether this user's role may take `action`."""
@@ -143,6 +144,8 @@ def add_user(
             f"Username {username!r} is not valid: use 2-32 lower-case letters, digits, "
             "'.', '_' or '-', starting with a letter."
         )
+    if not role:
+        raise AuthError(f"No role chosen for {username!r}; allowed: {', '.join(ROLES)}.")
     if role not in ROLES:
         raise AuthError(f"Unknown role {role!r}; allowed: {', '.join(ROLES)}.")
     _check_new_password(password)
@@ -188,6 +191,8 @@ def list_users(store: Store) -> list[dict]:
         app_users.c.name,
         app_users.c.email,
         app_users.c.role,
+        app_users.c.deactivated_at.is_(None).label("active"),
+        app_users.c.last_login_at,
         app_users.c.created_at,
         app_users.c.failed_logins,
     ).order_by(app_users.c.username)
@@ -196,13 +201,111 @@ def list_users(store: Store) -> list[dict]:
 
 
 def get_user(store: Store, username: str) -> User | None:
-    """The user called `username`, or None."""
+    """The user called `username` (active or not), or None."""
     stmt = sa.select(app_users).where(app_users.c.username == username)
     with store.connect() as conn:
         row = conn.execute(stmt).first()
     if row is None:
         return None
-    return User(username=row.username, name=row.name, role=row.role, email=row.email)
+    return User(
+        username=row.username,
+        name=row.name,
+        role=row.role,
+        email=row.email,
+        active=row.deactivated_at is None,
+    )
+
+
+# --- lifecycle: deactivate, reactivate, change role, remove ------------------------------
+
+_ACTIVE = app_users.c.deactivated_at.is_(None)
+
+
+def _existing(conn: sa.Connection, username: str) -> sa.Row:
+    row = conn.execute(
+        sa.select(app_users.c.username, app_users.c.role, app_users.c.deactivated_at).where(
+            app_users.c.username == username
+        )
+    ).first()
+    if row is None:
+        raise AuthError(f"No user {username!r}; see `python -m crm_core users list`.")
+    return row
+
+
+def _refuse_self(username: str, by: str | None, doing: str) -> None:
+    if by is not None and by == username:
+        raise AuthError(
+            f"You cannot {doing} your own account ({username!r}); ask another admin to do it."
+        )
+
+
+def _refuse_last_admin(conn: sa.Connection, row: sa.Row, doing: str) -> None:
+    """Refuse when `row` is the only active admin (the store would have no admin left)."""
+    if row.role != "admin" or row.deactivated_at is not None:
+        return
+    others = conn.execute(
+        sa.select(sa.func.count())
+        .select_from(app_users)
+        .where(app_users.c.role == "admin", _ACTIVE, app_users.c.username != row.username)
+    ).scalar()
+    if not others:
+        raise AuthError(
+            f"Cannot {doing} {row.username!r}: it is the last active admin, and the store "
+            "needs one. Make another user admin first "
+            "(`python -m crm_core users set-role NAME admin`)."
+        )
+
+
+def deactivate_user(store: Store, username: str, *, by: str | None = None) -> None:
+    """Stop `username` from signing in (their sessions end on their next page load).
+
+    `by` is the admin taking the action (None from the CLI): nobody deactivates themselves.
+    """
+    _refuse_self(username, by, "deactivate")
+    with store.begin() as conn:
+        row = _existing(conn, username)
+        if row.deactivated_at is not None:
+            return
+        _refuse_last_admin(conn, row, "deactivate")
+        conn.execute(
+            app_users.update()
+            .where(app_users.c.username == username)
+            .values(deactivated_at=utcnow())
+        )
+
+
+def activate_user(store: Store, username: str) -> None:
+    """Let a deactivated user sign in again (password and role unchanged)."""
+    with store.begin() as conn:
+        _existing(conn, username)
+        conn.execute(
+            app_users.update()
+            .where(app_users.c.username == username)
+            .values(deactivated_at=None, failed_logins=0, last_failed_at=None)
+        )
+
+
+def set_role(store: Store, username: str, role: str, *, by: str | None = None) -> None:
+    """Give `username` another role; the last active admin keeps theirs."""
+    if role not in ROLES:
+        raise AuthError(f"Unknown role {role!r}; allowed: {', '.join(ROLES)}.")
+    with store.begin() as conn:
+        row = _existing(conn, username)
+        if row.role == role:
+            return
+        if row.role == "admin":
+            _refuse_self(username, by, "demote")
+            _refuse_last_admin(conn, row, "demote")
+        conn.execute(app_users.update().where(app_users.c.username == username).values(role=role))
+
+
+def remove_user(store: Store, username: str, *, by: str | None = None) -> None:
+    """Delete `username`'s login; their export log rows and segments stay as they are."""
+    _refuse_self(username, by, "remove")
+    with store.begin() as conn:
+        row = _existing(conn, username)
+        _refuse_last_admin(conn, row, "remove")
+        conn.execute(app_users.delete().where(app_users.c.username == username))
 
 
 def ensure_admin(store: Store) -> str | None:
@@ -236,9 +339,9 @@ def _lock_active(last_failed_at: datetime | None, settings: Settings) -> bool:
 
 
 def record_login(store: Store, username: str, *, success: bool) -> None:
-    """Count a failed login (for the lock) or clear the count after a success."""
+    """Count a failed login (for the lock), or clear the count and note the sign-in time."""
     values = (
-        {"failed_logins": 0, "last_failed_at": None}
+        {"failed_logins": 0, "last_failed_at": None, "last_login_at": utcnow()}
         if success
         else {"failed_logins": app_users.c.failed_logins + 1, "last_failed_at": utcnow()}
     )
@@ -247,13 +350,14 @@ def record_login(store: Store, username: str, *, success: bool) -> None:
 
 
 def authenticator_credentials(store: Store, settings: Settings | None = None) -> dict:
-    """Users in the shape streamlit-authenticator expects, with hashes only.
+    """Active users in the shape streamlit-authenticator expects, with hashes only.
 
+    Deactivated users are left out, so they cannot sign in, nor back in with a cookie.
     `failed_login_attempts` is the stored count while the lock is active and 0 once it
     has expired, so the authenticator's own max_login_attempts enforces the lock.
     """
     settings = settings or get_settings()
-    stmt = sa.select(app_users)
+    stmt = sa.select(app_users).where(_ACTIVE)
     with store.connect() as conn:
         rows = conn.execute(stmt).all()
     users = {}

@@ -4,9 +4,11 @@ An export takes a saved segment and, before anything is written: drops erased cu
 customers without consent or an address for the channel, and suppressed e-mails/phones;
 optionally holds out a random control group (recorded in campaign_contacts for a campaign
 created for the export, so the campaign view can measure lift); offers personal columns
-only to roles that may export them; neutralises text cells a spreadsheet would run as a
-formula; and writes the file, a JSON manifest beside it and an `export_log` row with the
-file's sha256.
+only to roles that may export them; neutralises free-text cells a spreadsheet would run as
+a formula (e-mails and phones, declared ``contact`` in the schema, leave exactly as stored);
+rounds numbers to their declared scale; and writes the file, a JSON manifest beside it and
+an `export_log` row with the file's sha256. Past exports can be listed (`export_history`)
+and fetched again by their owner or an admin (`open_export`) while the file exists.
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import openpyxl
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import sqlalchemy as sa
+from openpyxl.cell import WriteOnlyCell
 
 from crm_core import auth, features, segments
 from crm_core.config import get_settings
@@ -38,6 +42,22 @@ CHANNELS = ("email", "sms", "none")
 FORMATS = ("csv", "xlsx", "parquet")
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n")
 """A text cell starting with one of these is read as a formula by spreadsheets."""
+CONTACT_PATTERNS = {
+    "email": r"^[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$",
+    "phone": r"^\+?[0-9(][0-9 ()./-]*$",
+}
+"""A contact value (column info ``contact``) of this shape holds no formula (no ``=``, no
+function call) and is written exactly as stored; any other value is treated as free text."""
+ROUND_MODE = "half_towards_infinity"
+"""Arrow's name for rounding half away from zero (0.005 -> 0.01, -0.005 -> -0.01)."""
+SHARE_SCALE = 4
+"""Decimals of a share (column info ``share``, e.g. churn_risk 0.1235) unless it declares
+its own ``scale``."""
+MIME_TYPES = {
+    "csv": "text/csv",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "parquet": "application/vnd.apache.parquet",
+}
 
 EXPORTABLE_COLUMNS: tuple[str, ...] = tuple(n for n in features.FIELD_COLUMNS if n != "as_of")
 PII_COLUMNS: frozenset[str] = frozenset(
@@ -65,7 +85,8 @@ EXCLUSION_REASONS = {
 
 
 def read_export_log(store: Store, limit: int = 500) -> pd.DataFrame:
-    """The most recent exports, newest first (admins read this)."""
+    """The most recent export_log rows, newest first, as stored (file_name is a server path:
+    for scripts; the app shows `export_history`)."""
     stmt = sa.select(export_log).order_by(export_log.c.exported_at.desc()).limit(limit)
     return store.read_df(stmt)
 
@@ -83,8 +104,47 @@ def default_columns(role: str) -> list[str]:
     return [c for c in DEFAULT_COLUMNS if c in allowed]
 
 
-def neutralise_table(table: pa.Table) -> pa.Table:
-    """Text cells a spreadsheet would read as a formula get a leading ' ; numbers stay numbers."""
+def _declared(name: str) -> sa.Column | None:
+    return features.FIELD_COLUMNS.get(name)
+
+
+def declared_scale(name: str) -> int | None:
+    """Decimals field `name` leaves an export with: its ``scale`` info, SHARE_SCALE for a
+    share, a Numeric column's own scale (money: 2), 0 for integers; None: not a number."""
+    column = _declared(name)
+    if column is None:
+        return None
+    if column.info.get("scale") is not None:
+        return int(column.info["scale"])
+    if column.info.get("share"):
+        return SHARE_SCALE
+    if isinstance(column.type, sa.Integer):
+        return 0
+    if isinstance(column.type, sa.Numeric) and not isinstance(column.type, sa.Float):
+        return column.type.scale
+    return None
+
+
+def _as_is(name: str, column: pa.ChunkedArray) -> pa.ChunkedArray | None:
+    """Cells of a text column written exactly as stored: contact values of their declared
+    shape, values of a declared enum (``allowed``/``choices``); None: free text."""
+    column_info = getattr(_declared(name), "info", {})
+    kind = column_info.get("contact")
+    if kind in CONTACT_PATTERNS:
+        return pc.match_substring_regex(column, CONTACT_PATTERNS[kind])
+    values = column_info.get("allowed") or column_info.get("choices")
+    if values:
+        return pc.is_in(column, value_set=pa.array([str(v) for v in values], column.type))
+    return None
+
+
+def neutralise_table(table: pa.Table) -> tuple[pa.Table, dict[str, int]]:
+    """Free-text cells a spreadsheet would read as a formula get a leading ' ; e-mails and
+    phones of a valid shape and declared enum values stay as stored; numbers stay numbers.
+
+    Returns the table and the number of cells changed per column.
+    """
+    changed: dict[str, int] = {}
     for i, name in enumerate(table.column_names):
         column = table.column(i)
         if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
@@ -92,11 +152,41 @@ def neutralise_table(table: pa.Table) -> pa.Table:
         risky = pc.starts_with(column, FORMULA_PREFIXES[0])
         for prefix in FORMULA_PREFIXES[1:]:
             risky = pc.or_(risky, pc.starts_with(column, prefix))
+        kept = _as_is(name, column)
+        if kept is not None:
+            risky = pc.and_(risky, pc.invert(pc.fill_null(kept, False)))
         risky = pc.fill_null(risky, False)
-        if pc.any(risky).as_py():
+        count = int(pc.sum(risky).as_py() or 0)
+        if count:
             quote, empty = pa.scalar("'", column.type), pa.scalar("", column.type)
             quoted = pc.binary_join_element_wise(quote, column, empty)
             table = table.set_column(i, name, pc.if_else(risky, quoted, column))
+            changed[name] = count
+    return table, changed
+
+
+def round_table(table: pa.Table, *, as_decimal: bool) -> pa.Table:
+    """Numbers at their declared scale: integers as integers, the rest rounded half away
+    from zero; `as_decimal` (CSV, XLSX) writes them as decimals with exactly that many
+    digits (money 1337.69, a share 0.1235). Declared decimals (money) stay decimals."""
+    for i, name in enumerate(table.column_names):
+        column, scale = table.column(i), declared_scale(name)
+        kind = column.type
+        numeric = pa.types.is_integer(kind) or pa.types.is_floating(kind)
+        if scale is None or not (numeric or pa.types.is_decimal(kind)):
+            continue
+        if scale == 0:
+            if not pa.types.is_integer(kind):
+                whole = pc.round(column.cast(pa.float64()), 0, round_mode=ROUND_MODE)
+                table = table.set_column(i, name, whole.cast(pa.int64()))
+            continue
+        if pa.types.is_decimal(kind) and kind.scale == scale:
+            continue
+        rounded = pc.round(column.cast(pa.float64()), scale, round_mode=ROUND_MODE)
+        declared_decimal = not isinstance(_declared(name).type, sa.Float)
+        if as_decimal or declared_decimal or pa.types.is_decimal(kind):
+            rounded = rounded.cast(pa.decimal128(18, scale))
+        table = table.set_column(i, name, rounded)
     return table
 
 
@@ -122,6 +212,8 @@ class ExportResult:
     control: int = 0
     campaign_id: int | None = None
     sha256: str = ""
+    neutralised: dict[str, int] = field(default_factory=dict)
+    """Cells per column that got a leading ' (free text that looked like a formula)."""
 
 
 def _check_request(role: str, channel: str, fmt: str, columns: list[str], share: float) -> None:
@@ -196,16 +288,41 @@ def _exclusions(store: Store, members: pa.Table, channel: str) -> np.ndarray:
     return np.select([mask for _, mask in checks], [name for name, _ in checks], default="")
 
 
-def _write(table: pa.Table, path: Path, fmt: str) -> None:
+def _write(table: pa.Table, path: Path, fmt: str) -> dict[str, int]:
+    """Write the file; the cells neutralised per column (none for Parquet)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "parquet":  # typed columns, read by code, not by a spreadsheet: as stored
+        pq.write_table(round_table(table, as_decimal=False), path)
+        return {}
+    safe, changed = neutralise_table(round_table(table, as_decimal=True))
     if fmt == "csv":
         options = pa_csv.WriteOptions(quoting_style="needed")
-        pa_csv.write_csv(neutralise_table(table), path, write_options=options)
-    elif fmt == "xlsx":
-        safe = neutralise_table(table).to_pandas()
-        safe.to_excel(path, index=False, sheet_name="target_list")
+        pa_csv.write_csv(safe, path, write_options=options)
     else:
-        pq.write_table(table, path)
+        _write_xlsx(safe, path)
+    return changed
+
+
+def _write_xlsx(table: pa.Table, path: Path) -> None:
+    """One sheet; numbers stay numbers, with a number format of their declared decimals."""
+    book = openpyxl.Workbook(write_only=True)
+    sheet = book.create_sheet("target_list")
+    sheet.append(table.column_names)
+    formats = {}
+    for i, name in enumerate(table.column_names):
+        scale = declared_scale(name)
+        if pa.types.is_decimal(table.column(i).type) and scale:
+            formats[i] = "0." + "0" * scale
+    values = [table.column(i).to_pylist() for i in range(table.num_columns)]
+    for row in zip(*values, strict=True):
+        cells = list(row)
+        for i, number_format in formats.items():
+            if cells[i] is not None:
+                cell = WriteOnlyCell(sheet, value=cells[i])
+                cell.number_format = number_format
+                cells[i] = cell
+        sheet.append(cells)
+    book.save(path)
 
 
 def _sha256(path: Path) -> str:
@@ -236,6 +353,11 @@ def export_segment(
     seed: int | None = None,
 ) -> ExportResult:
     """Export the latest version of a saved segment as a governed target list."""
+    if not user.active:
+        raise NotAllowedError(
+            f"User {user.username!r} is deactivated and may not export; reactivate them with "
+            "`python -m crm_core users activate` or export as another user."
+        )
     columns = list(dict.fromkeys(["customer_id", *(columns or default_columns(user.role))]))
     _check_request(user.role, channel, fmt, columns, control_share)
     features.ensure_fresh(store)
@@ -265,7 +387,7 @@ def export_segment(
     path = Path(out) if out else default_path(segment.name, segment.version, fmt)
     if path.is_dir():
         path = path / default_path(segment.name, segment.version, fmt).name
-    _write(frame, path, fmt)
+    neutralised = _write(frame, path, fmt)
     try:
         digest = _sha256(path)
         now = utcnow()
@@ -291,8 +413,9 @@ def export_segment(
                     channel=channel,
                     rows=frame.num_rows,
                     format=fmt,
-                    file_name=str(path),
+                    file_name=str(path.resolve()),
                     file_sha256=digest,
+                    column_names=json.dumps(columns),
                 )
             )
     except Exception:
@@ -313,6 +436,7 @@ def export_segment(
         control=int(n_control),
         campaign_id=campaign_id,
         sha256=digest,
+        neutralised=neutralised,
     )
     _write_manifest(result, user, now, segment, seed, control_share)
     segments.record_size(store, segment)
@@ -374,5 +498,125 @@ def _write_manifest(
         "control_share": control_share,
         "control_seed": seed,
         "formula_cells_neutralised": result.format in ("csv", "xlsx"),
+        "number_scales": {c: s for c in result.columns if (s := declared_scale(c)) is not None},
+        "contact_columns_as_stored": [
+            c for c in result.columns if getattr(_declared(c), "info", {}).get("contact")
+        ],
     }
     result.manifest_path.write_text(json.dumps(manifest, indent=2, default=str))
+
+
+HISTORY_LIMIT = 500
+"""Past exports listed at most (newest first)."""
+
+
+def _may_read_all(user: auth.User) -> bool:
+    return auth.can(user.role, "view_export_log")
+
+
+def export_history(store: Store, user: auth.User, *, own_only: bool = False) -> pd.DataFrame:
+    """Past exports, newest first: the user's own (admins: everyone's unless `own_only`),
+    with the file's name (never its server path) and whether it still exists."""
+    log = export_log.c
+    stmt = (
+        sa.select(
+            log.export_id,
+            log.exported_at,
+            log.exported_by,
+            log.segment_name,
+            log.segment_version,
+            log.channel,
+            log.format,
+            log.rows,
+            log.file_name,
+        )
+        .order_by(log.exported_at.desc(), log.export_id.desc())
+        .limit(HISTORY_LIMIT)
+    )
+    if own_only or not _may_read_all(user):
+        stmt = stmt.where(log.exported_by == user.username)
+    frame = store.read_df(stmt)
+    paths = [Path(_text(p)) if _text(p) else None for p in frame["file_name"]]
+    frame["file_name"] = [p.name if p else "" for p in paths]
+    frame["available"] = [bool(p) and p.is_file() for p in paths]
+    return frame.rename(columns={"file_name": "file"})
+
+
+@dataclass(frozen=True)
+class ExportFile:
+    """A past export the user may download: names to offer, bytes read on demand."""
+
+    export_id: int
+    name: str
+    mime: str
+    manifest_name: str
+    has_manifest: bool
+    sha256: str
+    _path: Path = field(repr=False)
+
+    def read(self) -> bytes:
+        """The file's bytes, refused if they changed since the export (sha256)."""
+        data = self._path.read_bytes()
+        if self.sha256 and hashlib.sha256(data).hexdigest() != self.sha256:
+            raise CRMError(
+                f"Export {self.export_id} ({self.name}): the file changed since it was "
+                "exported (sha256 differs); export the segment again."
+            )
+        return data
+
+    def read_manifest(self) -> bytes:
+        """The manifest JSON written beside the file."""
+        return self._path.with_name(self.name + ".manifest.json").read_bytes()
+
+
+def _text(value: object) -> str:
+    """A stored text value, '' for NULL (NaN or None in a frame)."""
+    return value if isinstance(value, str) else ""
+
+
+def _exported_columns(row: dict[str, Any], path: Path) -> list[str] | None:
+    """Columns of a past export: from export_log, else from its manifest; None: unknown."""
+    if _text(row["column_names"]):
+        return list(json.loads(row["column_names"]))
+    try:
+        return list(json.loads(path.with_name(path.name + ".manifest.json").read_text())["columns"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def open_export(store: Store, export_id: int, user: auth.User) -> ExportFile:
+    """A past export for download: only its owner or an admin, only while the owner's role
+    may still export it (personal columns need export_pii), only while the file exists."""
+    found = store.read_df(sa.select(export_log).where(export_log.c.export_id == int(export_id)))
+    if found.empty:
+        raise CRMError(f"Export {export_id} does not exist; pick one from the export history.")
+    row = found.iloc[0].to_dict()
+    if row["exported_by"] != user.username and not _may_read_all(user):
+        raise NotAllowedError(
+            f"Not allowed: export {export_id} was made by another user; only its owner or "
+            "an admin may download it."
+        )
+    if not auth.can(user.role, "export_lists"):
+        raise NotAllowedError(f"Not allowed: the {user.role} role may not download exports.")
+    path = Path(_text(row["file_name"]))
+    columns = _exported_columns(row, path)
+    personal = columns is None or bool(set(columns) & PII_COLUMNS)
+    if personal and not auth.can(user.role, "export_pii"):
+        raise NotAllowedError(
+            f"Not allowed: export {export_id} holds personal columns, which the {user.role} "
+            "role may not export."
+        )
+    if not _text(row["file_name"]) or not path.is_file():
+        raise CRMError(
+            f"Export {export_id} ({path.name or 'no file'}): the file is no longer on the "
+            "server; export the segment again."
+        )
+    return ExportFile(
+        export_id=int(row["export_id"]),
+        name=path.name,
+        mime=MIME_TYPES.get(_text(row["format"]), "application/octet-stream"),
+        manifest_name=path.name + ".manifest.json",
+        has_manifest=path.with_name(path.name + ".manifest.json").is_file(),
+        sha256=_text(row["file_sha256"]),
+        _path=path,
+    )

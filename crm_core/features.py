@@ -34,12 +34,15 @@ RECENT_DAYS = 90
 
 
 def _c(name: str, type_: sa.types.TypeEngine, doc: str, **info) -> sa.Column:
+    # info keys beyond schema.py's: choices (the values a text field takes), share (a 0-1
+    # figure: shown and entered as percent, stored 0-1), few_values (offer its distinct
+    # values as choices in the segment builder, even for a personal field).
     return sa.Column(name, type_, info={"doc": doc, **info})
 
 
-def _from_customers(name: str) -> sa.Column:
+def _from_customers(name: str, **info) -> sa.Column:
     source = customers.c[name]
-    return sa.Column(name, source.type, info=dict(source.info))
+    return sa.Column(name, source.type, info={**source.info, **info})
 
 
 customer_360 = sa.Table(
@@ -49,7 +52,7 @@ customer_360 = sa.Table(
     # customer order, so zone maps find one customer. PostgreSQL gets an index (below).
     sa.Column("customer_id", sa.BigInteger, nullable=False),
     *[
-        _from_customers(n)
+        _from_customers(n, few_values=True) if n == "gender" else _from_customers(n)
         for n in (
             "country",
             "region",
@@ -78,16 +81,26 @@ customer_360 = sa.Table(
     _c("m_score", sa.Integer, "Monetary score 1-5 (5 = highest spend)."),
     _c("rfm_score", sa.String, "R, F and M scores as three digits, e.g. 545."),
     _c("rfm_segment", sa.String, "Named RFM segment.", choices=rfm.SEGMENT_NAMES),
-    _c("cluster", sa.Integer, "Cluster saved from the segmentation page's k-means."),
+    _c(
+        "cluster",
+        sa.Integer,
+        "Cluster saved from the segmentation page's k-means.",
+        few_values=True,
+    ),
     _c("nps_latest", sa.Integer, "Latest NPS answer (0-10)."),
-    _c("csat_avg", sa.Double, "Average CSAT answer (1-5)."),
+    _c("csat_avg", sa.Double, "Average CSAT answer (1-5).", scale=2),
     _c("open_tickets", sa.Integer, "Support tickets not closed."),
     _c("campaigns_received", sa.Integer, "Campaign messages sent to the customer."),
     _c("campaign_opens", sa.Integer, "Campaign messages opened."),
     _c("campaign_clicks", sa.Integer, "Campaign messages clicked."),
-    _c("clv", sa.Double, "Predicted customer lifetime value (null until scoring runs)."),
-    _c("p_alive", sa.Double, "Probability the customer is still active (null until scored)."),
-    _c("churn_risk", sa.Double, "Probability of churn (null until scoring runs)."),
+    _c("clv", sa.Double, "Predicted customer lifetime value (null until scoring runs).", scale=2),
+    _c(
+        "p_alive",
+        sa.Double,
+        "Probability the customer is still active (null until scored).",
+        share=True,
+    ),
+    _c("churn_risk", sa.Double, "Probability of churn (null until scoring runs).", share=True),
     _c("churn_band", sa.String, "Churn risk band: low, medium or high."),
     _c("as_of", sa.Date, "The as-of date: day of the last completed order in the store."),
 )

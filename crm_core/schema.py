@@ -6,7 +6,9 @@ Column `info` keys (all optional):
 - ``min``: the smallest value a number may take;
 - ``references``: ``"table.column"`` that a value must exist in (checked on import; the
   store declares no foreign keys so that DuckDB can upsert referenced rows);
-- ``pii``: personal data, masked for roles that may not see it.
+- ``pii``: personal data, masked for roles that may not see it;
+- ``contact``: ``"email"`` or ``"phone"``: contact data, exported exactly as stored;
+- ``scale``: decimals a number leaves exports with (Numeric columns: their own scale).
 
 Keys are integers and are given by the data (no sequences); timestamps are naive UTC;
 money is DECIMAL(12,2).
@@ -67,10 +69,10 @@ customers = sa.Table(
     "customers",
     metadata,
     _key("customer_id", "Unique customer number."),
-    _col("email", sa.String, "E-mail address.", pii=True),
+    _col("email", sa.String, "E-mail address.", pii=True, contact="email"),
     _col("first_name", sa.String, "Given name.", pii=True),
     _col("last_name", sa.String, "Family name.", pii=True),
-    _col("phone", sa.String, "Phone number for SMS.", pii=True),
+    _col("phone", sa.String, "Phone number for SMS.", pii=True, contact="phone"),
     _col("country", sa.String, "Country (ISO 3166 alpha-2 code or name)."),
     _col("region", sa.String, "Region or state."),
     _col("city", sa.String, "City.", pii=True),
@@ -190,6 +192,7 @@ segments = sa.Table(
     sa.Column("owner", sa.String),
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Column("deleted_at", sa.DateTime),
+    sa.Column("deleted_by", sa.String, info={"doc": "Who deleted it (it can be restored)."}),
 )
 
 customer_scores = sa.Table(
@@ -200,6 +203,11 @@ customer_scores = sa.Table(
     sa.Column("p_alive", sa.Float, info={"doc": "Probability the customer is still active."}),
     sa.Column("churn_risk", sa.Float, info={"doc": "Probability of churn in the window."}),
     sa.Column("churn_band", sa.String, info={"doc": "low, medium or high."}),
+    sa.Column(
+        "churn_reasons",
+        sa.String,
+        info={"doc": "What pushes a medium or high risk up most, in words (from the model)."},
+    ),
     sa.Column("model_version", sa.String),
     sa.Column("scored_at", sa.DateTime),
 )
@@ -217,6 +225,7 @@ export_log = sa.Table(
     sa.Column("format", sa.String),
     sa.Column("file_name", sa.String),
     sa.Column("file_sha256", sa.String),
+    sa.Column("column_names", sa.Text, info={"doc": "Exported columns as a JSON list."}),
 )
 
 suppressions = sa.Table(
@@ -239,6 +248,12 @@ app_users = sa.Table(
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Column("failed_logins", sa.Integer, nullable=False, server_default="0"),
     sa.Column("last_failed_at", sa.DateTime),
+    sa.Column("last_login_at", sa.DateTime, info={"doc": "Last successful sign-in (UTC)."}),
+    sa.Column(
+        "deactivated_at",
+        sa.DateTime,
+        info={"doc": "When an admin deactivated the user (UTC); empty while active."},
+    ),
 )
 
 schema_meta = sa.Table(

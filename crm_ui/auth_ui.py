@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 import streamlit_authenticator as stauth
 from streamlit_authenticator.utilities import LoginError
 
 from crm_core import auth
 from crm_core.config import get_settings
-from crm_core.errors import NotAllowedError
+from crm_core.errors import CRMError, NotAllowedError
 from crm_core.store import Store
 from crm_ui.data import store
 
 _USER_KEY = "crm_user"
 _AUTH_KEY = "crm_authenticator"
 _COOKIE_ACTION = "crm_cookie_action"
+_SIGNED_OUT_NOTE = (
+    "You were signed out: your account was deactivated or removed. Ask an admin if you "
+    "still need access."
+)
 
 
 def login_gate() -> auth.User | None:
@@ -40,6 +45,7 @@ def login_gate() -> auth.User | None:
         login_sleep_time=0.05,
     )
     st.session_state[_AUTH_KEY] = authenticator
+    signed_out = _sign_out_inactive(authenticator, credentials)
     try:
         authenticator.login(
             location="main",
@@ -73,9 +79,31 @@ def login_gate() -> auth.User | None:
         st.session_state[_USER_KEY] = user
         return user
     st.session_state.pop(_USER_KEY, None)
-    if status is False:
+    if signed_out:
+        st.error(_SIGNED_OUT_NOTE)
+    elif status is False:
         st.error("Username or password is incorrect.")
     return None
+
+
+def _sign_out_inactive(authenticator: stauth.Authenticate, credentials: dict) -> bool:
+    """End the session, and drop the cookie, of a user who was deactivated or removed.
+
+    Only active users are in `credentials`: a session signed in earlier, or a login cookie
+    naming anyone else, is signed out here before the login form is drawn.
+    """
+    active = credentials["usernames"]
+    if st.session_state.get("authentication_status"):
+        stale = st.session_state.get("username") not in active
+    else:
+        token = authenticator.cookie_controller.get_cookie()
+        stale = bool(token) and token.get("username") not in active
+    if not stale:
+        return False
+    authenticator.authentication_controller.logout()  # clears the session, skips the cookie
+    st.session_state.pop(_USER_KEY, None)
+    st.session_state[_COOKIE_ACTION] = "delete"
+    return True
 
 
 def _signed_in_with_form(store: Store, username: str) -> None:
@@ -109,3 +137,170 @@ def require_view(view: str) -> auth.User:
         st.error(str(exc))
         st.stop()
     return user
+
+
+# --- the admin page's Users block --------------------------------------------------------
+
+_FLASH = "crm_users_flash"
+_PICKED = "crm_manage_user"
+_CONFIRMED = {"reset": "reset the password of", "deactivate": "deactivate", "remove": "remove"}
+_USER_COLUMNS = {
+    "username": st.column_config.TextColumn("Username"),
+    "name": st.column_config.TextColumn("Name"),
+    "email": st.column_config.TextColumn("E-mail"),
+    "role": st.column_config.TextColumn("Role"),
+    "active": st.column_config.CheckboxColumn("Active"),
+    "last_login_at": st.column_config.DatetimeColumn(
+        "Last sign-in (UTC)", format="YYYY-MM-DD HH:mm"
+    ),
+    "created_at": st.column_config.DatetimeColumn("Created (UTC)", format="YYYY-MM-DD HH:mm"),
+    "failed_logins": st.column_config.NumberColumn("Failed sign-ins"),
+}
+
+
+def users_admin(current: Store, me: auth.User) -> None:
+    """The users table, the add-a-user form and the manage-a-user panel (admins only)."""
+    for kind, text in st.session_state.pop(_FLASH, []):
+        (st.success if kind == "success" else st.error)(text)
+    users = auth.list_users(current)
+    st.dataframe(
+        pd.DataFrame(users, columns=list(_USER_COLUMNS)),
+        hide_index=True,
+        column_config=_USER_COLUMNS,
+    )
+    left, right = st.columns(2)
+    with left:
+        _add_user_form(current)
+    with right:
+        _manage_user(current, me, users)
+
+
+def _flash(kind: str, text: str) -> None:
+    """Keep a message for the run that follows a button's callback."""
+    st.session_state.setdefault(_FLASH, []).append((kind, text))
+
+
+def _add_user_form(current: Store) -> None:
+    with st.form("add_user", clear_on_submit=True):
+        st.markdown("**Add a user**")
+        st.text_input(
+            "Username", key="new_user_name", help="2-32 lower-case letters, digits, '.', '_', '-'."
+        )
+        st.text_input("Full name", key="new_user_full_name")
+        st.text_input("E-mail", key="new_user_email")
+        st.selectbox(
+            "Role",
+            auth.ROLES,
+            index=None,
+            placeholder="Choose a role",
+            key="new_user_role",
+            help="\n".join(f"- {r}: {h}" for r, h in auth.ROLE_HELP.items()),
+        )
+        st.text_input(
+            "Password",
+            type="password",
+            key="new_user_password",
+            help=f"At least {auth.MIN_PASSWORD_LENGTH} characters.",
+        )
+        st.form_submit_button("Add user", on_click=_add_user, args=(current,))
+
+
+def _add_user(current: Store) -> None:
+    state = st.session_state
+    try:
+        user = auth.add_user(
+            current,
+            state["new_user_name"],
+            state["new_user_role"] or "",
+            state["new_user_password"],
+            name=state["new_user_full_name"] or None,
+            email=state["new_user_email"] or None,
+        )
+    except CRMError as exc:
+        _flash("error", str(exc))
+    else:
+        _flash("success", f"Added {user.username} ({user.role}).")
+
+
+def _manage_user(current: Store, me: auth.User, users: list[dict]) -> None:
+    st.markdown("**Manage a user**")
+    by_name = {u["username"]: u for u in users}
+    if st.session_state.get(_PICKED) not in by_name:
+        st.session_state[_PICKED] = None  # removed since it was picked
+    who = st.selectbox("User", list(by_name), index=None, placeholder="Choose a user", key=_PICKED)
+    if who is None:
+        st.caption(
+            "Reset a password, change a role, deactivate, reactivate or remove a user: "
+            "choose the user first."
+        )
+        return
+    user = by_name[who]
+    last = user["last_login_at"]
+    seen = f"last sign-in {last:%Y-%m-%d %H:%M} UTC" if last else "never signed in"
+    status = "active" if user["active"] else "deactivated"
+    st.caption(f"{user['name']}: {user['role']}, {status}, {seen}.")
+    if who == me.username:
+        st.caption("This is you: another admin can change your role, deactivate or remove you.")
+        actions = ["Reset password"]
+    else:
+        switch = "Deactivate" if user["active"] else "Reactivate"
+        actions = ["Change role", "Reset password", switch, "Remove"]
+    action = st.radio("Action", actions, horizontal=True)
+    if action == "Change role":
+        st.selectbox("New role", auth.ROLES, index=auth.ROLES.index(user["role"]), key="new_role")
+        st.button("Change role", on_click=_apply, args=(current, "set_role", who, me.username))
+        return
+    if action == "Reactivate":
+        st.caption("They can sign in again with their old password.")
+        st.button("Reactivate", on_click=_apply, args=(current, "activate", who, me.username))
+        return
+    key = {"Reset password": "reset", "Deactivate": "deactivate", "Remove": "remove"}[action]
+    st.caption(
+        {
+            "reset": "A new random password is shown once; the old one stops working and "
+            "the account is unlocked.",
+            "deactivate": "They cannot sign in, and an open session ends on its next page "
+            "load. Reactivate them at any time.",
+            "remove": "Their login is deleted; the export log and their segments keep their "
+            "name. This cannot be undone (deactivate instead to keep the account).",
+        }[key]
+    )
+    confirmed = st.checkbox(f"Yes, {_CONFIRMED[key]} {who}", key=f"confirm_{key}_{who}")
+    st.button(
+        action,
+        type="primary",
+        disabled=not confirmed,
+        on_click=_apply,
+        args=(current, key, who, me.username),
+    )
+
+
+def _apply(current: Store, action: str, who: str, by: str) -> None:
+    """Run one manage-a-user action (a button's callback) and keep its message."""
+    state = st.session_state
+    confirm_key = f"confirm_{action}_{who}"
+    if action in _CONFIRMED and not state.get(confirm_key):
+        _flash("error", f"Tick 'Yes, {_CONFIRMED[action]} {who}' first; nothing was changed.")
+        return
+    state.pop(confirm_key, None)
+    try:
+        if action == "set_role":
+            auth.set_role(current, who, state["new_role"], by=by)
+            message = f"{who} is now {state['new_role']}."
+        elif action == "activate":
+            auth.activate_user(current, who)
+            message = f"Reactivated {who}: they can sign in again."
+        elif action == "deactivate":
+            auth.deactivate_user(current, who, by=by)
+            message = f"Deactivated {who}: they can no longer sign in."
+        elif action == "remove":
+            auth.remove_user(current, who, by=by)
+            state[_PICKED] = None
+            message = f"Removed {who}; their export log rows and segments stay."
+        else:
+            password = auth.reset_password(current, who)
+            message = f"New password for {who}: `{password}` (shown only now)."
+    except CRMError as exc:
+        _flash("error", str(exc))
+    else:
+        _flash("success", message)
