@@ -1,15 +1,15 @@
 """Segment builder: rules over the customer 360 table, live preview, save/version, export."""
 
-import pandas as pd
 import streamlit as st
 
-from crm_core import export, segments
+from crm_core import segments
 from crm_core.errors import CRMError
-from crm_ui import auth_ui, segment_charts, segment_ui
+from crm_ui import auth_ui, export_ui, segment_charts, segment_ui, widgets
 from crm_ui.data import store
 
 user = auth_ui.require_view("segment_builder")
 st.title("Segment builder")
+widgets.filter_note("segment_builder")
 as_of = segment_ui.ensure_360()
 if as_of is None:
     st.info("No orders in the store yet: import `customers` and `orders` to build segments.")
@@ -82,9 +82,21 @@ with saved_tab:
             st.plotly_chart(segment_charts.size_history(history), width="stretch")
         with st.expander("Versions"):
             st.dataframe(segment_ui.versions(int(row["segment_id"])), hide_index=True)
+        owner = row["owner"] or "nobody"
+        st.caption(f"Owned by **{owner}**; only its owner or an admin may delete it.")
         if may_save:
             copy_name = st.text_input("Name of the copy", value=f"{pick} (copy)")
             left, right = st.columns(2)
+            may_delete = user.role == "admin" or user.username == row["owner"]
+            sure = right.checkbox(
+                f"Yes, delete {pick}",
+                key=f"confirm_delete_{row['segment_id']}",
+                disabled=not may_delete,
+                help="Hides every version; it can be restored below, past exports keep "
+                "their record."
+                if may_delete
+                else f"Owned by {owner}: ask them or an admin.",
+            )
             try:
                 if left.button("Duplicate"):
                     segments.duplicate_segment(
@@ -92,66 +104,32 @@ with saved_tab:
                     )
                     segment_ui.clear()
                     st.rerun()
-                if right.button(
-                    "Delete",
-                    type="primary",
-                    help="Hides every version; past exports keep their record.",
-                ):
-                    segments.delete_segment(store(), pick, role=user.role)
+                if right.button("Delete", type="primary", disabled=not sure) and sure:
+                    segments.delete_segment(store(), pick, user=user)
                     segment_ui.clear()
+                    st.session_state["seg_flash"] = (
+                        f"Deleted {pick}. Restore it under Deleted segments if that was a mistake."
+                    )
                     st.rerun()
             except CRMError as exc:
                 st.error(str(exc))
+    gone = segment_ui.deleted_segments(user) if may_save else None
+    if gone is not None and not gone.empty:
+        st.subheader("Deleted segments")
+        st.caption("Yours (all of them for admins); restoring brings back every version.")
+        st.dataframe(gone.drop(columns=["segment_id"]), hide_index=True)
+        labels = segment_ui.deleted_labels(gone)
+        back = st.selectbox("Deleted segment", list(labels), format_func=labels.get)
+        if st.button("Restore", icon=":material/restore_from_trash:"):
+            try:
+                name = gone.set_index("segment_id").at[back, "name"]
+                done = segments.restore_segment(store(), name, user=user, segment_id=back)
+            except CRMError as exc:
+                st.error(str(exc))
+            else:
+                segment_ui.clear()
+                st.session_state["seg_flash"] = f"Restored {done.name} (version {done.version})."
+                st.rerun()
 
-with export_tab:
-    if not user.can("export_lists") or saved.empty:
-        st.info("Save a segment first; exports are made from saved segments.")
-        st.stop()
-    allowed, default = segment_ui.export_columns(user.role)
-    with st.form("export"):
-        target = st.selectbox("Segment to export", names, help="Its latest version.")
-        channel = st.selectbox(
-            "Channel",
-            export.CHANNELS,
-            help="email/sms keep only customers with consent and an address "
-            "for it; suppressed and erased customers are always left out.",
-        )
-        columns = st.multiselect(
-            "Columns",
-            allowed,
-            default=default,
-            help="Personal columns are offered only to roles allowed to export them.",
-        )
-        fmt = st.selectbox("Format", export.FORMATS)
-        control = st.slider(
-            "Control group (%)",
-            0,
-            50,
-            0,
-            help="Randomly held out and recorded, to measure the lift later.",
-        )
-        go = st.form_submit_button("Export")
-    if go:
-        try:
-            done = export.export_segment(
-                store(),
-                target,
-                user=user,
-                channel=channel,
-                fmt=fmt,
-                columns=columns,
-                control_share=control / 100,
-            )
-        except CRMError as exc:
-            st.error(str(exc))
-            st.stop()
-        segment_ui.clear()
-        st.success(
-            f"Exported {done.rows:,} of {done.selected:,} customers "
-            f"({done.control:,} held out as control). sha256 {done.sha256[:16]}..."
-        )
-        excluded = pd.DataFrame(
-            {"reason": export.EXCLUSION_REASONS.values(), "customers": done.excluded.values()}
-        )
-        st.dataframe(excluded, hide_index=True)
-        st.download_button(f"Download {done.path.name}", done.path.read_bytes(), done.path.name)
+with export_tab:  # form, result kept across reruns and downloads, own past exports
+    export_ui.export_tab(user, names)

@@ -9,8 +9,9 @@ are always bound parameters. Each save of a segment is a new version in `segment
 
 from __future__ import annotations
 
+import difflib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -85,6 +86,12 @@ FIELDS: dict[str, str] = {
 }
 """The allow-list: every 360 field a rule may use (contact details included), and its kind."""
 
+SHARE_FIELDS: frozenset[str] = frozenset(
+    name for name, c in features.FIELD_COLUMNS.items() if c.info.get("share")
+)
+"""Fields that hold a share between 0 and 1 (declared with ``share`` in features.py): rules
+store them as 0-1, the builder shows and takes them as percent."""
+
 MATCHES = ("all", "any")
 NO_VALUE_OPS = frozenset({"is_null", "not_null"})
 MAX_NAME_LENGTH = 80
@@ -153,7 +160,26 @@ def _as_list(value: Any) -> list[Any]:
     return [value]
 
 
+def _check_share(field: str, values: list[Any], where: str) -> None:
+    """Refuse a share outside 0-1, suggesting the percent read as a share."""
+    for value in values:
+        if 0 <= value <= 1:
+            continue
+        hint = f"did you mean {value / 100:g}?" if 1 < value <= 100 else "e.g. 0.6 for 60%."
+        raise SegmentError(f"{where}: {field} is a share between 0 and 1; {hint}")
+
+
 def _check_rule(rule: Any, path: str) -> dict[str, Any]:
+    checked = _check_value(rule, path)
+    if checked["field"] in SHARE_FIELDS and "value" in checked:
+        value = checked["value"]
+        _check_share(
+            checked["field"], value if isinstance(value, list) else [value], _describe(path, rule)
+        )
+    return checked
+
+
+def _check_value(rule: Any, path: str) -> dict[str, Any]:
     if not isinstance(rule, Mapping):
         raise SegmentError(f"rule {path}: expected an object with field, op and value.")
     where = _describe(path, rule)
@@ -245,6 +271,8 @@ def _condition(rule: dict[str, Any], as_of: date) -> sa.ColumnElement[bool]:
         bounds = {"gt": (">=", 1), "gte": (">=", 0), "lt": ("<", 0), "lte": ("<", 1)}
         operator, shift = bounds[op]
         return column >= _day(value, shift) if operator == ">=" else column < _day(value, shift)
+    if kind == "text" and op in ("eq", "ne", "in", "not_in"):  # case does not matter
+        column, value = _lower(column), _lower(value)
     if op == "eq":
         return column == value
     if op == "ne":  # "not equals" keeps customers with no value
@@ -266,6 +294,15 @@ def _condition(rule: dict[str, Any], as_of: date) -> sa.ColumnElement[bool]:
     if op == "contains":
         return column.icontains(value, autoescape=True)
     raise SegmentError(f"Operator {op!r} is not supported.")  # unreachable after validate
+
+
+def _lower(value: Any) -> Any:
+    """lower() in SQL of a column, a value or each value of a list (one folding for both)."""
+    if isinstance(value, list):
+        return [sa.func.lower(sa.literal(v, sa.String)) for v in value]
+    if isinstance(value, sa.ColumnElement):
+        return sa.func.lower(value)
+    return sa.func.lower(sa.literal(value, sa.String))
 
 
 def _compile_group(group: dict[str, Any], as_of: date) -> sa.ColumnElement[bool]:
@@ -306,6 +343,7 @@ class Preview:
     sample: pd.DataFrame
     sql: str
     as_of: date | None
+    warnings: tuple[str, ...] = ()
 
     @property
     def share(self) -> float:
@@ -373,7 +411,85 @@ def preview(store: Store, definition: Any, role: str, sample_size: int = 10) -> 
         sample=mask_pii(sample, role),
         sql=show_sql(store, where),
         as_of=as_of,
+        warnings=tuple(value_warnings(store, checked)),
     )
+
+
+MAX_KNOWN_VALUES = 1000
+"""A text field with more distinct values than this gets no "nearest values" hint."""
+
+
+MAX_CHOICES = 60
+"""A field with at most this many distinct values is offered as choices in the builder."""
+
+
+def field_choices(store: Store, field: str) -> list[str]:
+    """The values the builder offers for `field` (empty: type a value instead).
+
+    A field's declared choices; else the distinct values of a non-personal text field, or of
+    a field declared ``few_values`` (gender, cluster), when there are at most MAX_CHOICES.
+    """
+    column = features.FIELD_COLUMNS[field]
+    if column.info.get("choices"):
+        return [str(v) for v in column.info["choices"]]
+    kind, few = FIELDS.get(field), column.info.get("few_values")
+    if not (kind == "text" and not column.info.get("pii")) and not few:
+        return []
+    stmt = sa.select(column).where(column.is_not(None)).distinct().limit(MAX_CHOICES + 1)
+    with store.connect() as conn:
+        values = sorted(conn.execute(stmt).scalars())
+    return [str(v) for v in values] if len(values) <= MAX_CHOICES else []
+
+
+def _text_rules(group: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    """(path, rule) of each rule that compares a text field with given values."""
+    for number, rule in enumerate(group["rules"], start=1):
+        path = f"{prefix}.{number}" if prefix else str(number)
+        if "rules" in rule:
+            yield from _text_rules(rule, path)
+        elif FIELDS[rule["field"]] == "text" and rule["op"] in ("eq", "ne", "in", "not_in"):
+            yield path, rule
+
+
+def _known_values(store: Store, field: str, values: list[str]) -> tuple[set[str], list[str]]:
+    """(which of `values`, lower-cased, some customer has; the field's values to suggest)."""
+    column = features.FIELD_COLUMNS[field]
+    if not column.info.get("pii"):  # a personal field's values are never suggested
+        stmt = sa.select(column).where(column.is_not(None)).distinct().limit(MAX_KNOWN_VALUES + 1)
+        with store.connect() as conn:
+            known = sorted(str(v) for v in conn.execute(stmt).scalars())
+        if len(known) <= MAX_KNOWN_VALUES:
+            return {v.lower() for v in known}, known
+    lowered = sa.func.lower(column)
+    stmt = (
+        sa.select(lowered)
+        .where(lowered.in_([sa.func.lower(sa.literal(v, sa.String)) for v in values]))
+        .distinct()
+    )
+    with store.connect() as conn:
+        return {str(v) for v in conn.execute(stmt).scalars()}, []
+
+
+def value_warnings(store: Store, definition: Any) -> list[str]:
+    """A warning for each text value that no customer has, with the nearest existing values."""
+    warnings = []
+    for path, rule in _text_rules(validate(definition)):
+        field = rule["field"]
+        values = rule["value"] if isinstance(rule["value"], list) else [rule["value"]]
+        found, known = _known_values(store, field, values)
+        by_lower = {v.lower(): v for v in known}
+        for value in values:
+            if value.lower() in found:
+                continue
+            message = f"rule {path}: no customer has {field} {value!r}"
+            near = difflib.get_close_matches(value.lower(), list(by_lower), n=3, cutoff=0.5)
+            if near:
+                message += "; nearest values: " + ", ".join(by_lower[v] for v in near)
+            elif known:
+                more = ", ..." if len(known) > 8 else ""
+                message += "; its values are: " + ", ".join(known[:8]) + more
+            warnings.append(message + ".")
+    return warnings
 
 
 def _top_spenders(where: sa.ColumnElement[bool], columns: list[str], limit: int) -> sa.Select:
@@ -645,17 +761,104 @@ def duplicate_segment(
     )
 
 
-def delete_segment(store: Store, name: str, *, role: str | None = None) -> int:
-    """Mark every version of segment `name` deleted (kept for the export audit); returns its id."""
-    _check_may_save(role)
+def _check_owner_or_admin(segment_name: str, owner: str | None, user: auth.User, act: str) -> None:
+    _check_may_save(user.role)
+    if user.role != "admin" and user.username != owner:
+        raise NotAllowedError(
+            f"Not allowed: segment {segment_name!r} belongs to {owner or 'nobody'}; only its "
+            f"owner or an admin may {act} it. Ask {owner or 'an admin'} or an admin, or "
+            "duplicate it to get a copy of your own."
+        )
+
+
+def delete_segment(store: Store, name: str, *, user: auth.User) -> int:
+    """Mark every version of segment `name` deleted (restorable; exports keep their record).
+
+    Only the segment's owner or an admin may delete it (NotAllowedError otherwise); returns
+    the segment's id.
+    """
     segment = load_segment(store, name)
+    _check_owner_or_admin(segment.name, segment.owner, user, "delete")
     with store.begin() as conn:
         conn.execute(
             segments.update()
             .where(segments.c.segment_id == segment.segment_id)
-            .values(deleted_at=utcnow())
+            .values(deleted_at=utcnow(), deleted_by=user.username)
         )
     return segment.segment_id
+
+
+def deleted_segments(store: Store, user: auth.User | None = None) -> pd.DataFrame:
+    """Deleted segments (latest version each), newest deletion first; only those `user` may
+    restore (their own; an admin's: all) when a user is given."""
+    ensure_tables(store)
+    latest = (
+        sa.select(segments.c.segment_id, sa.func.max(segments.c.version).label("version"))
+        .where(segments.c.deleted_at.is_not(None))
+        .group_by(segments.c.segment_id)
+        .subquery("latest")
+    )
+    stmt = (
+        sa.select(
+            segments.c.segment_id,
+            segments.c.name,
+            segments.c.version,
+            segments.c.description,
+            segments.c.owner,
+            segments.c.deleted_at,
+            segments.c.deleted_by,
+        )
+        .join_from(
+            segments,
+            latest,
+            sa.and_(
+                segments.c.segment_id == latest.c.segment_id,
+                segments.c.version == latest.c.version,
+            ),
+        )
+        .order_by(segments.c.deleted_at.desc(), segments.c.segment_id.desc())
+    )
+    if user is not None and user.role != "admin":
+        stmt = stmt.where(segments.c.owner == user.username)
+    return store.read_df(stmt)
+
+
+def restore_segment(
+    store: Store, name: str, *, user: auth.User, segment_id: int | None = None
+) -> SavedSegment:
+    """Bring back the deleted segment `name` (the latest deleted one of that name, or
+    `segment_id`) with every version; its owner or an admin only."""
+    ensure_tables(store)
+    stmt = sa.select(segments.c.segment_id, segments.c.owner, segments.c.name).where(
+        segments.c.deleted_at.is_not(None)
+    )
+    if segment_id is not None:
+        stmt = stmt.where(segments.c.segment_id == segment_id)
+    else:
+        stmt = stmt.where(sa.func.lower(segments.c.name) == (name or "").strip().lower())
+    with store.connect() as conn:
+        row = conn.execute(
+            stmt.order_by(segments.c.deleted_at.desc(), segments.c.version.desc()).limit(1)
+        ).first()
+    if row is None:
+        gone = ", ".join(deleted_segments(store, user)["name"]) or "none"
+        raise SegmentError(
+            f"No deleted segment called {name!r}. Deleted segments you may restore: {gone}."
+        )
+    _check_owner_or_admin(row.name, row.owner, user, "restore")
+    with store.begin() as conn:
+        lock_tables(conn, segments)  # the name check and the restore: one writer at a time
+        if _live_id(conn, row.name) is not None:
+            raise SegmentError(
+                f"A segment called {row.name!r} exists already; rename or delete it, then "
+                "restore this one."
+            )
+        conn.execute(
+            segments.update()
+            .where(segments.c.segment_id == row.segment_id)
+            .values(deleted_at=None, deleted_by=None)
+        )
+    return load_segment(store, row.name)
 
 
 def segments_of(store: Store, customer_id: int) -> list[str]:

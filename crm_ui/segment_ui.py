@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import date
 from typing import Any
@@ -11,7 +12,9 @@ import streamlit as st
 
 from crm_core import export, features, segments
 from crm_core.analytics import clustering, rfm
+from crm_core.auth import User
 from crm_core.errors import CRMError
+from crm_core.filters import Filters
 from crm_ui.auth_ui import current_user
 from crm_ui.data import store
 
@@ -31,8 +34,30 @@ def ensure_360() -> date | None:
 
 
 def clear() -> None:
-    """Forget cached segment data after a write (save, delete, export, saved clusters)."""
-    st.cache_data.clear()
+    """Forget cached segment data after a segment write (save, delete, restore, export).
+
+    Only what reads the segments tables goes: KPIs, CLV and churn fits stay cached.
+    """
+    from crm_ui import insight_ui  # a customer's saved segments (Customer 360)
+
+    for cached in (
+        saved_segments,
+        versions,
+        sizes,
+        preview,
+        deleted_segments,
+        insight_ui.customer_segments,
+    ):
+        cached.clear()
+
+
+def clusters_saved() -> None:
+    """Forget what reads the 360 table after saving clusters (it is rebuilt with them)."""
+    from crm_ui import data
+
+    clear()
+    data.scores_changed()  # ensure_360, preview, cluster fits and the 360 profile
+    field_choices.clear()  # the cluster numbers offered as choices
 
 
 @st.cache_data(show_spinner="Counting customers...", ttl=300)
@@ -59,31 +84,41 @@ def sizes(segment_id: int) -> pd.DataFrame:
     return segments.size_history(store(), segment_id)
 
 
+@st.cache_data(show_spinner=False, ttl=60)
+def deleted_segments(user: User) -> pd.DataFrame:
+    """Deleted segments `user` may restore (their own; an admin's: all)."""
+    return segments.deleted_segments(store(), user)
+
+
+def deleted_labels(gone: pd.DataFrame) -> dict[int, str]:
+    """segment_id -> "name (deleted <when> by <who>)" for the restore picker."""
+    return {
+        int(r.segment_id): f"{r.name} (deleted {r.deleted_at:%Y-%m-%d %H:%M} UTC by "
+        f"{r.deleted_by or 'unknown'})"
+        for r in gone.itertuples()
+    }
+
+
 @st.cache_data(show_spinner=False, ttl=600)
 def field_choices(field: str) -> list[str]:
-    """Distinct values of a low-cardinality, non-personal text field (for "in list")."""
-    column = features.FIELD_COLUMNS[field]
-    if segments.FIELDS[field] != "text" or column.info.get("pii"):
-        return []
-    if column.info.get("choices"):
-        return list(column.info["choices"])
-    values = store().read_df(
-        features.customer_360.select().with_only_columns(column).distinct().limit(61)
-    )[field]
-    values = sorted(str(v) for v in values.dropna())
-    return values if len(values) <= 60 else []
+    """The values offered for a field with few of them (empty: a free value instead)."""
+    return segments.field_choices(store(), field)
 
 
 @st.cache_data(show_spinner="Scoring RFM...", ttl=600)
-def rfm_scores(as_of: date, window_days: int | None) -> pd.DataFrame:
-    """RFM scores of every buyer as of `as_of`."""
-    return rfm.rfm_scores(store(), as_of, window_days)
+def rfm_scores(
+    as_of: date, window_days: int | None, filters: Filters | None = None
+) -> pd.DataFrame:
+    """RFM scores as of `as_of` (ranked over every buyer) of the customers in `filters`."""
+    return rfm.rfm_scores(store(), as_of, window_days, filters)
 
 
 @st.cache_data(show_spinner="Comparing with the previous period...", ttl=600)
-def movement(as_of: date, window_days: int | None, compare_days: int) -> pd.DataFrame:
-    """Customers moving between RFM segments since `compare_days` ago."""
-    return rfm.segment_movement(store(), as_of, window_days, compare_days)
+def movement(
+    as_of: date, window_days: int | None, compare_days: int, filters: Filters | None = None
+) -> pd.DataFrame:
+    """Customers in `filters` moving between RFM segments since `compare_days` ago."""
+    return rfm.segment_movement(store(), as_of, window_days, compare_days, filters)
 
 
 @st.cache_data(show_spinner="Reading features...", ttl=600)
@@ -119,21 +154,49 @@ def _clear_builder() -> None:
     st.session_state["seg_match"] = "all"
 
 
+def _percent(share: Any) -> float:
+    """A stored 0-1 share as the percent the builder shows (0.6 -> 60.0)."""
+    return round(float(share) * 100, 8)
+
+
+def _share(percent: Any) -> Any:
+    """A percent typed in the builder as the 0-1 share a rule stores (60 -> 0.6); text that
+    is not a number is passed on for crm_core to report."""
+    try:
+        return round(float(str(percent).replace("%", "").strip()) / 100, 10)
+    except ValueError:
+        return percent
+
+
+def _choice(value: Any, choices: list[str]) -> str:
+    """`value` in the spelling of the choice it names (case does not matter in rules)."""
+    text = str(value)
+    return next((c for c in choices if c.lower() == text.lower()), text)
+
+
 def _load_rule(rule: dict[str, Any]) -> int:
     rid = _new_id()
-    st.session_state[f"r_{rid}_field"] = rule["field"]
-    st.session_state[f"r_{rid}_op"] = rule["op"]
-    value = rule.get("value")
-    if rule["op"] == "between":
-        st.session_state[f"r_{rid}_value"], st.session_state[f"r_{rid}_to"] = map(str, value)
-    elif rule["op"] in ("in", "not_in") and field_choices(rule["field"]):
-        st.session_state[f"r_{rid}_value"] = [str(v) for v in value]
-    elif rule["op"] in ("in", "not_in"):
-        st.session_state[f"r_{rid}_value"] = ", ".join(map(str, value))
-    elif segments.FIELDS[rule["field"]] == "boolean":
-        st.session_state[f"r_{rid}_value"] = "true" if value else "false"
+    field, op, value = rule["field"], rule["op"], rule.get("value")
+    key = f"r_{rid}_value"
+    st.session_state[f"r_{rid}_field"] = field
+    st.session_state[f"r_{rid}_op"] = op
+    share = field in segments.SHARE_FIELDS
+    choices = field_choices(field) if op in ("eq", "ne", "in", "not_in") else []
+    if op == "between":
+        low, high = (_percent(v) for v in value) if share else map(str, value)
+        st.session_state[key], st.session_state[f"r_{rid}_to"] = low, high
+    elif op in ("in", "not_in") and choices:
+        st.session_state[key] = [_choice(v, choices) for v in value]
+    elif op in ("in", "not_in"):
+        st.session_state[key] = ", ".join(f"{_percent(v):g}" if share else str(v) for v in value)
+    elif segments.FIELDS[field] == "boolean":
+        st.session_state[key] = "true" if value else "false"
+    elif value is not None and share and op != "within_last_days":
+        st.session_state[key] = _percent(value)
+    elif value is not None and choices:
+        st.session_state[key] = _choice(value, choices)
     elif value is not None:
-        st.session_state[f"r_{rid}_value"] = str(value)
+        st.session_state[key] = str(value)
     return rid
 
 
@@ -202,24 +265,77 @@ def _rule_row(rid: int) -> dict[str, Any]:
     return {"field": field, "op": op, "value": value}
 
 
+def _fit(key: str, fits: Any, convert: Any = None) -> None:
+    """Drop (or convert) a widget's kept value that does not fit the widget now drawn for it,
+    e.g. after the rule's field changed from a text field to a share."""
+    if key not in st.session_state or fits(st.session_state[key]):
+        return
+    value = st.session_state.pop(key)
+    if convert is not None:
+        with contextlib.suppress(TypeError, ValueError):
+            st.session_state[key] = convert(value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _percent_input(col: Any, label: str, key: str, help_: str) -> float:
+    _fit(key, _is_number, lambda v: float(str(v).replace("%", "")))
+    return col.number_input(
+        label, min_value=0.0, max_value=100.0, step=1.0, key=key, help=help_, format="%g"
+    )
+
+
 def _value_input(col: Any, rid: int, field: str, op: str) -> Any:
     kind, key = segments.FIELDS[field], f"r_{rid}_value"
     if op in segments.NO_VALUE_OPS:
         col.caption("no value needed")
         return None
     if kind == "boolean":
+        _fit(key, lambda v: v in ("true", "false"))
         return col.selectbox("Value", ["true", "false"], key=key)
-    if op in ("in", "not_in") and field_choices(field):
-        return col.multiselect("Values", field_choices(field), key=key)
+    share = field in segments.SHARE_FIELDS and op != "within_last_days"
+    choices = field_choices(field) if op in ("eq", "ne", "in", "not_in") else []
+    if op in ("in", "not_in") and choices:
+        _fit(key, lambda v: isinstance(v, list) and set(v) <= set(choices))
+        return col.multiselect("Values", choices, key=key, help="Pick one or more.")
+    if choices:
+        _fit(key, lambda v: v in choices, lambda v: _choice(v, choices))
+        _fit(key, lambda v: v in choices)
+        return col.selectbox("Value", choices, key=key, help="Values found in the store.")
+    if share and op == "between":
+        low, high = col.columns(2)
+        tip = "Inclusive; percent 0-100 (stored as a share 0-1)."
+        return [
+            _share(_percent_input(low, "From (%)", key, tip)),
+            _share(_percent_input(high, "To (%)", f"r_{rid}_to", tip)),
+        ]
+    if share and op not in ("in", "not_in"):
+        tip = "Percent 0-100; the rule stores it as a share 0-1 (60 -> 0.6)."
+        return _share(_percent_input(col, "Value (%)", key, tip))
     hint = {"date": "YYYY-MM-DD", "number": "a number", "text": "text"}[kind]
+    _fit(key, lambda v: isinstance(v, str), _text)
     if op == "between":
         low, high = col.columns(2)
+        _fit(f"r_{rid}_to", lambda v: isinstance(v, str), _text)
         return [
             low.text_input("From", key=key, help=f"Inclusive; {hint}."),
             high.text_input("To", key=f"r_{rid}_to", help=f"Inclusive; {hint}."),
         ]
     if op == "within_last_days":
         hint = "days up to the as-of date (last order in the store)"
+    elif op in ("in", "not_in") and share:
+        text = col.text_input(
+            "Values (%)", key=key, help="Comma-separated percents 0-100 (stored as shares 0-1)."
+        )
+        return [_share(v) for v in text.split(",") if v.strip()]
     elif op in ("in", "not_in"):
         hint = f"comma-separated values ({hint})"
     return col.text_input("Value", key=key, help=hint.capitalize() + ".")
@@ -275,7 +391,7 @@ def export_columns(role: str) -> tuple[list[str], list[str]]:
 def save_clusters(result: clustering.Clustering) -> int:
     """Save cluster assignments to the store and forget cached 360 reads."""
     saved = clustering.save_clusters(store(), result)
-    clear()
+    clusters_saved()
     return saved
 
 
@@ -293,10 +409,14 @@ def preview_panel(result: segments.Preview) -> None:
     ):
         shown = "n/a" if value is None else fmt.format(value)
         col.metric(label, shown, border=True, help="n/a until the CLV/churn models have run.")
+    for warning in result.warnings:
+        st.warning(warning, icon=":material/search_off:")
     if result.customers == 0:
         st.warning("No customer matches these rules.")
         return
-    st.dataframe(result.sample, hide_index=True)
+    percent = st.column_config.NumberColumn(format="percent")
+    shares = {f: percent for f in segments.SHARE_FIELDS if f in result.sample.columns}
+    st.dataframe(result.sample, hide_index=True, column_config=shares)
     st.caption("The 10 members with the highest spend; personal data masked for your role.")
     with st.expander("Show SQL"):
         st.code(result.sql, language="sql")

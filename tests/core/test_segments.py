@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from crm_core import segments
+from crm_core.auth import User
 from crm_core.cli import main
 from crm_core.errors import NotAllowedError
 from crm_core.segments import SegmentError
@@ -15,6 +16,11 @@ from crm_core.store import Store
 from tests.core import seg_tiny
 
 pytestmark = pytest.mark.both_stores  # every test here runs on DuckDB and PostgreSQL
+
+
+MIA = User("mia", "Mia", "marketer")
+ANA = User("ana", "Ana", "analyst")
+ADA = User("ada", "Ada", "admin")
 
 
 def ids(store, *rules, match="all"):
@@ -34,6 +40,13 @@ def tiny360(store):
     ("rule_", "expected"),
     [
         (rule("country", "eq", "US"), [1, 2]),
+        (rule("country", "eq", "us"), [1, 2]),
+        (rule("country", "ne", "uS"), [3, 4]),
+        (rule("country", "in", ["gb", "FR"]), [3, 4]),
+        (rule("country", "not_in", "us, fr"), [3, 4]),
+        (rule("rfm_segment", "eq", "at RISK"), [1]),
+        (rule("rfm_segment", "in", ["lost", "POTENTIAL LOYALIST"]), [3, 4]),
+        (rule("email", "eq", "ANN@example.COM"), [1]),
         (rule("country", "ne", "US"), [3, 4]),
         (rule("frequency", "gt", 2), [1]),
         (rule("frequency", "gte", "2"), [1, 2, 3]),
@@ -112,7 +125,7 @@ def test_preview_counts_share_revenue_and_masks_the_sample(tiny360):
     assert result.revenue == pytest.approx(390)
     assert result.avg_clv is None and len(result.sample) == 2
     assert result.sample["email"].str.contains(r"\*\*\*").all()
-    assert "customer_360.country = 'US'" in result.sql
+    assert "lower(customer_360.country) = lower('US')" in result.sql
     shown = segments.preview(tiny360, {"rules": [rule("country", "eq", "US")]}, "marketer")
     assert "ann@example.com" in set(shown.sample["email"])
 
@@ -140,8 +153,8 @@ def test_save_versions_list_duplicate_delete(tiny360):
     copy = segments.duplicate_segment(tiny360, "US buyers", "Copy", owner="ana")
     assert copy.segment_id != first.segment_id and copy.definition == second.definition
     with pytest.raises(NotAllowedError):
-        segments.delete_segment(tiny360, "Copy", role="manager")
-    segments.delete_segment(tiny360, "Copy", role="analyst")
+        segments.delete_segment(tiny360, "Copy", user=User("max", "Max", "manager"))
+    segments.delete_segment(tiny360, "Copy", user=ANA)
     assert segments.list_segments(tiny360)["name"].tolist() == ["US buyers"]
     with pytest.raises(SegmentError, match="No saved segment called 'Copy'"):
         segments.load_segment(tiny360, "Copy")
@@ -182,3 +195,102 @@ def test_cli_segments_create_list_preview(tiny360, tmp_path, capsys):
     rules.write_text(json.dumps({"rules": [rule("clv", "gt", "abc")]}))
     assert main(["segments", "create", "Bad", "--rules", str(rules)]) == 2
     assert "rule 1 (clv gt 'abc'): 'abc' is not a number" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("rule_", "message"),
+    [
+        (
+            rule("churn_risk", "gt", 60),
+            "rule 1 (churn_risk gt 60): churn_risk is a share between 0 and 1; did you mean 0.6?",
+        ),
+        (
+            rule("p_alive", "between", [0.2, 85]),
+            "p_alive is a share between 0 and 1; did you mean 0.85?",
+        ),
+        (rule("churn_risk", "lt", -0.1), "churn_risk is a share between 0 and 1; e.g. 0.6"),
+        (rule("churn_risk", "in", "0.5, 250"), "churn_risk is a share between 0 and 1; e.g. 0.6"),
+    ],
+)
+def test_a_share_outside_0_1_is_refused_with_a_hint(rule_, message):
+    with pytest.raises(SegmentError) as info:
+        segments.validate({"rules": [rule_]})
+    assert message in str(info.value)
+
+
+def test_shares_inside_0_1_are_kept_as_given():
+    checked = segments.validate({"rules": [rule("churn_risk", "gte", 0.6)]})
+    assert checked["rules"][0]["value"] == 0.6
+    assert {"churn_risk", "p_alive"} == segments.SHARE_FIELDS
+
+
+def test_a_value_no_customer_has_warns_with_the_nearest_values(tiny360):
+    definition = {
+        "match": "any",
+        "rules": [
+            rule("country", "eq", "us"),  # matches: case does not matter
+            {"match": "all", "rules": [rule("rfm_segment", "in", ["Lost", "At rsk"])]},
+            rule("country", "ne", "Germny"),
+            rule("email", "eq", "nobody@example.com"),
+        ],
+    }
+    result = segments.preview(tiny360, definition, "analyst")
+    assert result.warnings == (
+        "rule 2.1: no customer has rfm_segment 'At rsk'; nearest values: At risk.",
+        "rule 3: no customer has country 'Germny'; its values are: GB, US.",
+        "rule 4: no customer has email 'nobody@example.com'.",  # personal: no values offered
+    )
+    assert result.customers == 4  # a warning, not an error
+    assert (
+        segments.preview(tiny360, {"rules": [rule("country", "eq", "gb")]}, "analyst").warnings
+        == ()
+    )
+
+
+def test_only_the_owner_or_an_admin_deletes_and_restores(tiny360):
+    us = {"rules": [rule("country", "eq", "US")]}
+    saved = segments.save_segment(tiny360, "US buyers", us, owner="mia")
+    with pytest.raises(NotAllowedError, match="belongs to mia; only its owner or an admin"):
+        segments.delete_segment(tiny360, "US buyers", user=ANA)
+    assert segments.list_segments(tiny360)["name"].tolist() == ["US buyers"]
+    segments.delete_segment(tiny360, "us buyers", user=MIA)
+    assert segments.list_segments(tiny360).empty
+    gone = segments.deleted_segments(tiny360, MIA)
+    assert gone[["name", "owner", "deleted_by"]].values.tolist() == [["US buyers", "mia", "mia"]]
+    assert segments.deleted_segments(tiny360, ANA).empty  # not hers to restore
+    assert len(segments.deleted_segments(tiny360, ADA)) == 1
+    with pytest.raises(NotAllowedError, match="only its owner or an admin may restore"):
+        segments.restore_segment(tiny360, "US buyers", user=ANA)
+    back = segments.restore_segment(tiny360, "US buyers", user=MIA)
+    assert (back.segment_id, back.version, back.owner) == (saved.segment_id, 1, "mia")
+    assert segments.deleted_segments(tiny360).empty
+    segments.delete_segment(tiny360, "US buyers", user=ADA)  # an admin may delete any
+    segments.save_segment(tiny360, "US buyers", us, owner="ana")  # the name is free again
+    with pytest.raises(SegmentError, match="exists already; rename or delete it"):
+        segments.restore_segment(tiny360, "US buyers", user=ADA)
+    with pytest.raises(SegmentError, match="No deleted segment called 'Nope'"):
+        segments.restore_segment(tiny360, "Nope", user=ADA)
+
+
+def test_cli_refuses_a_share_as_percent_and_deletes_and_restores(tiny360, tmp_path, capsys):
+    from crm_core import auth
+
+    auth.add_user(tiny360, "mia", "marketer", "a-long-password")
+    auth.add_user(tiny360, "ana", "analyst", "a-long-password")
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps({"rules": [rule("churn_risk", "gt", 60)]}))
+    assert main(["segments", "create", "Risky", "--rules", str(rules)]) == 2
+    assert "churn_risk is a share between 0 and 1; did you mean 0.6?" in capsys.readouterr().err
+    rules.write_text(json.dumps({"rules": [rule("country", "in", ["us", "Frnace"])]}))
+    assert main(["segments", "create", "US", "--rules", str(rules), "--owner", "mia"]) == 0
+    assert "2 customers" in capsys.readouterr().out
+    assert main(["segments", "preview", "US"]) == 0
+    assert "warning: rule 1: no customer has country 'Frnace'" in capsys.readouterr().out
+    assert main(["segments", "delete", "US", "--user", "ana"]) == 2
+    assert "belongs to mia" in capsys.readouterr().err
+    assert main(["segments", "delete", "US", "--user", "mia"]) == 0
+    assert "Deleted segment 'US'" in capsys.readouterr().out
+    assert main(["segments", "list"]) == 0
+    assert "US" not in capsys.readouterr().out
+    assert main(["segments", "restore", "US", "--user", "mia"]) == 0
+    assert "Restored segment 'US' version 1" in capsys.readouterr().out
