@@ -2,11 +2,18 @@
 
 import streamlit as st
 
-from crm_core.analytics.campaigns import ATTRIBUTION_MODELS
+from crm_core.analytics.campaigns import ATTRIBUTION_MODELS, DEFAULT_MODEL, roi_totals
 from crm_ui import auth_ui, filters_ui, insight_charts, insight_ui, widgets
 
 auth_ui.require_view("campaigns")
 st.title("Campaign ROI")
+widgets.filter_note("campaigns")
+st.caption(
+    "Spend in a slice = each campaign's spend x the slice's share of its contacts (for paid "
+    "campaigns without contacts: of the customers they reached), so the country slices add "
+    "up to the total. Not prorated to the period: a campaign that overlaps it counts with its "
+    "whole spend, because its orders follow it by up to the lookback window."
+)
 
 filters = filters_ui.current_filters()
 if filters is None:
@@ -17,7 +24,7 @@ left, right = st.columns(2)
 model = left.selectbox(
     "Attribution model",
     list(ATTRIBUTION_MODELS),
-    index=list(ATTRIBUTION_MODELS).index("last_touch"),
+    index=list(ATTRIBUTION_MODELS).index(DEFAULT_MODEL),
     format_func=lambda m: m.replace("_", " "),
     help="\n".join(f"- {text}" for text, _ in ATTRIBUTION_MODELS.values()),
 )
@@ -35,17 +42,25 @@ if roi.empty:
     st.info("No campaigns ran in this period. Import `campaigns` and `campaign_contacts`.")
     st.stop()
 
-spend, revenue = roi["spend"].sum(), roi["revenue"].sum()
+totals = roi_totals(roi)
+sliced = bool(filters.countries or filters.channels)
 cols = st.columns(4)
-cols[0].metric("Spend", f"${spend:,.0f}", border=True)
-cols[1].metric("Attributed revenue", f"${revenue:,.0f}", border=True)
+cols[0].metric("Spend", f"${totals['spend']:,.0f}", help="Spend in the filter.", border=True)
+cols[1].metric("Attributed revenue", f"${totals['revenue']:,.0f}", border=True)
 cols[2].metric(
     "ROI",
-    "n/a" if not spend else f"{(revenue - spend) / spend:.0%}",
+    "n/a" if totals["roi"] is None else f"{totals['roi']:.0%}",
     help="(attributed revenue - spend) / spend",
     border=True,
 )
-cols[3].metric("Conversions", f"{roi['conversions'].sum():,.0f}", border=True)
+cols[3].metric("Conversions", f"{totals['conversions']:,.0f}", border=True)
+if totals["unplaced_campaigns"]:
+    st.caption(
+        f"{totals['unplaced_campaigns']} campaign(s) with ${totals['unplaced_spend']:,.0f} of "
+        "spend have no contacts and reached no known customer, so their spend cannot be placed "
+        "in a country or channel: it counts only without those filters (no revenue is "
+        "attributed to them either)."
+    )
 
 widgets.chart_with_download(
     insight_charts.roi_bars(roi), roi, f"campaign_roi_{model}.csv", "Download campaign table (CSV)"
@@ -57,6 +72,7 @@ st.dataframe(
         "name",
         "channel",
         "objective",
+        *(["total_spend", "spend_share"] if sliced else []),
         "spend",
         "conversions",
         "revenue",
@@ -66,7 +82,13 @@ st.dataframe(
         "new_customers",
     ],
     column_config={
-        "spend": st.column_config.NumberColumn(format="dollar"),
+        "total_spend": st.column_config.NumberColumn("all spend", format="dollar"),
+        "spend_share": st.column_config.NumberColumn(
+            "share in filter",
+            format="percent",
+            help="Share of the campaign's contacts (or reached customers) in the filter.",
+        ),
+        "spend": st.column_config.NumberColumn("spend in filter", format="dollar"),
         "revenue": st.column_config.NumberColumn("attributed revenue", format="dollar"),
         "conversions": st.column_config.NumberColumn(format="%.1f"),
         "roi": st.column_config.NumberColumn("ROI", format="percent"),
@@ -78,9 +100,12 @@ st.dataframe(
 
 st.subheader("Incrementality")
 st.caption(
-    "Campaigns that held out a random control group: what treatment customers did beyond what "
-    "they would have done anyway. Attributed ROI credits every order after a touch; "
-    "incremental ROI credits only the difference against control."
+    "Campaigns that overlap the period and held out a random control group: what treatment "
+    "customers did beyond what they would have done anyway, counting only contacts in the "
+    "selected countries and channels (and, under a channel filter, orders through it). "
+    "Outcomes may fall after the period's end. Attributed ROI credits every order after a "
+    "touch; incremental ROI credits only the difference against control, against the same "
+    "spend in the filter."
 )
 window = st.slider(
     "Outcome window after sending (days)",
@@ -89,9 +114,12 @@ window = st.slider(
     30,
     help="Orders this many days after the message count as the outcome, for both groups.",
 )
-lift = insight_ui.incrementality(window)
+lift = insight_ui.incrementality(filters, window)
 if lift.empty:
-    st.info("No campaign in the store has a control group (campaign_contacts.test_group).")
+    st.info(
+        "No campaign in this period has a control group with customers in the selected "
+        "countries and channels (campaign_contacts.test_group)."
+    )
     st.stop()
 compare = lift.merge(roi[["campaign_id", "roi"]], on="campaign_id", how="left")
 st.plotly_chart(insight_charts.lift_chart(compare))

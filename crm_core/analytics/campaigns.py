@@ -5,19 +5,29 @@ treatment group (campaign_contacts.sent_at), a campaign-tagged event (open, clic
 or the order's own campaign tag. Each attribution model splits every attributed order's
 amount over the touches inside the lookback window, so the credits of an order always sum
 to its amount. Incrementality compares treatment with the held-out control group.
+
+Filters. Orders count inside the period and, under a country or channel filter, only those
+of the slice (`completed_orders_where`), so attributed revenue is the slice's revenue. Spend
+is scoped the same way (see `spend_shares`): a campaign's spend in a slice is its spend x
+the slice's share of the campaign's contacts, so the country slices add up to the total.
+Incrementality keeps the campaigns that overlap the period and the contacts whose customer
+is in the filters' scope (`customer_scope`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from crm_core.filters import Filters, completed_orders_where
+from crm_core.errors import CRMError
+from crm_core.filters import Filters, completed_orders_where, customer_scope
 from crm_core.schema import campaign_contacts, campaigns, events, orders
 from crm_core.store import Store
 
@@ -26,6 +36,8 @@ TIME_DECAY_HALF_LIFE_DAYS = 7.0
 """Time decay: a touch this many days before the order counts half as much as one at it."""
 POSITION_ENDS_SHARE = 0.4
 """Position-based: the first and the last touch get 40% each, the middle ones share 20%."""
+DEFAULT_MODEL = "last_touch"
+"""The attribution model the view opens with."""
 
 
 def _first_touch(touches: pd.DataFrame) -> np.ndarray:
@@ -135,10 +147,105 @@ def attribute(touches: pd.DataFrame, model: str) -> pd.DataFrame:
     return result
 
 
+SPEND_BASES: dict[str, str] = {
+    "all": "no country or channel filter: the campaign's whole spend",
+    "contacts": "share of the campaign's contacts (campaign_contacts) in the slice",
+    "reach": "no contacts: share of the customers with a campaign-tagged event or order",
+    "none": "no contacts and no tagged customers: the spend cannot be placed in a slice",
+}
+"""How a campaign's spend was split under the filters (the `spend_basis` column)."""
+
+SPEND_RULE = (
+    "Under a country or channel filter a campaign's spend is its spend x the slice's share "
+    "of the campaign's contacts (the campaign_contacts rows, treatment and control, whose "
+    "customer is in the filter: country of the customer; for a channel, customers who ever "
+    "bought through it, as everywhere in the app). A campaign without contacts (paid search "
+    "or social) is split by the customers it reached (campaign-tagged events and orders); "
+    "one that reached nobody known keeps its spend only in the unfiltered view. Country "
+    "slices add up to the total; channel slices overlap, since a customer can buy through "
+    "several channels. A campaign that overlaps the period counts with its whole spend."
+)
+"""The spend rule in words, as the JSON report states it (the page's caption says the same)."""
+
+
+def _overlapping(filters: Filters) -> sa.ColumnElement[bool]:
+    """Campaigns whose started_at..ended_at intersects the period (open-ended: still running)."""
+    return sa.and_(
+        campaigns.c.started_at < filters.end_ts,
+        sa.or_(campaigns.c.ended_at.is_(None), campaigns.c.ended_at >= filters.start_ts),
+    )
+
+
+def _audience() -> sa.Subquery:
+    """(campaign, customer, basis): the contacts, or the tagged reach of a contactless one."""
+    cc = campaign_contacts.c
+    contacted = sa.select(
+        cc.campaign_id, cc.customer_id, sa.literal_column("'contacts'").label("basis")
+    )
+    reached = sa.union(
+        sa.select(events.c.campaign_id, events.c.customer_id).where(
+            events.c.campaign_id.is_not(None), events.c.customer_id.is_not(None)
+        ),
+        sa.select(orders.c.campaign_id, orders.c.customer_id).where(
+            orders.c.campaign_id.is_not(None), orders.c.customer_id.is_not(None)
+        ),
+    ).subquery("reached")
+    reach_only = sa.select(
+        reached.c.campaign_id, reached.c.customer_id, sa.literal_column("'reach'").label("basis")
+    ).where(reached.c.campaign_id.not_in(sa.select(cc.campaign_id).distinct()))
+    return sa.union_all(contacted, reach_only).subquery("audience")
+
+
+def spend_shares(store: Store, filters: Filters) -> pd.DataFrame:
+    """Per campaign: the share of its spend that falls in the filters' slice, and its basis.
+
+    Spend in a slice = spend x (the campaign's contacts whose customer is in the filters'
+    country and channel scope) / (all its contacts); see SPEND_RULE and SPEND_BASES. With no
+    country or channel filter the share is 1 for every campaign; under a filter a campaign
+    with no known audience gets share NaN (its spend is not placed in any slice).
+    Columns: campaign_id, audience, in_scope, spend_share, spend_basis.
+    """
+    catalogue = store.read_df(sa.select(campaigns.c.campaign_id))
+    if not filters.countries and not filters.channels:
+        return catalogue.assign(
+            audience=np.nan, in_scope=np.nan, spend_share=1.0, spend_basis="all"
+        )
+    audience = _audience()
+    in_scope = sa.case((sa.and_(*customer_scope(audience.c.customer_id, filters)), 1), else_=0)
+    counts = store.read_df(
+        sa.select(
+            audience.c.campaign_id,
+            sa.func.max(audience.c.basis).label("spend_basis"),
+            sa.func.count().label("audience"),
+            sa.func.sum(in_scope).label("in_scope"),
+        ).group_by(audience.c.campaign_id)
+    )
+    table = catalogue.merge(counts, on="campaign_id", how="left")
+    table["audience"] = table["audience"].astype(float)
+    table["in_scope"] = table["in_scope"].astype(float)
+    known = table["audience"] > 0
+    table["spend_share"] = np.where(
+        known, table["in_scope"] / table["audience"].where(known), np.nan
+    )
+    table["spend_basis"] = table["spend_basis"].where(known, "none")
+    return table[["campaign_id", "audience", "in_scope", "spend_share", "spend_basis"]]
+
+
 def campaign_roi(
     store: Store, filters: Filters, model: str, lookback_days: int = 30
 ) -> pd.DataFrame:
-    """Per campaign: spend, conversions, attributed revenue, ROI, ROAS, CPA, new customers."""
+    """Per campaign overlapping the period: sliced spend, conversions, revenue, ROI, ROAS, CPA.
+
+    Revenue is attributed from the slice's completed orders in the period; `spend` is the
+    campaign's spend in the slice (`total_spend` x `spend_share`, see `spend_shares`), and
+    ROI, ROAS and CPA are computed from it (NaN where the spend is unknown or zero).
+    """
+    if model not in ATTRIBUTION_MODELS:
+        raise CRMError(
+            f"Attribution model {model!r} is not known; allowed: {', '.join(ATTRIBUTION_MODELS)}."
+        )
+    if lookback_days < 1:
+        raise CRMError(f"The lookback window must be at least 1 day; got {lookback_days}.")
     credited = attribute(order_touches(store, filters, lookback_days), model)
     credited["new_customer_credit"] = credited["share"] * credited["first_order"].astype(float)
     per_campaign = (
@@ -157,24 +264,42 @@ def campaign_roi(
             campaigns.c.channel,
             campaigns.c.objective,
             campaigns.c.started_at,
-            campaigns.c.spend,
-        ).where(
-            campaigns.c.started_at < filters.end_ts,
-            sa.or_(campaigns.c.ended_at.is_(None), campaigns.c.ended_at >= filters.start_ts),
-        )
+            campaigns.c.spend.label("total_spend"),
+        ).where(_overlapping(filters))
     )
     table = catalogue.merge(per_campaign, on="campaign_id", how="left").fillna(
         {"conversions": 0.0, "revenue": 0.0, "new_customers": 0.0}
     )
-    spend = table["spend"].astype(float)
-    table["roi"] = np.where(spend > 0, (table["revenue"] - spend) / spend.where(spend > 0), np.nan)
-    table["roas"] = np.where(spend > 0, table["revenue"] / spend.where(spend > 0), np.nan)
-    table["cpa"] = np.where(
-        table["conversions"] > 0,
-        spend / table["conversions"].where(table["conversions"] > 0),
-        np.nan,
-    )
+    table = table.merge(spend_shares(store, filters), on="campaign_id", how="left")
+    table["total_spend"] = table["total_spend"].astype(float)
+    table["spend"] = table["total_spend"] * table["spend_share"]
+    spend = table["spend"]
+    paid = spend > 0
+    table["roi"] = np.where(paid, (table["revenue"] - spend) / spend.where(paid), np.nan)
+    table["roas"] = np.where(paid, table["revenue"] / spend.where(paid), np.nan)
+    converted = table["conversions"] > 0
+    table["cpa"] = np.where(converted, spend / table["conversions"].where(converted), np.nan)
     return table.sort_values("revenue", ascending=False).reset_index(drop=True)
+
+
+def roi_totals(table: pd.DataFrame) -> dict[str, Any]:
+    """Totals of a `campaign_roi` table: sliced spend, revenue, ROI, conversions, unplaced spend.
+
+    `unplaced_spend` is the spend of campaigns that could not be placed in the slice (basis
+    "none"; they have no touches, hence no attributed revenue either).
+    """
+    spend = float(table["spend"].sum()) if len(table) else 0.0
+    revenue = float(table["revenue"].sum()) if len(table) else 0.0
+    unplaced = table["spend_share"].isna() if len(table) else pd.Series(dtype=bool)
+    return {
+        "campaigns": len(table),
+        "spend": spend,
+        "revenue": revenue,
+        "roi": (revenue - spend) / spend if spend else None,
+        "conversions": float(table["conversions"].sum()) if len(table) else 0.0,
+        "unplaced_campaigns": int(unplaced.sum()),
+        "unplaced_spend": float(table.loc[unplaced, "total_spend"].sum()) if len(table) else 0.0,
+    }
 
 
 def _diff_ci(mean_t: float, var_t: float, n_t: int, mean_c: float, var_c: float, n_c: int):
@@ -185,16 +310,29 @@ def _diff_ci(mean_t: float, var_t: float, n_t: int, mean_c: float, var_c: float,
     return diff, diff - half, diff + half
 
 
-def incrementality(store: Store, window_days: int = 30) -> pd.DataFrame:
-    """Treatment against control for every campaign with a control group.
+def incrementality(store: Store, filters: Filters, window_days: int = 30) -> pd.DataFrame:
+    """Treatment against control for every campaign with a control group, under the filters.
 
-    Outcome: completed orders within `window_days` after the send. Gives conversion rates,
-    revenue per customer, the absolute lift in conversion with a 95% interval (normal
-    approximation), incremental revenue (lift in revenue per customer x treated customers)
-    with its interval, and incremental ROI against the campaign's spend.
+    Campaigns: those whose started_at..ended_at overlaps the period. Customers: their
+    contacts whose customer is in the filters' country and channel scope (`customer_scope`).
+    Outcome: completed orders (in the filters' channels, if any) within `window_days` after
+    the send, which may run past the period's end. Gives conversion rates, revenue per
+    customer, the absolute lift in conversion with a 95% interval (normal approximation),
+    incremental revenue (lift in revenue per customer x treated customers) with its
+    interval, and incremental ROI against the campaign's spend in the slice (`spend_shares`).
     """
+    if window_days < 1:
+        raise CRMError(f"The outcome window must be at least 1 day; got {window_days}.")
     cc = campaign_contacts.c
     window = sa.bindparam("window", timedelta(days=window_days), type_=sa.Interval())
+    outcome = [
+        orders.c.customer_id == cc.customer_id,
+        orders.c.status == "completed",
+        orders.c.ordered_at > cc.sent_at,
+        orders.c.ordered_at <= cc.sent_at + window,
+    ]
+    if filters.channels:
+        outcome.append(orders.c.channel.in_(filters.channels))
     per_customer = (
         sa.select(
             cc.campaign_id,
@@ -203,16 +341,10 @@ def incrementality(store: Store, window_days: int = 30) -> pd.DataFrame:
             sa.func.count(orders.c.order_id).label("orders"),
             sa.func.coalesce(sa.func.sum(orders.c.amount), 0).label("revenue"),
         )
-        .join_from(
-            campaign_contacts,
-            orders,
-            sa.and_(
-                orders.c.customer_id == cc.customer_id,
-                orders.c.status == "completed",
-                orders.c.ordered_at > cc.sent_at,
-                orders.c.ordered_at <= cc.sent_at + window,
-            ),
-            isouter=True,
+        .join_from(campaign_contacts, orders, sa.and_(*outcome), isouter=True)
+        .where(
+            cc.campaign_id.in_(sa.select(campaigns.c.campaign_id).where(_overlapping(filters))),
+            *customer_scope(cc.customer_id, filters),
         )
         .group_by(cc.campaign_id, cc.customer_id, cc.test_group)
         .subquery("per_customer")
@@ -230,12 +362,20 @@ def incrementality(store: Store, window_days: int = 30) -> pd.DataFrame:
     groups = store.read_df(stmt)
     if groups.empty or "control" not in set(groups["test_group"]):
         return pd.DataFrame()
+    for column in ("customers", "conversion", "revenue_per_customer", "revenue_variance"):
+        # PostgreSQL gives Decimal and None (var_samp of one row) where DuckDB gives floats.
+        groups[column] = pd.to_numeric(groups[column], errors="coerce").astype(float)
     wide = groups.pivot(index="campaign_id", columns="test_group")
     wide.columns = [f"{metric}_{group}" for metric, group in wide.columns]
     wide = wide.dropna(subset=["customers_control", "customers_treatment"]).reset_index()
     catalogue = store.read_df(
-        sa.select(campaigns.c.campaign_id, campaigns.c.name, campaigns.c.channel, campaigns.c.spend)
-    )
+        sa.select(
+            campaigns.c.campaign_id,
+            campaigns.c.name,
+            campaigns.c.channel,
+            campaigns.c.spend.label("total_spend"),
+        )
+    ).merge(spend_shares(store, filters), on="campaign_id", how="left")
     rows = []
     for row in wide.merge(catalogue, on="campaign_id").itertuples(index=False):
         n_t, n_c = int(row.customers_treatment), int(row.customers_control)
@@ -253,11 +393,12 @@ def incrementality(store: Store, window_days: int = 30) -> pd.DataFrame:
             float(np.nan_to_num(row.revenue_variance_control)),
             n_c,
         )
-        spend = float(row.spend or 0)
+        total_spend = float(row.total_spend or 0)
+        spend = total_spend * float(row.spend_share)
         incremental = rev_diff * n_t
         rows.append(
             {
-                "campaign_id": row.campaign_id,
+                "campaign_id": int(row.campaign_id),
                 "name": row.name,
                 "channel": row.channel,
                 "treatment_customers": n_t,
@@ -273,8 +414,84 @@ def incrementality(store: Store, window_days: int = 30) -> pd.DataFrame:
                 "incremental_revenue": incremental,
                 "incremental_revenue_low": None if rev_low is None else rev_low * n_t,
                 "incremental_revenue_high": None if rev_high is None else rev_high * n_t,
+                "total_spend": total_spend,
+                "spend_share": float(row.spend_share),
                 "spend": spend,
                 "incremental_roi": (incremental - spend) / spend if spend else None,
             }
         )
     return pd.DataFrame(rows)
+
+
+ROI_COLUMNS = [
+    "campaign_id",
+    "name",
+    "channel",
+    "objective",
+    "started_at",
+    "total_spend",
+    "spend_share",
+    "spend_basis",
+    "spend",
+    "conversions",
+    "revenue",
+    "roi",
+    "roas",
+    "cpa",
+    "new_customers",
+]
+"""The columns of the ROI table in the JSON report, in order."""
+
+
+def _json_value(value: Any) -> Any:
+    """One cell as plain JSON data: NaN/NaT -> None, numpy -> Python, times -> ISO text."""
+    if value is None or value is pd.NaT:
+        return None
+    if isinstance(value, (pd.Timestamp, datetime)):
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, Decimal):
+        value = float(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _json_rows(frame: pd.DataFrame, columns: list[str] | None = None) -> list[dict[str, Any]]:
+    """A frame's rows as JSON-ready dicts."""
+    if columns is not None:
+        frame = frame[[c for c in columns if c in frame.columns]]
+    return [
+        {key: _json_value(value) for key, value in record.items()}
+        for record in frame.to_dict("records")
+    ]
+
+
+def report(
+    store: Store,
+    filters: Filters,
+    model: str = DEFAULT_MODEL,
+    lookback_days: int = 30,
+    window_days: int = 30,
+) -> dict[str, Any]:
+    """The campaign view's figures as JSON-ready data: filters, totals, ROI and lift rows."""
+    roi = campaign_roi(store, filters, model, lookback_days)
+    lift = incrementality(store, filters, window_days)
+    return {
+        "view": "campaigns",
+        "filters": {
+            "start": filters.start.isoformat(),
+            "end": filters.end.isoformat(),
+            "countries": list(filters.countries),
+            "channels": list(filters.channels),
+        },
+        "model": model,
+        "lookback_days": lookback_days,
+        "window_days": window_days,
+        "spend_rule": SPEND_RULE,
+        "spend_bases": dict(SPEND_BASES),
+        "totals": {key: _json_value(value) for key, value in roi_totals(roi).items()},
+        "campaigns": _json_rows(roi, ROI_COLUMNS),
+        "incrementality": _json_rows(lift),
+    }
