@@ -4,39 +4,51 @@ import pandas as pd
 import streamlit as st
 
 from crm_core import profile
-from crm_core.privacy import mask_pii
-from crm_ui import auth_ui, insight_charts, insight_ui
+from crm_core.errors import CRMError
+from crm_core.privacy import may_see_pii
+from crm_ui import auth_ui, insight_charts, insight_ui, widgets
 
 user = auth_ui.require_view("customer_360")
 st.title("Customer 360")
+widgets.filter_note("customer_360")
 
+sees_pii = may_see_pii(user.role)
 query = st.text_input(
     "Find a customer",
-    placeholder="Name, e-mail or customer id",
-    help="Matches any part of the name or e-mail (any case), or the exact customer id.",
+    placeholder="Name, e-mail, phone or customer id" if sees_pii else "Customer id",
+    help="Matches any part of the name, e-mail or phone (any case), or the exact customer id."
+    if sees_pii
+    else "Your role sees no personal data, so it finds customers by their id only; names, "
+    "e-mails and phones are masked.",
 )
 if not query:
-    st.info("Type a name, an e-mail or a customer id to open a profile.")
+    st.info(
+        "Type a name, an e-mail, a phone number or a customer id to open a profile."
+        if sees_pii
+        else "Type a customer id to open a profile (ids are in segment samples and exports)."
+    )
     st.stop()
 
-matches = insight_ui.search_customers(query)
-if matches.empty:
+try:
+    shown = insight_ui.search_customers(query, user.role)
+except CRMError as exc:
+    st.error(str(exc))
+    st.stop()
+if shown.empty:
     st.warning(f"No customer matches {query!r}.")
     st.stop()
-shown = mask_pii(matches, user.role)
 labels = {
     int(row.customer_id): f"#{row.customer_id} {row.first_name or ''} {row.last_name or ''} "
     f"({row.email or 'no e-mail'}, {row.country or '?'})"
     for row in shown.itertuples()
 }
 customer_id = st.selectbox(
-    f"{len(matches)} match(es)", list(labels), format_func=labels.get, key="profile_pick"
+    f"{len(shown)} match(es)", list(labels), format_func=labels.get, key="profile_pick"
 )
-person, history = insight_ui.customer_profile(customer_id)
+person, history = insight_ui.customer_profile(customer_id, user.role)
 if person is None:
     st.warning("This customer no longer exists.")
     st.stop()
-person = mask_pii(pd.DataFrame([person]), user.role).iloc[0].to_dict()
 
 name = f"{person.get('first_name') or ''} {person.get('last_name') or ''}".strip() or "(no name)"
 st.subheader(f"{name} · #{customer_id}")
@@ -63,6 +75,13 @@ cols[4].metric(
     delta_color="off",
     border=True,
 )
+if person.get("churn_reasons"):
+    st.caption(
+        f"**Why the churn risk is {person['churn_band']}:** {person['churn_reasons']}. "
+        "Each is how much lower the risk would be if that one thing were typical.",
+        help="From the churn model at the last scoring: the features that push this "
+        "customer's risk up most against a typical customer (training median).",
+    )
 
 facts = insight_ui.customer_segments(customer_id)
 st.markdown(
@@ -98,8 +117,8 @@ for title, key in [
 ]:
     with st.expander(f"{title} ({len(history[key]):,})", expanded=key == "orders"):
         frame = history[key]
-        if key == "surveys" and not user.can("see_pii"):
-            frame = frame.drop(columns=["comment"])
+        if key == "surveys" and not sees_pii:
+            st.caption("Comments are personal data: your role sees scores only.")
         if frame.empty:
             st.caption("None.")
         else:

@@ -4,10 +4,12 @@ import streamlit as st
 
 from crm_core.analytics import surveys
 from crm_core.metrics import METRICS
+from crm_core.privacy import may_see_pii
 from crm_ui import auth_ui, filters_ui, insight_charts, insight_ui, segment_ui, widgets
 
-auth_ui.require_view("surveys")
+user = auth_ui.require_view("surveys")
 st.title("NPS and CSAT")
+widgets.filter_note("surveys")
 
 filters = filters_ui.current_filters()
 if filters is None or not insight_ui.has_surveys():
@@ -102,12 +104,19 @@ with verbatim_tab:
         default=["detractor"],
         help="Detractors scored 0-6, passives 7-8, promoters 9-10.",
     )
-    contains = st.text_input("Comment contains", help="Case-insensitive text search.")
     shown = comments[comments["bucket"].isin(buckets)]
-    if contains:
-        shown = shown[shown["comment"].str.contains(contains, case=False, regex=False)]
-    st.caption(f"{len(shown):,} of {len(comments):,} comments")
-    st.dataframe(shown, hide_index=True)
+    if may_see_pii(user.role):
+        contains = st.text_input("Comment contains", help="Case-insensitive text search.")
+        if contains:
+            shown = shown[shown["comment"].str.contains(contains, case=False, regex=False)]
+        st.caption(f"{len(shown):,} of {len(comments):,} comments")
+        st.dataframe(shown, hide_index=True)
+    else:
+        st.info(
+            f"{len(shown):,} of {len(comments):,} answers with a comment. Comments are personal "
+            f"data (they can name people), so your role ({user.role}) sees the words that set "
+            "detractors apart above, not the comments, as on the Customer 360 profile."
+        )
 
 with value_tab:
     if value["weighted_nps"] is None:

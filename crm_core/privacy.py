@@ -14,6 +14,14 @@ PII_COLUMNS: frozenset[str] = frozenset(
 ) | {"name", "full_name"}
 """Column names that hold personal data wherever they appear (declared in schema.py)."""
 
+FREE_TEXT_PII: frozenset[str] = frozenset(
+    name
+    for table_name in schema.DATA_TABLES
+    for name in schema.pii_columns(table_name)
+    if name not in PII_COLUMNS
+)
+"""Personal free text (survey comments): it may name anyone, so it is left out, not masked."""
+
 
 def _mask_text(value: object) -> object:
     if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NA:
@@ -27,11 +35,17 @@ def _mask_text(value: object) -> object:
     return text[:1] + "*" * (len(text) - 1)
 
 
+def may_see_pii(role: str) -> bool:
+    """Whether `role` sees names, e-mails, phones and comments unmasked."""
+    return auth.can(role, "see_pii")
+
+
 def mask_pii(frame: pd.DataFrame, role: str) -> pd.DataFrame:
-    """`frame` with personal columns masked unless `role` may see personal data."""
-    if auth.can(role, "see_pii"):
+    """`frame` with personal columns masked, and personal free text left out, unless `role`
+    may see personal data."""
+    if may_see_pii(role):
         return frame
-    masked = frame.copy()
+    masked = frame.drop(columns=[c for c in frame.columns if c in FREE_TEXT_PII])
     for column in masked.columns:
         if column not in PII_COLUMNS:
             continue

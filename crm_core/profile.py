@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import sqlalchemy as sa
 
-from crm_core import features, segments
+from crm_core import features, privacy, segments
+from crm_core.errors import NotAllowedError
 from crm_core.schema import (
     campaign_contacts,
     campaigns,
@@ -29,42 +30,55 @@ SEARCH_LIMIT = 50
 RECENT_EVENTS = 200
 
 
-def search(store: Store, text: str, limit: int = SEARCH_LIMIT) -> pd.DataFrame:
-    """Customers whose id equals `text`, or whose name or e-mail contains it (any case)."""
+SEARCH_COLUMNS = ("customer_id", "first_name", "last_name", "email", "phone", "country")
+MIN_PHONE_DIGITS = 6
+"""A search text with at least this many digits (and more than an id) also matches phones."""
+
+
+def _digits_only(column: sa.ColumnElement) -> sa.ColumnElement:
+    return sa.func.regexp_replace(sa.func.coalesce(column, ""), "[^0-9]", "", "g")
+
+
+def search(store: Store, text: str, role: str, limit: int = SEARCH_LIMIT) -> pd.DataFrame:
+    """Customers whose id equals `text`, or (for roles that see personal data) whose name,
+    e-mail or phone contains it (any case); personal columns masked for other roles.
+
+    Roles without personal data search by customer id only: finding someone by their
+    e-mail would hand over the profile the masking is meant to keep from them.
+    """
     text = text.strip()
     if not text:
-        return pd.DataFrame(columns=["customer_id", "first_name", "last_name", "email", "country"])
-    pattern = f"%{text.lower()}%"
-    full_name = sa.func.lower(
-        sa.func.coalesce(customers.c.first_name, "")
-        + " "
-        + sa.func.coalesce(customers.c.last_name, "")
-    )
-    conditions = [
-        sa.func.lower(customers.c.email).like(pattern),
-        full_name.like(pattern),
-    ]
-    exact_id = sa.false()
-    if text.isdigit():
-        exact_id = customers.c.customer_id == int(text)
-        conditions.append(exact_id)
-    stmt = (
-        sa.select(
-            customers.c.customer_id,
-            customers.c.first_name,
-            customers.c.last_name,
-            customers.c.email,
-            customers.c.country,
+        return pd.DataFrame(columns=list(SEARCH_COLUMNS))
+    exact_id = customers.c.customer_id == int(text) if text.isdigit() else sa.false()
+    conditions = [exact_id]
+    if privacy.may_see_pii(role):
+        pattern = f"%{text.lower()}%"
+        full_name = sa.func.lower(
+            sa.func.coalesce(customers.c.first_name, "")
+            + " "
+            + sa.func.coalesce(customers.c.last_name, "")
         )
+        conditions += [sa.func.lower(customers.c.email).like(pattern), full_name.like(pattern)]
+        digits = "".join(ch for ch in text if ch.isdigit())
+        if len(digits) >= MIN_PHONE_DIGITS and not set(text) - set("0123456789+-() ."):
+            conditions.append(_digits_only(customers.c.phone).like(f"%{digits}%"))
+    elif not text.isdigit():
+        raise NotAllowedError(
+            f"Your role ({role}) may not search by name, e-mail or phone, "
+            "which are personal data. Search by customer id (digits only) instead."
+        )
+    stmt = (
+        sa.select(*(customers.c[name] for name in SEARCH_COLUMNS))
         .where(sa.or_(*conditions), customers.c.erased_at.is_(None))
         .order_by(sa.case((exact_id, 0), else_=1), customers.c.customer_id)
         .limit(limit)
     )
-    return store.read_df(stmt)
+    return privacy.mask_pii(store.read_df(stmt), role)
 
 
-def customer(store: Store, customer_id: int) -> dict | None:
-    """The customer's profile and consent, with model scores when scoring has run."""
+def customer(store: Store, customer_id: int, role: str) -> dict | None:
+    """The customer's profile and consent, with model scores when scoring has run; personal
+    fields masked unless `role` may see them."""
     stmt = (
         sa.select(
             customers,
@@ -72,6 +86,7 @@ def customer(store: Store, customer_id: int) -> dict | None:
             customer_scores.c.p_alive,
             customer_scores.c.churn_risk,
             customer_scores.c.churn_band,
+            customer_scores.c.churn_reasons,
             customer_scores.c.scored_at,
         )
         .join_from(
@@ -82,12 +97,13 @@ def customer(store: Store, customer_id: int) -> dict | None:
         )
         .where(customers.c.customer_id == customer_id)
     )
-    frame = store.read_df(stmt)
+    frame = privacy.mask_pii(store.read_df(stmt), role)
     return None if frame.empty else frame.iloc[0].to_dict()
 
 
-def history(store: Store, customer_id: int) -> dict[str, pd.DataFrame]:
-    """Orders, recent events, survey answers, tickets and campaign contacts of one customer."""
+def history(store: Store, customer_id: int, role: str) -> dict[str, pd.DataFrame]:
+    """Orders, recent events, survey answers, tickets and campaign contacts of one customer
+    (survey comments only for roles that see personal data)."""
     orders_stmt = (
         sa.select(
             orders.c.order_id,
@@ -151,7 +167,7 @@ def history(store: Store, customer_id: int) -> dict[str, pd.DataFrame]:
         return {
             "orders": store.read_df(orders_stmt, conn=conn),
             "events": store.read_df(events_stmt, conn=conn),
-            "surveys": store.read_df(surveys_stmt, conn=conn),
+            "surveys": privacy.mask_pii(store.read_df(surveys_stmt, conn=conn), role),
             "tickets": store.read_df(tickets_stmt, conn=conn),
             "campaigns": store.read_df(contacts_stmt, conn=conn),
         }

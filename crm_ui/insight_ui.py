@@ -64,14 +64,14 @@ def survey_value(filters: Filters) -> tuple[pd.DataFrame, dict]:
 
 @st.cache_data(show_spinner="Attributing revenue...", ttl=TTL)
 def campaign_roi(filters: Filters, model: str, lookback_days: int) -> pd.DataFrame:
-    """Per-campaign ROI under an attribution model."""
+    """Per-campaign ROI under an attribution model, spend sliced like revenue."""
     return campaigns.campaign_roi(store(), filters, model, lookback_days)
 
 
 @st.cache_data(show_spinner="Comparing treatment and control...", ttl=TTL)
-def incrementality(window_days: int) -> pd.DataFrame:
-    """Lift of every campaign with a control group."""
-    return campaigns.incrementality(store(), window_days)
+def incrementality(filters: Filters, window_days: int) -> pd.DataFrame:
+    """Lift of every campaign with a control group that overlaps the period, in scope."""
+    return campaigns.incrementality(store(), filters, window_days)
 
 
 @st.cache_data(show_spinner="Following customers through the funnel...", ttl=TTL)
@@ -102,15 +102,18 @@ def lead_views(filters: Filters) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFra
 
 
 @st.cache_data(show_spinner=False, ttl=60)
-def search_customers(text: str) -> pd.DataFrame:
-    """Customers matching a name, e-mail or id."""
-    return profile.search(store(), text)
+def search_customers(text: str, role: str) -> pd.DataFrame:
+    """Customers matching a name, e-mail, phone or id (only an id for roles without PII)."""
+    return profile.search(store(), text, role)
 
 
 @st.cache_data(show_spinner="Loading the profile...", ttl=60)
-def customer_profile(customer_id: int) -> tuple[dict | None, dict[str, pd.DataFrame]]:
-    """A customer's profile and history."""
-    return profile.customer(store(), customer_id), profile.history(store(), customer_id)
+def customer_profile(customer_id: int, role: str) -> tuple[dict | None, dict[str, pd.DataFrame]]:
+    """A customer's profile and history, personal data masked for `role`."""
+    return (
+        profile.customer(store(), customer_id, role),
+        profile.history(store(), customer_id, role),
+    )
 
 
 @st.cache_data(show_spinner=False, ttl=60)
