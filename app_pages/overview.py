@@ -2,11 +2,15 @@
 
 import streamlit as st
 
+from crm_core.filters import COMPARISONS, plural
 from crm_core.metrics import format_change, format_value
 from crm_ui import auth_ui, charts, data, filters_ui, widgets
 
+ADVERB = {"day": "daily", "week": "weekly", "month": "monthly"}
+
 auth_ui.require_view("overview")
 st.title("KPI overview")
+widgets.filter_note("overview")
 
 filters = filters_ui.current_filters()
 if filters is None:
@@ -16,10 +20,11 @@ if filters is None:
     )
     st.stop()
 
-previous = filters.previous()
+compared = filters.comparison()
 st.caption(
-    f"{filters.start:%d %b %Y} – {filters.end:%d %b %Y} ({filters.days} days), compared with "
-    f"{previous.start:%d %b %Y} – {previous.end:%d %b %Y}."
+    f"{filters.start:%d %b %Y} – {filters.end:%d %b %Y} ({plural(filters.days, 'day')}), "
+    f"compared with the {COMPARISONS[filters.compare].lower()}, "
+    f"{compared.start:%d %b %Y} – {compared.end:%d %b %Y}."
 )
 
 kpis = data.kpis(filters)
@@ -37,22 +42,29 @@ for row in (list(kpis.values())[:5], list(kpis.values())[5:]):
             border=True,
         )
 
-st.subheader("Revenue and active customers by month")
-trend = data.monthly_trend(filters)
-if trend.empty:
+trend = data.revenue_trend(filters)
+grain = trend["grain"].iloc[0]
+st.subheader(f"Revenue and active customers by {grain}")
+if not trend["orders"].any():
     st.info("No completed orders in this period and filter.")
 else:
+    if trend["partial"].any():
+        st.caption(
+            f"Lighter bars: a {grain} the period covers only in part, so it is not comparable "
+            f"with a whole {grain}."
+        )
     widgets.chart_with_download(
         charts.revenue_active_trend(trend),
-        trend,
-        f"monthly_trend_{filters.start}_{filters.end}.csv",
-        "Download monthly figures (CSV)",
+        trend.drop(columns=["grain"]),
+        f"{ADVERB[grain]}_trend_{filters.start}_{filters.end}.csv",
+        f"Download {ADVERB[grain]} figures (CSV)",
     )
 
 st.subheader("Cohort retention")
 st.caption(
-    "Each row is the customers whose first purchase fell in that month; each cell is the "
-    "share of them who bought again N months later."
+    "Each row is the customers whose first purchase fell in that month and in the period "
+    "(together, the New customers above); each cell is the share of them who bought again "
+    "N months later. A cohort month the period covers only in part is marked (partial)."
 )
 grid = data.cohort_retention(filters)
 if grid.empty:

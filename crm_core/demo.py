@@ -208,8 +208,13 @@ _CAMPAIGN_CALENDAR = (
     (11, 21, "Black Friday", "email", "promotion", 14),
     (11, 22, "Black Friday", "sms", "promotion", 12),
     (12, 3, "Christmas Gifts", "paid_social", "acquisition", 21),
+    # A monthly newsletter keeps e-mails, opens and clicks going up to the last day, so the
+    # churn model sees the same kind of e-mail activity at scoring as in training.
+    *((month, 18, "Newsletter", "email", "newsletter", 10) for month in range(1, 13)),
 )
-_CONTACT_RATE = {"promotion": 0.45, "winback": 0.7, "retention": 0.35}
+_CONTACT_RATE = {"promotion": 0.45, "winback": 0.7, "retention": 0.35, "newsletter": 0.5}
+_CREATIVE_COST = {"email": 600.0, "sms": 300.0, "newsletter": 150.0}
+"""Fixed cost of a campaign's creative and tooling (paid campaigns pay per day instead)."""
 _TICKET_CHANNELS = ("email", "chat", "phone")
 _TICKET_CATEGORIES = ("delivery", "returns", "product", "billing", "account", "payment")
 _TOUCHPOINTS = ("post_purchase", "support", "onboarding")
@@ -484,7 +489,10 @@ class _Demo:
                 if start < 0 or start >= self.horizon - 1:
                     continue
                 stop = start + length
-                rows.append((f"{theme} {year} ({channel})", channel, objective, start, stop))
+                name = f"{theme} {year} ({channel})"
+                if objective == "newsletter":
+                    name = f"{theme} {date(year, month, 1):%b %Y}"
+                rows.append((name, channel, objective, start, stop))
         rows.sort(key=lambda r: (r[3], r[0]))
         self.camp_name = [r[0] for r in rows]
         self.camp_channel = np.array([r[1] for r in rows])
@@ -495,9 +503,8 @@ class _Demo:
         scale = self.n / 20_000
         for i, channel in enumerate(self.camp_channel):  # a few dozen campaigns
             if channel not in ("paid_search", "paid_social"):  # creative and tooling
-                self.camp_spend[i] = (600.0 if channel == "email" else 300.0) * self.rng.lognormal(
-                    0.0, 0.2
-                )
+                cost = _CREATIVE_COST.get(self.camp_objective[i], _CREATIVE_COST[channel])
+                self.camp_spend[i] = cost * self.rng.lognormal(0.0, 0.2)
                 continue
             daily = 420.0 if channel == "paid_search" else 330.0
             length = self.camp_stop[i] - self.camp_start[i]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 
@@ -24,6 +25,9 @@ class Filters:
     end: date
     countries: tuple[str, ...] = ()
     channels: tuple[str, ...] = ()
+    compare: str = "previous"
+    """What changes are measured against: "previous" (the period of equal length just
+    before) or "year_ago" (the same days a year earlier)."""
 
     @property
     def days(self) -> int:
@@ -36,6 +40,16 @@ class Filters:
             self, start=self.start - timedelta(days=self.days), end=self.start - timedelta(days=1)
         )
 
+    def year_ago(self) -> Filters:
+        """The same days one year earlier (29 February becomes the 28th)."""
+        return replace(self, start=_year_earlier(self.start), end=_year_earlier(self.end))
+
+    def comparison(self) -> Filters:
+        """The period changes are measured against, as chosen in `compare`."""
+        if self.compare not in COMPARISONS:
+            raise ValueError(f"compare must be one of {', '.join(COMPARISONS)}")
+        return self.year_ago() if self.compare == "year_ago" else self.previous()
+
     @property
     def start_ts(self) -> datetime:
         """First instant of the period."""
@@ -45,6 +59,97 @@ class Filters:
     def end_ts(self) -> datetime:
         """First instant after the period (exclusive bound)."""
         return datetime.combine(self.end + timedelta(days=1), time.min)
+
+
+COMPARISONS = {
+    "previous": "Previous period",
+    "year_ago": "Same period last year",
+}
+"""Ways to compare a period, and how the pages say them."""
+
+
+def _year_earlier(day: date) -> date:
+    if day.month == 2 and day.day == 29:
+        return date(day.year - 1, 2, 28)
+    return day.replace(year=day.year - 1)
+
+
+def _month_start(day: date, months_back: int = 0) -> date:
+    index = day.year * 12 + day.month - 1 - months_back
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def month_end(day: date) -> date:
+    """The last day of `day`'s month."""
+    return day.replace(day=calendar.monthrange(day.year, day.month)[1])
+
+
+PRESETS: dict[str, str] = {
+    "last_7_days": "Last 7 days",
+    "last_30_days": "Last 30 days",
+    "last_90_days": "Last 90 days",
+    "last_12_months": "Last 12 months",
+    "month_to_date": "Month to date",
+    "quarter_to_date": "Quarter to date",
+    "year_to_date": "Year to date",
+    "last_month": "Last full month",
+    "last_quarter": "Last full quarter",
+    "last_year": "Last full year",
+}
+"""Period presets, all anchored on the store's last data day (not on today), so a store
+whose data ends months ago still shows full periods. Default: last_12_months."""
+DEFAULT_PRESET = "last_12_months"
+
+
+def preset_range(preset: str, last_day: date) -> tuple[date, date]:
+    """First and last day of `preset` for data that ends on `last_day` (both included).
+
+    "Last full month/quarter/year" is the last one that ended on or before `last_day`.
+    """
+    if preset.startswith("last_") and preset.endswith("_days"):
+        days = int(preset.split("_")[1])
+        return last_day - timedelta(days=days - 1), last_day
+    quarter_start = _month_start(last_day, (last_day.month - 1) % 3)
+    if preset == "last_12_months":
+        return last_day - timedelta(days=364), last_day
+    if preset == "month_to_date":
+        return last_day.replace(day=1), last_day
+    if preset == "quarter_to_date":
+        return quarter_start, last_day
+    if preset == "year_to_date":
+        return date(last_day.year, 1, 1), last_day
+    if preset == "last_month":
+        end = last_day if last_day == month_end(last_day) else last_day.replace(day=1) - ONE_DAY
+        return end.replace(day=1), end
+    if preset == "last_quarter":
+        quarter_end = month_end(_month_start(quarter_start, -2))
+        end = last_day if last_day == quarter_end else quarter_start - ONE_DAY
+        return _month_start(end, 2), end
+    if preset == "last_year":
+        end = (
+            last_day
+            if (last_day.month, last_day.day) == (12, 31)
+            else date(last_day.year - 1, 12, 31)
+        )
+        return date(end.year, 1, 1), end
+    raise ValueError(f"unknown period preset {preset!r}; allowed: {', '.join(PRESETS)}")
+
+
+ONE_DAY = timedelta(days=1)
+
+
+def plural(count: int, noun: str) -> str:
+    """A count with its noun: 1 day, 7 days."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def freshness(last_day: date, today: date) -> str:
+    """How current the data is, e.g. "Data through 30 Jun 2026, 152 days before today"."""
+    age = (today - last_day).days
+    when = {0: "today", 1: "yesterday"}.get(age)
+    if when is None:
+        when = f"{age:,} days before today" if age > 0 else f"{-age:,} days after today"
+    return f"Data through {last_day:%d %b %Y} ({when})."
 
 
 def completed_orders_where(filters: Filters) -> list[sa.ColumnElement[bool]]:
@@ -96,8 +201,8 @@ def default_filters(store: Store, days: int = 365) -> Filters | None:
     span = order_date_range(store)
     if span is None:
         return None
-    first, last = span
-    return Filters(start=max(first, last - timedelta(days=days - 1)), end=last)
+    _first, last = span
+    return Filters(start=last - timedelta(days=days - 1), end=last)
 
 
 def filter_options(store: Store) -> dict[str, list[str]]:

@@ -284,14 +284,25 @@ def _split_by_period(row: Mapping[str, object]) -> dict[str, dict[str, float]]:
 
 
 def compute_kpis(store: Store, filters: Filters) -> dict[str, KPIValue]:
-    """Every KPI for the period and the previous period of equal length."""
+    """Every KPI for the period and the one it is compared with (`filters.compare`: the
+    previous period of equal length, or the same days a year earlier)."""
     aggregates = order_aggregates(store, filters)
     surveys = survey_aggregates(store, filters)
+    rows = {
+        "current": {**aggregates["current"], **surveys["current"]},
+        "previous": {**aggregates["previous"], **surveys["previous"]},
+    }
+    if filters.compare == "year_ago":
+        year_ago = filters.comparison()
+        rows["previous"] = {
+            **order_aggregates(store, year_ago)["current"],
+            **survey_aggregates(store, year_ago)["current"],
+        }
     result = {}
     for name, metric in METRICS.items():
         values = []
         for period in ("current", "previous"):
-            row = {**aggregates[period], **surveys[period]}
+            row = rows[period]
             row.setdefault("active_before", 0.0)
             row.setdefault("retained", 0.0)
             values.append(metric.formula(row))
@@ -304,8 +315,9 @@ def kpis_as_dict(kpis: Mapping[str, KPIValue], filters: Filters) -> dict:
     return {
         "start": filters.start.isoformat(),
         "end": filters.end.isoformat(),
-        "previous_start": filters.previous().start.isoformat(),
-        "previous_end": filters.previous().end.isoformat(),
+        "compare": filters.compare,
+        "previous_start": filters.comparison().start.isoformat(),
+        "previous_end": filters.comparison().end.isoformat(),
         "countries": list(filters.countries),
         "channels": list(filters.channels),
         "kpis": {
@@ -322,12 +334,34 @@ def kpis_as_dict(kpis: Mapping[str, KPIValue], filters: Filters) -> dict:
     }
 
 
-def monthly_trend(store: Store, filters: Filters) -> pd.DataFrame:
-    """Revenue, orders and active customers per calendar month in the period."""
-    month = sa.func.date_trunc("month", orders.c.ordered_at).label("month")
+TREND_GRAINS = {"day": "D", "week": "W-SUN", "month": "M"}
+"""Trend buckets and their pandas period frequency (weeks run Monday to Sunday, as
+date_trunc's do)."""
+
+
+def trend_grain(filters: Filters) -> str:
+    """The bucket a period is drawn by: days up to a month, weeks up to half a year."""
+    if filters.days <= 31:
+        return "day"
+    if filters.days <= 183:
+        return "week"
+    return "month"
+
+
+def revenue_trend(store: Store, filters: Filters, grain: str | None = None) -> pd.DataFrame:
+    """Revenue, orders and active customers per day, week or month of the period.
+
+    Every bucket of the period is listed (zero when nothing was sold); `partial` marks a
+    week or month the period covers only in part, so a chart can say so instead of drawing
+    a short month as a slump.
+    """
+    grain = grain or trend_grain(filters)
+    if grain not in TREND_GRAINS:
+        raise ValueError(f"grain must be one of {', '.join(TREND_GRAINS)}")
+    bucket = sa.func.date_trunc(grain, orders.c.ordered_at).label("period")
     stmt = (
         sa.select(
-            month,
+            bucket,
             sa.func.sum(orders.c.amount).label("revenue"),
             sa.func.count().label("orders"),
             sa.func.count(sa.distinct(orders.c.customer_id)).label("active_customers"),
@@ -337,13 +371,20 @@ def monthly_trend(store: Store, filters: Filters) -> pd.DataFrame:
             orders.c.ordered_at >= filters.start_ts,
             orders.c.ordered_at < filters.end_ts,
         )
-        .group_by(month)
-        .order_by(month)
+        .group_by(bucket)
     )
     frame = store.read_df(stmt)
-    frame["month"] = pd.to_datetime(frame["month"]).dt.tz_localize(None)
+    frame["period"] = pd.to_datetime(frame["period"]).dt.tz_localize(None).dt.normalize()
+    first = pd.Timestamp(filters.start).to_period(TREND_GRAINS[grain])
+    buckets = pd.period_range(first, pd.Timestamp(filters.end), freq=first.freq)
+    starts = buckets.start_time.normalize()
+    frame = frame.set_index("period").reindex(starts, fill_value=0).rename_axis("period")
+    frame = frame.reset_index()
     for col in ("revenue", "orders", "active_customers"):
         frame[col] = frame[col].astype(float)
+    ends = buckets.end_time.normalize()
+    frame["partial"] = (starts < pd.Timestamp(filters.start)) | (ends > pd.Timestamp(filters.end))
+    frame["grain"] = grain
     return frame
 
 

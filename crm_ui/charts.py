@@ -7,26 +7,52 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 _BLUE = "#2563eb"
+_BLUE_LIGHT = "#93c5fd"
 _ORANGE = "#f97316"
 
 
+_TICK_FORMAT = {"day": "%d %b", "week": "%d %b", "month": "%b %Y"}
+_HOVER_FORMAT = {"day": "%a %d %b %Y", "week": "week of %d %b %Y", "month": "%B %Y"}
+
+
 def revenue_active_trend(trend: pd.DataFrame) -> go.Figure:
-    """Monthly revenue (bars) and active customers (line, right axis)."""
+    """Revenue (bars; lighter where the period covers a week or month only in part) and
+    active customers (line, right axis) per day, week or month."""
+    grain = trend["grain"].iloc[0]
     fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.add_bar(x=trend["month"], y=trend["revenue"], name="Revenue", marker_color=_BLUE)
+    fig.add_bar(
+        x=trend["period"],
+        y=trend["revenue"],
+        name="Revenue",
+        marker_color=[_BLUE_LIGHT if p else _BLUE for p in trend["partial"]],
+        customdata=["partial " + grain if p else "" for p in trend["partial"]],
+        hovertemplate="$%{y:,.2f} %{customdata}<extra>Revenue</extra>",
+    )
     fig.add_scatter(
-        x=trend["month"],
+        x=trend["period"],
         y=trend["active_customers"],
         name="Active customers",
         mode="lines+markers",
         line={"color": _ORANGE, "width": 3},
+        hovertemplate="%{y:,.0f}<extra>Active customers</extra>",
         secondary_y=True,
     )
-    fig.update_yaxes(title_text="Revenue", secondary_y=False, tickformat="~s")
     fig.update_yaxes(
-        title_text="Active customers", secondary_y=True, tickformat=",.0f", showgrid=False
+        title_text="Revenue ($)",
+        secondary_y=False,
+        tickprefix="$",
+        tickformat="~s",
+        rangemode="tozero",
     )
-    fig.update_xaxes(dtick="M1", tickformat="%b %Y")
+    fig.update_yaxes(
+        title_text="Active customers",
+        secondary_y=True,
+        tickformat=",.0f",
+        showgrid=False,
+        rangemode="tozero",
+    )
+    ticks = {"tickvals": trend["period"]} if len(trend) <= 16 else {}
+    fig.update_xaxes(tickformat=_TICK_FORMAT[grain], hoverformat=_HOVER_FORMAT[grain], **ticks)
     fig.update_layout(
         margin={"l": 10, "r": 10, "t": 30, "b": 10},
         legend={"orientation": "h", "y": 1.12},
@@ -57,5 +83,7 @@ def cohort_heatmap(grid: pd.DataFrame) -> go.Figure:
     )
     fig.update_yaxes(autorange="reversed", title_text="First-purchase month (customers)")
     fig.update_xaxes(title_text="Months since first purchase", side="top")
-    fig.update_layout(margin={"l": 10, "r": 10, "t": 60, "b": 10}, height=80 + 28 * len(grid))
+    fig.update_layout(
+        margin={"l": 10, "r": 10, "t": 60, "b": 10}, height=max(240, 80 + 28 * len(grid))
+    )
     return fig

@@ -66,9 +66,9 @@ def kpis(filters: Filters) -> dict[str, metrics.KPIValue]:
 
 
 @st.cache_data(show_spinner=False, ttl=600)
-def monthly_trend(filters: Filters) -> pd.DataFrame:
-    """Revenue and active customers per month."""
-    return metrics.monthly_trend(store(), filters)
+def revenue_trend(filters: Filters) -> pd.DataFrame:
+    """Revenue and active customers per day, week or month of the period."""
+    return metrics.revenue_trend(store(), filters)
 
 
 @st.cache_data(show_spinner="Computing cohorts...", ttl=600)

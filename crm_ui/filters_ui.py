@@ -1,4 +1,4 @@
-"""The shared sidebar filters (date range, country, channel) that every view honours."""
+"""The shared sidebar filters (period, comparison, country, channel) that every view honours."""
 
 from __future__ import annotations
 
@@ -6,10 +6,19 @@ from datetime import date
 
 import streamlit as st
 
-from crm_core.filters import Filters
+from crm_core.filters import (
+    COMPARISONS,
+    DEFAULT_PRESET,
+    PRESETS,
+    Filters,
+    freshness,
+    plural,
+    preset_range,
+)
 from crm_ui import data
 
 _KEY = "crm_filters"
+CUSTOM = "custom"
 
 
 def sidebar_filters() -> Filters | None:
@@ -19,18 +28,42 @@ def sidebar_filters() -> Filters | None:
         st.session_state.pop(_KEY, None)
         return None
     opts = data.options()
-    first_day = date(defaults.start.year - 10, 1, 1)
+    last_day = defaults.end
     with st.sidebar:
         st.subheader("Filters")
-        picked = st.date_input(
+        st.caption(freshness(last_day, date.today()))
+        preset = st.selectbox(
             "Period",
-            value=(defaults.start, defaults.end),
-            min_value=first_day,
-            max_value=defaults.end,
-            key="filter_period",
-            help="Days included in every figure. Changes compare against the period of "
-            "equal length just before it. Default: the 12 months up to the last order.",
+            [*PRESETS, CUSTOM],
+            index=list(PRESETS).index(DEFAULT_PRESET),
+            format_func=lambda p: PRESETS.get(p, "Custom dates"),
+            key="filter_preset",
+            help="Days included in every figure. Presets count back from the last day with "
+            "data (above), not from today, so an older store still shows whole periods.",
         )
+        if preset == CUSTOM:
+            picked = st.date_input(
+                "From – to",
+                value=(last_day.replace(day=1), last_day),
+                min_value=date(last_day.year - 10, 1, 1),
+                max_value=last_day,
+                key="filter_dates",
+                help="First and last day, both included.",
+            )
+            start, end = (
+                (picked[0], picked[-1]) if picked else preset_range(DEFAULT_PRESET, last_day)
+            )
+        else:
+            start, end = preset_range(preset, last_day)
+        compare = st.selectbox(
+            "Compare with",
+            list(COMPARISONS),
+            format_func=COMPARISONS.get,
+            key="filter_compare",
+            help="What the changes on the KPI cards are measured against.",
+        )
+        days = (end - start).days + 1
+        st.caption(f"{start:%d %b %Y} – {end:%d %b %Y} ({plural(days, 'day')})")
         countries = st.multiselect(
             "Country",
             opts["countries"],
@@ -46,8 +79,13 @@ def sidebar_filters() -> Filters | None:
             help="Keep only orders placed through these channels; customer figures keep "
             "customers who bought through them (empty = all).",
         )
-    start, end = (picked[0], picked[-1]) if picked else (defaults.start, defaults.end)
-    filters = Filters(start=start, end=end, countries=tuple(countries), channels=tuple(channels))
+    filters = Filters(
+        start=start,
+        end=end,
+        countries=tuple(countries),
+        channels=tuple(channels),
+        compare=compare,
+    )
     st.session_state[_KEY] = filters
     return filters
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import sqlalchemy as sa
 
-from crm_core.filters import Filters, completed_orders_where
+from crm_core.filters import Filters, completed_orders_where, month_end
 from crm_core.schema import orders
 from crm_core.store import Store
 
@@ -16,31 +16,34 @@ def _month_index(column: sa.ColumnElement) -> sa.ColumnElement:
 
 
 def cohort_retention(store: Store, filters: Filters, max_months: int = 12) -> pd.DataFrame:
-    """Rows: first-purchase month within the period; columns: months since (0..max_months).
+    """Rows: month of the first purchase, for customers whose first purchase falls in the
+    period (the New customers KPI counts the same people); columns: months since (0..12).
 
     Values are shares of the cohort's customers with a completed order in that month;
-    month 0 is 1.0 by definition. Cells after the period's end are missing, not zero.
+    month 0 is 1.0 by definition. Cells after the period's end are missing, not zero. A
+    cohort month the period covers only in part is labelled "(partial)".
     """
-    base = sa.select(
-        orders.c.customer_id, _month_index(orders.c.ordered_at).label("month_index")
-    ).where(*completed_orders_where(filters), orders.c.ordered_at < filters.end_ts)
-    activity = base.distinct().subquery("activity")
+    scope = [*completed_orders_where(filters), orders.c.ordered_at < filters.end_ts]
     first = (
-        sa.select(activity.c.customer_id, sa.func.min(activity.c.month_index).label("cohort_index"))
-        .group_by(activity.c.customer_id)
-        .subquery("first_month")
+        sa.select(orders.c.customer_id, sa.func.min(orders.c.ordered_at).label("first_at"))
+        .where(*scope)
+        .group_by(orders.c.customer_id)
+        .having(sa.func.min(orders.c.ordered_at) >= filters.start_ts)
+        .subquery("first_purchase")
     )
-    offset = (activity.c.month_index - first.c.cohort_index).label("months_since")
-    start_index = filters.start.year * 12 + filters.start.month
+    activity = (
+        sa.select(orders.c.customer_id, _month_index(orders.c.ordered_at).label("month_index"))
+        .where(*scope)
+        .distinct()
+        .subquery("activity")
+    )
+    cohort_index = _month_index(first.c.first_at)
+    offset = (activity.c.month_index - cohort_index).label("months_since")
     stmt = (
-        sa.select(
-            first.c.cohort_index,
-            offset,
-            sa.func.count().label("customers"),
-        )
+        sa.select(cohort_index.label("cohort_index"), offset, sa.func.count().label("customers"))
         .join_from(activity, first, activity.c.customer_id == first.c.customer_id)
-        .where(first.c.cohort_index >= start_index, offset <= max_months)
-        .group_by(first.c.cohort_index, offset)
+        .where(offset <= max_months)
+        .group_by(cohort_index, offset)
     )
     counts = store.read_df(stmt)
     if counts.empty:
@@ -55,7 +58,14 @@ def cohort_retention(store: Store, filters: Filters, max_months: int = 12) -> pd
     end_index = filters.end.year * 12 + filters.end.month
     future = shares.index.to_numpy()[:, None] + shares.columns.to_numpy()[None, :] > end_index
     shares = shares.mask(future)
-    shares.index = [f"{(i - 1) // 12:04d}-{(i - 1) % 12 + 1:02d}" for i in shares.index.astype(int)]
+    start_index = filters.start.year * 12 + filters.start.month
+    partial = {start_index} if filters.start.day > 1 else set()
+    if filters.end != month_end(filters.end):
+        partial.add(end_index)
+    shares.index = [
+        f"{(i - 1) // 12:04d}-{(i - 1) % 12 + 1:02d}" + (" (partial)" if i in partial else "")
+        for i in shares.index.astype(int)
+    ]
     shares.index.name = "cohort"
     shares.columns.name = "months_since_first_purchase"
     shares.insert(0, "customers", sizes.astype(int).to_numpy())

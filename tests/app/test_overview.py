@@ -59,4 +59,41 @@ def test_overview_on_real_cdnow_data(tmp_path, monkeypatch):
     assert not at.exception
     figures = {m.label: m.value for m in at.metric}
     assert figures["Orders"] != "n/a" and figures["NPS"] == "n/a" and figures["CSAT"] == "n/a"
-    assert "1998" in at.caption[0].value  # CDNOW's last purchases are in June 1998
+    assert any(
+        "Jun 1998" in c.value for c in at.main.caption
+    )  # CDNOW's last purchases are in June 1998
+
+
+def test_presets_count_back_from_the_last_data_day(signed_in):
+    at = signed_in("manager")
+    last_day = at.session_state["crm_filters"].end
+    assert any(c.value.startswith(f"Data through {last_day:%d %b %Y}") for c in at.sidebar.caption)
+    at.sidebar.selectbox(key="filter_preset").select("last_7_days").run()
+    assert not at.exception
+    filters = at.session_state["crm_filters"]
+    assert (filters.end, filters.days) == (last_day, 7)
+    assert any("(7 days)" in c.value for c in at.sidebar.caption)
+    assert any(s.value == "Revenue and active customers by day" for s in at.subheader)
+    at.sidebar.selectbox(key="filter_preset").select("last_year").run()
+    filters = at.session_state["crm_filters"]
+    assert (filters.start.month, filters.start.day, filters.end.month, filters.end.day) == (
+        1,
+        1,
+        12,
+        31,
+    )
+    assert filters.days in (365, 366)
+
+
+def test_one_day_period_and_year_ago_comparison(signed_in):
+    at = signed_in("manager")
+    last_day = at.session_state["crm_filters"].end
+    at.sidebar.selectbox(key="filter_preset").select("custom").run()
+    at.sidebar.date_input(key="filter_dates").set_value((last_day, last_day)).run()
+    assert not at.exception
+    assert at.session_state["crm_filters"].days == 1
+    at.sidebar.selectbox(key="filter_compare").select("year_ago").run()
+    assert not at.exception
+    caption = " ".join(c.value for c in at.caption)
+    assert "the same period last year" in caption
+    assert f"{last_day.replace(year=last_day.year - 1):%d %b %Y}" in caption

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import date
 
 import pandas as pd
 import pytest
 
-from crm_core.filters import default_filters, order_date_range
-from crm_core.metrics import METRICS, compute_kpis, format_change, format_value, monthly_trend
+from crm_core.analytics.cohorts import cohort_retention
+from crm_core.filters import Filters, default_filters, order_date_range
+from crm_core.metrics import METRICS, compute_kpis, format_change, format_value, revenue_trend
 from tests.core import tiny
 
 pytestmark = pytest.mark.both_stores  # every test here runs on DuckDB and PostgreSQL
@@ -95,14 +97,61 @@ def test_empty_store_has_no_default_period(store):
 def test_default_period_ends_at_last_order(tiny_store):
     filters = default_filters(tiny_store)
     assert filters.end.isoformat() == "2024-03-01"
-    assert filters.start.isoformat() == "2023-12-20"  # the first order is later than a year back
+    assert filters.start.isoformat() == "2023-03-03"  # 365 days, even before the first order
 
 
-def test_monthly_trend(tiny_store):
-    trend = monthly_trend(tiny_store, tiny.PERIOD)
-    assert len(trend) == 1
-    row = trend.iloc[0]
-    assert (row["revenue"], row["orders"], row["active_customers"]) == (170.0, 4, 3)
+def test_trend_of_a_month_is_drawn_by_day_with_every_day_listed(tiny_store):
+    trend = revenue_trend(tiny_store, tiny.PERIOD)
+    assert trend["grain"].unique().tolist() == ["day"]
+    assert len(trend) == 29 and not trend["partial"].any()
+    assert trend["revenue"].sum() == 170.0 and trend["orders"].sum() == 4
+    feb5 = trend.set_index("period").loc[pd.Timestamp("2024-02-05")]
+    assert (feb5["revenue"], feb5["orders"], feb5["active_customers"]) == (50.0, 1, 1)
+
+
+def test_trend_by_month_marks_partial_months(tiny_store):
+    period = Filters(start=date(2023, 12, 15), end=date(2024, 2, 29))
+    trend = revenue_trend(tiny_store, period, grain="month")
+    assert trend["period"].dt.strftime("%Y-%m").tolist() == ["2023-12", "2024-01", "2024-02"]
+    assert trend["partial"].tolist() == [True, False, False]
+    assert trend["orders"].tolist() == [1, 2, 4]
+
+
+def test_trend_of_a_quarter_is_drawn_by_week(tiny_store):
+    period = Filters(start=date(2024, 1, 3), end=date(2024, 2, 29))  # Wednesday .. Thursday
+    trend = revenue_trend(tiny_store, period)
+    assert trend["grain"].iloc[0] == "week"
+    assert trend["period"].dt.day_of_week.unique().tolist() == [0]  # weeks start on Monday
+    assert trend["partial"].iloc[0] and trend["partial"].iloc[-1]
+    assert not trend["partial"].iloc[1:-1].any()
+    assert trend["orders"].sum() == 6
+
+
+@pytest.mark.parametrize(
+    "start,end,countries",
+    [
+        ("2024-02-10", "2024-02-10", ()),  # one day
+        ("2024-02-01", "2024-02-29", ()),
+        ("2024-01-15", "2024-02-29", ("US",)),
+        ("2023-12-01", "2024-03-01", ()),
+    ],
+)
+def test_new_customers_equal_the_cohort_grid(tiny_store, start, end, countries):
+    period = Filters(
+        start=date.fromisoformat(start), end=date.fromisoformat(end), countries=countries
+    )
+    new = compute_kpis(tiny_store, period)["new_customers"].value
+    grid = cohort_retention(tiny_store, period)
+    assert (0 if grid.empty else int(grid["customers"].sum())) == new
+
+
+def test_comparison_with_the_same_period_a_year_earlier(tiny_store):
+    period = replace(tiny.PERIOD, compare="year_ago")
+    assert period.comparison() == replace(period, start=date(2023, 2, 1), end=date(2023, 2, 28))
+    kpis = compute_kpis(tiny_store, period)
+    assert kpis["revenue"].value == pytest.approx(170.0)
+    assert kpis["revenue"].previous == 0.0  # nothing sold in February 2023
+    assert kpis["new_customers"].previous == 0
 
 
 @pytest.mark.parametrize(

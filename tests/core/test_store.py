@@ -179,7 +179,7 @@ def test_duckdb_sql_cannot_read_write_attach_or_install(tmp_path, sql):
 def test_demo_store_kpis_are_identical_on_duckdb_and_postgresql(demo_store_path, pg_demo_store_url):
     from crm_core.analytics.cohorts import cohort_retention
     from crm_core.filters import default_filters
-    from crm_core.metrics import compute_kpis, monthly_trend
+    from crm_core.metrics import compute_kpis, revenue_trend
 
     results = {}
     for name, url in (("duckdb", f"duckdb:///{demo_store_path}"), ("pg", pg_demo_store_url)):
@@ -188,7 +188,7 @@ def test_demo_store_kpis_are_identical_on_duckdb_and_postgresql(demo_store_path,
         results[name] = (
             filters,
             {k: (v.value, v.previous) for k, v in compute_kpis(opened, filters).items()},
-            monthly_trend(opened, filters),
+            revenue_trend(opened, filters),
             cohort_retention(opened, filters),
             opened.row_counts(),
         )
