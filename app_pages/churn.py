@@ -9,6 +9,7 @@ from crm_ui import auth_ui, filters_ui, model_charts, model_ui, segment_ui, widg
 
 user = auth_ui.require_view("churn")
 st.title("Churn risk")
+widgets.filter_note("churn")
 filters = filters_ui.current_filters()
 _, as_of = model_ui.model_span_or_stop(filters)
 
@@ -96,6 +97,16 @@ left, right = st.columns(2)
 left.plotly_chart(model_charts.calibration(report.calibration), width="stretch")
 right.plotly_chart(model_charts.gains(report.gains), width="stretch")
 
+for note in report.notes:
+    st.warning(note, icon=":material/warning:")
+with st.expander("Feature drift: scoring against training"):
+    st.caption(
+        "Population stability index (PSI) of each feature at the scoring date against the "
+        f"data the scoring model learned from: under {churn.PSI_MOVED} stable, from "
+        f"{churn.PSI_SHIFTED} shifted (the risks that lean on it are less reliable)."
+    )
+    st.dataframe(report.drift, hide_index=True, width="stretch")
+
 st.subheader("What drives churn")
 for sentence in report.drivers["sentence"]:
     st.markdown(f"- {sentence}")
@@ -121,6 +132,10 @@ else:
     )
     top = at_risk[at_risk["churn_band"] == "high"].head(25)
     st.markdown("**High-risk customers with the most value at risk**")
+    st.caption(
+        "Reasons: the features that push each customer's risk up most, with how much lower "
+        "the risk would be if that one thing were typical."
+    )
     st.dataframe(mask_pii(top, user.role), hide_index=True, width="stretch")
     high_risk = at_risk.loc[at_risk["churn_band"] == "high", "customer_id"].astype(int).tolist()
     st.caption(f"{len(high_risk):,} customers are in the high-risk band.")

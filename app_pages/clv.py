@@ -11,6 +11,7 @@ from crm_ui import auth_ui, filters_ui, model_charts, model_ui, widgets
 
 user = auth_ui.require_view("clv")
 st.title("Customer lifetime value")
+widgets.filter_note("clv")
 filters = filters_ui.current_filters()
 first, last = model_ui.model_span_or_stop(filters)
 

@@ -9,6 +9,7 @@ from crm_ui import auth_ui, filters_ui, insight_charts, insight_ui, segment_ui, 
 
 auth_ui.require_view("funnels")
 st.title("Funnels")
+widgets.filter_note("funnels")
 
 filters = filters_ui.current_filters()
 if filters is None:

@@ -4,15 +4,17 @@ import streamlit as st
 
 from crm_core.analytics import clustering, rfm
 from crm_core.errors import CRMError
-from crm_ui import auth_ui, segment_charts, segment_ui, widgets
+from crm_ui import auth_ui, filters_ui, segment_charts, segment_ui, widgets
 
 user = auth_ui.require_view("segmentation")
 st.title("Segmentation")
-as_of = segment_ui.ensure_360()
-if as_of is None:
+widgets.filter_note("segmentation")
+last_order = segment_ui.ensure_360()
+filters = filters_ui.current_filters()
+if last_order is None or filters is None:
     st.info("No orders in the store yet: import `customers` and `orders` to segment them.")
     st.stop()
-st.caption(f"As of {as_of:%d %b %Y}, the day of the last order in the store.")
+as_of = min(filters.end, last_order)
 rfm_tab, cluster_tab = st.tabs(["RFM segments", "Clusters"])
 
 with rfm_tab:
@@ -30,7 +32,11 @@ with rfm_tab:
         format_func=lambda d: f"{d} days earlier",
         help="Segments as of this many days before, to show who moved where.",
     )
-    scores = segment_ui.rfm_scores(as_of, rfm.WINDOWS[window])
+    scores = segment_ui.rfm_scores(as_of, rfm.WINDOWS[window], filters)
+    st.caption(f"RFM as of {as_of:%d %b %Y}: {len(scores):,} customers with an order by then.")
+    if scores.empty:
+        st.info("No customer in this filter has bought by the end of the period.")
+        st.stop()
     st.markdown(
         "R, F and M are scored 1-5 by quintiles (ties share a score). Each customer gets the "
         "**first** segment in this table whose R and F ranges match."
@@ -50,7 +56,7 @@ with rfm_tab:
         st.plotly_chart(segment_charts.rf_heatmap(rfm.rf_grid(scores)), width="stretch")
     with move_col:
         st.subheader(f"Movement in the last {compare} days")
-        moves = segment_ui.movement(as_of, rfm.WINDOWS[window], compare)
+        moves = segment_ui.movement(as_of, rfm.WINDOWS[window], compare, filters)
         st.plotly_chart(segment_charts.movement_heatmap(moves), width="stretch")
 
 with cluster_tab:

@@ -8,12 +8,12 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, timedelta
 
-from crm_core import auth, schema
+from crm_core import auth, reports, schema
 from crm_core.config import get_settings
 from crm_core.errors import CRMError
-from crm_core.filters import Filters, default_filters
+from crm_core.filters import COMPARISONS, Filters, default_filters
 from crm_core.metrics import compute_kpis, format_value, kpis_as_dict
 from crm_core.store import Store, get_store
 
@@ -32,12 +32,16 @@ def cmd_init(args: argparse.Namespace, store: Store) -> int:
     if existing:
         print(f"The store already has {existing:,} customers; data left as it is.")
     elif args.dataset == "demo":
-        print(f"Creating the demo store with {args.customers:,} customers (seed {args.seed})...")
+        end = args.end or date.today() - timedelta(days=1)
+        print(
+            f"Creating the demo store with {args.customers:,} customers (seed {args.seed}), "
+            f"history up to {end:%d %b %Y}..."
+        )
         from crm_core import demo
 
         started = time.perf_counter()
         counts = demo.create_demo_store(
-            store, customers=args.customers, seed=args.seed, progress=_print_progress
+            store, customers=args.customers, seed=args.seed, end=end, progress=_print_progress
         )
         seconds = time.perf_counter() - started
         print(f"Demo store created in {seconds:.1f} s: " + _counts_text(counts))
@@ -77,27 +81,49 @@ def cmd_import(args: argparse.Namespace, store: Store) -> int:
     return 0
 
 
-def cmd_kpis(args: argparse.Namespace, store: Store) -> int:
-    """Print the overview's KPIs for a period, with the previous period of equal length."""
-    store.require_tables("orders", "customers", "survey_responses")
-    defaults = default_filters(store)
-    if defaults is None and (args.start is None or args.end is None):
-        raise CRMError("The store has no orders; give --start and --end, or import orders.")
-    filters = Filters(
-        start=args.start or defaults.start,
-        end=args.end or defaults.end,
+def _filters_from_args(args: argparse.Namespace, store: Store) -> Filters:
+    return reports.resolve_filters(
+        default_filters(store),
+        start=args.start,
+        end=args.end,
         countries=tuple(args.country or ()),
         channels=tuple(args.channel or ()),
+        compare=args.compare,
     )
+
+
+def cmd_kpis(args: argparse.Namespace, store: Store) -> int:
+    """Print the overview's KPIs for a period, with the period it is compared with."""
+    store.require_tables("orders", "customers", "survey_responses")
+    filters = _filters_from_args(args, store)
     if filters.end < filters.start:
         raise CRMError(f"--end {filters.end} is before --start {filters.start}.")
     kpis = compute_kpis(store, filters)
     if args.json:
         print(json.dumps(kpis_as_dict(kpis, filters), indent=2))
         return 0
-    print(f"KPIs {filters.start} .. {filters.end} (previous: {filters.previous().start} ..)")
+    compared = filters.comparison()
+    print(f"KPIs {filters.start} .. {filters.end} (compared with {compared.start} ..)")
     for kpi in kpis.values():
         print(f"  {kpi.metric.label:<22} {format_value(kpi.metric, kpi.value):>14}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace, store: Store) -> int:
+    """Print one view's figures under the same filters as the app (JSON, or a summary)."""
+    store.require_tables("orders", "customers")
+    figures = reports.report(store, args.view, _filters_from_args(args, store))
+    if args.json:
+        print(json.dumps(figures, indent=2, default=str))
+        return 0
+    print(f"{args.view}: {json.dumps(figures['filters'])}")
+    for key, value in figures.items():
+        if key in ("view", "filters"):
+            continue
+        shown = (
+            f"{len(value):,} rows" if isinstance(value, list) else json.dumps(value, default=str)
+        )
+        print(f"  {key}: {shown[:200]}")
     return 0
 
 
@@ -111,7 +137,7 @@ def _read_password(prompt: str) -> str:
 
 
 def cmd_users(args: argparse.Namespace, store: Store) -> int:
-    """Add, reset or list dashboard users."""
+    """Add, reset, deactivate, reactivate, re-role, remove or list dashboard users."""
     store.init_schema()
     if args.users_command == "add":
         password = _read_password(f"Password for {args.username}: ")
@@ -125,14 +151,31 @@ def cmd_users(args: argparse.Namespace, store: Store) -> int:
         print(f"Password of {args.username} reset; the account is unlocked.")
         if args.generate:
             print(f"New password (shown once): {password}")
+    elif args.users_command == "deactivate":
+        auth.deactivate_user(store, args.username)
+        print(f"Deactivated {args.username}: they can no longer sign in.")
+    elif args.users_command == "activate":
+        auth.activate_user(store, args.username)
+        print(f"Reactivated {args.username}: they can sign in again.")
+    elif args.users_command == "set-role":
+        auth.set_role(store, args.username, args.role)
+        print(f"{args.username} is now {args.role}.")
+    elif args.users_command == "remove":
+        auth.remove_user(store, args.username)
+        print(f"Removed {args.username}; their export log rows and segments stay.")
     else:
+        print(f"{'username':<20} {'role':<10} {'status':<12} {'last sign-in (UTC)':<19} name")
         for user in auth.list_users(store):
-            print(f"{user['username']:<20} {user['role']:<10} {user['name']}")
+            status = "active" if user["active"] else "deactivated"
+            last = f"{user['last_login_at']:%Y-%m-%d %H:%M}" if user["last_login_at"] else "never"
+            print(
+                f"{user['username']:<20} {user['role']:<10} {status:<12} {last:<19} {user['name']}"
+            )
     return 0
 
 
 def cmd_segments(args: argparse.Namespace, store: Store) -> int:
-    """Create, list or preview saved segments (the builder page's JSON format)."""
+    """Create, list, preview, delete or restore saved segments (the builder's JSON format)."""
     from pathlib import Path
 
     from crm_core import features, segments
@@ -151,6 +194,18 @@ def cmd_segments(args: argparse.Namespace, store: Store) -> int:
             segments.list_segments(store).set_index("segment_id").at[saved.segment_id, "customers"]
         )
         print(f"Saved segment {saved.name!r} version {saved.version}: {int(size):,} customers.")
+        for warning in segments.value_warnings(store, saved.definition):
+            print(f"warning: {warning}")
+    elif args.segments_command in ("delete", "restore"):
+        user = auth.get_user(store, args.user)
+        if user is None:
+            raise CRMError(f"No user {args.user!r}; see `python -m crm_core users list`.")
+        if args.segments_command == "delete":
+            segments.delete_segment(store, args.name, user=user)
+            print(f"Deleted segment {args.name!r}; `segments restore` brings it back.")
+        else:
+            back = segments.restore_segment(store, args.name, user=user)
+            print(f"Restored segment {back.name!r} version {back.version}.")
     elif args.segments_command == "list":
         for row in segments.list_segments(store).itertuples():
             size = "?" if row.customers != row.customers else f"{int(row.customers):,}"
@@ -171,6 +226,7 @@ def cmd_segments(args: argparse.Namespace, store: Store) -> int:
             "avg_churn_risk": result.avg_churn_risk,
             "definition": saved.definition,
             "sql": result.sql,
+            "warnings": list(result.warnings),
         }
         if args.json:
             print(json.dumps(figures, indent=2, default=str))
@@ -179,6 +235,8 @@ def cmd_segments(args: argparse.Namespace, store: Store) -> int:
                 f"{saved.name} v{saved.version}: {result.customers:,} of {result.base:,} "
                 f"customers ({result.share:.1%}), revenue {result.revenue:,.2f}"
             )
+            for warning in result.warnings:
+                print(f"warning: {warning}")
     return 0
 
 
@@ -301,6 +359,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     init.add_argument("--customers", type=int, default=settings.demo_customers)
     init.add_argument("--seed", type=int, default=settings.demo_seed)
+    init.add_argument(
+        "--end",
+        type=date.fromisoformat,
+        default=None,
+        help="last day of the demo's history (default: yesterday, so the demo looks current)",
+    )
     init.set_defaults(handler=cmd_init)
 
     imp = sub.add_parser("import", help="load a CSV or Parquet file into a table")
@@ -314,13 +378,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imp.set_defaults(handler=cmd_import)
 
+    def add_filter_args(command: argparse.ArgumentParser) -> None:
+        command.add_argument(
+            "--start", type=date.fromisoformat, help="YYYY-MM-DD (default: a year back)"
+        )
+        command.add_argument(
+            "--end", type=date.fromisoformat, help="YYYY-MM-DD (default: last order)"
+        )
+        command.add_argument("--country", action="append", help="repeat for several")
+        command.add_argument("--channel", action="append", help="repeat for several")
+        command.add_argument(
+            "--compare",
+            choices=tuple(COMPARISONS),
+            default="previous",
+            help="compare with the previous period of equal length or the same days a year earlier",
+        )
+        command.add_argument("--json", action="store_true", help="print JSON")
+
     kpis = sub.add_parser("kpis", help="print the overview KPIs for a period")
-    kpis.add_argument("--start", type=date.fromisoformat, help="YYYY-MM-DD (default: a year back)")
-    kpis.add_argument("--end", type=date.fromisoformat, help="YYYY-MM-DD (default: last order)")
-    kpis.add_argument("--country", action="append", help="repeat for several")
-    kpis.add_argument("--channel", action="append", help="repeat for several")
-    kpis.add_argument("--json", action="store_true", help="print JSON")
+    add_filter_args(kpis)
     kpis.set_defaults(handler=cmd_kpis)
+
+    rep = sub.add_parser(
+        "report", help="print a view's figures (JSON with --json) under the app's filters"
+    )
+    rep.add_argument("view", choices=tuple(reports.REPORTS))
+    add_filter_args(rep)
+    rep.set_defaults(handler=cmd_report)
 
     users = sub.add_parser("users", help="manage dashboard users")
     users_sub = users.add_subparsers(dest="users_command", required=True)
@@ -332,10 +416,21 @@ def build_parser() -> argparse.ArgumentParser:
     reset = users_sub.add_parser("reset", help="set a new password and unlock the account")
     reset.add_argument("username")
     reset.add_argument("--generate", action="store_true", help="generate a random password")
-    users_sub.add_parser("list", help="list users and roles")
+    for command, text in (
+        ("deactivate", "stop a user from signing in (reversible with `activate`)"),
+        ("activate", "let a deactivated user sign in again"),
+        ("remove", "delete a user's login; their export log rows and segments stay"),
+    ):
+        users_sub.add_parser(command, help=text).add_argument("username")
+    set_role = users_sub.add_parser("set-role", help="give a user another role")
+    set_role.add_argument("username")
+    set_role.add_argument("role", help=f"one of: {', '.join(auth.ROLES)}")
+    users_sub.add_parser("list", help="list users, roles, status and last sign-in")
     users.set_defaults(handler=cmd_users)
 
-    segs = sub.add_parser("segments", help="create, list and preview saved segments")
+    segs = sub.add_parser(
+        "segments", help="create, list, preview, delete and restore saved segments"
+    )
     segs_sub = segs.add_subparsers(dest="segments_command", required=True)
     create = segs_sub.add_parser("create", help="save a segment (or a new version) from JSON")
     create.add_argument("name")
@@ -347,6 +442,10 @@ def build_parser() -> argparse.ArgumentParser:
     prev.add_argument("name")
     prev.add_argument("--role", choices=auth.ROLES, default="analyst", help="for PII masking")
     prev.add_argument("--json", action="store_true", help="print JSON")
+    for verb, what in (("delete", "delete (restorable)"), ("restore", "bring back a deleted")):
+        action = segs_sub.add_parser(verb, help=f"{what} segment: its owner or an admin")
+        action.add_argument("name")
+        action.add_argument("--user", required=True, help="who acts (the owner or an admin)")
     segs.set_defaults(handler=cmd_segments)
 
     from crm_core.export import CHANNELS, FORMATS

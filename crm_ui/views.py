@@ -14,16 +14,27 @@ class View:
     icon: str
     section: str
     path: str
+    filters_note: str = ""
+    """What the sidebar filters do on this view, and which it does not use and why (shown
+    under the title; empty for admin pages, which have no figures)."""
 
 
 VIEWS: tuple[View, ...] = (
-    View("overview", "KPI overview", ":material/dashboard:", "Overview", "app_pages/overview.py"),
+    View(
+        "overview",
+        "KPI overview",
+        ":material/dashboard:",
+        "Overview",
+        "app_pages/overview.py",
+        "Every figure uses the sidebar's period, comparison, country and sales channel.",
+    ),
     View(
         "customer_360",
         "Customer 360",
         ":material/person_search:",
         "Customers",
         "app_pages/customer_360.py",
+        "The sidebar filters are not used: a profile shows the customer's whole history.",
     ),
     View(
         "segmentation",
@@ -31,6 +42,12 @@ VIEWS: tuple[View, ...] = (
         ":material/donut_small:",
         "Customers",
         "app_pages/segmentation.py",
+        (
+            "RFM uses the period's last day as its as-of date and counts the customers of the "
+            "chosen countries and channels (scores are ranked over all customers, so a customer's"
+            " segment is the same on every page). Clusters use every buyer in the customer 360 "
+            "table."
+        ),
     ),
     View(
         "segment_builder",
@@ -38,18 +55,70 @@ VIEWS: tuple[View, ...] = (
         ":material/group_add:",
         "Marketing",
         "app_pages/segment_builder.py",
+        (
+            "The sidebar filters are not used: a segment's own rules decide who is in it (add a "
+            "country rule to narrow it), so a saved segment means the same for everyone who "
+            "exports it."
+        ),
     ),
-    View("campaigns", "Campaign ROI", ":material/campaign:", "Marketing", "app_pages/campaigns.py"),
+    View(
+        "campaigns",
+        "Campaign ROI",
+        ":material/campaign:",
+        "Marketing",
+        "app_pages/campaigns.py",
+        (
+            "Period, country and sales channel apply: revenue and spend are both scoped to the "
+            "customers in the filter (spend by their share of each campaign's contacts), and "
+            "incrementality uses the campaigns running in the period."
+        ),
+    ),
     View(
         "surveys",
         "NPS & CSAT",
         ":material/sentiment_satisfied:",
         "Analysis",
         "app_pages/surveys.py",
+        (
+            "Uses answers given in the period by customers of the chosen countries (and who "
+            "bought through the chosen channels)."
+        ),
     ),
-    View("funnels", "Funnels", ":material/filter_alt:", "Analysis", "app_pages/funnels.py"),
-    View("clv", "Lifetime value", ":material/savings:", "Analysis", "app_pages/clv.py"),
-    View("churn", "Churn risk", ":material/person_remove:", "Analysis", "app_pages/churn.py"),
+    View(
+        "funnels",
+        "Funnels",
+        ":material/filter_alt:",
+        "Analysis",
+        "app_pages/funnels.py",
+        (
+            "The event funnel uses the period and the customers of the chosen countries and "
+            "channels; the lead funnel uses the period only (a lead has no country or channel "
+            "until it becomes a customer)."
+        ),
+    ),
+    View(
+        "clv",
+        "Lifetime value",
+        ":material/savings:",
+        "Analysis",
+        "app_pages/clv.py",
+        (
+            "The models use the orders of the chosen countries and channels up to the period's "
+            "last day; the calibration end and horizon are chosen below."
+        ),
+    ),
+    View(
+        "churn",
+        "Churn risk",
+        ":material/person_remove:",
+        "Analysis",
+        "app_pages/churn.py",
+        (
+            "The model scores customers as of the period's last day, using the customers and "
+            "orders of the chosen countries and channels; its training windows are set by the "
+            "churn window below."
+        ),
+    ),
     View(
         "data_import", "Data import", ":material/upload_file:", "Admin", "app_pages/data_import.py"
     ),

@@ -17,6 +17,7 @@ from datetime import date, datetime, time, timedelta
 import pandas as pd
 import sqlalchemy as sa
 
+from crm_core.filters import Filters, customer_scope
 from crm_core.schema import orders
 from crm_core.store import Store
 
@@ -172,10 +173,19 @@ def order_aggregates(as_of: date, window_days: int | None = None) -> sa.Select:
     )
 
 
-def rfm_scores(store: Store, as_of: date, window_days: int | None = None) -> pd.DataFrame:
-    """One row per buyer: recency_days, frequency, monetary, r/f/m scores, rfm_segment."""
-    stmt = scored(order_aggregates(as_of, window_days).cte("rfm_aggregates"))
-    frame = store.read_df(stmt.order_by(stmt.selected_columns.customer_id))
+def rfm_scores(
+    store: Store, as_of: date, window_days: int | None = None, filters: Filters | None = None
+) -> pd.DataFrame:
+    """One row per buyer: recency_days, frequency, monetary, r/f/m scores, rfm_segment.
+
+    Scores are ranked over every buyer, so a customer's segment does not depend on the
+    filter; `filters` (countries, channels) only chooses which customers are returned.
+    """
+    every_buyer = scored(order_aggregates(as_of, window_days).cte("rfm_aggregates")).subquery()
+    stmt = sa.select(every_buyer)
+    if filters is not None:
+        stmt = stmt.where(*customer_scope(every_buyer.c.customer_id, filters))
+    frame = store.read_df(stmt.order_by(every_buyer.c.customer_id))
     for col in ("recency_days", "frequency", "r_score", "f_score", "m_score"):
         frame[col] = frame[col].astype("int64")
     frame["monetary"] = frame["monetary"].astype(float)
@@ -204,14 +214,18 @@ def rf_grid(scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def segment_movement(
-    store: Store, as_of: date, window_days: int | None = None, compare_days: int = 90
+    store: Store,
+    as_of: date,
+    window_days: int | None = None,
+    compare_days: int = 90,
+    filters: Filters | None = None,
 ) -> pd.DataFrame:
     """Customers by (segment `compare_days` before `as_of`, segment at `as_of`).
 
     Customers without an order by the earlier date come from "No orders yet".
     """
-    now = rfm_scores(store, as_of, window_days)[["customer_id", "rfm_segment"]]
-    before = rfm_scores(store, as_of - timedelta(days=compare_days), window_days)
+    now = rfm_scores(store, as_of, window_days, filters)[["customer_id", "rfm_segment"]]
+    before = rfm_scores(store, as_of - timedelta(days=compare_days), window_days, filters)
     merged = now.merge(
         before[["customer_id", "rfm_segment"]],
         on="customer_id",

@@ -7,12 +7,14 @@ import json
 import os
 import subprocess
 import sys
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 
 from crm_core import auth
 from crm_core.cli import main
+from crm_core.filters import order_date_range
 from crm_core.store import get_store
 from tests.core import tiny
 
@@ -133,5 +135,48 @@ def test_init_demo_reports_how_long_it_took(store, capsys):
     code, out, _ = run_cli(capsys, "init", "--customers", "300", "--seed", "3")
     assert code == 0
     assert "Demo store created in" in out and "customers 300" in out
+    yesterday = date.today() - timedelta(days=1)
+    assert f"history up to {yesterday:%d %b %Y}" in out
+    assert yesterday - timedelta(days=7) <= order_date_range(store)[1] <= yesterday
     code, out, _ = run_cli(capsys, "init")
     assert "already has 300 customers; data left as it is" in out
+
+
+def test_users_deactivate_activate_set_role_remove_and_list(store, capsys):
+    auth.add_user(store, "admin", "admin", "admin-password-1")
+    auth.add_user(store, "mia", "marketer", "mia-password-1")
+    auth.record_login(store, "mia", success=True)
+    code, out, _ = run_cli(capsys, "users", "deactivate", "mia")
+    assert code == 0 and "Deactivated mia" in out
+    assert "mia" not in auth.authenticator_credentials(store)["usernames"]
+    code, out, _ = run_cli(capsys, "users", "list")
+    mia = next(line for line in out.splitlines() if line.startswith("mia "))
+    assert mia.split()[:3] == ["mia", "marketer", "deactivated"]
+    assert "last sign-in" in out.splitlines()[0]
+    assert out.splitlines()[1].split()[:4] == ["admin", "admin", "active", "never"]
+    code, out, _ = run_cli(capsys, "users", "activate", "mia")
+    assert code == 0 and "Reactivated mia" in out and auth.get_user(store, "mia").active
+    code, out, _ = run_cli(capsys, "users", "set-role", "mia", "analyst")
+    assert code == 0 and "mia is now analyst" in out
+    assert auth.get_user(store, "mia").role == "analyst"
+    code, out, _ = run_cli(capsys, "users", "remove", "mia")
+    assert code == 0 and "Removed mia" in out and auth.get_user(store, "mia") is None
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (("remove", "admin"), "Cannot remove 'admin': it is the last active admin"),
+        (("deactivate", "admin"), "Cannot deactivate 'admin': it is the last active admin"),
+        (("set-role", "admin", "analyst"), "Cannot demote 'admin': it is the last active admin"),
+        (("set-role", "admin", "boss"), "Unknown role 'boss'; allowed: admin, manager"),
+        (("activate", "ghost"), "No user 'ghost'"),
+        (("remove", "ghost"), "No user 'ghost'"),
+    ],
+)
+def test_users_lifecycle_bad_input_exits_2_with_one_line(store, capsys, args, message):
+    auth.add_user(store, "admin", "admin", "admin-password-1")
+    code, out, err = run_cli(capsys, "users", *args)
+    assert code == 2 and not out
+    assert err.startswith(f"error: {message}") and len(err.strip().splitlines()) == 1
+    assert auth.get_user(store, "admin") == auth.User("admin", "admin", "admin", None, True)

@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import date
 from itertools import product
 
+import pandas as pd
 import pytest
 
 from crm_core.analytics import rfm
+from crm_core.filters import Filters
 from tests.core import tiny
 
 AS_OF = date(2024, 3, 1)
@@ -83,3 +85,18 @@ def test_summary_grid_and_movement(store):
     moves = rfm.segment_movement(store, AS_OF, compare_days=30)
     assert moves["customers"].sum() == 4
     assert "No orders yet" in set(moves["from_segment"])  # customer 3 first bought in Feb
+
+
+@pytest.mark.parametrize(
+    "countries,channels,kept",
+    [(("GB",), (), [3, 4]), (("US",), (), [1, 2]), ((), ("store",), [2]), ((), ("app",), [1])],
+)
+def test_a_filter_chooses_customers_without_changing_their_scores(store, countries, channels, kept):
+    tiny.load(store)
+    everyone = rfm.rfm_scores(store, AS_OF).set_index("customer_id")
+    period = Filters(date(2024, 1, 1), AS_OF, countries=countries, channels=channels)
+    sliced = rfm.rfm_scores(store, AS_OF, filters=period).set_index("customer_id")
+    assert sliced.index.tolist() == kept
+    pd.testing.assert_frame_equal(sliced, everyone.loc[kept])
+    moves = rfm.segment_movement(store, AS_OF, compare_days=30, filters=period)
+    assert moves["customers"].sum() == len(kept)

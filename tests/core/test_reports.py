@@ -1,0 +1,189 @@
+"""The filter matrix: each view's `report` under a country, a channel and a short period
+equals an independent pandas computation over the same tables."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from crm_core import reports
+from crm_core.errors import CRMError
+from crm_core.filters import Filters, default_filters
+from crm_core.store import Store
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def demo(demo_store_path: Path):
+    store = Store(f"duckdb:///{demo_store_path}")
+    frames = {
+        name: store.read_df(f"SELECT * FROM {name}")
+        for name in ("customers", "orders", "events", "survey_responses")
+    }
+    yield store, frames
+    store.dispose()
+
+
+def scenarios(store: Store) -> dict[str, Filters]:
+    year = default_filters(store)
+    short = replace(year, start=year.end - timedelta(days=13))
+    return {
+        "country": replace(year, countries=("DE",)),
+        "channel": replace(year, channels=("app",)),
+        "short period": replace(short, countries=("US", "GB")),
+    }
+
+
+def in_scope(frames: dict[str, pd.DataFrame], filters: Filters) -> set[int]:
+    """Customers in the filter's scope: its countries, and who ever ordered via its channels."""
+    people = frames["customers"]
+    ids = set(people["customer_id"])
+    if filters.countries:
+        ids &= set(people.loc[people["country"].isin(filters.countries), "customer_id"])
+    if filters.channels:
+        o = frames["orders"]
+        ids &= set(o.loc[o["channel"].isin(filters.channels), "customer_id"])
+    return ids
+
+
+def completed_in_scope(frames: dict[str, pd.DataFrame], filters: Filters) -> pd.DataFrame:
+    """Completed orders of the filter's countries and channels (order-level channel)."""
+    o = frames["orders"]
+    o = o[o["status"] == "completed"]
+    if filters.channels:
+        o = o[o["channel"].isin(filters.channels)]
+    if filters.countries:
+        c = frames["customers"]
+        o = o[o["customer_id"].isin(c.loc[c["country"].isin(filters.countries), "customer_id"])]
+    return o
+
+
+def between(frame: pd.DataFrame, column: str, filters: Filters) -> pd.DataFrame:
+    start, end = pd.Timestamp(filters.start), pd.Timestamp(filters.end + timedelta(days=1))
+    return frame[(frame[column] >= start) & (frame[column] < end)]
+
+
+@pytest.mark.parametrize("case", ["country", "channel", "short period"])
+def test_overview_matches_pandas(demo, case):
+    store, frames = demo
+    filters = scenarios(store)[case]
+    got = reports.report(store, "overview", filters)
+    json.dumps(got, allow_nan=False)
+    orders = completed_in_scope(frames, filters)
+    now = between(orders, "ordered_at", filters)
+    first = orders.groupby("customer_id")["ordered_at"].min()
+    new = between(first.rename("ordered_at").reset_index(), "ordered_at", filters)
+    kpis = got["kpis"]
+    assert kpis["revenue"]["value"] == pytest.approx(float(now["amount"].sum()))
+    assert kpis["orders"]["value"] == len(now)
+    assert kpis["active_customers"]["value"] == now["customer_id"].nunique()
+    assert kpis["new_customers"]["value"] == len(new)
+    assert sum(row["customers"] for row in got["cohorts"]) == len(new)
+    trend = pd.DataFrame(got["trend"])
+    assert trend["revenue"].sum() == pytest.approx(float(now["amount"].sum()))
+    assert got["filters"]["countries"] == list(filters.countries)
+
+
+@pytest.mark.parametrize("case", ["country", "channel", "short period"])
+def test_segmentation_matches_pandas(demo, case):
+    store, frames = demo
+    filters = scenarios(store)[case]
+    got = reports.report(store, "segmentation", filters)
+    json.dumps(got, allow_nan=False)
+    o = frames["orders"]
+    bought = o[(o["status"] == "completed") & (o["ordered_at"] < pd.Timestamp(filters.end_ts))]
+    bought = bought[bought["customer_id"].isin(in_scope(frames, filters))]
+    assert got["customers"] == bought["customer_id"].nunique()
+    segments = pd.DataFrame(got["segments"])
+    assert segments["customers"].sum() == got["customers"]
+    assert segments["revenue"].sum() == pytest.approx(float(bought["amount"].sum()))
+    grid_total = sum(sum(row.values()) for row in got["rf_grid"].values())
+    assert grid_total == got["customers"]
+
+
+@pytest.mark.parametrize("case", ["country", "channel", "short period"])
+def test_surveys_match_pandas(demo, case):
+    store, frames = demo
+    filters = scenarios(store)[case]
+    got = reports.report(store, "surveys", filters)
+    json.dumps(got, allow_nan=False, default=str)
+    answers = between(frames["survey_responses"], "answered_at", filters)
+    answers = answers[answers["customer_id"].isin(in_scope(frames, filters))]
+    nps = answers[answers["survey"] == "nps"]["score"]
+    csat = answers[answers["survey"] == "csat"]["score"]
+    assert got["scores"]["nps"]["responses"] == len(nps)
+    if len(nps):
+        expected = 100 * ((nps >= 9).mean() - (nps <= 6).mean())
+        assert got["scores"]["nps"]["value"] == pytest.approx(expected)
+    assert got["scores"]["csat"]["responses"] == len(csat)
+    if len(csat):
+        assert got["scores"]["csat"]["value"] == pytest.approx((csat >= 4).mean())
+
+
+@pytest.mark.parametrize("case", ["country", "channel", "short period"])
+def test_funnels_match_pandas(demo, case):
+    store, frames = demo
+    filters = scenarios(store)[case]
+    got = reports.report(store, "funnels", filters)
+    visits = between(frames["events"], "occurred_at", filters)
+    visits = visits[
+        (visits["event_type"] == "visit") & visits["customer_id"].isin(in_scope(frames, filters))
+    ]
+    steps = pd.DataFrame(got["steps"])
+    assert steps["customers"].iloc[0] == visits["customer_id"].nunique()
+    assert (np.diff(steps["customers"]) <= 0).all()
+
+
+@pytest.mark.parametrize("case", ["country", "channel", "short period"])
+def test_campaign_slices_scope_spend_and_add_up(demo, case):
+    store, frames = demo
+    filters = scenarios(store)[case]
+    got = reports.report(store, "campaigns", filters)
+    json.dumps(got, allow_nan=False, default=str)
+    unfiltered = reports.report(store, "campaigns", replace(filters, countries=(), channels=()))
+    total = unfiltered["totals"]["spend"]
+    assert got["totals"]["spend"] < total
+    countries = sorted(frames["customers"]["country"].dropna().unique())
+    sliced = sum(
+        reports.report(store, "campaigns", replace(filters, countries=(c,), channels=()))["totals"][
+            "spend"
+        ]
+        for c in countries
+    )
+    assert sliced == pytest.approx(total)
+
+
+@pytest.mark.parametrize("view", ["clv", "churn"])
+def test_models_use_the_filters_customers(demo, view):
+    store, frames = demo
+    filters = scenarios(store)["country"]
+    everyone = reports.report(store, view, replace(filters, countries=()))
+    got = reports.report(store, view, filters)
+    orders = completed_in_scope(frames, filters)
+    orders = orders[orders["ordered_at"] < pd.Timestamp(filters.end_ts)]
+    if view == "clv":
+        assert got["customers"] == orders["customer_id"].nunique()
+        assert got["customers"] < everyone["customers"]
+    else:
+        year_back = pd.Timestamp(filters.end_ts) - pd.Timedelta(days=365)
+        erased = frames["customers"].loc[frames["customers"]["erased_at"].notna(), "customer_id"]
+        active_orders = orders[(orders["ordered_at"] >= year_back)]
+        active = active_orders.loc[~active_orders["customer_id"].isin(erased), "customer_id"]
+        active = active.nunique()  # erased customers are not scored
+        assert got["scored_customers"] == active
+        assert got["scored_customers"] < everyone["scored_customers"]
+
+
+def test_unknown_view_and_reversed_period_are_refused(demo):
+    store, _ = demo
+    with pytest.raises(CRMError, match="Unknown view 'kpi'"):
+        reports.report(store, "kpi", default_filters(store))
+    with pytest.raises(CRMError, match="before --start"):
+        reports.report(store, "overview", Filters(date(2024, 2, 1), date(2024, 1, 1)))
