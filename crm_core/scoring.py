@@ -78,11 +78,10 @@ def build_scores(
     """One row per customer with a purchase: CLV and P(alive) for all, churn risk and band
     for those active in the last year (NULL for lapsed customers)."""
     values = clv_report.customers[["customer_id", "clv", "p_alive"]]
-    risk = churn_report.scores[["customer_id", "churn_risk", "churn_band"]]
+    risk = churn_report.scores[["customer_id", "churn_risk", "churn_band", "churn_reasons"]]
     frame = values.merge(risk, on="customer_id", how="outer")
-    frame["churn_band"] = (
-        frame["churn_band"].astype(object).where(frame["churn_band"].notna(), None)
-    )
+    for text in ("churn_band", "churn_reasons"):
+        frame[text] = frame[text].astype(object).where(frame[text].notna(), None)
     frame["clv"] = frame["clv"].astype(float).round(2)
     frame["model_version"] = version
     frame["scored_at"] = pd.Timestamp(scored_at)

@@ -294,6 +294,7 @@ class ChurnModel:
             data[self.feature_names_in_], data["churned"].to_numpy()
         )
         self.churn_rate_ = float(data["churned"].mean())
+        self.reference_ = data[self.feature_names_in_].median()
         return self
 
     def predict_proba(self, data: pd.DataFrame) -> np.ndarray:
@@ -324,6 +325,107 @@ def band(risk: np.ndarray) -> np.ndarray:
     return np.select(
         [risk >= lo for lo, _ in CHURN_BANDS], [name for _, name in CHURN_BANDS], "low"
     )
+
+
+# --- per-customer reasons and drift -------------------------------------------------------
+
+REASON_BANDS = ("high", "medium")
+"""Bands whose customers get reasons (the ones someone will act on)."""
+REASON_MIN_POINTS = 0.02
+"""A feature is a reason when it adds at least this much (2 points) to a customer's risk."""
+REASONS_SHOWN = 3
+
+
+def _shown_value(feature: str, value: float) -> str:
+    if np.isnan(value):
+        return "none"
+    if feature in ("consent_email", "consent_sms"):
+        return "yes" if value >= 0.5 else "no"
+    if feature in ("monetary", "aov", "spend_trend"):
+        return f"${value:,.0f}"
+    return f"{value:,.1f}" if feature in ("nps", "csat") else f"{value:,.0f}"
+
+
+def risk_contributions(model: ChurnModel, data: pd.DataFrame) -> pd.DataFrame:
+    """How much each feature raises each customer's churn risk, from the model itself: the
+    risk minus the risk with that feature set to a typical customer's value (the training
+    median); positive pushes risk up. Model-agnostic, so it reads the same for both models."""
+    risk = model.predict_proba(data)
+    out = {}
+    for feature in model.feature_names_in_:
+        typical = data.copy()
+        typical[feature] = model.reference_[feature]
+        out[feature] = risk - model.predict_proba(typical)
+    return pd.DataFrame(out, index=data.index)
+
+
+def churn_reasons(model: ChurnModel, data: pd.DataFrame, top: int = REASONS_SHOWN) -> pd.Series:
+    """Per customer, the features that push their risk up most, in words, e.g.
+    "days since the last order 142 (+18 pts); e-mail opens in the last 90 days 0 (+6 pts)"."""
+    if data.empty:
+        return pd.Series([], index=data.index, dtype=object)
+    contributions = risk_contributions(model, data)
+    names = list(contributions.columns)
+    points = contributions.to_numpy()
+    values = data[names].to_numpy(dtype=float)
+    order = np.argsort(-points, axis=1, kind="stable")[:, :top]
+    texts = []
+    for i, best in enumerate(order):
+        parts = [
+            f"{FEATURES[names[j]]} {_shown_value(names[j], values[i, j])} "
+            f"(+{100 * points[i, j]:.0f} pts)"
+            for j in best
+            if points[i, j] >= REASON_MIN_POINTS
+        ]
+        texts.append("; ".join(parts) or None)
+    return pd.Series(texts, index=data.index, dtype=object)
+
+
+PSI_MOVED = 0.1
+"""Population stability index from which a feature's distribution has moved."""
+PSI_SHIFTED = 0.25
+"""... and from which it has shifted so much that the scores should not be trusted as is."""
+
+
+def population_stability(expected: pd.Series, actual: pd.Series, bins: int = 10) -> float:
+    """Population stability index of `actual` against `expected`: sum over bins of
+    (a - e) * ln(a / e), bins from the quantiles of `expected` (missing values a bin)."""
+    e, a = expected.to_numpy(dtype=float), actual.to_numpy(dtype=float)
+    known = e[~np.isnan(e)]
+    if len(known) == 0 or len(a) == 0:
+        return 0.0
+    edges = np.unique(np.quantile(known, np.linspace(0, 1, bins + 1)[1:-1]))
+
+    def shares(x: np.ndarray) -> np.ndarray:
+        counts = np.bincount(np.searchsorted(edges, x[~np.isnan(x)], side="right"),
+                             minlength=len(edges) + 1).astype(float)  # fmt: skip
+        counts = np.append(counts, np.isnan(x).sum())
+        return np.clip(counts / len(x), 1e-4, None)
+
+    pe, pa = shares(e), shares(a)
+    return float(np.sum((pa - pe) * np.log(pa / pe)))
+
+
+def feature_drift(
+    model: ChurnModel, trained_on: pd.DataFrame, scored: pd.DataFrame
+) -> pd.DataFrame:
+    """Each model feature's distribution at scoring against the data the scoring model was
+    trained on: PSI, means, and a status (stable, moved, shifted), most moved first."""
+    rows = []
+    for feature in model.feature_names_in_:
+        psi = population_stability(trained_on[feature], scored[feature])
+        status = "shifted" if psi >= PSI_SHIFTED else "moved" if psi >= PSI_MOVED else "stable"
+        rows.append(
+            {
+                "feature": feature,
+                "label": FEATURES[feature],
+                "psi": psi,
+                "trained_mean": float(trained_on[feature].mean()),
+                "scoring_mean": float(scored[feature].mean()) if len(scored) else np.nan,
+                "status": status,
+            }
+        )
+    return pd.DataFrame(rows).sort_values("psi", ascending=False).reset_index(drop=True)
 
 
 # --- validation ---------------------------------------------------------------------------
@@ -421,8 +523,9 @@ class ChurnReport:
     gains: pd.DataFrame
     drivers: pd.DataFrame  # feature, label, importance, sentence
     dependence: dict[str, pd.DataFrame]
-    scores: pd.DataFrame  # customer_id, churn_risk, churn_band, key features
+    scores: pd.DataFrame  # customer_id, churn_risk, churn_band, churn_reasons, key features
     train_seconds: float
+    drift: pd.DataFrame = field(default_factory=pd.DataFrame)  # feature, psi, means, status
     notes: list[str] = field(default_factory=list)
 
     def metric(self, name: str, who: str = "model") -> float:
@@ -453,6 +556,10 @@ class ChurnReport:
                 for r in self.drivers.itertuples()
             ],
             "scored_customers": len(self.scores),
+            "drift": [
+                {"feature": r.feature, "psi": round(float(r.psi), 4), "status": r.status}
+                for r in self.drift.itertuples()
+            ],
             "bands": self.scores["churn_band"].value_counts().to_dict(),
             "train_seconds": round(self.train_seconds, 2),
         }
@@ -541,6 +648,11 @@ def _analyse(store: Store, settings: ChurnSettings, progress: Progress | None) -
     ].copy()
     scores["churn_risk"] = final.predict_proba(current) if len(current) else []
     scores["churn_band"] = band(scores["churn_risk"].to_numpy())
+    report(0.9, "Reasons for the customers at risk, feature drift")
+    at_risk = scores["churn_band"].isin(REASON_BANDS).to_numpy()
+    scores["churn_reasons"] = None
+    scores.loc[at_risk, "churn_reasons"] = churn_reasons(final, current.loc[at_risk])
+    drift = feature_drift(final, valid, current)
     report(1.0, "Done")
     return ChurnReport(
         settings=settings,
@@ -557,7 +669,25 @@ def _analyse(store: Store, settings: ChurnSettings, progress: Progress | None) -
         dependence=dependence,
         scores=scores,
         train_seconds=_time.perf_counter() - started,
+        drift=drift,
+        notes=drift_notes(drift),
     )
+
+
+def drift_notes(drift: pd.DataFrame) -> list[str]:
+    """Warnings for features whose distribution at scoring moved from training."""
+    moved = drift[drift["status"] != "stable"] if not drift.empty else drift
+    if moved.empty:
+        return []
+    listed = "; ".join(
+        f"{r.label} ({r.status}: PSI {r.psi:.2f}, mean {r.trained_mean:,.1f} in training, "
+        f"{r.scoring_mean:,.1f} now)"
+        for r in moved.head(5).itertuples()
+    )
+    return [
+        f"{len(moved)} feature(s) look different at scoring than in training, so risks that "
+        f"lean on them are less reliable: {listed}."
+    ]
 
 
 DEPENDENCE_ROWS = 5_000

@@ -123,3 +123,52 @@ def test_report_explains_and_scores(demo_reports):
     assert len(report.calibration) >= 5
     figures = report.as_dict()
     assert figures["metrics"]["model"]["roc_auc"] > 0.7 and figures["drivers"]
+
+
+def _synthetic(n: int, seed: int, recency_shift: float = 0.0) -> pd.DataFrame:
+    """Customers whose churn depends on recency alone; every other feature is noise."""
+    rng = np.random.default_rng(seed)
+    data = pd.DataFrame({f: rng.normal(size=n) for f in churn.FEATURES})
+    data["recency_days"] = rng.uniform(0, 300, n) + recency_shift
+    p = 1 / (1 + np.exp(-(data["recency_days"] - 150) / 25))
+    data["churned"] = (rng.random(n) < p).astype(int)
+    return data
+
+
+def test_reasons_name_the_feature_that_drives_a_customers_risk():
+    data = _synthetic(2_000, seed=1)
+    model = churn.ChurnModel(kind="logit").fit(data)
+    late = data.head(3).copy()
+    late["recency_days"] = [280.0, 290.0, 20.0]
+    reasons = churn.churn_reasons(model, late)
+    assert reasons.iloc[0].startswith("days since the last order 280 (+")
+    assert reasons.iloc[1].startswith("days since the last order 290 (+")
+    assert reasons.iloc[2] is None or "days since the last order" not in reasons.iloc[2]
+    points = churn.risk_contributions(model, late)
+    assert points.loc[late.index[0]].idxmax() == "recency_days"
+    assert points.loc[late.index[0], "recency_days"] > 0.3  # typical recency ~150 days
+
+
+def test_population_stability_is_zero_for_the_same_data_and_large_for_a_shift():
+    rng = np.random.default_rng(3)
+    before = pd.Series(rng.normal(size=5_000))
+    assert churn.population_stability(before, before) == pytest.approx(0.0, abs=1e-9)
+    same = pd.Series(rng.normal(size=5_000))
+    assert churn.population_stability(before, same) < churn.PSI_MOVED
+    assert churn.population_stability(before, same + 1.0) > churn.PSI_SHIFTED
+    gone = pd.Series(np.zeros(5_000))  # e.g. no e-mail opens at all at scoring
+    opened = pd.Series(rng.poisson(2.0, 5_000).astype(float))
+    assert churn.population_stability(opened, gone) > churn.PSI_SHIFTED
+
+
+def test_drift_check_flags_the_feature_that_moved_and_warns():
+    trained_on = _synthetic(3_000, seed=4)
+    model = churn.ChurnModel(kind="hgb").fit(trained_on)
+    scored = _synthetic(3_000, seed=5, recency_shift=120.0)
+    drift = churn.feature_drift(model, trained_on, scored)
+    assert drift.iloc[0]["feature"] == "recency_days"
+    assert drift.iloc[0]["status"] == "shifted"
+    assert (drift.iloc[1:]["status"] == "stable").all()
+    notes = churn.drift_notes(drift)
+    assert len(notes) == 1 and "days since the last order (shifted" in notes[0]
+    assert churn.drift_notes(churn.feature_drift(model, trained_on, trained_on)) == []
