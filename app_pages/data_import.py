@@ -62,7 +62,7 @@ if upload is not None and st.button("Import", type="primary"):
         except CRMError as exc:
             st.error(str(exc))
         else:
-            data.clear_caches()
+            data.tables_changed(result.table)
             st.success(f"Imported {result.rows:,} rows into {result.table} ({result.mode}).")
 
 st.subheader("Customer scores")
@@ -81,5 +81,5 @@ if st.button("Score customers", help="Fit the CLV and churn models on the whole 
     except CRMError as exc:
         st.error(str(exc))
     else:
-        data.scores_changed()
+        data.tables_changed(*scoring.TABLES_WRITTEN)
         st.success(f"Scored {result.rows:,} customers (model version {result.model_version}).")

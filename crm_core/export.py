@@ -215,6 +215,13 @@ class ExportResult:
     neutralised: dict[str, int] = field(default_factory=dict)
     """Cells per column that got a leading ' (free text that looked like a formula)."""
 
+    @property
+    def tables_written(self) -> tuple[str, ...]:
+        """The store tables this export wrote (for the app's caches): the log, the segment's
+        size and, with a control group, its campaign and contacts."""
+        written = ("export_log", "segment_sizes")
+        return written + ("campaigns", "campaign_contacts") if self.campaign_id else written
+
 
 def _check_request(role: str, channel: str, fmt: str, columns: list[str], share: float) -> None:
     if not auth.can(role, "export_lists"):

@@ -266,6 +266,20 @@ def build_select(as_of: date) -> sa.Select:
     return sa.select(*columns).select_from(joined)
 
 
+SOURCE_TABLES: frozenset[str] = frozenset(
+    {
+        "customers",
+        "orders",
+        "campaign_contacts",
+        "survey_responses",
+        "support_tickets",
+        "customer_scores",
+        "customer_clusters",
+    }
+)
+"""The tables customer_360 is built from: a write to any of them makes it stale."""
+
+
 def _fingerprint(store: Store) -> str:
     """Counts and latest timestamps of the 360 sources: change with any import or scoring."""
     parts = [

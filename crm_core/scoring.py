@@ -60,6 +60,10 @@ class ScoreResult:
         ]
 
 
+TABLES_WRITTEN = ("customer_scores",)
+"""What a scoring run writes (the 360 table is rebuilt from it), for the app's caches."""
+
+
 def model_version(clv_report: clv.CLVReport, churn_report: churn.ChurnReport) -> str:
     """Which models, settings and data produced the scores, e.g.
     `clv=bgnbd+gg;churn=hgb;window=90d;data_to=2026-06-30;#3f2a9c1b`."""

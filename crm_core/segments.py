@@ -28,6 +28,10 @@ from crm_core.store import Store, lock_tables, utcnow
 customer_360 = features.customer_360
 
 
+TABLES_WRITTEN = ("segments", "segment_sizes")
+"""What saving, deleting or restoring a segment writes (for the app's caches)."""
+
+
 class SegmentError(CRMError):
     """A segment definition, name or saved segment that cannot be used as given."""
 

@@ -15,7 +15,7 @@ import streamlit as st
 
 from crm_core import auth, export
 from crm_core.errors import CRMError
-from crm_ui import segment_ui
+from crm_ui import data, segment_ui
 from crm_ui.data import store
 
 RESULT_KEY = "export_result"
@@ -91,7 +91,7 @@ def _export_form(user: auth.User, names: list[str]) -> None:
     except CRMError as exc:
         st.error(str(exc))
         return
-    segment_ui.clear()
+    data.tables_changed(*done.tables_written)
     st.session_state[RESULT_KEY] = _summary(done, user)
 
 

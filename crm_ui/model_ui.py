@@ -12,7 +12,7 @@ from crm_core.filters import Filters
 from crm_ui import data
 
 
-@st.cache_data(show_spinner=False, ttl=600)
+@data.reads("orders", "customers", show_spinner=False, ttl=600)
 def order_span(countries: tuple[str, ...], channels: tuple[str, ...]) -> tuple[date, date] | None:
     """First and last day with a completed order in these countries and channels."""
     return clv.data_span(data.store(), Filters(date.min, date.max, countries, channels))
@@ -35,7 +35,9 @@ def default_calibration_end(first: date, last: date) -> date:
     return clv.default_calibration_end(first, last)
 
 
-@st.cache_data(
+@data.reads(
+    "orders",
+    "customers",
     show_spinner="Fitting the purchase and spend models (first time for these settings)...",
     ttl=3600,
     max_entries=16,
@@ -45,7 +47,13 @@ def clv_report(settings: clv.CLVSettings) -> clv.CLVReport:
     return clv.analyse(data.store(), settings)
 
 
-@st.cache_data(
+@data.reads(
+    "orders",
+    "customers",
+    "events",
+    "survey_responses",
+    "support_tickets",
+    "campaign_contacts",
     show_spinner="Training and validating the churn model (first time for these settings)...",
     ttl=3600,
     max_entries=16,
@@ -55,7 +63,18 @@ def churn_report(settings: churn.ChurnSettings) -> churn.ChurnReport:
     return churn.analyse(data.store(), settings)
 
 
-@st.cache_data(show_spinner=False, ttl=3600, max_entries=16)
+@data.reads(
+    "orders",
+    "customers",
+    "events",
+    "survey_responses",
+    "support_tickets",
+    "campaign_contacts",
+    "customer_scores",
+    show_spinner=False,
+    ttl=3600,
+    max_entries=16,
+)
 def value_at_risk(
     churn_settings: churn.ChurnSettings, clv_settings: clv.CLVSettings
 ) -> pd.DataFrame:
@@ -64,7 +83,18 @@ def value_at_risk(
     return churn.value_at_risk(churn_report(churn_settings).scores, values)
 
 
-@st.cache_data(show_spinner=False, ttl=3600, max_entries=16)
+@data.reads(
+    "orders",
+    "customers",
+    "events",
+    "survey_responses",
+    "support_tickets",
+    "campaign_contacts",
+    "customer_scores",
+    show_spinner=False,
+    ttl=3600,
+    max_entries=16,
+)
 def band_summary(
     churn_settings: churn.ChurnSettings, clv_settings: clv.CLVSettings
 ) -> pd.DataFrame:
@@ -72,7 +102,7 @@ def band_summary(
     return churn.band_summary(value_at_risk(churn_settings, clv_settings))
 
 
-@st.cache_data(show_spinner=False, ttl=3600, max_entries=16)
+@data.reads("orders", "customers", "customer_360", show_spinner=False, ttl=3600, max_entries=16)
 def clv_breakdowns(settings: clv.CLVSettings) -> dict[str, pd.DataFrame]:
     """CLV by RFM segment, acquisition channel and country, and the top customers."""
     values = clv_report(settings).customers

@@ -15,6 +15,7 @@ from crm_core.analytics import clustering, rfm
 from crm_core.auth import User
 from crm_core.errors import CRMError
 from crm_core.filters import Filters
+from crm_ui import data
 from crm_ui.auth_ui import current_user
 from crm_ui.data import store
 
@@ -26,7 +27,7 @@ OPENED = "seg_opened"  # name of the saved segment loaded into the builder, or N
 # --- cached reads ---------------------------------------------------------------------------
 
 
-@st.cache_data(show_spinner="Refreshing the customer 360 table...", ttl=60)
+@data.reads("customer_360", show_spinner="Refreshing the customer 360 table...", ttl=60)
 def ensure_360() -> date | None:
     """Rebuild the 360 table if its sources changed; its as-of date (None: no orders)."""
     features.ensure_fresh(store())
@@ -34,57 +35,38 @@ def ensure_360() -> date | None:
 
 
 def clear() -> None:
-    """Forget cached segment data after a segment write (save, delete, restore, export).
-
-    Only what reads the segments tables goes: KPIs, CLV and churn fits stay cached.
-    """
-    from crm_ui import insight_ui  # a customer's saved segments (Customer 360)
-
-    for cached in (
-        saved_segments,
-        versions,
-        sizes,
-        preview,
-        deleted_segments,
-        insight_ui.customer_segments,
-    ):
-        cached.clear()
+    """Forget cached segment reads after a segment write (save, delete, restore): KPIs,
+    CLV and churn fits stay cached."""
+    data.tables_changed(*segments.TABLES_WRITTEN)
 
 
-def clusters_saved() -> None:
-    """Forget what reads the 360 table after saving clusters (it is rebuilt with them)."""
-    from crm_ui import data
-
-    clear()
-    data.scores_changed()  # ensure_360, preview, cluster fits and the 360 profile
-    field_choices.clear()  # the cluster numbers offered as choices
-
-
-@st.cache_data(show_spinner="Counting customers...", ttl=300)
+@data.reads(
+    "customer_360", "customers", "customer_scores", show_spinner="Counting customers...", ttl=300
+)
 def preview(definition_json: str, role: str) -> segments.Preview:
     """Preview of a definition (JSON text, so the cache key is exact) for `role`."""
     return segments.preview(store(), definition_json, role)
 
 
-@st.cache_data(show_spinner=False, ttl=60)
+@data.reads("segments", "segment_sizes", show_spinner=False, ttl=60)
 def saved_segments() -> pd.DataFrame:
     """Saved segments, latest versions."""
     return segments.list_segments(store())
 
 
-@st.cache_data(show_spinner=False, ttl=60)
+@data.reads("segments", show_spinner=False, ttl=60)
 def versions(segment_id: int) -> pd.DataFrame:
     """Every version of a saved segment."""
     return segments.segment_versions(store(), segment_id)
 
 
-@st.cache_data(show_spinner=False, ttl=60)
+@data.reads("segment_sizes", show_spinner=False, ttl=60)
 def sizes(segment_id: int) -> pd.DataFrame:
     """Recorded sizes of a saved segment."""
     return segments.size_history(store(), segment_id)
 
 
-@st.cache_data(show_spinner=False, ttl=60)
+@data.reads("segments", show_spinner=False, ttl=60)
 def deleted_segments(user: User) -> pd.DataFrame:
     """Deleted segments `user` may restore (their own; an admin's: all)."""
     return segments.deleted_segments(store(), user)
@@ -99,13 +81,13 @@ def deleted_labels(gone: pd.DataFrame) -> dict[int, str]:
     }
 
 
-@st.cache_data(show_spinner=False, ttl=600)
+@data.reads("customer_360", show_spinner=False, ttl=600)
 def field_choices(field: str) -> list[str]:
     """The values offered for a field with few of them (empty: a free value instead)."""
     return segments.field_choices(store(), field)
 
 
-@st.cache_data(show_spinner="Scoring RFM...", ttl=600)
+@data.reads("orders", "customers", show_spinner="Scoring RFM...", ttl=600)
 def rfm_scores(
     as_of: date, window_days: int | None, filters: Filters | None = None
 ) -> pd.DataFrame:
@@ -113,7 +95,7 @@ def rfm_scores(
     return rfm.rfm_scores(store(), as_of, window_days, filters)
 
 
-@st.cache_data(show_spinner="Comparing with the previous period...", ttl=600)
+@data.reads("orders", "customers", show_spinner="Comparing with the previous period...", ttl=600)
 def movement(
     as_of: date, window_days: int | None, compare_days: int, filters: Filters | None = None
 ) -> pd.DataFrame:
@@ -121,19 +103,19 @@ def movement(
     return rfm.segment_movement(store(), as_of, window_days, compare_days, filters)
 
 
-@st.cache_data(show_spinner="Reading features...", ttl=600)
+@data.reads("customer_360", show_spinner="Reading features...", ttl=600)
 def cluster_features(columns: tuple[str, ...]) -> pd.DataFrame:
     """The chosen 360 features of every buyer."""
     return clustering.load_features(store(), columns)
 
 
-@st.cache_data(show_spinner="Trying k = 2..8...", ttl=600)
+@data.reads("customer_360", show_spinner="Trying k = 2..8...", ttl=600)
 def choose_k(columns: tuple[str, ...]) -> pd.DataFrame:
     """Elbow and silhouette for k = 2..8."""
     return clustering.choose_k(cluster_features(columns))
 
 
-@st.cache_data(show_spinner="Clustering...", ttl=600)
+@data.reads("customer_360", show_spinner="Clustering...", ttl=600)
 def clusters(columns: tuple[str, ...], k: int) -> clustering.Clustering:
     """k-means with k clusters on the chosen features."""
     return clustering.fit_clusters(cluster_features(columns), k)
@@ -391,7 +373,7 @@ def export_columns(role: str) -> tuple[list[str], list[str]]:
 def save_clusters(result: clustering.Clustering) -> int:
     """Save cluster assignments to the store and forget cached 360 reads."""
     saved = clustering.save_clusters(store(), result)
-    clusters_saved()
+    data.tables_changed(*clustering.TABLES_WRITTEN)
     return saved
 
 

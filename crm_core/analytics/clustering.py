@@ -42,6 +42,8 @@ CANDIDATE_FEATURES: tuple[str, ...] = (
 )
 """Numeric 360 fields an analyst may cluster on."""
 DEFAULT_FEATURES = ("recency_days", "frequency", "monetary", "avg_order_value")
+TABLES_WRITTEN = ("customer_clusters",)
+"""What saving clusters writes (the 360 table is rebuilt from it), for the app's caches."""
 RANDOM_STATE = 42
 SILHOUETTE_SAMPLE = 3_000
 """Customers sampled for the silhouette score (it is quadratic in the rows)."""
