@@ -332,6 +332,31 @@ def fields_used(definition: dict[str, Any]) -> list[str]:
     return names
 
 
+PERSONAL_FIELDS: frozenset[str] = frozenset(
+    name for name, c in features.FIELD_COLUMNS.items() if c.info.get("pii")
+)
+"""Fields that hold personal data (declared `pii`)."""
+
+
+def fields_for_role(role: str | None) -> list[str]:
+    """The fields `role` may select customers by: personal ones only with personal data."""
+    if role is None or auth.can(role, "see_pii"):
+        return list(FIELDS)
+    return [name for name in FIELDS if name not in PERSONAL_FIELDS]
+
+
+def check_fields_for_role(definition: dict[str, Any], role: str | None) -> None:
+    """Refuse rules on personal fields for roles without personal data: `email eq ...`
+    would find the very person the masking hides from them."""
+    used = [f for f in fields_used(definition) if f not in fields_for_role(role)]
+    if used:
+        raise NotAllowedError(
+            f"Rules on {', '.join(used)}: the {role} role may not select customers by "
+            "personal data. Use other fields (country, rfm_segment, clv, ...) or ask a "
+            "marketer."
+        )
+
+
 # --- preview -----------------------------------------------------------------------------
 
 
@@ -391,6 +416,7 @@ def show_sql(store: Store, where: sa.ColumnElement[bool]) -> str:
 def preview(store: Store, definition: Any, role: str, sample_size: int = 10) -> Preview:
     """Count, share, revenue, average CLV and churn risk, and a sample masked for `role`."""
     checked = validate(definition)
+    check_fields_for_role(checked, role)
     features.ensure_tables(store)
     as_of = store_as_of(store) or utcnow().date()
     where = _compile_group(checked, as_of)
@@ -578,6 +604,7 @@ def save_segment(
     if not name or len(name) > MAX_NAME_LENGTH:
         raise SegmentError(f"Segment name: got {name!r}; give 1-{MAX_NAME_LENGTH} characters.")
     checked = validate(definition)
+    check_fields_for_role(checked, role)
     ensure_tables(store)
     now = utcnow()
     with store.begin() as conn:

@@ -226,11 +226,17 @@ def _remove(node_id: int) -> None:
 
 def _rule_row(rid: int) -> dict[str, Any]:
     field_col, op_col, value_col, remove_col = st.columns([3, 2, 4, 1], vertical_alignment="bottom")
+    user = current_user()
+    allowed = segments.fields_for_role(user.role if user else None)
+    opened = st.session_state.get(f"r_{rid}_field")
+    if opened in segments.FIELDS and opened not in allowed:  # shown as saved; preview refuses
+        allowed = [opened, *allowed]
     field = field_col.selectbox(
         "Field",
-        list(segments.FIELDS),
+        allowed,
         key=f"r_{rid}_field",
-        help="Any field of the customer 360 table.",
+        help="Any field of the customer 360 table"
+        + ("." if len(allowed) >= len(segments.FIELDS) else " except personal data."),
     )
     ops = list(segments.OPS_BY_KIND[segments.FIELDS[field]])
     if st.session_state.get(f"r_{rid}_op") not in ops:

@@ -234,7 +234,7 @@ def test_a_value_no_customer_has_warns_with_the_nearest_values(tiny360):
             rule("email", "eq", "nobody@example.com"),
         ],
     }
-    result = segments.preview(tiny360, definition, "analyst")
+    result = segments.preview(tiny360, definition, "marketer")
     assert result.warnings == (
         "rule 2.1: no customer has rfm_segment 'At rsk'; nearest values: At risk.",
         "rule 3: no customer has country 'Germny'; its values are: GB, US.",
@@ -294,3 +294,23 @@ def test_cli_refuses_a_share_as_percent_and_deletes_and_restores(tiny360, tmp_pa
     assert "US" not in capsys.readouterr().out
     assert main(["segments", "restore", "US", "--user", "mia"]) == 0
     assert "Restored segment 'US' version 1" in capsys.readouterr().out
+
+
+def test_roles_without_personal_data_cannot_select_by_it(tiny360):
+    from crm_core.errors import NotAllowedError
+
+    store = tiny360
+    by_email = {
+        "match": "all",
+        "rules": [{"field": "email", "op": "eq", "value": "bob@example.com"}],
+    }
+    assert segments.preview(store, by_email, "marketer").customers == 1
+    for role in ("analyst", "manager"):
+        with pytest.raises(NotAllowedError, match="may not select customers by personal data"):
+            segments.preview(store, by_email, role)
+    nested = {"match": "any", "rules": [{"match": "all", "rules": by_email["rules"]}]}
+    with pytest.raises(NotAllowedError, match="Rules on email"):
+        segments.save_segment(store, "Bob", nested, owner="ana", role="analyst")
+    assert "email" not in segments.fields_for_role("analyst")
+    assert "country" in segments.fields_for_role("analyst")
+    assert "email" in segments.fields_for_role("admin")
