@@ -206,7 +206,7 @@ customer_scores = sa.Table(
     sa.Column(
         "churn_reasons",
         sa.String,
-        info={"doc": "What pushes a medium or high risk up most, in words (from the model)."},
+        info={"doc": "What pushes a high churn risk up most, in words (from the model)."},
     ),
     sa.Column("model_version", sa.String),
     sa.Column("scored_at", sa.DateTime),

@@ -329,8 +329,9 @@ def band(risk: np.ndarray) -> np.ndarray:
 
 # --- per-customer reasons and drift -------------------------------------------------------
 
-REASON_BANDS = ("high", "medium")
-"""Bands whose customers get reasons (the ones someone will act on)."""
+REASON_BANDS = ("high",)
+"""Bands whose customers get reasons: the ones someone acts on (each costs a prediction per
+feature, so not every customer gets them)."""
 REASON_MIN_POINTS = 0.02
 """A feature is a reason when it adds at least this much (2 points) to a customer's risk."""
 REASONS_SHOWN = 3

@@ -51,6 +51,11 @@ def test_score_writes_every_customer_with_a_version(demo_copy):
     assert set(scores.loc[scored, "churn_band"]) <= {"low", "medium", "high"}
     assert scores.loc[~scored, "churn_band"].isna().all()
     assert any("ROC AUC" in line for line in result.summary_lines())
+    high = scores["churn_band"] == "high"
+    assert scores.loc[~high, "churn_reasons"].isna().all()  # reasons only where someone acts
+    reasons = scores.loc[high, "churn_reasons"].dropna()
+    assert len(reasons) >= 0.5 * high.sum() > 0
+    assert reasons.str.contains(r"\(\+\d+ pts\)").all()
 
 
 @pytest.mark.both_stores
