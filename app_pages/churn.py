@@ -136,7 +136,20 @@ else:
         "Reasons: the features that push each customer's risk up most, with how much lower "
         "the risk would be if that one thing were typical."
     )
-    st.dataframe(mask_pii(top, user.role), hide_index=True, width="stretch")
+    first = ["customer_id", "churn_risk", "churn_reasons", "clv", "value_at_risk"]
+    shown = mask_pii(top, user.role)
+    st.dataframe(
+        shown[[*first, *(c for c in shown.columns if c not in first)]],
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "churn_risk": st.column_config.NumberColumn("churn risk", format="percent"),
+            "churn_reasons": st.column_config.TextColumn("why (from the model)", width="large"),
+            "clv": st.column_config.NumberColumn("CLV", format="dollar"),
+            "value_at_risk": st.column_config.NumberColumn("value at risk", format="dollar"),
+            "recency_days": st.column_config.NumberColumn("days since last order", format="%d"),
+        },
+    )
     high_risk = at_risk.loc[at_risk["churn_band"] == "high", "customer_id"].astype(int).tolist()
     st.caption(f"{len(high_risk):,} customers are in the high-risk band.")
     segment_ui.save_as_segment(
