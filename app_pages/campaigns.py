@@ -103,9 +103,10 @@ st.caption(
     "Campaigns that overlap the period and held out a random control group: what treatment "
     "customers did beyond what they would have done anyway, counting only contacts in the "
     "selected countries and channels (and, under a channel filter, orders through it). "
-    "Outcomes may fall after the period's end. Attributed ROI credits every order after a "
-    "touch; incremental ROI credits only the difference against control, against the same "
-    "spend in the filter."
+    "Outcomes may fall after the period's end. Lift intervals are Newcombe's score "
+    "intervals, honest for small or all-zero control groups. Attributed ROI credits every "
+    "order after a touch; incremental ROI credits only the difference against control, "
+    "against the same spend in the filter."
 )
 window = st.slider(
     "Outcome window after sending (days)",
@@ -122,6 +123,14 @@ if lift.empty:
     )
     st.stop()
 compare = lift.merge(roi[["campaign_id", "roi"]], on="campaign_id", how="left")
+early = compare[~compare["outcome_complete"]]
+if not early.empty:
+    st.warning(
+        f"{len(early)} campaign(s) were sent less than {window} days before the last day with "
+        "data, so their outcome is still coming in and their lift is provisional: "
+        + ", ".join(f"{r.name} ({r.outcome_days_observed} days seen)" for r in early.itertuples())
+        + "."
+    )
 st.plotly_chart(insight_charts.lift_chart(compare))
 st.dataframe(
     compare,
@@ -139,6 +148,7 @@ st.dataframe(
         "incremental_revenue",
         "incremental_roi",
         "roi",
+        "outcome_days_observed",
     ],
     column_config={
         "conversion_treatment": st.column_config.NumberColumn(format="percent"),
@@ -149,5 +159,8 @@ st.dataframe(
         "incremental_revenue": st.column_config.NumberColumn(format="dollar"),
         "incremental_roi": st.column_config.NumberColumn("incremental ROI", format="percent"),
         "roi": st.column_config.NumberColumn("attributed ROI", format="percent"),
+        "outcome_days_observed": st.column_config.NumberColumn(
+            "days of outcome seen", help="Less than the outcome window: the lift is provisional."
+        ),
     },
 )

@@ -310,14 +310,39 @@ def _diff_ci(mean_t: float, var_t: float, n_t: int, mean_c: float, var_c: float,
     return diff, diff - half, diff + half
 
 
+def _wilson(successes: float, n: int) -> tuple[float, float]:
+    """Wilson score 95% interval of a proportion."""
+    p = successes / n
+    z2 = Z_95**2
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = Z_95 / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    return centre - half, centre + half
+
+
+def proportion_diff_ci(p_t: float, n_t: int, p_c: float, n_c: int):
+    """Difference of two proportions with Newcombe's hybrid score 95% interval (method 10
+    of Newcombe 1998): unlike the normal approximation it stays honest when a group
+    converts 0% or 100% or is small (0 of 25 in control is not a certain 0%)."""
+    diff = p_t - p_c
+    if n_t < 1 or n_c < 1:
+        return diff, None, None
+    low_t, high_t = _wilson(p_t * n_t, n_t)
+    low_c, high_c = _wilson(p_c * n_c, n_c)
+    low = diff - math.sqrt((p_t - low_t) ** 2 + (high_c - p_c) ** 2)
+    high = diff + math.sqrt((high_t - p_t) ** 2 + (p_c - low_c) ** 2)
+    return diff, low, high
+
+
 def incrementality(store: Store, filters: Filters, window_days: int = 30) -> pd.DataFrame:
     """Treatment against control for every campaign with a control group, under the filters.
 
     Campaigns: those whose started_at..ended_at overlaps the period. Customers: their
     contacts whose customer is in the filters' country and channel scope (`customer_scope`).
     Outcome: completed orders (in the filters' channels, if any) within `window_days` after
-    the send, which may run past the period's end. Gives conversion rates, revenue per
-    customer, the absolute lift in conversion with a 95% interval (normal approximation),
+    the send, which may run past the period's end; `outcome_complete` is False (and
+    `outcome_days_observed` says how many days the data cover) when the window runs past
+    the last day with data. Gives conversion rates, revenue per customer, the absolute lift
+    in conversion with Newcombe's hybrid score 95% interval,
     incremental revenue (lift in revenue per customer x treated customers) with its
     interval, and incremental ROI against the campaign's spend in the slice (`spend_shares`).
     """
@@ -338,6 +363,7 @@ def incrementality(store: Store, filters: Filters, window_days: int = 30) -> pd.
             cc.campaign_id,
             cc.customer_id,
             cc.test_group,
+            sa.func.max(cc.sent_at).label("sent_at"),
             sa.func.count(orders.c.order_id).label("orders"),
             sa.func.coalesce(sa.func.sum(orders.c.amount), 0).label("revenue"),
         )
@@ -354,6 +380,7 @@ def incrementality(store: Store, filters: Filters, window_days: int = 30) -> pd.
     stmt = sa.select(
         pc.campaign_id,
         pc.test_group,
+        sa.func.max(pc.sent_at).label("last_sent_at"),
         sa.func.count().label("customers"),
         sa.func.avg(converted).label("conversion"),
         sa.func.avg(pc.revenue).label("revenue_per_customer"),
@@ -365,6 +392,8 @@ def incrementality(store: Store, filters: Filters, window_days: int = 30) -> pd.
     for column in ("customers", "conversion", "revenue_per_customer", "revenue_variance"):
         # PostgreSQL gives Decimal and None (var_samp of one row) where DuckDB gives floats.
         groups[column] = pd.to_numeric(groups[column], errors="coerce").astype(float)
+    last_sent = pd.to_datetime(groups.groupby("campaign_id")["last_sent_at"].max())
+    groups = groups.drop(columns=["last_sent_at"])
     wide = groups.pivot(index="campaign_id", columns="test_group")
     wide.columns = [f"{metric}_{group}" for metric, group in wide.columns]
     wide = wide.dropna(subset=["customers_control", "customers_treatment"]).reset_index()
@@ -376,11 +405,15 @@ def incrementality(store: Store, filters: Filters, window_days: int = 30) -> pd.
             campaigns.c.spend.label("total_spend"),
         )
     ).merge(spend_shares(store, filters), on="campaign_id", how="left")
+    last_order = store.read_df(
+        sa.select(sa.func.max(orders.c.ordered_at)).where(orders.c.status == "completed")
+    ).iloc[0, 0]
+    data_end = pd.Timestamp(last_order).tz_localize(None).normalize() + pd.Timedelta(days=1)
     rows = []
     for row in wide.merge(catalogue, on="campaign_id").itertuples(index=False):
         n_t, n_c = int(row.customers_treatment), int(row.customers_control)
         p_t, p_c = float(row.conversion_treatment), float(row.conversion_control)
-        lift, lift_low, lift_high = _diff_ci(p_t, p_t * (1 - p_t), n_t, p_c, p_c * (1 - p_c), n_c)
+        lift, lift_low, lift_high = proportion_diff_ci(p_t, n_t, p_c, n_c)
         rev_t, rev_c = (
             float(row.revenue_per_customer_treatment),
             float(row.revenue_per_customer_control),
@@ -396,6 +429,7 @@ def incrementality(store: Store, filters: Filters, window_days: int = 30) -> pd.
         total_spend = float(row.total_spend or 0)
         spend = total_spend * float(row.spend_share)
         incremental = rev_diff * n_t
+        seen = (data_end - last_sent[row.campaign_id]).total_seconds() / 86_400
         rows.append(
             {
                 "campaign_id": int(row.campaign_id),
@@ -418,6 +452,8 @@ def incrementality(store: Store, filters: Filters, window_days: int = 30) -> pd.
                 "spend_share": float(row.spend_share),
                 "spend": spend,
                 "incremental_roi": (incremental - spend) / spend if spend else None,
+                "outcome_days_observed": max(0, min(window_days, int(seen))),
+                "outcome_complete": seen >= window_days,
             }
         )
     return pd.DataFrame(rows)

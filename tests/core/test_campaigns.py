@@ -11,6 +11,7 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from crm_core import schema
 from crm_core.analytics import campaigns
@@ -135,11 +136,31 @@ def test_incrementality_matches_hand_computation(store):
     assert (row.treatment_customers, row.control_customers) == (4, 2)
     assert (row.conversion_treatment, row.conversion_control) == (0.5, 0.0)
     assert row.lift == pytest.approx(0.5)
-    assert row.lift_low == pytest.approx(0.5 - Z * math.sqrt(0.25 / 4))
+    # Newcombe's interval from scipy's own Wilson intervals: 2 of 4 against 0 of 2 is far
+    # from a certain lift (the normal approximation gave a low bound of +0.01).
+    treated = stats.binomtest(2, 4).proportion_ci(method="wilson")
+    control = stats.binomtest(0, 2).proportion_ci(method="wilson")
+    spread_low = math.hypot(0.5 - treated.low, control.high - 0.0)
+    assert row.lift_low == pytest.approx(0.5 - spread_low)
+    assert row.lift_low < 0
+    assert row.lift_high == pytest.approx(0.5 + math.hypot(treated.high - 0.5, 0.0))
+    # The data end on the last order (2024-05-31): a 30-day window after that send is seen.
+    assert bool(row.outcome_complete) and row.outcome_days_observed == 30
     # revenue per treated customer (10 + 0 + 30 + 0) / 4 = 10; control 0; sample var 200.
     assert row.incremental_revenue == pytest.approx(40.0)
     assert row.incremental_revenue_low == pytest.approx((10 - Z * math.sqrt(200 / 4)) * 4)
     assert row.incremental_roi == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    "treated,n_t,control,n_c,low,high",
+    [(56, 70, 48, 80, 0.0524, 0.3339), (5, 56, 0, 29, -0.0381, 0.1926)],
+)
+def test_lift_interval_matches_newcombe_1998(treated, n_t, control, n_c, low, high):
+    """Newcombe (1998), Statistics in Medicine 17:873-890, Table II, method 10."""
+    diff, got_low, got_high = campaigns.proportion_diff_ci(treated / n_t, n_t, control / n_c, n_c)
+    assert diff == pytest.approx(treated / n_t - control / n_c)
+    assert (round(got_low, 4), round(got_high, 4)) == (low, high)
 
 
 def test_campaign_roi_uses_touches_in_lookback(store):
@@ -165,6 +186,22 @@ def test_demo_campaigns_have_positive_lift(demo_store):
     pooled_treatment = treated / lifts["treatment_customers"].sum()
     pooled_control = held_out / lifts["control_customers"].sum()
     assert pooled_treatment > pooled_control
+
+
+def test_outcome_windows_that_run_past_the_data_are_flagged(demo_store):
+    lifts = campaigns.incrementality(demo_store, demo_period(demo_store), window_days=30)
+    sent = demo_store.read_df(
+        "SELECT campaign_id, max(sent_at) AS last_sent FROM campaign_contacts GROUP BY 1"
+    ).set_index("campaign_id")["last_sent"]
+    last_day = demo_store.read_df(
+        "SELECT max(ordered_at) FROM orders WHERE status = 'completed'"
+    ).iloc[0, 0]
+    data_end = pd.Timestamp(last_day).normalize() + pd.Timedelta(days=1)
+    seen = ((data_end - sent.loc[lifts["campaign_id"]]).dt.total_seconds() / 86_400).to_numpy()
+    assert lifts["outcome_complete"].tolist() == (seen >= 30).tolist()
+    assert (~lifts["outcome_complete"]).sum() >= 1  # the newsletter of the last month
+    late = lifts[~lifts["outcome_complete"]]
+    assert (late["outcome_days_observed"] < 30).all()
 
 
 # -- filters: spend sliced by contacts, revenue by orders, incrementality in scope -------------
