@@ -4,10 +4,11 @@ import pandas as pd
 import streamlit as st
 
 from crm_core import auth
-from crm_ui import auth_ui, data, export_ui
+from crm_ui import auth_ui, data, export_ui, widgets
 
 me = auth_ui.require_view("admin")
 st.title("Users & audit")
+widgets.filter_note("admin")
 store = data.store()
 
 st.subheader("Users")

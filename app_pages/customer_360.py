@@ -71,8 +71,9 @@ cols[3].metric(
 cols[4].metric(
     "Churn risk",
     "n/a" if pd.isna(person.get("churn_risk")) else f"{person['churn_risk']:.0%}",
-    delta=None if pd.isna(person.get("churn_band")) else str(person["churn_band"]),
+    delta=None if pd.isna(person.get("churn_band")) else f"{person['churn_band']} risk",
     delta_color="off",
+    delta_arrow="off",
     border=True,
 )
 if person.get("churn_reasons"):

@@ -8,10 +8,11 @@ import streamlit as st
 
 from crm_core import ingest, schema, scoring
 from crm_core.errors import CRMError, ImportValidationError
-from crm_ui import auth_ui, data
+from crm_ui import auth_ui, data, widgets
 
 auth_ui.require_view("data_import")
 st.title("Data import")
+widgets.filter_note("data_import")
 st.caption(
     "Load your own customers, orders, events, surveys and more. A file is checked in full "
     "first; if anything is wrong nothing is loaded and every problem is listed with its row "

@@ -6,6 +6,7 @@ from crm_core.filters import COMPARISONS, plural
 from crm_core.metrics import format_change, format_value
 from crm_ui import auth_ui, charts, data, filters_ui, widgets
 
+SHORT_PERIOD_DAYS = 28
 ADVERB = {"day": "daily", "week": "weekly", "month": "monthly"}
 
 auth_ui.require_view("overview")
@@ -41,6 +42,13 @@ for row in (list(kpis.values())[:5], list(kpis.values())[5:]):
             help=help_text,
             border=True,
         )
+
+if filters.days < SHORT_PERIOD_DAYS:
+    st.caption(
+        f"A short period: retention and churn compare with the {plural(filters.days, 'day')} "
+        "before, so they mostly show how rarely a customer buys in so few days; NPS and CSAT "
+        "rest on few answers (see their count on the NPS & CSAT page)."
+    )
 
 trend = data.revenue_trend(filters)
 grain = trend["grain"].iloc[0]

@@ -66,8 +66,14 @@ with build_tab:
                     st.error(str(exc))
 
 with saved_tab:
+    gone = segment_ui.deleted_segments(user) if may_save else None
     if saved.empty:
-        st.info("No saved segments yet: build one and save it.")
+        restorable = gone is not None and not gone.empty
+        st.info(
+            "No saved segments: build one and save it, or restore a deleted one below."
+            if restorable
+            else "No saved segments yet: build one and save it."
+        )
     else:
         st.dataframe(saved.drop(columns=["definition", "segment_id"]), hide_index=True)
         pick = st.selectbox("Segment", names, help="Open, duplicate or delete this segment.")
@@ -113,7 +119,6 @@ with saved_tab:
                     st.rerun()
             except CRMError as exc:
                 st.error(str(exc))
-    gone = segment_ui.deleted_segments(user) if may_save else None
     if gone is not None and not gone.empty:
         st.subheader("Deleted segments")
         st.caption("Yours (all of them for admins); restoring brings back every version.")

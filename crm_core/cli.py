@@ -13,7 +13,13 @@ from datetime import date, timedelta
 from crm_core import auth, reports, schema
 from crm_core.config import get_settings
 from crm_core.errors import CRMError
-from crm_core.filters import COMPARISONS, Filters, default_filters
+from crm_core.filters import (
+    COMPARISONS,
+    Filters,
+    default_filters,
+    filter_options,
+    match_choices,
+)
 from crm_core.metrics import compute_kpis, format_value, kpis_as_dict
 from crm_core.store import Store, get_store
 
@@ -82,12 +88,13 @@ def cmd_import(args: argparse.Namespace, store: Store) -> int:
 
 
 def _filters_from_args(args: argparse.Namespace, store: Store) -> Filters:
+    options = filter_options(store)
     return reports.resolve_filters(
         default_filters(store),
         start=args.start,
         end=args.end,
-        countries=tuple(args.country or ()),
-        channels=tuple(args.channel or ()),
+        countries=match_choices(tuple(args.country or ()), options["countries"], "--country"),
+        channels=match_choices(tuple(args.channel or ()), options["channels"], "--channel"),
         compare=args.compare,
     )
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import calendar
+import difflib
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 
 import sqlalchemy as sa
 
+from crm_core.errors import CRMError
 from crm_core.schema import customers, orders
 from crm_core.store import Store
 
@@ -26,8 +28,11 @@ class Filters:
     countries: tuple[str, ...] = ()
     channels: tuple[str, ...] = ()
     compare: str = "previous"
-    """What changes are measured against: "previous" (the period of equal length just
+    """What changes are measured against: "previous" (the period before: the previous
+    calendar month, quarter or year for those presets, else the days of equal length just
     before) or "year_ago" (the same days a year earlier)."""
+    preset: str | None = None
+    """The period preset the days came from (None: chosen by hand)."""
 
     @property
     def days(self) -> int:
@@ -45,10 +50,19 @@ class Filters:
         return replace(self, start=_year_earlier(self.start), end=_year_earlier(self.end))
 
     def comparison(self) -> Filters:
-        """The period changes are measured against, as chosen in `compare`."""
+        """The period changes are measured against, as chosen in `compare`: for a calendar
+        preset the previous month, quarter or year (to the same day for "to date")."""
         if self.compare not in COMPARISONS:
             raise ValueError(f"compare must be one of {', '.join(COMPARISONS)}")
-        return self.year_ago() if self.compare == "year_ago" else self.previous()
+        if self.compare == "year_ago":
+            return self.year_ago()
+        months = CALENDAR_MONTHS.get(self.preset or "")
+        if months is None:
+            return self.previous()
+        end = _shift_months(self.end, -months)
+        if not self.preset.endswith("_to_date"):
+            end = month_end(end)  # a whole month, quarter or year
+        return replace(self, start=_shift_months(self.start, -months), end=end)
 
     @property
     def start_ts(self) -> datetime:
@@ -66,6 +80,22 @@ COMPARISONS = {
     "year_ago": "Same period last year",
 }
 """Ways to compare a period, and how the pages say them."""
+
+
+CALENDAR_MONTHS = {
+    "month_to_date": 1,
+    "last_month": 1,
+    "quarter_to_date": 3,
+    "last_quarter": 3,
+    "year_to_date": 12,
+    "last_year": 12,
+}
+"""Calendar presets, by how many months back their previous period lies."""
+
+
+def _shift_months(day: date, months: int) -> date:
+    first = _month_start(day, -months)
+    return first.replace(day=min(day.day, month_end(first).day))
 
 
 def _year_earlier(day: date) -> date:
@@ -222,3 +252,19 @@ def filter_options(store: Store) -> dict[str, list[str]]:
             .order_by(orders.c.channel)
         ).scalars()
         return {"countries": country_list, "channels": list(channels)}
+
+
+def match_choices(given: tuple[str, ...], allowed: list[str], what: str) -> tuple[str, ...]:
+    """`given` spelled as the store spells them (any case); an unknown one is an error that
+    lists the nearest allowed values, since it would silently select nobody."""
+    by_lower = {value.lower(): value for value in allowed}
+    matched = []
+    for value in given:
+        if value.lower() not in by_lower:
+            near = difflib.get_close_matches(value, allowed, n=3, cutoff=0.5)
+            hint = f" Did you mean {', '.join(near)}?" if near else ""
+            raise CRMError(
+                f"{what} {value!r} is not in the store.{hint} Allowed: {', '.join(allowed)}."
+            )
+        matched.append(by_lower[value.lower()])
+    return tuple(matched)

@@ -284,19 +284,19 @@ def _split_by_period(row: Mapping[str, object]) -> dict[str, dict[str, float]]:
 
 
 def compute_kpis(store: Store, filters: Filters) -> dict[str, KPIValue]:
-    """Every KPI for the period and the one it is compared with (`filters.compare`: the
-    previous period of equal length, or the same days a year earlier)."""
+    """Every KPI for the period and the one it is compared with (`Filters.comparison`: the
+    period before, or the same days a year earlier)."""
     aggregates = order_aggregates(store, filters)
     surveys = survey_aggregates(store, filters)
     rows = {
         "current": {**aggregates["current"], **surveys["current"]},
         "previous": {**aggregates["previous"], **surveys["previous"]},
     }
-    if filters.compare == "year_ago":
-        year_ago = filters.comparison()
+    compared = filters.comparison()
+    if compared != filters.previous():  # a year earlier, or the previous calendar month...
         rows["previous"] = {
-            **order_aggregates(store, year_ago)["current"],
-            **survey_aggregates(store, year_ago)["current"],
+            **order_aggregates(store, compared)["current"],
+            **survey_aggregates(store, compared)["current"],
         }
     result = {}
     for name, metric in METRICS.items():

@@ -60,7 +60,9 @@ def sidebar_filters() -> Filters | None:
             list(COMPARISONS),
             format_func=COMPARISONS.get,
             key="filter_compare",
-            help="What the changes on the KPI cards are measured against.",
+            help="What the changes on the KPI cards are measured against. Previous period: "
+            "the month, quarter or year before for those presets (to the same day for "
+            "'to date'), else the days of equal length just before.",
         )
         days = (end - start).days + 1
         st.caption(f"{start:%d %b %Y} – {end:%d %b %Y} ({plural(days, 'day')})")
@@ -85,6 +87,7 @@ def sidebar_filters() -> Filters | None:
         countries=tuple(countries),
         channels=tuple(channels),
         compare=compare,
+        preset=None if preset == CUSTOM else preset,
     )
     st.session_state[_KEY] = filters
     return filters

@@ -16,7 +16,7 @@ class View:
     path: str
     filters_note: str = ""
     """What the sidebar filters do on this view, and which it does not use and why (shown
-    under the title; empty for admin pages, which have no figures)."""
+    under the title)."""
 
 
 VIEWS: tuple[View, ...] = (
@@ -120,10 +120,20 @@ VIEWS: tuple[View, ...] = (
         ),
     ),
     View(
-        "data_import", "Data import", ":material/upload_file:", "Admin", "app_pages/data_import.py"
+        "data_import",
+        "Data import",
+        ":material/upload_file:",
+        "Admin",
+        "app_pages/data_import.py",
+        "The sidebar filters are not used here: an import loads whole files into the store.",
     ),
     View(
-        "admin", "Users & audit", ":material/admin_panel_settings:", "Admin", "app_pages/admin.py"
+        "admin",
+        "Users & audit",
+        ":material/admin_panel_settings:",
+        "Admin",
+        "app_pages/admin.py",
+        "The sidebar filters are not used here: users and the export log concern the whole store.",
     ),
 )
 

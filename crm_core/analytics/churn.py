@@ -337,6 +337,13 @@ REASON_MIN_POINTS = 0.02
 REASONS_SHOWN = 3
 
 
+MISSING_REASON = {
+    "nps": f"no NPS answer in the last {SURVEY_DAYS} days",
+    "csat": f"no CSAT answer in the last {SURVEY_DAYS} days",
+}
+"""How a reason reads when the feature has no value (the customer never answered)."""
+
+
 def _shown_value(feature: str, value: float) -> str:
     if np.isnan(value):
         return "none"
@@ -345,6 +352,12 @@ def _shown_value(feature: str, value: float) -> str:
     if feature in ("monetary", "aov", "spend_trend"):
         return f"${value:,.0f}"
     return f"{value:,.1f}" if feature in ("nps", "csat") else f"{value:,.0f}"
+
+
+def _reason(feature: str, value: float) -> str:
+    if np.isnan(value) and feature in MISSING_REASON:
+        return MISSING_REASON[feature]
+    return f"{FEATURES[feature]} {_shown_value(feature, value)}"
 
 
 def risk_contributions(model: ChurnModel, data: pd.DataFrame) -> pd.DataFrame:
@@ -373,8 +386,7 @@ def churn_reasons(model: ChurnModel, data: pd.DataFrame, top: int = REASONS_SHOW
     texts = []
     for i, best in enumerate(order):
         parts = [
-            f"{FEATURES[names[j]]} {_shown_value(names[j], values[i, j])} "
-            f"(+{100 * points[i, j]:.0f} pts)"
+            f"{_reason(names[j], values[i, j])} (+{100 * points[i, j]:.0f} pts)"
             for j in best
             if points[i, j] >= REASON_MIN_POINTS
         ]

@@ -168,3 +168,12 @@ def test_comparison_with_the_same_period_a_year_earlier(tiny_store):
 )
 def test_format_value_fits_a_kpi_card(name, value, text):
     assert format_value(METRICS[name], value) == text
+
+
+def test_month_to_date_is_compared_with_the_same_days_of_the_month_before(tiny_store):
+    to_date = Filters(date(2024, 2, 1), date(2024, 2, 20), preset="month_to_date")
+    kpis = compute_kpis(tiny_store, to_date)
+    assert kpis["revenue"].previous == pytest.approx(300.0)  # 1-20 Jan: orders 1 and 4
+    by_hand = compute_kpis(tiny_store, replace(to_date, preset=None))
+    assert by_hand["revenue"].previous == pytest.approx(200.0)  # 12-31 Jan: order 4 only
+    assert kpis["revenue"].value == by_hand["revenue"].value

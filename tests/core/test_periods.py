@@ -70,3 +70,23 @@ def test_freshness_says_how_old_the_data_is():
     )
     assert freshness(D("2026-11-28"), D("2026-11-29")) == "Data through 28 Nov 2026 (yesterday)."
     assert freshness(D("2026-11-29"), D("2026-11-29")) == "Data through 29 Nov 2026 (today)."
+
+
+@pytest.mark.parametrize(
+    "preset,last_day,start,end",
+    [
+        ("month_to_date", "2026-11-28", "2026-10-01", "2026-10-28"),
+        ("month_to_date", "2026-03-31", "2026-02-01", "2026-02-28"),
+        ("last_month", "2026-11-28", "2026-09-01", "2026-09-30"),
+        ("quarter_to_date", "2026-11-28", "2026-07-01", "2026-08-28"),
+        ("last_quarter", "2026-11-28", "2026-04-01", "2026-06-30"),
+        ("year_to_date", "2026-11-28", "2025-01-01", "2025-11-28"),
+        ("last_year", "2026-11-28", "2024-01-01", "2024-12-31"),
+        ("last_30_days", "2026-11-28", "2026-09-30", "2026-10-29"),
+    ],
+)
+def test_calendar_presets_compare_with_the_calendar_period_before(preset, last_day, start, end):
+    first, last = preset_range(preset, D(last_day))
+    period = Filters(first, last, preset=preset)
+    compared = period.comparison()
+    assert (compared.start, compared.end) == (D(start), D(end))

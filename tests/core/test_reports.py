@@ -187,3 +187,20 @@ def test_unknown_view_and_reversed_period_are_refused(demo):
         reports.report(store, "kpi", default_filters(store))
     with pytest.raises(CRMError, match="before --start"):
         reports.report(store, "overview", Filters(date(2024, 2, 1), date(2024, 1, 1)))
+
+
+def test_cli_report_matches_countries_in_any_case_and_refuses_unknown_ones(
+    demo, capsys, monkeypatch
+):
+    from crm_core.cli import main
+
+    store, _ = demo
+    monkeypatch.setenv("CRM_DATABASE_URL", str(store.engine.url))
+    assert main(["report", "overview", "--country", "de", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["filters"]["countries"] == ["DE"]
+    assert printed["kpis"]["revenue"]["value"] > 0
+    assert main(["report", "overview", "--country", "GBR"]) == 2
+    assert "--country 'GBR' is not in the store. Did you mean GB?" in capsys.readouterr().err
+    assert main(["kpis", "--channel", "bogus"]) == 2
+    assert "Allowed: app, store, web." in capsys.readouterr().err
