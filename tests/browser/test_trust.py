@@ -66,7 +66,7 @@ def test_presets_and_a_one_day_period(browser, app_server, screenshots, demo_sto
         page.keyboard.press("Escape")
         page.locator('[data-testid="stMain"] h1').first.click()  # leave the field
         wait_idle(page)
-        page.get_by_text("(1 day)").wait_for()
+        page.locator('[data-testid="stSidebar"]').get_by_text("(1 day)").wait_for()
         main = page.locator('[data-testid="stMain"]').inner_text()
         assert "Revenue and active customers by day" in main
         assert problems(page) == []
