@@ -133,8 +133,9 @@ else:
     top = at_risk[at_risk["churn_band"] == "high"].head(25)
     st.markdown("**High-risk customers with the most value at risk**")
     st.caption(
-        "Reasons: the features that push each customer's risk up most, with how much lower "
-        "the risk would be if that one thing were typical."
+        "Why: the features that push each customer's risk up most, from the model itself, "
+        "each with the factor by which it multiplies their odds of churning against an "
+        "average customer."
     )
     first = ["customer_id", "churn_risk", "churn_reasons", "clv", "value_at_risk"]
     shown = mask_pii(top, user.role)

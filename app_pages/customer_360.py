@@ -79,9 +79,10 @@ cols[4].metric(
 if person.get("churn_reasons"):
     st.caption(
         f"**Why the churn risk is {person['churn_band']}:** {person['churn_reasons']}. "
-        "Each is how much lower the risk would be if that one thing were typical.",
+        "Each multiplies the odds of churning by the factor shown.",
         help="From the churn model at the last scoring: the features that push this "
-        "customer's risk up most against a typical customer (training median).",
+        "customer's risk up most against an average customer, read from the model's own "
+        "trees (or coefficients).",
     )
 
 facts = insight_ui.customer_segments(customer_id)

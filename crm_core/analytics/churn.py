@@ -330,13 +330,10 @@ def band(risk: np.ndarray) -> np.ndarray:
 # --- per-customer reasons and drift -------------------------------------------------------
 
 REASON_BANDS = ("high",)
-"""Bands whose customers get reasons: the ones someone acts on (each costs a prediction per
-feature, so not every customer gets them)."""
-REASON_MIN_POINTS = 0.02
-"""A feature is a reason when it adds at least this much (2 points) to a customer's risk."""
+"""Bands whose customers get reasons: the ones someone acts on."""
+REASON_MIN_ODDS = 1.1
+"""A feature is a reason when it multiplies a customer's odds of churning by at least this."""
 REASONS_SHOWN = 3
-
-
 MISSING_REASON = {
     "nps": f"no NPS answer in the last {SURVEY_DAYS} days",
     "csat": f"no CSAT answer in the last {SURVEY_DAYS} days",
@@ -360,37 +357,85 @@ def _reason(feature: str, value: float) -> str:
     return f"{FEATURES[feature]} {_shown_value(feature, value)}"
 
 
-def risk_contributions(model: ChurnModel, data: pd.DataFrame) -> pd.DataFrame:
-    """How much each feature raises each customer's churn risk, from the model itself: the
-    risk minus the risk with that feature set to a typical customer's value (the training
-    median); positive pushes risk up. Model-agnostic, so it reads the same for both models."""
-    risk = model.predict_proba(data)
-    out = {}
-    for feature in model.feature_names_in_:
-        typical = data.copy()
-        typical[feature] = model.reference_[feature]
-        out[feature] = risk - model.predict_proba(typical)
-    return pd.DataFrame(out, index=data.index)
+def _tree_contributions(estimator: HistGradientBoostingClassifier, X: np.ndarray) -> np.ndarray:
+    """Each feature's share of each row's log-odds, from the trees themselves (Saabas): on
+    every split a row passes, the change in the tree's expected output (the count-weighted
+    mean of the leaves below) goes to the split's feature. Per row, the parts plus the
+    trees' expected output at the root add up to the model's log-odds exactly."""
+    n, k = X.shape
+    out = np.zeros((n, k))
+    rows = np.arange(n)
+    for (tree,) in estimator._predictors:
+        nodes = tree.nodes
+        if nodes["is_categorical"].any():
+            raise CRMError("Churn reasons need numeric features; a categorical split was found.")
+        expected = nodes["value"].astype(float)  # leaves: their (shrunk) values
+        for i in range(len(nodes) - 1, -1, -1):  # children come after their parent
+            if not nodes["is_leaf"][i]:
+                left, right = nodes["left"][i], nodes["right"][i]
+                n_left, n_right = float(nodes["count"][left]), float(nodes["count"][right])
+                expected[i] = (n_left * expected[left] + n_right * expected[right]) / max(
+                    n_left + n_right, 1.0
+                )
+        at = np.zeros(n, dtype=np.intp)
+        while True:
+            inner = ~nodes["is_leaf"][at].astype(bool)
+            if not inner.any():
+                break
+            idx, node = rows[inner], at[inner]
+            feature = nodes["feature_idx"][node]
+            x = X[idx, feature]
+            go_left = np.where(
+                np.isnan(x),
+                nodes["missing_go_to_left"][node].astype(bool),
+                x <= nodes["num_threshold"][node],
+            )
+            child = np.where(go_left, nodes["left"][node], nodes["right"][node]).astype(np.intp)
+            out[idx, feature] += expected[child] - expected[node]  # one split per row
+            at[inner] = child
+    return out
+
+
+def log_odds_contributions(model: ChurnModel, data: pd.DataFrame) -> pd.DataFrame:
+    """How much each feature adds to each customer's log-odds of churning, from the model:
+    for gradient boosting the trees' own split contributions, for the logistic regression
+    coefficient x standardised value (missing-value indicators added to their feature).
+    Positive pushes risk up; exp(part) is the factor by which it multiplies the odds."""
+    frame = data[model.feature_names_in_].astype(float)
+    if model.kind == "hgb":
+        parts = _tree_contributions(model.estimator_, frame.to_numpy())
+    else:
+        imputer, scaler, logit = (step for _, step in model.estimator_.steps)
+        z = scaler.transform(imputer.transform(frame))
+        terms = z * logit.coef_[0]
+        k = len(model.feature_names_in_)
+        parts = terms[:, :k].copy()
+        indicator = getattr(imputer, "indicator_", None)
+        for j, feature in enumerate(indicator.features_ if indicator is not None else []):
+            parts[:, feature] += terms[:, k + j]
+    return pd.DataFrame(parts, index=data.index, columns=model.feature_names_in_)
 
 
 def churn_reasons(model: ChurnModel, data: pd.DataFrame, top: int = REASONS_SHOWN) -> pd.Series:
     """Per customer, the features that push their risk up most, in words, e.g.
-    "days since the last order 142 (+18 pts); e-mail opens in the last 90 days 0 (+6 pts)"."""
+    "days since the last order 214 (odds x3.1); support tickets in the last 180 days 5
+    (odds x1.8)"."""
     if data.empty:
         return pd.Series([], index=data.index, dtype=object)
-    contributions = risk_contributions(model, data)
+    contributions = log_odds_contributions(model, data)
     names = list(contributions.columns)
-    points = contributions.to_numpy()
+    parts = contributions.to_numpy()
     values = data[names].to_numpy(dtype=float)
-    order = np.argsort(-points, axis=1, kind="stable")[:, :top]
+    order = np.argsort(-parts, axis=1, kind="stable")[:, :top]
+    floor = np.log(REASON_MIN_ODDS)
     texts = []
     for i, best in enumerate(order):
-        parts = [
-            f"{_reason(names[j], values[i, j])} (+{100 * points[i, j]:.0f} pts)"
+        shown = [
+            f"{_reason(names[j], values[i, j])} (odds x{np.exp(parts[i, j]):.1f})"
             for j in best
-            if points[i, j] >= REASON_MIN_POINTS
+            if parts[i, j] >= floor
         ]
-        texts.append("; ".join(parts) or None)
+        texts.append("; ".join(shown) or None)
     return pd.Series(texts, index=data.index, dtype=object)
 
 

@@ -135,18 +135,31 @@ def _synthetic(n: int, seed: int, recency_shift: float = 0.0) -> pd.DataFrame:
     return data
 
 
-def test_reasons_name_the_feature_that_drives_a_customers_risk():
-    data = _synthetic(2_000, seed=1)
-    model = churn.ChurnModel(kind="logit").fit(data)
+@pytest.mark.parametrize("kind", ["hgb", "logit"])
+def test_contributions_add_up_to_the_models_own_log_odds(kind):
+    data = _synthetic(3_000, seed=2)
+    data.loc[data.index % 4 == 0, "nps"] = np.nan  # never answered: a missing value
+    model = churn.ChurnModel(kind=kind).fit(data)
+    parts = churn.log_odds_contributions(model, data)
+    risk = model.predict_proba(data)
+    rest = np.log(risk / (1 - risk)) - parts.sum(axis=1).to_numpy()
+    assert rest.max() - rest.min() < 1e-9  # the same constant (the average) for everyone
+
+
+@pytest.mark.parametrize("kind", ["hgb", "logit"])
+def test_reasons_name_the_feature_that_drives_a_customers_risk(kind):
+    data = _synthetic(3_000, seed=1)
+    model = churn.ChurnModel(kind=kind).fit(data)
     late = data.head(3).copy()
     late["recency_days"] = [280.0, 290.0, 20.0]
     reasons = churn.churn_reasons(model, late)
-    assert reasons.iloc[0].startswith("days since the last order 280 (+")
-    assert reasons.iloc[1].startswith("days since the last order 290 (+")
+    assert reasons.iloc[0].startswith("days since the last order 280 (odds x")
+    assert reasons.iloc[1].startswith("days since the last order 290 (odds x")
     assert reasons.iloc[2] is None or "days since the last order" not in reasons.iloc[2]
-    points = churn.risk_contributions(model, late)
-    assert points.loc[late.index[0]].idxmax() == "recency_days"
-    assert points.loc[late.index[0], "recency_days"] > 0.3  # typical recency ~150 days
+    parts = churn.log_odds_contributions(model, late)
+    assert parts.loc[late.index[0]].idxmax() == "recency_days"
+    assert parts.loc[late.index[0], "recency_days"] > np.log(3)  # 280 days: odds x3 or more
+    assert parts.loc[late.index[2], "recency_days"] < 0  # 20 days pulls the risk down
 
 
 def test_population_stability_is_zero_for_the_same_data_and_large_for_a_shift():

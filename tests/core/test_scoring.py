@@ -55,7 +55,7 @@ def test_score_writes_every_customer_with_a_version(demo_copy):
     assert scores.loc[~high, "churn_reasons"].isna().all()  # reasons only where someone acts
     reasons = scores.loc[high, "churn_reasons"].dropna()
     assert len(reasons) >= 0.5 * high.sum() > 0
-    assert reasons.str.contains(r"\(\+\d+ pts\)").all()
+    assert reasons.str.contains(r"\(odds x\d+\.\d\)").all()
 
 
 @pytest.mark.both_stores
