@@ -57,6 +57,7 @@ class ScoreResult:
             + ", ".join(
                 f"{b} {n:,}" for b, n in k.scores["churn_band"].value_counts().sort_index().items()
             ),
+            *(f"Note: {note}" for note in [*c.notes, *k.notes]),
         ]
 
 

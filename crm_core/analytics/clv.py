@@ -293,6 +293,7 @@ class CLVModel:
         self.spend_model_ = None
         self.spend_penalizer_ = 0.0
         self.spend_note_ = ""
+        self.spend_left_out_ = 0
         if "monetary_value" in summary.columns:
             self._fit_spend(summary)
         self.n_customers_ = len(summary)
@@ -304,13 +305,17 @@ class CLVModel:
         from lifetimes import GammaGammaFitter
 
         repeat = summary[summary["frequency"] > 0]
-        bad = repeat["monetary_value"].to_numpy(dtype=float) <= 0
-        if bad.any() or repeat["monetary_value"].isna().any():
-            raise CRMError(
-                f"{int(bad.sum())} repeat customer(s) have zero or negative average spend "
-                f"(got e.g. {float(repeat['monetary_value'][bad].iloc[0]) if bad.any() else 'NaN'}"
-                "); Gamma-Gamma needs spend > 0. Fix: exclude free or credit orders, or mark "
-                "refunds with status 'refunded' instead of negative amounts."
+        spend = repeat["monetary_value"].to_numpy(dtype=float)
+        unpaid = ~(spend > 0)  # zero, negative or missing: Gamma-Gamma cannot take them
+        self.spend_left_out_ = int(unpaid.sum())
+        repeat = repeat[~unpaid]
+        if len(repeat) < MIN_REPEAT_CUSTOMERS:
+            raise NotReadyError(
+                [
+                    f"{len(repeat):,} repeat customers have a positive average spend (and "
+                    f"{self.spend_left_out_:,} zero or negative); the spend model needs at "
+                    f"least {MIN_REPEAT_CUSTOMERS}."
+                ]
             )
         rows, weights = _unique_rows(repeat, ["frequency", "monetary_value"], self.weighted)
 
@@ -329,6 +334,14 @@ class CLVModel:
             _warm_start(fit_spend, len(rows), self.penalizer, self.random_state),
         )
         self.population_aov_ = self._population_aov()
+        if self.spend_left_out_:
+            left_out = (
+                f"{self.spend_left_out_:,} repeat customer(s) with a zero or negative average "
+                "spend (free or credit orders, refunds entered as negative amounts) were left "
+                "out of the spend model and are valued at zero spend: their own purchases "
+                "show no paid spend to project."
+            )
+            self.spend_note_ = f"{self.spend_note_} {left_out}".strip()
 
     @staticmethod
     def params_names_(model: str) -> tuple[str, ...]:
@@ -413,7 +426,8 @@ class CLVModel:
         x = summary["frequency"].to_numpy(dtype=float)
         m = summary["monetary_value"].to_numpy(dtype=float)
         weight = p * x / (p * x + q - 1)
-        return (1 - weight) * self.population_aov_ + weight * m
+        expected = (1 - weight) * self.population_aov_ + weight * m
+        return np.where((x > 0) & ~(m > 0), 0.0, expected)  # left out of the spend model
 
     def clv(
         self, summary: pd.DataFrame, months: int, monthly_discount: float, unit_days: int

@@ -143,11 +143,26 @@ def test_recency_greater_than_t_is_a_clear_error():
         clv.CLVModel().fit(summary)
 
 
-@pytest.mark.parametrize("spend", [0.0, -5.0])
-def test_zero_or_negative_spend_is_a_clear_error(cdnow_summary, spend):
+@pytest.mark.parametrize("spend", [0.0, -5.0, np.nan])
+def test_repeat_buyers_without_paid_spend_are_left_out_of_the_spend_model(cdnow_summary, spend):
     summary = cdnow_summary.copy()
-    summary.loc[summary.index[summary["frequency"] > 0][0], "monetary_value"] = spend
-    with pytest.raises(CRMError, match="zero or negative average spend"):
+    odd = summary.index[summary["frequency"] > 0][:3]
+    summary.loc[odd, "monetary_value"] = spend
+    model = clv.CLVModel().fit(summary)
+    without = clv.CLVModel().fit(summary.drop(index=odd))
+    for name in ("p", "q", "v"):  # the spend model is the one fitted without them
+        assert model.params[name] == pytest.approx(without.params[name], rel=1e-6)
+    assert model.spend_left_out_ == 3
+    assert "3 repeat customer(s) with a zero or negative average spend" in model.spend_note_
+    aov = model.expected_aov(summary)
+    assert (aov[summary.index.get_indexer(odd)] == 0).all()
+    assert (np.delete(aov, summary.index.get_indexer(odd)) > 0).all()
+
+
+def test_too_few_paying_repeat_buyers_is_a_clear_reason(cdnow_summary):
+    summary = cdnow_summary.copy()
+    summary.loc[summary["frequency"] > 0, "monetary_value"] = 0.0
+    with pytest.raises(clv.NotReadyError, match="0 repeat customers have a positive"):
         clv.CLVModel().fit(summary)
 
 

@@ -15,9 +15,11 @@ from datetime import timedelta
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from crm_core import cli, scoring
 from crm_core.analytics import churn, clv
+from crm_core.schema import orders
 from crm_core.store import Store, close_all
 
 
@@ -130,6 +132,23 @@ def test_cli_churn_and_score(demo_copy, capsys):
     assert figures["drivers"] and "says" in figures["drivers"][0]
     assert cli.main(["score", "--quiet"]) == 0
     assert "Scored" in capsys.readouterr().out
+
+
+def test_free_repeat_orders_do_not_stop_scoring_for_everyone(demo_copy, capsys):
+    """Real data: a repeat buyer whose orders were all free used to stop `score` for all."""
+    repeat = demo_copy.read_df(
+        "SELECT customer_id FROM orders WHERE status = 'completed' "
+        "GROUP BY customer_id HAVING count(DISTINCT CAST(ordered_at AS DATE)) >= 3 "
+        "ORDER BY customer_id LIMIT 2"
+    )["customer_id"].tolist()
+    with demo_copy.begin() as conn:
+        conn.execute(sa.update(orders).where(orders.c.customer_id.in_(repeat)).values(amount=0))
+    assert cli.main(["score", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "2 repeat customer(s) with a zero or negative average spend" in out
+    scores = demo_copy.read_df("SELECT customer_id, clv FROM customer_scores")
+    assert len(scores) > 1000
+    assert (scores.set_index("customer_id").loc[repeat, "clv"] == 0).all()
 
 
 @pytest.mark.both_stores
