@@ -81,13 +81,18 @@ with saved_tab:
         st.button(
             "Open in the builder",
             on_click=segment_ui.load_definition,
-            args=(segments.load_segment(store(), pick).definition, pick),
+            args=(
+                segments.redact_definition(
+                    segments.load_segment(store(), pick).definition, user.role
+                ),
+                pick,
+            ),
         )
         history = segment_ui.sizes(int(row["segment_id"]))
         if not history.empty:
             st.plotly_chart(segment_charts.size_history(history), width="stretch")
         with st.expander("Versions"):
-            st.dataframe(segment_ui.versions(int(row["segment_id"])), hide_index=True)
+            st.dataframe(segment_ui.versions(int(row["segment_id"]), user.role), hide_index=True)
         owner = row["owner"] or "nobody"
         st.caption(f"Owned by **{owner}**; only its owner or an admin may delete it.")
         if may_save:

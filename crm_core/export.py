@@ -499,7 +499,7 @@ def _write_manifest(
         "exported_by": user.username,
         "role": user.role,
         "exported_at": when.isoformat(),
-        "definition": segment.definition,
+        "definition": segments.redact_definition(segment.definition, user.role),
         "description": segment.description,
         "exclusion_reasons": EXCLUSION_REASONS,
         "control_share": control_share,

@@ -357,6 +357,25 @@ def check_fields_for_role(definition: dict[str, Any], role: str | None) -> None:
         )
 
 
+HIDDEN_VALUE = "(personal data hidden)"
+
+
+def redact_definition(definition: Any, role: str | None) -> Any:
+    """`definition` with the values of rules on personal fields hidden from roles without
+    personal data (a marketer's `email eq ...` must not show the address to an analyst)."""
+    if role is None or auth.can(role, "see_pii") or not isinstance(definition, dict):
+        return definition
+    rules = []
+    for rule in definition.get("rules", []):
+        if isinstance(rule, dict) and "rules" in rule:
+            rules.append(redact_definition(rule, role))
+        elif isinstance(rule, dict) and rule.get("field") in PERSONAL_FIELDS and "value" in rule:
+            rules.append({**rule, "value": HIDDEN_VALUE})
+        else:
+            rules.append(rule)
+    return {**definition, "rules": rules}
+
+
 # --- preview -----------------------------------------------------------------------------
 
 

@@ -54,10 +54,19 @@ def saved_segments() -> pd.DataFrame:
     return segments.list_segments(store())
 
 
+def _as_dict(definition: Any) -> Any:
+    return json.loads(definition) if isinstance(definition, str) else definition
+
+
 @data.reads("segments", show_spinner=False, ttl=60)
-def versions(segment_id: int) -> pd.DataFrame:
-    """Every version of a saved segment."""
-    return segments.segment_versions(store(), segment_id)
+def versions(segment_id: int, role: str) -> pd.DataFrame:
+    """Every version of a saved segment, personal rule values hidden from `role` if it
+    may not see them."""
+    table = segments.segment_versions(store(), segment_id)
+    table["definition"] = [
+        json.dumps(segments.redact_definition(_as_dict(d), role)) for d in table["definition"]
+    ]
+    return table
 
 
 @data.reads("segment_sizes", show_spinner=False, ttl=60)

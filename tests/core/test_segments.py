@@ -314,3 +314,19 @@ def test_roles_without_personal_data_cannot_select_by_it(tiny360):
     assert "email" not in segments.fields_for_role("analyst")
     assert "country" in segments.fields_for_role("analyst")
     assert "email" in segments.fields_for_role("admin")
+
+
+def test_personal_rule_values_are_hidden_from_roles_without_personal_data():
+    definition = {
+        "match": "all",
+        "rules": [
+            {"field": "country", "op": "eq", "value": "US"},
+            {"match": "any", "rules": [{"field": "email", "op": "eq", "value": "bob@x.io"}]},
+        ],
+    }
+    hidden = segments.redact_definition(definition, "analyst")
+    assert hidden["rules"][0] == definition["rules"][0]
+    assert hidden["rules"][1]["rules"][0]["value"] == segments.HIDDEN_VALUE
+    assert "bob@x.io" not in json.dumps(hidden)
+    assert segments.redact_definition(definition, "marketer") == definition
+    assert definition["rules"][1]["rules"][0]["value"] == "bob@x.io"  # the input is kept
