@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from crm_core.analytics.campaigns import ATTRIBUTION_MODELS, DEFAULT_MODEL, roi_totals
+from crm_core.analytics.campaigns import ATTRIBUTION_MODELS, DEFAULT_MODEL, ROI_COLUMNS, roi_totals
 from crm_ui import auth_ui, filters_ui, insight_charts, insight_ui, widgets
 
 auth_ui.require_view("campaigns")
@@ -69,17 +69,10 @@ st.dataframe(
     roi,
     hide_index=True,
     column_order=[
-        "name",
-        "channel",
-        "objective",
-        *(["total_spend", "spend_share"] if sliced else []),
-        "spend",
-        "conversions",
-        "revenue",
-        "roi",
-        "roas",
-        "cpa",
-        "new_customers",
+        c
+        for c in ROI_COLUMNS
+        if c not in ("campaign_id", "started_at", "spend_basis")
+        and (sliced or c not in ("total_spend", "spend_share"))
     ],
     column_config={
         "total_spend": st.column_config.NumberColumn("all spend", format="dollar"),

@@ -114,6 +114,8 @@ def month_end(day: date) -> date:
     return day.replace(day=calendar.monthrange(day.year, day.month)[1])
 
 
+ONE_DAY = timedelta(days=1)
+
 PRESETS: dict[str, str] = {
     "last_7_days": "Last 7 days",
     "last_30_days": "Last 30 days",
@@ -163,9 +165,6 @@ def preset_range(preset: str, last_day: date) -> tuple[date, date]:
         )
         return date(end.year, 1, 1), end
     raise ValueError(f"unknown period preset {preset!r}; allowed: {', '.join(PRESETS)}")
-
-
-ONE_DAY = timedelta(days=1)
 
 
 def plural(count: int, noun: str) -> str:

@@ -19,6 +19,18 @@ from crm_core.schema import (
 )
 from crm_core.store import Store
 
+SOURCE_TABLES = (
+    "customers",
+    "customer_scores",
+    "orders",
+    "events",
+    "survey_responses",
+    "support_tickets",
+    "campaign_contacts",
+    "campaigns",
+)
+"""What a customer's profile and history read."""
+
 PROFILE_FIELDS = tuple(
     c.name
     for c in customers.columns

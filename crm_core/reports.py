@@ -97,15 +97,20 @@ def funnel_report(
     }
 
 
-def clv_report(store: Store, filters: Filters) -> dict[str, Any]:
-    """CLV model parameters and backtest over the filter's customers, data to the period end."""
+def _model_end(store: Store, filters: Filters) -> date:
+    """The last day the models may use: the period's end, or the filter's last order."""
     span = clv.data_span(store, filters)
     if span is None:
         raise CRMError("No completed orders in this filter: nothing to model.")
+    return min(span[1], filters.end)
+
+
+def clv_report(store: Store, filters: Filters) -> dict[str, Any]:
+    """CLV model parameters and backtest over the filter's customers, data to the period end."""
     report = clv.analyse(
         store,
         clv.CLVSettings(
-            observation_end=min(span[1], filters.end),
+            observation_end=_model_end(store, filters),
             countries=filters.countries,
             channels=filters.channels,
         ),
@@ -115,13 +120,10 @@ def clv_report(store: Store, filters: Filters) -> dict[str, Any]:
 
 def churn_report(store: Store, filters: Filters) -> dict[str, Any]:
     """Churn validation figures, drivers and risk bands as of the period's last day."""
-    span = clv.data_span(store, filters)
-    if span is None:
-        raise CRMError("No completed orders in this filter: nothing to model.")
     report = churn.analyse(
         store,
         churn.ChurnSettings(
-            as_of=min(span[1], filters.end),
+            as_of=_model_end(store, filters),
             countries=filters.countries,
             channels=filters.channels,
         ),

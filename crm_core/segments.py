@@ -697,15 +697,21 @@ def load_segment(store: Store, name: str, version: int | None = None) -> SavedSe
     return _row_to_segment(row)
 
 
-def list_segments(store: Store) -> pd.DataFrame:
-    """Live segments, latest version each, with their latest recorded size."""
-    ensure_tables(store)
-    latest = (
+def _latest_versions(*, deleted: bool) -> sa.Subquery:
+    """Each live (or deleted) segment's latest version number."""
+    gone = segments.c.deleted_at.is_not(None) if deleted else segments.c.deleted_at.is_(None)
+    return (
         sa.select(segments.c.segment_id, sa.func.max(segments.c.version).label("version"))
-        .where(segments.c.deleted_at.is_(None))
+        .where(gone)
         .group_by(segments.c.segment_id)
         .subquery("latest")
     )
+
+
+def list_segments(store: Store) -> pd.DataFrame:
+    """Live segments, latest version each, with their latest recorded size."""
+    ensure_tables(store)
+    latest = _latest_versions(deleted=False)
     size = sa.select(
         segment_sizes.c.segment_id,
         segment_sizes.c.customers,
@@ -842,12 +848,7 @@ def deleted_segments(store: Store, user: auth.User | None = None) -> pd.DataFram
     """Deleted segments (latest version each), newest deletion first; only those `user` may
     restore (their own; an admin's: all) when a user is given."""
     ensure_tables(store)
-    latest = (
-        sa.select(segments.c.segment_id, sa.func.max(segments.c.version).label("version"))
-        .where(segments.c.deleted_at.is_not(None))
-        .group_by(segments.c.segment_id)
-        .subquery("latest")
-    )
+    latest = _latest_versions(deleted=True)
     stmt = (
         sa.select(
             segments.c.segment_id,

@@ -20,10 +20,7 @@ def has_surveys() -> bool:
 
 
 @data.reads(
-    "survey_responses",
-    "customers",
-    "orders",
-    "customer_360",
+    *surveys.SOURCE_TABLES,
     show_spinner="Scoring surveys...",
     ttl=TTL,
 )
@@ -32,29 +29,26 @@ def survey_summary(filters: Filters) -> dict[str, surveys.ScoreSummary]:
     return surveys.summary(store(), filters)
 
 
-@data.reads("survey_responses", "customers", "orders", "customer_360", show_spinner=False, ttl=TTL)
+@data.reads(*surveys.SOURCE_TABLES, show_spinner=False, ttl=TTL)
 def survey_trend(filters: Filters) -> pd.DataFrame:
     """NPS and CSAT per month."""
     return surveys.monthly_trend(store(), filters)
 
 
-@data.reads("survey_responses", "customers", "orders", "customer_360", show_spinner=False, ttl=TTL)
+@data.reads(*surveys.SOURCE_TABLES, show_spinner=False, ttl=TTL)
 def survey_breakdown(filters: Filters, by: str) -> pd.DataFrame:
     """NPS and CSAT per value of a dimension."""
     return surveys.breakdown(store(), filters, by)
 
 
-@data.reads("survey_responses", "customers", "orders", "customer_360", show_spinner=False, ttl=TTL)
+@data.reads(*surveys.SOURCE_TABLES, show_spinner=False, ttl=TTL)
 def score_distribution(filters: Filters) -> pd.DataFrame:
     """Answers per score."""
     return surveys.score_distribution(store(), filters)
 
 
 @data.reads(
-    "survey_responses",
-    "customers",
-    "orders",
-    "customer_360",
+    *surveys.SOURCE_TABLES,
     show_spinner="Reading comments...",
     ttl=TTL,
 )
@@ -63,17 +57,14 @@ def verbatims(filters: Filters) -> pd.DataFrame:
     return surveys.verbatims(store(), filters)
 
 
-@data.reads("survey_responses", "customers", "orders", "customer_360", show_spinner=False, ttl=TTL)
+@data.reads(*surveys.SOURCE_TABLES, show_spinner=False, ttl=TTL)
 def distinguishing_terms(filters: Filters) -> pd.DataFrame:
     """Terms typical of detractors against promoters."""
     return surveys.distinguishing_terms(verbatims(filters))
 
 
 @data.reads(
-    "survey_responses",
-    "customers",
-    "orders",
-    "customer_360",
+    *surveys.SOURCE_TABLES,
     "customer_scores",
     show_spinner="Following respondents...",
     ttl=TTL,
@@ -85,11 +76,7 @@ def survey_value(filters: Filters) -> tuple[pd.DataFrame, dict]:
 
 
 @data.reads(
-    "campaigns",
-    "campaign_contacts",
-    "orders",
-    "events",
-    "customers",
+    *campaigns.SOURCE_TABLES,
     show_spinner="Attributing revenue...",
     ttl=TTL,
 )
@@ -99,11 +86,7 @@ def campaign_roi(filters: Filters, model: str, lookback_days: int) -> pd.DataFra
 
 
 @data.reads(
-    "campaigns",
-    "campaign_contacts",
-    "orders",
-    "events",
-    "customers",
+    *campaigns.SOURCE_TABLES,
     show_spinner="Comparing treatment and control...",
     ttl=TTL,
 )
@@ -113,9 +96,7 @@ def incrementality(filters: Filters, window_days: int) -> pd.DataFrame:
 
 
 @data.reads(
-    "events",
-    "customers",
-    "orders",
+    *funnels.EVENT_SOURCE_TABLES,
     show_spinner="Following customers through the funnel...",
     ttl=TTL,
 )
@@ -126,7 +107,7 @@ def event_funnel(
     return funnels.event_funnel(store(), filters, list(steps), order=order, window_days=window_days)
 
 
-@data.reads("events", "customers", "orders", "customer_360", show_spinner=False, ttl=TTL)
+@data.reads(*funnels.EVENT_SOURCE_TABLES, "customer_360", show_spinner=False, ttl=TTL)
 def funnel_breakdown(
     filters: Filters, steps: tuple[str, ...], order: str, window_days: int, by: str
 ) -> pd.DataFrame:
@@ -152,14 +133,7 @@ def search_customers(text: str, role: str) -> pd.DataFrame:
 
 
 @data.reads(
-    "customers",
-    "customer_scores",
-    "orders",
-    "events",
-    "survey_responses",
-    "support_tickets",
-    "campaign_contacts",
-    "campaigns",
+    *profile.SOURCE_TABLES,
     show_spinner="Loading the profile...",
     ttl=60,
 )

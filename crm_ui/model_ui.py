@@ -12,7 +12,7 @@ from crm_core.filters import Filters
 from crm_ui import data
 
 
-@data.reads("orders", "customers", show_spinner=False, ttl=600)
+@data.reads(*clv.SOURCE_TABLES, show_spinner=False, ttl=600)
 def order_span(countries: tuple[str, ...], channels: tuple[str, ...]) -> tuple[date, date] | None:
     """First and last day with a completed order in these countries and channels."""
     return clv.data_span(data.store(), Filters(date.min, date.max, countries, channels))
@@ -36,8 +36,7 @@ def default_calibration_end(first: date, last: date) -> date:
 
 
 @data.reads(
-    "orders",
-    "customers",
+    *clv.SOURCE_TABLES,
     show_spinner="Fitting the purchase and spend models (first time for these settings)...",
     ttl=3600,
     max_entries=16,
@@ -48,12 +47,7 @@ def clv_report(settings: clv.CLVSettings) -> clv.CLVReport:
 
 
 @data.reads(
-    "orders",
-    "customers",
-    "events",
-    "survey_responses",
-    "support_tickets",
-    "campaign_contacts",
+    *churn.SOURCE_TABLES,
     show_spinner="Training and validating the churn model (first time for these settings)...",
     ttl=3600,
     max_entries=16,
@@ -64,12 +58,7 @@ def churn_report(settings: churn.ChurnSettings) -> churn.ChurnReport:
 
 
 @data.reads(
-    "orders",
-    "customers",
-    "events",
-    "survey_responses",
-    "support_tickets",
-    "campaign_contacts",
+    *churn.SOURCE_TABLES,
     "customer_scores",
     show_spinner=False,
     ttl=3600,
@@ -84,12 +73,7 @@ def value_at_risk(
 
 
 @data.reads(
-    "orders",
-    "customers",
-    "events",
-    "survey_responses",
-    "support_tickets",
-    "campaign_contacts",
+    *churn.SOURCE_TABLES,
     "customer_scores",
     show_spinner=False,
     ttl=3600,
@@ -102,7 +86,7 @@ def band_summary(
     return churn.band_summary(value_at_risk(churn_settings, clv_settings))
 
 
-@data.reads("orders", "customers", "customer_360", show_spinner=False, ttl=3600, max_entries=16)
+@data.reads(*clv.SOURCE_TABLES, "customer_360", show_spinner=False, ttl=3600, max_entries=16)
 def clv_breakdowns(settings: clv.CLVSettings) -> dict[str, pd.DataFrame]:
     """CLV by RFM segment, acquisition channel and country, and the top customers."""
     values = clv_report(settings).customers

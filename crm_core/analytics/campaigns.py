@@ -32,6 +32,9 @@ from crm_core.schema import campaign_contacts, campaigns, events, orders
 from crm_core.store import Store
 
 Z_95 = 1.959963984540054
+SOURCE_TABLES = ("campaigns", "campaign_contacts", "orders", "events", "customers")
+"""What ROI and incrementality read."""
+
 TIME_DECAY_HALF_LIFE_DAYS = 7.0
 """Time decay: a touch this many days before the order counts half as much as one at it."""
 POSITION_ENDS_SHARE = 0.4

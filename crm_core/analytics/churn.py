@@ -41,6 +41,16 @@ from crm_core.schema import (
 )
 from crm_core.store import Store
 
+SOURCE_TABLES = (
+    "orders",
+    "customers",
+    "events",
+    "survey_responses",
+    "support_tickets",
+    "campaign_contacts",
+)
+"""What the churn features are built from."""
+
 Progress = Callable[[float, str], None]
 
 DEFAULT_WINDOW_DAYS = 90

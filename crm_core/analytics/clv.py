@@ -29,6 +29,9 @@ from crm_core.filters import Filters, completed_orders_where
 from crm_core.schema import customers, orders
 from crm_core.store import Store
 
+SOURCE_TABLES = ("orders", "customers")
+"""What the CLV models are fitted on (orders; customers for the filter scope)."""
+
 Progress = Callable[[float, str], None]
 
 TIME_UNITS: dict[str, int] = {"days": 1, "weeks": 7}

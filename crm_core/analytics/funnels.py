@@ -21,6 +21,9 @@ from crm_core.filters import Filters, customer_scope
 from crm_core.schema import EVENT_TYPES, LEAD_STAGES, customers, events, leads
 from crm_core.store import Store
 
+EVENT_SOURCE_TABLES = ("events", "customers", "orders")
+"""What the event funnel reads (events; customers and orders for the filter scope)."""
+
 DEFAULT_STEPS = ("visit", "product_view", "add_to_cart", "checkout", "purchase")
 ORDERS = ("strict", "any")
 MIN_STEPS, MAX_STEPS = 2, 10

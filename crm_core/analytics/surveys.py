@@ -21,6 +21,10 @@ from crm_core.metrics import CSAT_SATISFIED_MIN, NPS_DETRACTOR_MAX, NPS_PROMOTER
 from crm_core.schema import customer_scores, customers, orders, survey_responses
 from crm_core.store import Store
 
+SOURCE_TABLES = ("survey_responses", "customers", "orders", "customer_360")
+"""What the survey figures read: answers; customers and orders for the filter scope; the 360
+table for the RFM breakdown."""
+
 MIN_RESPONSES = 30
 """Below this many answers a score is shown with a warning: its interval is too wide."""
 
