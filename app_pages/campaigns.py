@@ -81,7 +81,9 @@ st.dataframe(
             format="percent",
             help="Share of the campaign's contacts (or reached customers) in the filter.",
         ),
-        "spend": st.column_config.NumberColumn("spend in filter", format="dollar"),
+        "spend": st.column_config.NumberColumn(
+            "spend in filter" if sliced else "spend", format="dollar"
+        ),
         "revenue": st.column_config.NumberColumn("attributed revenue", format="dollar"),
         "conversions": st.column_config.NumberColumn(format="%.1f"),
         "roi": st.column_config.NumberColumn("ROI", format="percent"),
