@@ -1,86 +1,108 @@
-"""Data import for admins: upload CSV or Parquet into a table, validated, all or nothing."""
-
-import tempfile
-from pathlib import Path
+"""Data import for admins: a file in any common layout, detected, mapped, previewed and
+loaded in one transaction; the import history with undo; scoring."""
 
 import pandas as pd
 import streamlit as st
 
-from crm_core import ingest, schema, scoring
+from crm_core import mapping, scoring
 from crm_core.errors import CRMError, ImportValidationError
-from crm_ui import auth_ui, data, widgets
+from crm_ui import auth_ui, data, import_ui, widgets
 
-auth_ui.require_view("data_import")
+user = auth_ui.require_view("data_import")
 st.title("Data import")
 widgets.filter_note("data_import")
 st.caption(
-    "Load your own customers, orders, events, surveys and more. A file is checked in full "
-    "first; if anything is wrong nothing is loaded and every problem is listed with its row "
-    "and column."
+    "Load customers, orders with their lines, events, surveys and more, as your shop or CRM "
+    "exports them. Nothing is written until you press Import; then the whole file goes in at "
+    "once or not at all (or, if you choose, the valid rows, with the rejected ones to "
+    "download). Every import can be undone from the history."
 )
 
 counts = data.row_counts()
-st.dataframe(
-    pd.DataFrame({"table": list(counts), "rows": list(counts.values())}),
-    hide_index=True,
-    width="content",
-    column_config={"rows": st.column_config.NumberColumn(format="localized")},
-)
+with st.expander("Rows in the store", expanded=False):
+    st.dataframe(
+        pd.DataFrame({"table": list(counts), "rows": list(counts.values())}),
+        hide_index=True,
+        width="content",
+        column_config={"rows": st.column_config.NumberColumn(format="localized")},
+    )
 
-table_name = st.selectbox(
-    "Table",
-    schema.IMPORTABLE_TABLES,
-    help="Import customers before the tables that refer to them (orders, events, ...).",
-)
-with st.expander(f"Columns of `{table_name}`", expanded=False):
-    st.dataframe(pd.DataFrame(schema.column_docs(table_name)), hide_index=True)
-mode = st.radio(
-    "Mode",
-    ("append", "upsert"),
-    horizontal=True,
-    help="append: add new rows; a key that already exists is an error. "
-    "upsert: rows whose key exists replace the stored row.",
-)
-upload = st.file_uploader(
-    "CSV (UTF-8, comma-separated, may be gzipped) or Parquet file",
-    type=["csv", "gz", "txt", "parquet"],
-)
+import_tab, history_tab, scores_tab = st.tabs(["Import a file", "History and undo", "Scores"])
 
-if upload is not None and st.button("Import", type="primary"):
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / Path(upload.name).name
-        path.write_bytes(upload.getvalue())
+with import_tab:
+    upload = import_ui.upload_step()
+    if upload is None:
+        st.info("Upload a file to start: its layout is detected and its columns are matched.")
+    else:
         try:
-            with st.spinner(f"Checking and loading {upload.name}..."):
-                result = ingest.import_file(
-                    data.store(), table_name, path, mode=mode, file_name=upload.name
-                )
+            sample = import_ui.read_sample(upload)
+            base = import_ui.start_step(upload, sample.column_names)
+            key = f"imp:{upload.file_id}:{base.name or 'by-name'}:{base.table}"
+            st.subheader("How the file is written")
+            fmt = import_ui.format_step(upload, base, key)
+            sample = import_ui.read_sample(upload, fmt)
         except ImportValidationError as exc:
-            st.error(f"{upload.name}: {len(exc.problems)} problem(s); nothing was imported.")
-            st.code("\n".join(exc.problems[: exc.max_shown]), language=None, wrap_lines=True)
-            if len(exc.problems) > exc.max_shown:
-                st.caption(f"... and {len(exc.problems) - exc.max_shown} more.")
+            st.error(f"{upload.name} cannot be read: {len(exc.problems)} problem(s).")
+            import_ui.show_problems(exc.problems)
+            st.stop()
+        except CRMError as exc:
+            st.error(str(exc))
+            st.stop()
+        st.subheader("Columns")
+        columns = import_ui.columns_step(base, sample.column_names, key)
+        source, options = import_ui.options_step(base, key)
+        st.subheader("Values")
+        values = import_ui.values_step(base, columns, sample, key)
+        current = mapping.Mapping(
+            table=base.table,
+            columns=columns,
+            name=base.name,
+            source=source,
+            values=values,
+            defaults=base.defaults,
+            options=options,
+        )
+        st.subheader("Preview")
+        mode = st.radio(
+            "Mode",
+            ("append", "upsert"),
+            horizontal=True,
+            help="append: add new rows; a key that already exists is a problem. "
+            "upsert: rows whose key exists replace the stored row (undo restores them).",
+        )
+        try:
+            current.validate(sample.column_names)
         except CRMError as exc:
             st.error(str(exc))
         else:
-            data.tables_changed(result.table)
-            st.success(f"Imported {result.rows:,} rows into {result.table} ({result.mode}).")
+            import_ui.preview_step(upload, current, fmt, mode)
+            st.subheader("Import")
+            import_ui.import_step(upload, current, fmt, user, mode)
+            import_ui.save_step(current, user, key)
 
-st.subheader("Customer scores")
-st.caption(
-    "CLV, P(alive) and churn risk of every customer, written to the store for the customer "
-    "360, the segment builder and exports. Score again after importing orders. Other people "
-    "keep working meanwhile; they see the old scores until the new ones are written at once."
-)
-if st.button("Score customers", help="Fit the CLV and churn models on the whole store."):
-    bar = st.progress(0.0, "Starting...")
-    try:
-        result = scoring.score(
-            data.store(),
-            progress=lambda fraction, message: bar.progress(min(fraction, 1.0), message),
-        )
-    except CRMError as exc:
-        st.error(str(exc))
-    else:
-        data.tables_changed(*scoring.TABLES_WRITTEN)
-        st.success(f"Scored {result.rows:,} customers (model version {result.model_version}).")
+with history_tab:
+    import_ui.history_panel(user)
+
+with scores_tab:
+    st.caption(
+        "CLV, P(alive) and churn risk of every customer, written to the store for the "
+        "customer 360, the segment builder and exports. Score again after importing orders. "
+        "Other people keep working meanwhile; they see the old scores until the new ones are "
+        "written at once."
+    )
+    if st.button("Score customers", help="Fit the CLV and churn models on the whole store."):
+        bar = st.progress(0.0, "Starting...")
+        try:
+            result = scoring.score(
+                data.store(),
+                progress=lambda fraction, message: bar.progress(min(fraction, 1.0), message),
+            )
+        except CRMError as exc:
+            st.error(str(exc))
+        else:
+            data.tables_changed(*scoring.TABLES_WRITTEN)
+            st.success(f"Scored {result.rows:,} customers (model version {result.model_version}).")
+            for line in result.left_out_lines():
+                st.warning(line)
+            for note in result.notes:
+                st.caption(f"• {note}")

@@ -78,12 +78,115 @@ def _counts_text(counts: dict[str, int]) -> str:
 
 
 def cmd_import(args: argparse.Namespace, store: Store) -> int:
-    """Validate and load one CSV or Parquet file into a table, all or nothing."""
-    from crm_core import ingest
+    """Validate and load one file into a table (through a mapping if given), in one
+    transaction: all or nothing, or the valid rows with --on-error skip."""
+    from pathlib import Path
+
+    from crm_core import ingest, mapping
 
     store.require_tables(args.table)
-    result = ingest.import_file(store, args.table, args.path, mode=args.mode)
-    print(f"Imported {result.rows:,} rows into {result.table} ({result.mode}) from {args.path}")
+    path = Path(args.path)
+    if args.mapping:
+        chosen = mapping.resolve(store, args.mapping)
+        if chosen.table != args.table:
+            raise CRMError(
+                f"The mapping {args.mapping!r} imports into {chosen.table}, not {args.table}; "
+                f"run `python -m crm_core import {chosen.table} {args.path} "
+                f"--mapping {args.mapping}`."
+            )
+        report = mapping.import_mapped(
+            store,
+            path,
+            chosen,
+            mode=args.mode,
+            on_error=args.on_error,
+            dry_run=args.dry_run,
+            user=args.user,
+        )
+    else:
+        report = ingest.load(
+            store,
+            path.name,
+            lambda conn: ingest.file_chunks(path, args.table, path.name),
+            mode=args.mode,
+            on_error=args.on_error,
+            dry_run=args.dry_run,
+            user=args.user,
+            sha256=ingest.file_sha256(path),
+        )
+    _print_import(report, path, args.rejects)
+    return 1 if report.dry_run and report.problems else 0
+
+
+def _print_import(report, path, rejects: str | None) -> None:  # report: ingest.ImportReport
+    from pathlib import Path
+
+    for note in report.notes:
+        print(f"  note: {note}")
+    written = ", ".join(f"{table} {rows:,}" for table, rows in report.rows.items() if rows)
+    if report.dry_run:
+        if report.problems and report.on_error == "stop":
+            print(
+                f"Dry run of {path.name}: {len(report.problems):,} problem(s), so the import "
+                "would write nothing; fix them, or use --on-error skip to import the valid rows."
+            )
+        else:
+            print(f"Dry run of {path.name}: would write {written or 'nothing'}; nothing changed.")
+        for problem in report.problems:
+            print(f"  problem: {problem}")
+        if report.rejected and report.on_error == "skip":
+            print(f"  {report.rejected:,} row(s) would be rejected.")
+        return
+    print(
+        f"Imported {path.name} ({report.mode}) as batch {report.batch_id}: {written or 'no rows'}."
+    )
+    if report.rejected:
+        target = Path(rejects) if rejects else path.with_name(f"{path.stem}.rejected.csv")
+        target.write_bytes(report.rejects_csv or b"")
+        print(f"  {report.rejected:,} row(s) rejected, with the reason per row, in {target}")
+
+
+def cmd_imports(args: argparse.Namespace, store: Store) -> int:
+    """List past imports, or undo the last import of a table."""
+    from crm_core import ingest
+
+    if args.imports_command == "history":
+        history = ingest.history(store, limit=args.limit)
+        if history.empty:
+            print("No imports yet.")
+        else:
+            print(history.to_string(index=False))
+        return 0
+    undone = ingest.undo(store, batch_id=args.batch, table=args.table, user=args.user)
+    print(undone if isinstance(undone, str) else f"Undone: {undone}")
+    return 0
+
+
+def cmd_mappings(args: argparse.Namespace, store: Store) -> int:
+    """List, show, save or delete saved import mappings."""
+    from pathlib import Path
+
+    from crm_core import mapping, presets
+
+    command = args.mappings_command
+    if command == "list":
+        for name in mapping.names(store):
+            print(f"{name}  (saved, {mapping.load(store, name).table})")
+        for name, preset in presets.PRESETS.items():
+            print(f"{name}  (preset, {preset.table})")
+    elif command == "show":
+        print(json.dumps(mapping.resolve(store, args.name).to_dict(), indent=2))
+    elif command == "save":
+        chosen = mapping.Mapping.from_json(
+            Path(args.file).read_text(encoding="utf-8"), Path(args.file).name
+        )
+        chosen.name = args.name or chosen.name or Path(args.file).stem
+        mapping.save(store, chosen, user=args.user)
+        print(f"Saved mapping {chosen.name!r} ({chosen.table}).")
+    elif mapping.delete(store, args.name):
+        print(f"Deleted mapping {args.name!r}.")
+    else:
+        raise CRMError(f"No saved mapping {args.name!r}; see `python -m crm_core mappings list`.")
     return 0
 
 
@@ -323,6 +426,8 @@ def cmd_clv(args: argparse.Namespace, store: Store) -> int:
         f"({bt['total_error']:+.1%}), MAE {bt['mae_per_customer']}"
     )
     print(f"  mean CLV over {figures['horizon_months']} months: {figures['mean_clv']:,}")
+    for note in report.notes:
+        print(f"Note: {note}")
     return 0
 
 
@@ -346,6 +451,8 @@ def cmd_churn(args: argparse.Namespace, store: Store) -> int:
         print(f"  {who:<9} " + ", ".join(f"{k} {v}" for k, v in metrics.items()))
     for driver in figures["drivers"]:
         print(f"  - {driver['says']}")
+    for note in report.notes:
+        print(f"Note: {note}")
     return 0
 
 
@@ -383,7 +490,49 @@ def build_parser() -> argparse.ArgumentParser:
         default="append",
         help="append new rows (existing keys are an error) or upsert (replace by key)",
     )
+    imp.add_argument(
+        "--mapping",
+        help="a saved mapping's name, a preset (shopify-orders, shopify-customers, "
+        "hubspot-contacts, online-retail) or a mapping JSON file (see README)",
+    )
+    imp.add_argument(
+        "--on-error",
+        choices=("stop", "skip"),
+        default="stop",
+        help="stop: any problem imports nothing (default); skip: import the valid rows and "
+        "write the rejected ones with their reason to --rejects",
+    )
+    imp.add_argument(
+        "--rejects", help="where --on-error skip writes rejected rows (default: FILE.rejected.csv)"
+    )
+    imp.add_argument("--dry-run", action="store_true", help="check everything, write nothing")
+    imp.add_argument("--user", default="cli", help="recorded in the import history")
     imp.set_defaults(handler=cmd_import)
+
+    imports = sub.add_parser("imports", help="import history; undo the last import of a table")
+    imports_sub = imports.add_subparsers(dest="imports_command", required=True)
+    imports_sub.add_parser("history", help="past imports, newest first").add_argument(
+        "--limit", type=int, default=50
+    )
+    undo = imports_sub.add_parser(
+        "undo", help="undo the last import of a table (added rows removed, replaced restored)"
+    )
+    target = undo.add_mutually_exclusive_group(required=True)
+    target.add_argument("--table", choices=schema.IMPORTABLE_TABLES)
+    target.add_argument("--batch", type=int, help="batch number (see `imports history`)")
+    undo.add_argument("--user", default="cli", help="recorded as who undid it")
+    imports.set_defaults(handler=cmd_imports)
+
+    maps = sub.add_parser("mappings", help="saved import mappings and presets")
+    maps_sub = maps.add_subparsers(dest="mappings_command", required=True)
+    maps_sub.add_parser("list", help="saved mappings and presets")
+    maps_sub.add_parser("show", help="print a mapping as JSON").add_argument("name")
+    save = maps_sub.add_parser("save", help="save a mapping JSON file under a name")
+    save.add_argument("file")
+    save.add_argument("--name", help="default: the file's 'name', else its file name")
+    save.add_argument("--user", default="cli")
+    maps_sub.add_parser("delete", help="delete a saved mapping").add_argument("name")
+    maps.set_defaults(handler=cmd_mappings)
 
     def add_filter_args(command: argparse.ArgumentParser) -> None:
         command.add_argument(

@@ -11,6 +11,9 @@ Everything is generated with vectorised numpy from one ``np.random.default_rng(s
   and web visits;
 - e-mail/SMS campaigns hold out a random 10% control group and have a real uplift
   (extra orders by treated customers, tagged with the campaign);
+- orders have lines from a fixed catalogue (`catalogue()`: categories, three price levels)
+  that add up to the order exactly, with items bought together (declared complements) and
+  consumables bought again on a cycle (drawn from a generator of their own);
 - web/app sessions form a visit -> product_view -> add_to_cart -> checkout -> purchase funnel.
 
 The true parameters are in ``BGNBD_PARAMS`` and ``GAMMA_GAMMA_PARAMS``.
@@ -303,6 +306,244 @@ def _pad(numbers: np.ndarray, width: int) -> pd.Series:
     return pd.Series(numbers, dtype=np.int64).astype("str").str.zfill(width)
 
 
+# --- the product catalogue ------------------------------------------------------------------
+
+# Product types per order category: (name, price of the cheapest level, re-bought every N
+# weeks by a customer who uses it up (0: not a consumable)). Every type comes in three price
+# levels (`_PRICE_LEVELS`), so the catalogue has 3 x 112 = 336 products.
+_PRODUCT_TYPES: dict[str, tuple[tuple[str, float, int], ...]] = {
+    "apparel": (
+        ("T-shirt", 9, 0),
+        ("Socks", 6, 0),
+        ("Jeans", 25, 0),
+        ("Hoodie", 22, 0),
+        ("Dress", 24, 0),
+        ("Shirt", 18, 0),
+        ("Sweater", 20, 0),
+        ("Jacket", 45, 0),
+        ("Coat", 60, 0),
+        ("Leggings", 14, 0),
+        ("Shorts", 14, 0),
+        ("Skirt", 18, 0),
+        ("Pyjamas", 16, 0),
+        ("Underwear", 10, 0),
+    ),
+    "footwear": (
+        ("Sneakers", 35, 0),
+        ("Running shoes", 45, 0),
+        ("Boots", 50, 0),
+        ("Sandals", 18, 0),
+        ("Loafers", 40, 0),
+        ("Slippers", 12, 0),
+        ("Heels", 35, 0),
+        ("Hiking boots", 55, 0),
+        ("Shoe care spray", 5, 0),
+        ("Insoles", 8, 0),
+        ("Shoelaces", 3, 0),
+        ("Flip-flops", 8, 0),
+        ("Ankle boots", 45, 0),
+        ("Trainers", 30, 0),
+    ),
+    "accessories": (
+        ("Belt", 12, 0),
+        ("Wallet", 15, 0),
+        ("Sunglasses", 18, 0),
+        ("Watch", 40, 0),
+        ("Backpack", 30, 0),
+        ("Handbag", 35, 0),
+        ("Scarf", 12, 0),
+        ("Cap", 10, 0),
+        ("Umbrella", 12, 0),
+        ("Earrings", 12, 0),
+        ("Necklace", 18, 0),
+        ("Gloves", 10, 0),
+        ("Phone case", 9, 0),
+        ("Contact lens solution", 6, 6),
+    ),
+    "beauty": (
+        ("Shampoo", 5, 6),
+        ("Conditioner", 5, 0),
+        ("Face cream", 12, 8),
+        ("Cleanser", 8, 0),
+        ("Lipstick", 9, 0),
+        ("Mascara", 9, 0),
+        ("Perfume", 30, 0),
+        ("Body lotion", 7, 5),
+        ("Razor blades", 8, 4),
+        ("Sunscreen", 9, 0),
+        ("Hair dryer", 25, 0),
+        ("Hair brush", 7, 0),
+        ("Nail polish", 5, 0),
+        ("Serum", 15, 0),
+    ),
+    "home": (
+        ("Coffee pods", 8, 4),
+        ("Dish soap", 3, 0),
+        ("Laundry detergent", 8, 6),
+        ("Bed sheets", 25, 0),
+        ("Pillowcases", 10, 0),
+        ("Towel set", 18, 0),
+        ("Candle", 8, 0),
+        ("Mug", 6, 0),
+        ("Cookware set", 50, 0),
+        ("Coffee machine", 60, 0),
+        ("Water filter", 10, 8),
+        ("Lamp", 25, 0),
+        ("Cushion", 12, 0),
+        ("Vase", 14, 0),
+    ),
+    "electronics": (
+        ("Smartphone", 180, 0),
+        ("Laptop", 400, 0),
+        ("Headphones", 30, 0),
+        ("Phone charger", 12, 0),
+        ("USB cable", 6, 0),
+        ("Laptop sleeve", 15, 0),
+        ("Tablet", 150, 0),
+        ("Smartwatch", 90, 0),
+        ("Bluetooth speaker", 35, 0),
+        ("Camera", 250, 0),
+        ("Memory card", 12, 0),
+        ("Printer ink", 18, 10),
+        ("AA batteries", 5, 12),
+        ("Screen protector", 7, 0),
+    ),
+    "sports": (
+        ("Running shorts", 15, 0),
+        ("Yoga mat", 18, 0),
+        ("Yoga blocks", 9, 0),
+        ("Dumbbells", 25, 0),
+        ("Protein powder", 20, 5),
+        ("Energy gels", 12, 4),
+        ("Water bottle", 8, 0),
+        ("Tennis racket", 40, 0),
+        ("Tennis balls", 5, 0),
+        ("Football", 15, 0),
+        ("Bike helmet", 30, 0),
+        ("Fitness tracker", 45, 0),
+        ("Resistance bands", 10, 0),
+        ("Gym bag", 20, 0),
+    ),
+    "kids": (
+        ("Diapers", 24, 4),
+        ("Baby wipes", 4, 4),
+        ("Toy train", 20, 0),
+        ("Toy tracks", 9, 0),
+        ("Building blocks", 25, 0),
+        ("Plush toy", 10, 0),
+        ("Picture book", 7, 0),
+        ("Kids' sneakers", 22, 0),
+        ("Baby bodysuit", 9, 0),
+        ("Stroller", 150, 0),
+        ("Car seat", 120, 0),
+        ("Puzzle", 9, 0),
+        ("Crayons", 4, 0),
+        ("School backpack", 20, 0),
+    ),
+}
+_PRICE_LEVELS = (("Essential", 1.0, 1.0), ("Classic", 2.4, 1.5), ("Premium", 6.0, 2.2))
+"""(name, price multiplier, multiplier for consumables): cheap basics, mid range, premium."""
+_LEVEL_SHARE = (0.6, 0.3, 0.1)
+"""Price levels of the extra items in a basket and of the consumables customers adopt."""
+_COMPLEMENTS = {
+    "Jeans": "Belt",
+    "Coat": "Gloves",
+    "Running shoes": "Socks",
+    "Hiking boots": "Insoles",
+    "Sneakers": "Shoe care spray",
+    "Handbag": "Wallet",
+    "Lipstick": "Nail polish",
+    "Hair dryer": "Hair brush",
+    "Coffee machine": "Mug",
+    "Bed sheets": "Pillowcases",
+    "Smartphone": "Phone case",
+    "Laptop": "Laptop sleeve",
+    "Camera": "Memory card",
+    "Tablet": "Screen protector",
+    "Yoga mat": "Yoga blocks",
+    "Tennis racket": "Tennis balls",
+    "Bike helmet": "Water bottle",
+    "Toy train": "Toy tracks",
+    "Picture book": "Crayons",
+}
+"""Items bought together: a product of the key type comes with the same level of the value."""
+_COMPLEMENT_RATE = 0.45
+"""Share of baskets with a product that has a complement that take the complement too."""
+
+
+@dataclass(frozen=True)
+class _Catalogue:
+    """The products as arrays indexed by product code (product_id - 1 = type * 3 + level)."""
+
+    names: list[str]
+    skus: list[str]
+    category: np.ndarray  # int16 code into _CATEGORIES
+    level: np.ndarray  # int8: 0 basic, 1 mid, 2 premium
+    cents: np.ndarray  # int64 list price in cents
+    cycle_days: np.ndarray  # float: re-bought every so many days (0: not a consumable)
+    complement: np.ndarray  # int32 product code bought with it (-1: none)
+
+    @classmethod
+    def build(cls) -> _Catalogue:
+        """The fixed catalogue (the same for every seed)."""
+        types = [(c, *t) for c in _CATEGORIES for t in _PRODUCT_TYPES[c]]
+        index = {t[1]: i for i, t in enumerate(types)}
+        names, skus, cat, level, cents, cycle, comp = [], [], [], [], [], [], []
+        for ti, (category, name, base, weeks) in enumerate(types):
+            for li, (word, mult, cons_mult) in enumerate(_PRICE_LEVELS):
+                price = base * (cons_mult if weeks else mult)
+                price = np.ceil(price) - 0.01 if price >= 10 else np.ceil(price * 2) / 2 - 0.01
+                lower = name[1:2].islower()  # "Smartphone" -> "smartphone"; keep "AA", "T-"
+                names.append(f"{word} {name[0].lower() if lower else name[0]}{name[1:]}")
+                skus.append(f"{category[:3].upper()}-{ti:03d}-{word[0]}")
+                cat.append(_CATEGORIES.index(category))
+                level.append(li)
+                cents.append(round(price * 100))
+                cycle.append(7.0 * weeks)
+                partner = _COMPLEMENTS.get(name)
+                comp.append(-1 if partner is None else 3 * index[partner] + li)
+        return cls(
+            names,
+            skus,
+            np.array(cat, np.int16),
+            np.array(level, np.int8),
+            np.array(cents, np.int64),
+            np.array(cycle),
+            np.array(comp, np.int32),
+        )
+
+    def frame(self) -> pd.DataFrame:
+        """The products table, plus each product's price level, complement and refill cycle."""
+        k = len(self.names)
+        ids = np.arange(1, k + 1, dtype=np.int64)
+        return pd.DataFrame(
+            {
+                "product_id": ids,
+                "sku": pd.array(self.skus, dtype="str"),
+                "name": pd.array(self.names, dtype="str"),
+                "category": _cat(self.category, _CATEGORIES),
+                "price": self.cents / 100.0,
+                "level": _cat(self.level, ("basic", "mid", "premium")),
+                "complement_id": _nullable_int(
+                    np.where(self.complement >= 0, self.complement + 1, -1)
+                ),
+                "cycle_weeks": (self.cycle_days / 7.0).astype(np.int64),
+            }
+        )
+
+
+_CATALOGUE = _Catalogue.build()
+_LINE_CHUNK = 1 << 18
+"""Orders whose lines are generated at once."""
+
+
+def catalogue() -> pd.DataFrame:
+    """The demo's products (the products table's columns) with their structure: `level`
+    (basic, mid, premium), `complement_id` (the product bought with it, if any) and
+    `cycle_weeks` (a consumable re-bought every so many weeks; 0 = not a consumable)."""
+    return _CATALOGUE.frame()
+
+
 @dataclass
 class _Period:
     """The demo history: day 0 = start (midnight), `days` = horizon (end + 1 day, exclusive)."""
@@ -346,6 +587,7 @@ class _Demo:
             raise ValueError(f"customers must be at least 1, got {customers}")
         self.n = int(customers)
         self.rng = np.random.default_rng(seed)
+        self.lrng = np.random.default_rng([seed, 13])  # order lines (a stream of their own)
         self.period = _Period.ending(end)
         self.horizon = float(self.period.days)
         self.last = self.horizon - 2 * _SECOND  # latest allowed time (days)
@@ -701,8 +943,6 @@ class _Demo:
         self.o_status = self.o_status.astype(np.int8)
         amount = rng.gamma(GAMMA_GAMMA_PARAMS["p"], 1.0, r) / self.nu[c]
         self.o_amount = np.maximum(np.round(amount, 2), 1.0)
-        self.o_items = 1 + rng.poisson(np.maximum(self.o_amount / 55.0 - 0.6, 0.0))
-        self.o_items = self.o_items.astype(np.int32)
         own = rng.random(r) < 0.6
         self.o_category = np.where(own, self.fav_category[c], _pick(rng, r, _CATEGORY_SHARE))
         own = rng.random(r) < 0.75
@@ -733,6 +973,157 @@ class _Demo:
             retarget = running & ~first & (rng.random(r) < 0.04)
             self.o_campaign[acquired | retarget] = ci
         self.report(0.45, f"{r:,} orders")
+
+    # -- order lines -------------------------------------------------------------------------
+
+    def _refills(self) -> np.ndarray:
+        """Per order (customer order): the consumable re-bought in it, or -1.
+
+        Some customers adopt a consumable (of their favourite category when it has one; the
+        more often they order, the likelier) and re-buy it in their first order of each cycle
+        of `cycle_days` counted from their first order.
+        """
+        rng, n, cat = self.lrng, self.n, _CATALOGUE
+        types = np.arange(0, len(cat.cents), 3)  # the basic level of each product type
+        cons = types[cat.cycle_days[types] > 0]
+        by_cat = np.bincount(cat.category[cons], minlength=len(_CATEGORIES))
+        fav = self.fav_category
+        u = rng.random(n)
+        own = by_cat[fav] > 0
+        pick = np.where(
+            own,
+            _offsets(by_cat)[fav] + np.floor(u * by_cat[fav]).astype(np.int64),
+            np.floor(u * len(cons)).astype(np.int64),
+        )
+        product = cons[pick] + _pick(rng, n, _LEVEL_SHARE)  # cons is sorted by category
+        cycle = cat.cycle_days[product]
+        adopt = self.buyer & (rng.random(n) < 0.6 * (1.0 - np.exp(-self.lam * cycle)) ** 2)
+        c = self.o_cust
+        window = np.floor((self.o_t - self.t0[c]) / cycle[c])
+        first = np.r_[True, (c[1:] != c[:-1]) | (window[1:] != window[:-1])]
+        return np.where(adopt[c] & first, product[c], -1).astype(np.int32)
+
+    def _lines(
+        self, cents: np.ndarray, category: np.ndarray, refill: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """Order lines whose amounts add up to each order's `cents` exactly.
+
+        A basket is the consumable due (if any), a few extra items (often of the order's
+        category, mostly basics, some with their complement) as long as they take at most 3/5
+        of the order's value, and the main item: a product of the order's category priced to the
+        rest (with its complement, a pair priced to it, for some), charged the rest exactly
+        (a line discount from its list price). Returns flat arrays grouped by order.
+        """
+        rng, cat = self.lrng, _CATALOGUE
+        r = len(cents)
+        ncat = len(_CATEGORIES)
+        # Extra items: a Poisson number growing with the order value.
+        n_fill = rng.poisson(np.minimum(2.0 * np.log1p(cents / 3_000.0), 6.0)).astype(np.int64)
+        f_order = np.repeat(np.arange(r, dtype=np.int32), n_fill)
+        k = len(f_order)
+        f_cat = np.where(rng.random(k) < 0.55, category[f_order], _pick(rng, k, _CATEGORY_SHARE))
+        staples = np.arange(0, len(cat.cents), 3)
+        staples = staples[cat.cycle_days[staples] == 0]  # consumables only come as refills
+        per_cat = np.bincount(cat.category[staples], minlength=ncat)
+        pick = _offsets(per_cat)[f_cat] + np.floor(rng.random(k) * per_cat[f_cat]).astype(int)
+        f_prod = (staples[pick] + _pick(rng, k, _LEVEL_SHARE)).astype(np.int32)
+        del f_cat, pick
+        u = rng.random(k)
+        f_qty = np.where(cat.level[f_prod] == 0, 1 + (u < 0.2) + (u < 0.05), 1).astype(np.int32)
+        f_comp = cat.complement[f_prod]
+        f_pair = (f_comp >= 0) & (rng.random(k) < _COMPLEMENT_RATE)
+        # Layout of the extra lines per order: the refill, then each item and its complement.
+        has_refill = refill >= 0
+        width = 1 + f_pair.astype(np.int64)
+        size = has_refill + np.bincount(f_order, weights=width, minlength=r).astype(np.int64)
+        start = _offsets(size)
+        within = np.cumsum(width) - width
+        within -= np.repeat(within[_offsets(n_fill)[n_fill > 0]], n_fill[n_fill > 0])
+        pos = start[f_order] + has_refill[f_order] + within
+        del within, width
+        m = int(size.sum())
+        x_prod = np.empty(m, np.int32)
+        x_qty = np.ones(m, np.int32)
+        at = start[has_refill]
+        x_prod[at] = refill[has_refill]
+        x_qty[at] += rng.random(len(at)) < 0.15
+        x_prod[pos] = f_prod
+        x_qty[pos] = f_qty
+        x_prod[pos[f_pair] + 1] = f_comp[f_pair]
+        del f_order, f_prod, f_qty, f_comp, f_pair, pos, at
+        x_cents = x_qty * cat.cents[x_prod]
+        x_order = np.repeat(np.arange(r, dtype=np.int32), size)
+        csum = np.cumsum(x_cents)
+        csum -= np.repeat(np.concatenate([[0], csum])[start], size)
+        keep = csum <= cents[x_order] * 3 // 5  # a prefix of each order's extra lines
+        del csum
+        kept = np.bincount(x_order[keep], minlength=r).astype(np.int64)
+        rest = cents - np.bincount(x_order[keep], x_cents[keep], minlength=r).astype(np.int64)
+
+        # The main item: sorted (category, price) keys find the product priced to the rest.
+        solo = np.flatnonzero(cat.cycle_days == 0)
+        solo = solo[np.lexsort((cat.cents[solo], cat.category[solo]))]
+        solo_key = (cat.category[solo].astype(np.int64) << 40) + cat.cents[solo]
+        first = np.searchsorted(solo_key, np.arange(ncat, dtype=np.int64) << 40)
+        last = np.searchsorted(solo_key, np.arange(1, ncat + 1, dtype=np.int64) << 40) - 1
+        c64 = category.astype(np.int64)
+        u = rng.random(r)
+        qty = (1 + (u < 0.2) + (u < 0.05)).astype(np.int64)
+        qty[-(-rest // qty) < cat.cents[solo[first[category]]]] = 1
+        idx = np.searchsorted(solo_key, (c64 << 40) + -(-rest // qty))
+        top = idx > last[category]  # dearer than anything in the category: several units
+        idx = np.minimum(idx + (rng.random(r) < 0.35), last[category])
+        main = solo[idx].astype(np.int32)
+        qty = np.where(top, -(-rest // cat.cents[main]), qty)
+        # Some take the main item with its complement: a pair priced to the rest.
+        paired = solo[cat.complement[solo] >= 0]
+        bundle = cat.cents[paired] + cat.cents[cat.complement[paired]]
+        order = np.lexsort((bundle, cat.category[paired]))
+        paired, bundle = paired[order], bundle[order]
+        pair_key = (cat.category[paired].astype(np.int64) << 40) + bundle
+        p_last = np.searchsorted(pair_key, (c64 + 1) << 40) - 1
+        p_idx = np.minimum(np.searchsorted(pair_key, (c64 << 40) + rest), p_last)
+        p_main = paired[np.maximum(p_idx, 0)]
+        p_comp = cat.complement[p_main]
+        p_rest = rest - cat.cents[p_comp]
+        pair = (rng.random(r) < _COMPLEMENT_RATE) & (pair_key[np.maximum(p_idx, 0)] >> 40 == c64)
+        pair &= (p_rest >= cat.cents[p_main] // 2) & (p_rest <= cat.cents[p_main])
+        main = np.where(pair, p_main, main)
+        qty = np.where(pair, 1, qty)
+        main_cents = np.where(pair, p_rest, rest)
+        del solo_key, idx, top, p_idx, p_rest, c64, u
+
+        # Assemble: main item, its complement, the extra lines kept.
+        n_lines = 1 + pair + kept
+        start2 = _offsets(n_lines)
+        size_all = int(n_lines.sum())
+        out_prod = np.empty(size_all, np.int32)
+        out_qty = np.empty(size_all, np.int32)
+        out_cents = np.empty(size_all, np.int64)
+        out_unit = np.empty(size_all, np.int64)
+        out_prod[start2] = main
+        out_qty[start2] = qty
+        out_cents[start2] = main_cents
+        out_unit[start2] = (main_cents + qty // 2) // qty
+        at = start2[pair] + 1
+        out_prod[at] = p_comp[pair]
+        out_qty[at] = 1
+        out_cents[at] = out_unit[at] = cat.cents[p_comp[pair]]
+        del main, qty, main_cents, p_main, p_comp, at
+        kept_rows = np.flatnonzero(keep)
+        ko = x_order[kept_rows]
+        at = start2[ko] + 1 + pair[ko] + (kept_rows - start[ko])
+        out_prod[at] = x_prod[kept_rows]
+        out_qty[at] = x_qty[kept_rows]
+        out_cents[at] = x_cents[kept_rows]
+        out_unit[at] = cat.cents[x_prod[kept_rows]]
+        return {
+            "lines": n_lines,
+            "product": out_prod,
+            "quantity": out_qty,
+            "cents": out_cents,
+            "unit": out_unit,
+        }
 
     # -- support tickets ---------------------------------------------------------------------
 
@@ -1076,22 +1467,61 @@ class _Demo:
         return frame
 
     def order_frame(self) -> pd.DataFrame:
-        """The orders table in time order; releases the per-order working arrays."""
+        """The orders table in time order, and its lines (`self.items_frame`); releases the
+        per-order working arrays. Amount, items and category agree with the lines exactly:
+        amount = sum of line amounts, items = sum of quantities, category = the category of
+        the largest line (the first of equal ones)."""
+        refill = self._refills()
         order = np.argsort(self.o_t, kind="stable")
-        columns = {"order_id": np.arange(1, len(order) + 1, dtype=np.int64)}
+        r = len(order)
+        columns = {"order_id": np.arange(1, r + 1, dtype=np.int64)}
         columns["customer_id"] = np.add(self.o_cust[order], 1, dtype=np.int64)
         del self.o_cust, self.o_key, self.o_kind
         columns["ordered_at"] = self.period.ts(self.o_t[order])
         del self.o_t
-        columns["amount"] = self.o_amount[order]
-        columns["items"] = self.o_items[order]
+        cents = np.rint(self.o_amount[order] * 100.0).astype(np.int64)
+        del self.o_amount
+        category, refill = self.o_category[order], refill[order]
+        del self.o_category
+        parts = [  # in chunks of orders: the working arrays stay small at millions of orders
+            self._lines(
+                cents[i : i + _LINE_CHUNK],
+                category[i : i + _LINE_CHUNK],
+                refill[i : i + _LINE_CHUNK],
+            )
+            for i in range(0, r, _LINE_CHUNK)
+        ]
+        del category, refill
+        lines = {key: np.concatenate([part.pop(key) for part in parts]) for key in list(parts[0])}
+        del parts
+        n_lines = lines.pop("lines")
+        start = _offsets(n_lines)
+        columns["amount"] = cents / 100.0
+        del cents
+        columns["items"] = np.add.reduceat(lines["quantity"], start).astype(np.int32)
+        largest = np.maximum.reduceat(lines["cents"], start)
+        largest = np.flatnonzero(lines["cents"] == np.repeat(largest, n_lines))
+        largest = largest[np.searchsorted(largest, start)]  # the first largest line per order
+        columns["category"] = _cat(_CATALOGUE.category[lines["product"][largest]], _CATEGORIES)
+        del largest
         columns["channel"] = _cat(self.o_channel[order], _ORDER_CHANNELS)
-        columns["category"] = _cat(self.o_category[order], _CATEGORIES)
         columns["status"] = _cat(self.o_status[order], _ORDER_STATUSES)
         camp = self.o_campaign[order]
-        del self.o_amount, self.o_items, self.o_channel, self.o_category, self.o_status
-        del self.o_campaign, order
+        del self.o_channel, self.o_status, self.o_campaign, order
         columns["campaign_id"] = _nullable_int(np.where(camp >= 0, camp + 1, -1))
+        line_no = np.arange(1, len(lines["product"]) + 1, dtype=np.int32)
+        line_no -= np.repeat(start.astype(np.int32), n_lines)
+        self.items_frame = pd.DataFrame(
+            {
+                "order_id": np.repeat(columns["order_id"], n_lines),
+                "line_no": line_no,
+                "product_id": np.add(lines.pop("product"), 1, dtype=np.int32),
+                "quantity": lines.pop("quantity"),
+                "unit_price": lines.pop("unit") / 100.0,
+                "amount": lines.pop("cents") / 100.0,
+            },
+            copy=False,
+        )
         return pd.DataFrame(columns, copy=False)
 
     def frames(self) -> dict[str, pd.DataFrame]:
@@ -1111,6 +1541,9 @@ class _Demo:
             }
         )
         out["orders"] = self.order_frame()
+        out["order_items"] = self.items_frame
+        del self.items_frame
+        out["products"] = _CATALOGUE.frame()
         out["events"] = self.events_frame
         del self.events_frame
         c = self.c
@@ -1163,7 +1596,7 @@ class _Demo:
         out["suppressions"] = self.suppressions()
         tables = {}
         for name in (*schema.DATA_TABLES, "suppressions"):
-            columns = [col.name for col in schema.table(name).columns]
+            columns = [c.name for c in schema.table(name).columns if not c.info.get("bookkeeping")]
             frame = out.pop(name)
             tables[name] = frame if list(frame.columns) == columns else frame[columns]
         return tables
@@ -1200,7 +1633,8 @@ def generate(
     progress: Callable[[float, str], None] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """One DataFrame per data table (keys = crm_core.schema.DATA_TABLES plus 'suppressions'),
-    with exactly the columns of the schema table and dtypes that load into it."""
+    with exactly the columns of the schema table (not the import bookkeeping column, which
+    the demo leaves empty) and dtypes that load into it."""
     demo = _Demo(customers, seed, end, progress)
     demo.report(0.0, "generating demo data")
     demo.customers()

@@ -3,8 +3,9 @@
 It is derived data, materialised in the store as ``customer_360`` by one INSERT ... SELECT
 (rebuilt in one transaction), so a segment preview reads one table and never rescans the
 orders. Contact details (names, e-mail, phone) are not copied: they are read from
-customers where they are used (`CONTACT_FIELDS`). The columns are declared once below; the
-segment builder's allow-list of fields, types and operators comes from this declaration.
+customers where they are used (`CONTACT_FIELDS`). The columns are declared once in
+`crm_core.schema` (with the other derived tables); the segment builder's allow-list of fields,
+types and operators comes from that declaration.
 "As of" is the day of the last completed order in the store, so recency makes sense on
 historical data (the demo ends 2026-06-30).
 """
@@ -18,7 +19,7 @@ import sqlalchemy as sa
 
 from crm_core import schema
 from crm_core.analytics import rfm
-from crm_core.filters import order_date_range
+from crm_core.filters import IS_PURCHASE, order_date_range
 from crm_core.schema import (
     campaign_contacts,
     customer_scores,
@@ -33,78 +34,13 @@ RECENT_DAYS = 90
 """Window of the orders_90d and revenue_90d fields."""
 
 
-def _c(name: str, type_: sa.types.TypeEngine, doc: str, **info) -> sa.Column:
-    # info keys beyond schema.py's: choices (the values a text field takes), share (a 0-1
-    # figure: shown and entered as percent, stored 0-1), few_values (offer its distinct
-    # values as choices in the segment builder, even for a personal field).
-    return sa.Column(name, type_, info={"doc": doc, **info})
+customer_360 = schema.customer_360
+"""One row per customer; derived, rebuilt by `refresh` (declared in crm_core.schema)."""
+# The RFM segment names come from the RFM rules, which import crm_core.schema.
+customer_360.c.rfm_segment.info["choices"] = rfm.SEGMENT_NAMES
 
-
-def _from_customers(name: str, **info) -> sa.Column:
-    source = customers.c[name]
-    return sa.Column(name, source.type, info={**source.info, **info})
-
-
-customer_360 = sa.Table(
-    "customer_360",
-    schema.metadata,
-    # No primary key: on DuckDB its index doubled the rebuild time, and the rows arrive in
-    # customer order, so zone maps find one customer. PostgreSQL gets an index (below).
-    sa.Column("customer_id", sa.BigInteger, nullable=False),
-    *[
-        _from_customers(n, few_values=True) if n == "gender" else _from_customers(n)
-        for n in (
-            "country",
-            "region",
-            "city",
-            "gender",
-            "signup_at",
-            "acquisition_channel",
-            "loyalty_tier",
-            "loyalty_points",
-            "consent_email",
-            "consent_sms",
-            "erased_at",
-        )
-    ],
-    _c("first_order_at", sa.DateTime, "First completed order (UTC)."),
-    _c("last_order_at", sa.DateTime, "Last completed order (UTC)."),
-    _c("recency_days", sa.Integer, "Days from the last completed order to the as-of date."),
-    _c("frequency", sa.Integer, "Completed orders, all history."),
-    _c("monetary", schema.Money, "Revenue from completed orders, all history."),
-    _c("avg_order_value", schema.Money, "Monetary value divided by frequency."),
-    _c("orders_90d", sa.Integer, "Completed orders in the 90 days up to the as-of date."),
-    _c("revenue_90d", schema.Money, "Revenue in the 90 days up to the as-of date."),
-    _c("tenure_days", sa.Integer, "Days from sign-up to the as-of date."),
-    _c("r_score", sa.Integer, "Recency score 1-5 (5 = most recent quintile)."),
-    _c("f_score", sa.Integer, "Frequency score 1-5 (5 = most orders)."),
-    _c("m_score", sa.Integer, "Monetary score 1-5 (5 = highest spend)."),
-    _c("rfm_score", sa.String, "R, F and M scores as three digits, e.g. 545."),
-    _c("rfm_segment", sa.String, "Named RFM segment.", choices=rfm.SEGMENT_NAMES),
-    _c(
-        "cluster",
-        sa.Integer,
-        "Cluster saved from the segmentation page's k-means.",
-        few_values=True,
-    ),
-    _c("nps_latest", sa.Integer, "Latest NPS answer (0-10)."),
-    _c("csat_avg", sa.Double, "Average CSAT answer (1-5).", scale=2),
-    _c("open_tickets", sa.Integer, "Support tickets not closed."),
-    _c("campaigns_received", sa.Integer, "Campaign messages sent to the customer."),
-    _c("campaign_opens", sa.Integer, "Campaign messages opened."),
-    _c("campaign_clicks", sa.Integer, "Campaign messages clicked."),
-    _c("clv", sa.Double, "Predicted customer lifetime value (null until scoring runs).", scale=2),
-    _c(
-        "p_alive",
-        sa.Double,
-        "Probability the customer is still active (null until scored).",
-        share=True,
-    ),
-    _c("churn_risk", sa.Double, "Probability of churn (null until scoring runs).", share=True),
-    _c("churn_band", sa.String, "Churn risk band: low, medium or high."),
-    _c("as_of", sa.Date, "The as-of date: day of the last completed order in the store."),
-)
-"""One row per customer; derived, rebuilt by `refresh`."""
+customer_clusters = schema.customer_clusters
+"""Cluster assignments saved from the segmentation page (kept across 360 rebuilds)."""
 
 CONTACT_FIELDS: tuple[str, ...] = ("first_name", "last_name", "email", "phone")
 """Contact details: fields of the 360 view that are read from `customers` where they are
@@ -117,24 +53,6 @@ FIELD_COLUMNS: dict[str, sa.Column] = {
     **{c.name: c for c in customer_360.columns if c.name != "customer_id"},
 }
 """Every 360 field by name: customer_360's columns plus the contact details in customers."""
-
-sa.event.listen(
-    customer_360,
-    "after_create",
-    sa.DDL(
-        "CREATE UNIQUE INDEX ix_customer_360_customer_id ON customer_360 (customer_id)"
-    ).execute_if(dialect="postgresql"),
-)
-
-customer_clusters = sa.Table(
-    "customer_clusters",
-    schema.metadata,
-    sa.Column("customer_id", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("cluster", sa.Integer, nullable=False),
-    sa.Column("features", sa.Text, info={"doc": "JSON: features, k, random_state."}),
-    sa.Column("saved_at", sa.DateTime, nullable=False),
-)
-"""Cluster assignments saved from the segmentation page (kept across 360 rebuilds)."""
 
 _FINGERPRINT_KEY = "customer_360_fingerprint"
 
@@ -149,7 +67,7 @@ def build_select(as_of: date) -> sa.Select:
     """The SELECT that computes every 360 field for every customer as of `as_of`."""
     end = datetime.combine(as_of + timedelta(days=1), time.min)
     recent = end - timedelta(days=RECENT_DAYS)
-    done = sa.and_(orders.c.status == "completed", orders.c.ordered_at < end)
+    done = sa.and_(IS_PURCHASE, orders.c.ordered_at < end)
     is_recent = orders.c.ordered_at >= recent
     totals = (
         sa.select(

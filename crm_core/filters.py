@@ -181,9 +181,24 @@ def freshness(last_day: date, today: date) -> str:
     return f"Data through {last_day:%d %b %Y} ({when})."
 
 
+PURCHASE_STATUS = "completed"
+"""The order status that makes an order a purchase (see `IS_PURCHASE`)."""
+
+IS_PURCHASE: sa.ColumnElement[bool] = sa.or_(
+    orders.c.status == PURCHASE_STATUS, orders.c.status.is_(None)
+)
+"""Which orders count, defined once for every KPI, model and the 360 table: an order is a
+purchase when its status is completed, or empty (a file imported without a status column
+lists sales). Refunded and cancelled orders are not purchases: they add no revenue and no
+order, and make no customer active or a repeat buyer (churn counts refunds as a feature of
+their own). A purchase of zero value (free or fully discounted) counts as an order, a
+purchase day and an active customer, and adds 0 to revenue and spend."""
+
+
 def completed_orders_where(filters: Filters) -> list[sa.ColumnElement[bool]]:
-    """Conditions on `orders` for completed orders in the filters' countries and channels."""
-    conditions: list[sa.ColumnElement[bool]] = [orders.c.status == "completed"]
+    """Conditions on `orders` for purchases (`IS_PURCHASE`) in the filters' countries and
+    channels."""
+    conditions: list[sa.ColumnElement[bool]] = [IS_PURCHASE]
     if filters.channels:
         conditions.append(orders.c.channel.in_(filters.channels))
     if filters.countries:
@@ -214,9 +229,9 @@ def customer_scope(column: sa.ColumnElement, filters: Filters) -> list[sa.Column
 
 
 def order_date_range(store: Store) -> tuple[date, date] | None:
-    """First and last day with a completed order, or None when there are no orders."""
+    """First and last day with a purchase (`IS_PURCHASE`), or None when there is none."""
     stmt = sa.select(sa.func.min(orders.c.ordered_at), sa.func.max(orders.c.ordered_at)).where(
-        orders.c.status == "completed"
+        IS_PURCHASE
     )
     with store.connect() as conn:
         first, last = conn.execute(stmt).one()

@@ -11,29 +11,37 @@ the whole file have no row: ``orders.csv: missing required column 'amount'; requ
 Row numbers count as a spreadsheet does: the header is row 1, so the first data row is
 row 2 (for Parquet too, as if the file were opened as a sheet with a header). A quoted value
 that spans several lines still counts as one row; blank lines are skipped and not counted.
+A `Chunk` carries the file row of each of its rows (a mapping may fold several into one).
 
-Every problem in a file is collected (vectorised over whole columns; messages are built for
-the first `MAX_ROWS_PER_CHECK` offending rows of each check, plus one line counting the
-rest) and raised together as one `ImportValidationError`. Loading happens in one
-transaction, so when anything fails no table changes.
+`load` validates and loads a file chunk by chunk (`BATCH_ROWS` rows at a time, read by
+`crm_core.detect.read_batches`) inside ONE transaction, keeping only the keys of earlier
+chunks: keys stay unique and references resolve across chunks, and the problems listed are
+the same as for one chunk. Every problem in a file is collected (vectorised over whole
+columns; messages are built for the first `MAX_ROWS_PER_CHECK` offending rows of each
+check, plus one line counting the rest) and raised together as one `ImportValidationError`,
+so when anything fails no table changes; or, with ``on_error="skip"``, the valid rows load
+and the rejected ones come back with their reasons. Each load is a batch in
+`import_batches`; `undo` takes the last one of a table back.
 
-Reading rules: CSV must be UTF-8 (a byte-order mark is fine), comma-separated, with a header
-row; ``.csv.gz`` is decompressed. Values are read as text, then converted: surrounding
-whitespace is trimmed and an empty value means "missing". Column names are matched after
-trimming and lower-casing. Numbers use ``.`` as the decimal point and no thousands
-separator; booleans accept true/false, 1/0, yes/no (any case); dates and timestamps are ISO
-8601 (``YYYY-MM-DD``, ``YYYY-MM-DD HH:MM[:SS[.ffffff]]``, with ``T`` or a space; a zone
-offset such as ``Z`` or ``+02:00`` is converted to UTC). Money (``Numeric``) is rounded to 2
+Reading rules (`import_file`): CSV must be UTF-8 (a byte-order mark is fine),
+comma-separated, with a header row; ``.csv.gz`` is decompressed (`crm_core.mapping` reads
+other formats). Values are read as text, then converted: surrounding whitespace is trimmed
+and an empty value means "missing". Column names are matched after trimming and
+lower-casing. Numbers use ``.`` as the decimal point and no thousands separator; booleans
+accept true/false, 1/0, yes/no (any case); dates and timestamps are ISO 8601
+(``YYYY-MM-DD``, ``YYYY-MM-DD HH:MM[:SS[.ffffff]]``, with ``T`` or a space; a zone offset
+such as ``Z`` or ``+02:00`` is converted to UTC). Money (``Numeric``) is rounded to 2
 decimals. Columns an optional file leaves out are not touched (NULL for new rows; kept as
 they were by an upsert).
 """
 
 from __future__ import annotations
 
-import codecs
-import csv
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import hashlib
+import io
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +50,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from crm_core import features, schema
-from crm_core.errors import ImportValidationError
-from crm_core.store import Store
+from crm_core import detect, features, schema
+from crm_core.errors import CRMError, ImportValidationError
+from crm_core.store import Store, lock_tables, utcnow
 
 MODES = ("append", "upsert")
 """append: every key must be new; upsert: rows whose key exists replace the stored row."""
@@ -59,12 +66,6 @@ MAX_FIELD_CHARS = 10_000
 MAX_ROWS_PER_CHECK = 100
 """Messages are written for this many offending rows per check; the rest are counted."""
 
-MAX_BAD_LINES = 1_000
-"""Rows with the wrong number of fields listed before reading stops."""
-
-CSV_SUFFIXES = (".csv", ".csv.gz", ".txt", ".txt.gz")
-PARQUET_SUFFIXES = (".parquet", ".pq")
-_OTHER_DELIMITERS = (";", "\t", "|")
 _TRUE = ("true", "1", "yes", "y", "t")
 _FALSE = ("false", "0", "no", "n", "f")
 _INT_RE = r"^[+-]?[0-9]{1,18}(\.0*)?$"
@@ -86,25 +87,19 @@ class ImportResult:
 
 
 def read_table_file(path: Path | str, file_name: str | None = None) -> pd.DataFrame:
-    """Read CSV (.csv, .csv.gz, .txt) or Parquet (.parquet) as raw text-ish columns.
+    """Read a whole CSV (.csv, .csv.gz, .txt) or Parquet (.parquet) file, as `load` sees it.
 
     CSV columns are all text (empty = missing); Parquet keeps its types. Raises
     ImportValidationError for unreadable files (encoding, delimiter, empty, ragged rows).
+    Holds the whole file: imports read it in batches instead (`detect.read_batches`).
     """
-    path = Path(path)
-    name = file_name or path.name
-    lower = name.lower() if file_name else path.name.lower()
-    if not path.exists():
-        raise ImportValidationError(name, [f"{name}: file not found ({path})"])
-    if lower.endswith(PARQUET_SUFFIXES) or path.name.lower().endswith(PARQUET_SUFFIXES):
-        table = _read_parquet(path, name)
-        return table.to_pandas(types_mapper=_parquet_types)
-    if not lower.endswith(CSV_SUFFIXES) and not path.name.lower().endswith(CSV_SUFFIXES):
-        allowed = ", ".join(CSV_SUFFIXES + PARQUET_SUFFIXES)
-        raise ImportValidationError(
-            name, [f"{name}: unsupported file type; allowed: {allowed} (save it as CSV UTF-8)"]
-        )
-    return _read_csv(path, name).to_pandas()
+    tables = [table for table, _first_row in detect.read_batches(path, None, file_name)]
+    return _frame(pa.concat_tables(tables) if len(tables) > 1 else tables[0])
+
+
+def _frame(table: pa.Table) -> pd.DataFrame:
+    """A batch as read, as pandas (zero-copy for text; Parquet types kept nullable)."""
+    return table.to_pandas(types_mapper=_parquet_types)
 
 
 def _parquet_types(arrow_type: pa.DataType) -> Any:
@@ -118,186 +113,90 @@ def _parquet_types(arrow_type: pa.DataType) -> Any:
     return None
 
 
-def _read_parquet(path: Path, name: str) -> pa.Table:
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowException, OSError) as exc:
-        raise ImportValidationError(
-            name, [f"{name}: cannot be read as Parquet ({exc}); export it again as Parquet or CSV"]
-        ) from exc
-    if table.num_rows == 0:
-        raise ImportValidationError(name, [f"{name}: has no data rows"])
-    # Dictionary-encoded text (pandas categoricals) is plain text to us.
-    columns = [
-        c.cast(c.type.value_type) if pa.types.is_dictionary(c.type) else c for c in table.columns
-    ]
-    return pa.table(columns, names=table.column_names)
-
-
-def _read_csv(path: Path, name: str) -> pa.Table:
-    header = _read_header(path, name)
-    if header is None:
-        raise ImportValidationError(name, [f"{name}: has no data rows (the file is empty)"])
-    fields = next(csv.reader([header]), [])
-    if len(fields) <= 1:
-        for delimiter in _OTHER_DELIMITERS:
-            if delimiter in header:
-                shown = "\\t" if delimiter == "\t" else delimiter
-                raise ImportValidationError(
-                    name,
-                    [
-                        f"{name}: looks like it is separated by '{shown}', expected ','; "
-                        "save it as CSV (comma delimited) and try again"
-                    ],
-                )
-    placeholders = [f"_c{i}" for i in range(len(fields))]
-    bad_rows: list[tuple[int | None, int, int, str]] = []
-
-    def on_invalid_row(row: Any) -> str:
-        bad_rows.append((row.number, row.expected_columns, row.actual_columns, row.text))
-        return "error" if len(bad_rows) > MAX_BAD_LINES else "skip"
-
-    def read(use_threads: bool) -> pa.Table:
-        return pacsv.read_csv(
-            path,
-            read_options=pacsv.ReadOptions(
-                column_names=placeholders, skip_rows=1, use_threads=use_threads
-            ),
-            parse_options=pacsv.ParseOptions(
-                newlines_in_values=True, invalid_row_handler=on_invalid_row
-            ),
-            convert_options=pacsv.ConvertOptions(
-                column_types=dict.fromkeys(placeholders, pa.string()),
-                null_values=[""],
-                strings_can_be_null=True,
-                quoted_strings_can_be_null=True,
-            ),
-        )
-
-    try:
-        table = read(use_threads=True)
-        if bad_rows and any(number is None for number, *_ in bad_rows):
-            bad_rows.clear()  # read again in one thread: only then are row numbers known
-            table = read(use_threads=False)
-    except pa.ArrowInvalid as exc:
-        if "UTF8" in str(exc) or "UTF-8" in str(exc):
-            raise ImportValidationError(name, [_encoding_problem(path, name)]) from exc
-        if not bad_rows:
-            raise ImportValidationError(name, [f"{name}: cannot be read as CSV ({exc})"]) from exc
-    except (pa.ArrowException, OSError, EOFError) as exc:
-        raise ImportValidationError(name, [f"{name}: cannot be read as CSV ({exc})"]) from exc
-    if bad_rows:
-        raise ImportValidationError(name, _bad_row_problems(name, bad_rows, len(fields)))
-    if table.num_rows == 0:
-        raise ImportValidationError(name, [f"{name}: has no data rows (only a header)"])
-    return table.rename_columns(fields)
-
-
-def _read_header(path: Path, name: str) -> str | None:
-    """The first line of the file as text, or None when the file holds nothing."""
-    try:
-        with pa.input_stream(str(path)) as stream:  # decompresses .gz by its suffix
-            head = stream.read(1 << 16)
-            while head and b"\n" not in head:
-                more = stream.read(1 << 16)
-                if not more:
-                    break
-                head += more
-    except (pa.ArrowException, OSError, EOFError) as exc:
-        raise ImportValidationError(name, [f"{name}: cannot be read ({exc})"]) from exc
-    line = head.split(b"\n", 1)[0].rstrip(b"\r")
-    if not head.strip():
-        return None
-    try:
-        text = line.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise ImportValidationError(name, [_encoding_problem(path, name)]) from None
-    return text if text.strip() else None
-
-
-def _encoding_problem(path: Path, name: str) -> str:
-    """Where the first byte that is not UTF-8 sits (line and byte offset), in words."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    offset, line = 0, 1
-    where = ""
-    with pa.input_stream(str(path)) as stream:
-        while chunk := stream.read(1 << 20):
-            try:
-                decoder.decode(chunk)
-            except UnicodeDecodeError as exc:
-                bad = offset + exc.start
-                line += chunk[: exc.start].count(b"\n")
-                where = f" (byte 0x{chunk[exc.start]:02x} at byte {bad + 1:,}, line {line:,})"
-                break
-            offset += len(chunk)
-            line += chunk.count(b"\n")
-    return (
-        f"{name}: is not UTF-8 text{where}; it looks like another encoding "
-        "(e.g. Latin-1 or Windows-1252). Save it as 'CSV UTF-8' and try again"
-    )
-
-
-def _bad_row_problems(
-    name: str, bad_rows: list[tuple[int | None, int, int, str]], expected: int
-) -> list[str]:
-    problems = []
-    for number, _expected, actual, _text in bad_rows[:MAX_ROWS_PER_CHECK]:
-        where = f"{name} row {number}" if number is not None else f"{name} a row"
-        problems.append(
-            f"{where}: has {actual} field(s), expected {expected} like the header "
-            "(a value containing ',' or a line break must be in double quotes)"
-        )
-    if len(bad_rows) > MAX_BAD_LINES:
-        problems.append(f"{name}: more than {MAX_BAD_LINES:,} rows have the wrong number of fields")
-    elif len(bad_rows) > MAX_ROWS_PER_CHECK:
-        problems.append(
-            f"{name}: {len(bad_rows) - MAX_ROWS_PER_CHECK:,} more rows have the wrong number "
-            "of fields"
-        )
-    return problems
-
-
 # --- validation ------------------------------------------------------------------------
 
 
 class _Problems:
-    """Problems found in one file: whole-file ones first, then row ones sorted by row."""
+    """Problems found in one file, over all its batches and tables: whole-file ones first,
+    then row ones sorted by file row, then counts of rows not listed.
 
-    def __init__(self, file_name: str, columns: Sequence[str]) -> None:
+    `begin` sets the frame being checked (its table and the file row of each of its rows);
+    `add` marks offending rows in `bad` and, when `collect` is set (partial mode), keeps a
+    reason for every offending row, not only the listed ones.
+    """
+
+    def __init__(
+        self,
+        file_name: str,
+        *,
+        collect: bool = False,
+        labels: dict[str, dict[str, str]] | None = None,
+    ) -> None:
         self.file_name = file_name
-        self.order = {c: i for i, c in enumerate(columns)}
+        self.collect = collect
+        self.labels = labels or {}
         self.general: list[str] = []
-        self.rows: list[tuple[int, int, str]] = []
-        self.totals: list[str] = []
+        self.rows: list[tuple[int, int, int, str]] = []
+        self.checks: dict[tuple[str, str, str], list[int]] = {}  # -> [ordinal, listed, more]
+        self.table_order: dict[str, int] = {}
+        self.begin("", [], np.zeros(0, dtype=np.int64))
+
+    def begin(self, table: str, columns: Sequence[str], rows: np.ndarray) -> None:
+        """Check a new frame of `table` whose rows are the file rows `rows`."""
+        self.table = table
+        self.table_labels = self.labels.get(table, {})
+        self.table_order.setdefault(table, len(self.table_order))
+        self.order = {c: i for i, c in enumerate(columns)}
+        self.frame_rows = rows
+        self.bad = np.zeros(len(rows), dtype=bool)
+        self.reasons: list[tuple[np.ndarray, int, list[str]]] = []
 
     def file(self, text: str) -> None:
-        self.general.append(f"{self.file_name}: {text}")
+        message = f"{self.file_name}: {text}"
+        if message not in self.general:
+            self.general.append(message)
 
     def add(
         self, mask: np.ndarray, column: str, message: Callable[[np.ndarray], list[str]], what: str
     ) -> None:
         """Record the rows where `mask` holds; `message(positions)` says what is wrong."""
         positions = np.flatnonzero(mask)
+        column_pos = self.order.get(column, 0)
+        if column in self.table_labels:  # the file's own column name first (a mapping)
+            column = f"{self.table_labels[column]} ({column})"
+        check = self.checks.setdefault((self.table, column, what), [len(self.checks), 0, 0])
         if not len(positions):
             return
-        shown = positions[:MAX_ROWS_PER_CHECK]
-        for pos, text in zip(shown, message(shown), strict=True):
-            row = int(pos) + 2
+        self.bad[positions] = True
+        room = max(MAX_ROWS_PER_CHECK - check[1], 0)
+        shown = positions[:room]
+        table_pos = self.table_order[self.table]
+        if self.collect:
+            texts = message(positions)
+            self.reasons.append((positions, column_pos, [f"column {column}: {t}" for t in texts]))
+            texts = texts[: len(shown)]
+        else:
+            texts = message(shown) if len(shown) else []
+        for pos, text in zip(shown, texts, strict=True):
+            row = int(self.frame_rows[pos])
             self.rows.append(
-                (
-                    row,
-                    self.order.get(column, 0),
-                    f"{self.file_name} row {row}, column {column}: {text}",
-                )
+                (row, table_pos, column_pos, f"{self.file_name} row {row}, column {column}: {text}")
             )
-        if len(positions) > len(shown):
-            self.totals.append(
-                f"{self.file_name} column {column}: {len(positions) - len(shown):,} more rows "
-                f"where {what}"
-            )
+        check[1] += len(shown)
+        check[2] += len(positions) - len(shown)
+
+    def count(self) -> int:
+        return len(self.general) + len(self.rows) + sum(1 for c in self.checks.values() if c[2])
 
     def all(self) -> list[str]:
-        return self.general + [text for *_, text in sorted(self.rows)] + self.totals
+        totals = [
+            f"{self.file_name} column {column}: {more:,} more rows where {what}"
+            for (_table, column, what), (_ordinal, _listed, more) in sorted(
+                self.checks.items(), key=lambda item: item[1][0]
+            )
+            if more
+        ]
+        return self.general + [text for *_, text in sorted(self.rows)] + totals
 
     def raise_if_any(self) -> None:
         problems = self.all()
@@ -316,51 +215,136 @@ def validate(
 ) -> pd.DataFrame:
     """Check and convert `frame` for `table_name`: the typed frame, or ImportValidationError.
 
-    The error lists every problem found. `conn` reads existing keys inside the caller's
-    transaction; `pending` holds typed frames of tables loaded earlier in the same batch,
-    whose keys count as existing for `references`.
+    The error lists every problem found (rows numbered as in a file: the first is row 2).
+    `conn` reads existing keys inside the caller's transaction; `pending` holds typed frames
+    of tables loaded earlier in the same batch, whose keys count as existing for `references`.
     """
     table = _importable_table(table_name, file_name)
     _check_mode(mode, file_name)
-    declared = [c.name for c in table.columns]
-    problems = _Problems(file_name, declared)
+    problems = _Problems(file_name)
+    names = _column_names(frame)
+    problems.begin(table_name, _allowed_columns(table), np.arange(len(frame), dtype=np.int64) + 2)
+    readable = _check_header(names, table, problems)
+    if len(frame) == 0:
+        problems.file("has no data rows")
+    if not readable or len(frame) == 0:
+        problems.raise_if_any()
+    known = {}
+    for ref_table, keys in (pending or {}).items():
+        for col in keys.columns:
+            known[(ref_table, col)] = _KeySet.of(keys[[col]], np.zeros(len(keys), dtype=np.int64))
+    result = _check_frame(
+        frame,
+        names,
+        table,
+        problems,
+        mode=mode,
+        run_query=_query_runner(store, conn),
+        log=_KeySet(schema.primary_key(table_name)),
+        known=known,
+        rejected={},
+    )
+    problems.raise_if_any()
+    return result
 
-    names = [str(c).strip().lower().lstrip("\ufeff") for c in frame.columns]
+
+def _allowed_columns(table: sa.Table) -> list[str]:
+    """Columns an import file may hold for `table` (bookkeeping columns are not among them)."""
+    return [c.name for c in table.columns if not c.info.get("bookkeeping")]
+
+
+def _column_names(frame: pd.DataFrame) -> list[str]:
+    return [str(c).strip().lower().lstrip("\ufeff") for c in frame.columns]
+
+
+def _check_header(names: list[str], table: sa.Table, problems: _Problems) -> bool:
+    """Whole-file checks of the column names; False when the columns cannot be read at all
+    (a name repeated)."""
+    declared = _allowed_columns(table)
     seen: set[str] = set()
     repeated = sorted({n for n in names if n in seen or seen.add(n)})
     if repeated:
         problems.file(f"column(s) {_quoted(repeated)} appear more than once in the header")
-    required = [c.name for c in table.columns if not c.nullable]
-    for col in required:
-        if col not in names:
-            problems.file(f"missing required column '{col}'; required: {', '.join(required)}")
-    unknown = [n for n in names if n not in declared]
+    required = [c.name for c in table.columns if not c.nullable and c.name in declared]
+    missing = [c for c in required if c not in names]
+    ignored = {c.name for c in table.columns if c.info.get("bookkeeping")}
+    unknown = [n for n in names if n not in declared and n not in ignored]
+    if missing or unknown:
+        hint = _looks_like(names, table)
+        if hint:
+            problems.file(hint)
+    for col in missing:
+        problems.file(f"missing required column '{col}'; required: {', '.join(required)}")
     if unknown:
         problems.file(
             f"unknown column(s) {_quoted(unknown)}; allowed: {', '.join(declared)} "
             "(remove or rename them)"
         )
-    if len(frame) == 0:
-        problems.file("has no data rows")
-    if repeated or len(frame) == 0:
-        problems.raise_if_any()
+    return not repeated
 
+
+def _looks_like(names: list[str], chosen: sa.Table) -> str | None:
+    """'this looks like an orders file (...)' when the header fits another table better."""
+    header = set(names)
+    fits = len(header & set(_allowed_columns(chosen)))
+    best: tuple[int, str, list[str]] | None = None
+    for name in schema.IMPORTABLE_TABLES:
+        other = schema.table(name)
+        if other is chosen:
+            continue
+        columns = _allowed_columns(other)
+        required = [c.name for c in other.columns if not c.nullable and c.name in columns]
+        if not required or not set(required) <= header:
+            continue
+        score = len(header & set(columns))
+        if score > fits and (best is None or score > best[0]):
+            own = set(_allowed_columns(chosen))
+            telling = [c for c in required if c not in own] or required
+            best = (score, name, telling)
+    if best is None:
+        return None
+    _score, name, telling = best
+    article = "an" if name[0] in "aeiou" else "a"
+    return (
+        f"this looks like {article} {name} file ({', '.join(telling)}), not {chosen.name}; "
+        f"choose table {name}"
+    )
+
+
+def _check_frame(
+    frame: pd.DataFrame,
+    names: list[str],
+    table: sa.Table,
+    problems: _Problems,
+    *,
+    mode: str,
+    run_query: Callable[[Any], pd.DataFrame],
+    log: _KeySet,
+    known: dict[tuple[str, str], _KeySet],
+    rejected: dict[tuple[str, str], _KeySet],
+) -> pd.DataFrame:
+    """Convert and check one frame (the header already checked): the typed frame; problems
+    and `problems.bad` hold what is wrong. `log` holds the keys of earlier batches (updated
+    here), `known` the referenced keys loaded earlier in this import, `rejected` those
+    rejected earlier (partial mode)."""
     position = {n: i for i, n in enumerate(names)}
     raws = {
-        c.name: _arrow(frame.iloc[:, position[c.name]]) for c in table.columns if c.name in position
+        c.name: _arrow(frame.iloc[:, position[c.name]])
+        for c in table.columns
+        if c.name in position and not c.info.get("bookkeeping")
     }
-    del frame  # a caller that passes its frame along lets each text column go once converted
+    del frame
     typed: dict[str, pd.Series] = {}
     for column in table.columns:
         if column.name in raws:
             typed[column.name] = _convert(raws.pop(column.name), column, problems)
-    result = pd.DataFrame(typed, copy=False)
-    result.index = pd.RangeIndex(len(result))
-
-    run_query = _query_runner(store, conn)
-    _check_keys(result, table, mode, problems, run_query)
-    _check_references(result, table, pending or {}, problems, run_query)
-    problems.raise_if_any()
+    if typed:
+        result = pd.DataFrame(typed, copy=False)
+        result.index = pd.RangeIndex(len(result))
+    else:
+        result = pd.DataFrame(index=pd.RangeIndex(len(problems.frame_rows)))
+    _check_keys(result, table, mode, problems, run_query, log)
+    _check_references(result, table, problems, run_query, known, rejected)
     return result
 
 
@@ -718,49 +702,167 @@ def _range_filter(column: sa.Column, values: pd.Series) -> list[Any]:
     return [column.between(low, high)]
 
 
+class _KeySet:
+    """Keys seen so far in one import, each with the file row it came from.
+
+    Integer keys of one column, or of two non-negative ones packed into one number
+    (order_items: order_id, line_no): sorted numpy arrays (12 bytes a key: 10M orders take
+    120 MB), so earlier batches are checked without keeping their frames. Other keys (text,
+    or numbers too large to pack): a frame.
+    """
+
+    def __init__(self, columns: list[str]) -> None:
+        self.columns = columns
+        self.keys: np.ndarray | None = None
+        self.rows: np.ndarray | None = None
+        self.frame: pd.DataFrame | None = None
+        self.shift: int | None = None  # bits of the second column when two are packed
+
+    @classmethod
+    def of(cls, keys: pd.DataFrame, rows: np.ndarray) -> _KeySet:
+        """A set holding the complete keys of `keys` (file rows `rows`)."""
+        result = cls(list(keys.columns))
+        complete = keys.notna().all(axis=1).to_numpy()
+        result.add(keys.loc[complete], np.asarray(rows)[complete])
+        return result
+
+    def __len__(self) -> int:
+        if self.keys is not None:
+            return len(self.keys)
+        return 0 if self.frame is None else len(self.frame)
+
+    def _codes(self, keys: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
+        """One int64 per key and whether it could be encoded; None: not integer keys."""
+        if self.frame is not None or len(self.columns) > 2:
+            return None
+        ints = [_ints_of(keys[c]) for c in self.columns]
+        if any(v is None for v in ints):
+            return None
+        if len(ints) == 1:
+            return ints[0], np.ones(len(ints[0]), dtype=bool)
+        high, low = ints
+        if self.shift is None:  # room for 4x the largest second value seen first
+            largest = int(low.max()) if len(low) else 0
+            self.shift = min(40, max(16, largest.bit_length() + 2))
+        fits = (high >= 0) & (low >= 0) & (high < 2 ** (63 - self.shift)) & (low < 2**self.shift)
+        return np.where(fits, (high << self.shift) | low, 0), fits
+
+    def _as_frame(self) -> pd.DataFrame:
+        if self.keys is None:
+            return self.frame if self.frame is not None else pd.DataFrame()
+        if len(self.columns) == 1:
+            columns = {self.columns[0]: self.keys}
+        else:
+            mask = (1 << self.shift) - 1
+            columns = {self.columns[0]: self.keys >> self.shift, self.columns[1]: self.keys & mask}
+        return pd.DataFrame({**columns, "_row": self.rows.astype(np.int64)})
+
+    def add(self, keys: pd.DataFrame, rows: np.ndarray) -> None:
+        """Add complete keys (no missing values) and their file rows."""
+        if not len(keys):
+            return
+        rows = np.asarray(rows, dtype=np.int64)
+        coded = self._codes(keys)
+        if coded is not None and coded[1].all():
+            codes = coded[0]
+            order = np.argsort(codes, kind="stable")
+            codes = codes[order]
+            rows = rows[order].astype(np.int32 if rows.max() < 2**31 else np.int64)
+            if self.keys is None:
+                self.keys, self.rows = codes, rows
+            else:  # merge into the sorted arrays, one new copy each
+                at = np.searchsorted(self.keys, codes)
+                self.keys = np.insert(self.keys, at, codes)
+                self.rows = np.insert(self.rows, at, rows)
+            return
+        new = pd.DataFrame({c: keys[c].to_numpy() for c in self.columns})
+        new["_row"] = rows
+        if self.keys is not None:  # keys that cannot be packed: one frame from now on
+            new = pd.concat([self._as_frame(), new], ignore_index=True)
+            self.keys = self.rows = None
+        parts = [f for f in (self.frame, new) if f is not None]
+        self.frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else new
+
+    def lookup(self, keys: pd.DataFrame) -> np.ndarray:
+        """The file row of each key of `keys` (complete keys), -1 where it is not in the set."""
+        found = np.full(len(keys), -1, dtype=np.int64)
+        if not len(keys) or not len(self):
+            return found
+        if self.keys is not None:
+            coded = self._codes(keys)
+            if coded is not None:  # a key that cannot be packed is not among packed ones
+                codes, fits = coded
+                at = np.minimum(np.searchsorted(self.keys, codes), len(self.keys) - 1)
+                hit = fits & (self.keys[at] == codes)
+                found[hit] = self.rows[at[hit]]
+                return found
+        known = self._as_frame().drop_duplicates(self.columns)
+        left = pd.DataFrame({c: keys[c].to_numpy() for c in self.columns})
+        right = known.copy()
+        for c in self.columns:
+            right[c] = _comparable(right[c], left[c])
+        merged = left.merge(right, on=self.columns, how="left")
+        return merged["_row"].fillna(-1).to_numpy(dtype=np.int64)
+
+
+def _ints_of(values: pd.Series) -> np.ndarray | None:
+    if pd.api.types.is_integer_dtype(values.dtype):
+        return values.to_numpy(dtype=np.int64)
+    return None
+
+
 def _check_keys(
     frame: pd.DataFrame,
     table: sa.Table,
     mode: str,
     problems: _Problems,
     run_query: Callable[[Any], pd.DataFrame],
+    log: _KeySet,
 ) -> None:
+    """Duplicate keys (in this frame or an earlier batch: `log`, updated here) and, in
+    append mode, keys already in the store."""
     key = [c.name for c in table.primary_key.columns]
     if not all(k in frame.columns for k in key):
         return
     complete = frame[key].notna().all(axis=1).to_numpy()
-    keys = frame.loc[complete, key]
-    if keys.empty:
+    if not complete.any():
         return
+    at = np.flatnonzero(complete)
+    keys = frame.loc[complete, key].reset_index(drop=True)
+    rows = problems.frame_rows
     where = key[0]
     label = ", ".join(key)
 
-    def key_text(positions: np.ndarray) -> list[str]:
-        rows = frame.iloc[positions][key]
-        return [", ".join(str(v) for v in row) for row in rows.itertuples(index=False)]
+    if len(key) == 1:
+        codes = pd.factorize(keys[key[0]])[0]
+    else:
+        codes = keys.groupby(key, sort=False, dropna=False).ngroup().to_numpy()
+    _, first_index = np.unique(codes, return_index=True)  # codes run 0.. in order of appearance
+    first_of = first_index[codes]
+    in_frame = first_of != np.arange(len(keys))
+    first_row = np.full(len(keys), -1, dtype=np.int64)
+    first_row[in_frame] = rows[at[first_of[in_frame]]]
+    earlier = log.lookup(keys)
+    first_row = np.where(earlier >= 0, earlier, first_row)
+    repeated = first_row >= 0
+    log.add(keys.loc[~repeated], rows[at[~repeated]])
 
     duplicated = np.zeros(len(frame), dtype=bool)
-    duplicated[complete] = keys.duplicated(keep="first").to_numpy()
-    if duplicated.any():
-        dup_positions = np.flatnonzero(duplicated)[:MAX_ROWS_PER_CHECK]
-        wanted = frame.iloc[dup_positions][key]
-        firsts = (
-            frame.loc[complete & ~duplicated, key]
-            .reset_index()
-            .merge(wanted.drop_duplicates(), on=key)
-            .set_index(key)["index"]
-        )
+    duplicated[at[repeated]] = True
+    first_at = np.full(len(frame), -1, dtype=np.int64)
+    first_at[at] = first_row
 
-        def dup_msg(positions: np.ndarray) -> list[str]:
-            texts = key_text(positions)
-            out = []
-            for pos, text in zip(positions, texts, strict=True):
-                lookup = tuple(frame.iloc[pos][key]) if len(key) > 1 else frame.iloc[pos][key[0]]
-                first = int(firsts.loc[lookup]) + 2
-                out.append(f"duplicate key {label} = {text} (first in row {first})")
-            return out
+    def key_text(positions: np.ndarray) -> list[str]:
+        shown = frame.iloc[positions][key]
+        return [", ".join(str(v) for v in row) for row in shown.itertuples(index=False)]
 
-        problems.add(duplicated, where, dup_msg, f"the key {label} is repeated")
+    def dup_msg(positions: np.ndarray) -> list[str]:
+        return [
+            f"duplicate key {label} = {text} (first in row {first_at[pos]})"
+            for pos, text in zip(positions, key_text(positions), strict=True)
+        ]
+
+    problems.add(duplicated, where, dup_msg, f"the key {label} is repeated")
 
     if mode != "append":
         return
@@ -809,14 +911,19 @@ _REFERENCED = {
     if (target := col.info.get("references"))
 }
 
+_ONE = {"customers": "customer", "campaigns": "campaign", "orders": "order", "products": "product"}
+
 
 def _check_references(
     frame: pd.DataFrame,
     table: sa.Table,
-    pending: dict[str, pd.DataFrame],
     problems: _Problems,
     run_query: Callable[[Any], pd.DataFrame],
+    known: dict[tuple[str, str], _KeySet],
+    rejected: dict[tuple[str, str], _KeySet],
 ) -> None:
+    """Each `references` value must be in the store or among the keys loaded earlier in this
+    import (`known`); a value that was rejected earlier (partial mode) says so."""
     for column in table.columns:
         target = column.info.get("references")
         if not target or column.name not in frame.columns:
@@ -826,28 +933,557 @@ def _check_references(
         present = values.notna().to_numpy()
         if not present.any():
             continue
-        wanted = pd.Series(pd.unique(values[present]), dtype=values.dtype)
+        wanted = pd.Series(pd.unique(values[present]), dtype=values.dtype, name=ref_column_name)
         ref_column = schema.table(ref_table_name).c[ref_column_name]
         stmt = sa.select(ref_column).distinct().where(*_range_filter(ref_column, wanted))
-        known = [run_query(stmt)[ref_column_name]]
-        batch = pending.get(ref_table_name)
-        if batch is not None and ref_column_name in batch.columns:
-            known.append(batch[ref_column_name])
-        known_values = pd.concat([_comparable(k, values) for k in known], ignore_index=True)
-        missing_values = wanted[~wanted.isin(known_values)]
-        if missing_values.empty:
+        found = wanted.isin(_comparable(run_query(stmt)[ref_column_name], values)).to_numpy()
+        earlier = known.get((ref_table_name, ref_column_name))
+        if earlier is not None and not found.all():
+            found[~found] = earlier.lookup(wanted[~found].to_frame()) >= 0
+        if found.all():
             continue
-        unknown = present & values.isin(missing_values).to_numpy(dtype=bool)
-
+        missing = wanted[~found].reset_index(drop=True)
+        dropped = rejected.get((ref_table_name, ref_column_name))
+        dropped_rows = (
+            dropped.lookup(missing.to_frame())
+            if dropped is not None
+            else np.full(len(missing), -1, dtype=np.int64)
+        )
+        gone = dropped_rows >= 0
+        unknown = present & values.isin(missing[~gone]).to_numpy(dtype=bool)
         hint = f"is not a known {target} (import {ref_table_name} first, or in the same batch)"
 
         def ref_msg(positions: np.ndarray, column_name: str = column.name, hint: str = hint):
             return [f"{v} {hint}" for v in frame[column_name].iloc[positions]]
 
         problems.add(unknown, column.name, ref_msg, f"the value is not a known {target}")
+        if gone.any():
+            row_of = pd.Series(dropped_rows[gone], index=missing[gone].to_numpy())
+            cascaded = present & values.isin(missing[gone]).to_numpy(dtype=bool)
+            one = _ONE.get(ref_table_name, ref_table_name)
+
+            def gone_msg(
+                positions: np.ndarray,
+                column_name: str = column.name,
+                row_of: pd.Series = row_of,
+                one: str = one,
+            ) -> list[str]:
+                return [
+                    f"its {one} (row {row_of[v]}) was rejected"
+                    for v in frame[column_name].iloc[positions]
+                ]
+
+            problems.add(cascaded, column.name, gone_msg, f"its {one} was rejected")
 
 
 # --- loading ---------------------------------------------------------------------------
+
+
+ON_ERROR = ("stop", "skip")
+"""stop: any problem and nothing is imported (the default); skip: valid rows are imported
+and the rejected ones are listed, with the reason, in the report's rejects file."""
+
+LOAD_ORDER = schema.IMPORTABLE_TABLES + ("external_ids",)
+"""Order the tables of one chunk load in: referenced tables first, then the external ids."""
+
+BATCH_ROWS = 500_000
+"""File rows read, validated and loaded at a time (bounds memory for large files)."""
+
+
+@dataclass
+class Chunk:
+    """Some consecutive rows of a file, as frames per table with our column names."""
+
+    raw: pa.Table | None  # the file's rows of this chunk as read (for the rejects file)
+    first_row: int  # file row number of raw's first row
+    frames: dict[str, pd.DataFrame]  # table -> rows with our column names (text or typed)
+    rows: dict[str, np.ndarray] = field(default_factory=dict)  # table -> file row of each row
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> rows left out on purpose
+
+
+@dataclass
+class ImportReport:
+    """What a load did (or, for a dry run, would do)."""
+
+    file_name: str
+    mode: str
+    on_error: str
+    dry_run: bool
+    rows: dict[str, int] = field(default_factory=dict)  # rows written per table
+    rejected: int = 0  # file rows rejected (partial mode)
+    rejects_csv: bytes | None = None  # the rejected rows with row and reason (partial mode)
+    problems: list[str] = field(default_factory=list)
+    batch_id: int | None = None  # None for a dry run
+    notes: list[str] = field(default_factory=list)
+    preview: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+
+class _DryRun(Exception):  # noqa: N818 - control flow, never shown
+    """Raised inside the transaction of a dry run so that it rolls back."""
+
+    def __init__(self, report: ImportReport) -> None:
+        super().__init__("dry run")
+        self.report = report
+
+
+def load(
+    store: Store,
+    file_name: str,
+    chunks: Callable[[Connection], Iterable[Chunk]],
+    *,
+    mode: str = "append",
+    on_error: str = "stop",
+    dry_run: bool = False,
+    user: str | None = None,
+    mapping_json: str | None = None,
+    sha256: str | None = None,
+    keep_rows: int = 0,
+    labels: dict[str, dict[str, str]] | None = None,
+) -> ImportReport:
+    """Validate and load the chunks of one file in ONE transaction; what was loaded.
+
+    `chunks(conn)` is called inside the transaction; each chunk is validated and loaded
+    before the next is pulled, its tables in LOAD_ORDER. With on_error="stop" any problem
+    raises ImportValidationError listing every problem of the file and nothing changes;
+    with "skip" the valid rows load and the rejected ones come back in `rejects_csv`.
+    `labels` (per table, our column -> the file's column, from a mapping) make messages
+    name the file's column first: ``row 4, column Email (customer_id): ...``.
+    A dry run changes nothing and returns the problems instead of raising. Problems that
+    stop reading the file (unreadable, a column named twice) raise in every mode. Every
+    load that is not a dry run is recorded in import_batches (see `history`, `undo`).
+    """
+    _check_mode(mode, file_name)
+    _check_on_error(on_error, file_name)
+    try:
+        with store.begin() as conn:
+            loader = _Loader(
+                store,
+                conn,
+                file_name,
+                mode=mode,
+                on_error=on_error,
+                dry_run=dry_run,
+                keep_rows=keep_rows,
+                labels=labels,
+            )
+            loader.run(chunks(conn))
+            report = loader.finish()
+            if dry_run:
+                raise _DryRun(report)
+            loader.record(user=user, mapping_json=mapping_json, sha256=sha256)
+            features.mark_stale(conn)
+            return report
+    except _DryRun as done:
+        return done.report
+
+
+def _check_on_error(on_error: str, file_name: str) -> None:
+    if on_error not in ON_ERROR:
+        raise ImportValidationError(
+            file_name,
+            [f"{file_name}: unknown on_error '{on_error}'; allowed: {', '.join(ON_ERROR)}"],
+        )
+
+
+def _loadable_table(table_name: str, file_name: str) -> sa.Table:
+    if table_name == "external_ids":
+        return schema.external_ids
+    return _importable_table(table_name, file_name)
+
+
+class _Loader:
+    """One file's load inside the caller's transaction: validates and inserts chunk by
+    chunk, remembering only the keys of earlier chunks."""
+
+    def __init__(
+        self,
+        store: Store,
+        conn: Connection,
+        file_name: str,
+        *,
+        mode: str,
+        on_error: str,
+        dry_run: bool,
+        keep_rows: int = 0,
+        known: dict[tuple[str, str], _KeySet] | None = None,
+        labels: dict[str, dict[str, str]] | None = None,
+    ) -> None:
+        self.store, self.conn, self.file_name = store, conn, file_name
+        self.mode, self.on_error, self.dry_run, self.keep_rows = mode, on_error, dry_run, keep_rows
+        self.skip = on_error == "skip"
+        self.problems = _Problems(file_name, collect=self.skip, labels=labels)
+        self.run_query = _query_runner(store, conn)
+        self.logs: dict[str, _KeySet] = {}
+        self.known = known if known is not None else {}
+        self.rejected: dict[tuple[str, str], _KeySet] = {}
+        self.headers: dict[str, list[str]] = {}
+        self.rows: dict[str, int] = {}
+        self.rejects: list[pa.Table] = []
+        self.rejected_rows = 0
+        self.skipped: dict[str, int] = {}
+        self.preview: dict[str, list[pd.DataFrame]] = {}
+        self.seen_rows = 0
+        self.batch_id = None if dry_run else _next_batch_id(conn)
+
+    def failed(self) -> bool:
+        """Whether nothing of this file will be kept (so nothing more is inserted)."""
+        if self.problems.general:
+            return True
+        return not self.skip and self.problems.count() > 0
+
+    def run(self, chunks: Iterable[Chunk]) -> None:
+        for chunk in chunks:
+            self.chunk(chunk)
+
+    def chunk(self, chunk: Chunk) -> None:
+        """Validate every table of `chunk`, then insert what is kept."""
+        checked: dict[str, tuple[pd.DataFrame, np.ndarray, np.ndarray]] = {}
+        reasons: dict[int, list[tuple[int, int, str]]] = {}
+        several = len(chunk.frames) > 1
+        for reason, count in chunk.skipped.items():
+            self.skipped[reason] = self.skipped.get(reason, 0) + int(count)
+        for name in sorted(chunk.frames, key=_load_position):
+            table = _loadable_table(name, self.file_name)
+            frame = chunk.frames[name]
+            rows = chunk.rows.get(name)
+            rows = (
+                np.arange(len(frame), dtype=np.int64) + chunk.first_row
+                if rows is None
+                else np.asarray(rows, dtype=np.int64)
+            )
+            self.seen_rows += len(frame)
+            names = _column_names(frame)
+            self.problems.begin(name, _allowed_columns(table), rows)
+            if name not in self.headers:
+                self.headers[name] = names
+                if not _check_header(names, table, self.problems):
+                    raise ImportValidationError(self.file_name, self.problems.all())
+            log = self.logs.get(name)
+            if log is None:
+                log = self.logs[name] = _KeySet(schema.primary_key(name))
+                if not self.skip:
+                    for ref_table, ref_column in _REFERENCED:
+                        key = (ref_table, ref_column)
+                        if ref_table == name and [ref_column] == log.columns:
+                            self.known.setdefault(key, log)
+            typed = _check_frame(
+                frame,
+                names,
+                table,
+                self.problems,
+                mode="upsert" if name == "external_ids" else self.mode,
+                run_query=self.run_query,
+                log=log,
+                known=self.known,
+                rejected=self.rejected,
+            )
+            del frame
+            bad = self.problems.bad
+            if self.skip:
+                order = _load_position(name)
+                prefix = f"{name} " if several else ""
+                for positions, column_pos, texts in self.problems.reasons:
+                    for pos, text in zip(positions, texts, strict=True):
+                        reasons.setdefault(int(rows[pos]), []).append(
+                            (order, column_pos, prefix + text)
+                        )
+            self._remember(name, typed, rows, bad)
+            keep = ~bad if self.skip else np.ones(len(typed), dtype=bool)
+            if self.skip and name == "order_items":
+                self._reject_whole_orders(typed, rows, keep, checked, reasons)
+            if self.skip and name == "external_ids":
+                keep &= ~self._links_to_rejected(typed)
+            checked[name] = (typed, rows, keep)
+        if reasons:
+            self._reject(chunk, reasons)
+        for name, (typed, _rows, keep) in checked.items():
+            kept = typed if keep.all() else typed.loc[keep].reset_index(drop=True)
+            self.rows[name] = self.rows.get(name, 0) + len(kept)
+            self._keep_preview(name, kept)
+            if not self.dry_run and not self.failed() and len(kept):
+                self._insert(name, kept)
+
+    def _remember(self, name: str, typed: pd.DataFrame, rows: np.ndarray, bad: np.ndarray) -> None:
+        """In partial mode, the referenced keys kept and those rejected, with their rows."""
+        if not self.skip:
+            for ref_table, ref_column in _REFERENCED:
+                if ref_table != name or ref_column not in typed.columns:
+                    continue
+                if (ref_table, ref_column) not in self.known:
+                    self.known[(ref_table, ref_column)] = _KeySet([ref_column])
+                target = self.known[(ref_table, ref_column)]
+                if target is not self.logs.get(name):
+                    target.add(*_complete(typed[[ref_column]], rows))
+            return
+        for ref_table, ref_column in _REFERENCED:
+            if ref_table != name or ref_column not in typed.columns:
+                continue
+            keys = typed[[ref_column]]
+            for store_in, mask in ((self.known, ~bad), (self.rejected, bad)):
+                if not mask.any():
+                    continue
+                target = store_in.setdefault((ref_table, ref_column), _KeySet([ref_column]))
+                target.add(*_complete(keys.loc[mask], rows[mask]))
+
+    def _reject_whole_orders(
+        self,
+        items: pd.DataFrame,
+        item_rows: np.ndarray,
+        keep: np.ndarray,
+        checked: dict[str, tuple[pd.DataFrame, np.ndarray, np.ndarray]],
+        reasons: dict[int, list[tuple[int, int, str]]],
+    ) -> None:
+        """A rejected order line rejects its order and the order's other lines (partial
+        mode), so that no order is stored without one of its lines."""
+        if keep.all() or "order_id" not in items.columns:
+            return
+        bad_orders = pd.unique(items.loc[~keep, "order_id"].dropna())
+        if not len(bad_orders):
+            return
+        first_bad = items.loc[~keep].groupby("order_id").head(1)
+        bad_line_row = dict(
+            zip(first_bad["order_id"].tolist(), item_rows[first_bad.index.to_numpy()], strict=True)
+        )
+        if "orders" in checked:
+            orders, order_rows, order_keep = checked["orders"]
+            hit = orders["order_id"].isin(bad_orders).to_numpy(dtype=bool) & order_keep
+            order_keep[hit] = False
+            position = _load_position("orders")
+            for order_id, row in zip(orders.loc[hit, "order_id"], order_rows[hit], strict=True):
+                text = f"orders: a line of this order (row {bad_line_row[order_id]}) was rejected"
+                reasons.setdefault(int(row), []).append((position, 0, text))
+            target = self.rejected.setdefault(("orders", "order_id"), _KeySet(["order_id"]))
+            target.add(orders.loc[hit, ["order_id"]], order_rows[hit])
+        siblings = items["order_id"].isin(bad_orders).to_numpy(dtype=bool) & keep
+        keep[siblings] = False
+        position = _load_position("order_items")
+        sibling_orders = items.loc[siblings, "order_id"]
+        for order_id, row in zip(sibling_orders, item_rows[siblings], strict=True):
+            bad_row = bad_line_row[order_id]
+            text = f"order_items: another line of its order (row {bad_row}) was rejected"
+            reasons.setdefault(int(row), []).append((position, 0, text))
+
+    def _links_to_rejected(self, links: pd.DataFrame) -> np.ndarray:
+        """Which platform links point at a row rejected in this import (left out with it)."""
+        out = np.zeros(len(links), dtype=bool)
+        for entity in schema.EXTERNAL_ENTITIES:
+            key = schema.primary_key(entity)[0]
+            rejected = self.rejected.get((entity, key))
+            if rejected is None or not len(rejected):
+                continue
+            mask = (links["entity"] == entity).to_numpy(dtype=bool)
+            if mask.any():
+                ids = pd.DataFrame({key: links.loc[mask, "internal_id"].to_numpy()})
+                out[mask] = rejected.lookup(ids) >= 0
+        return out
+
+    def _reject(self, chunk: Chunk, reasons: dict[int, list[tuple[int, int, str]]]) -> None:
+        file_rows = np.array(sorted(reasons), dtype=np.int64)
+        self.rejected_rows += len(file_rows)
+        columns = {
+            "row": pa.array(file_rows),
+            "reason": pa.array(
+                ["; ".join(text for *_, text in sorted(reasons[int(r)])) for r in file_rows],
+                pa.string(),
+            ),
+        }
+        if chunk.raw is not None:
+            at = file_rows - chunk.first_row
+            inside = (at >= 0) & (at < chunk.raw.num_rows)
+            taken = chunk.raw.take(pa.array(np.where(inside, at, 0)))
+            for col_name, col in zip(taken.column_names, taken.columns, strict=True):
+                if col_name not in columns:
+                    values = col.cast(pa.string()) if not _is_text(col) else col
+                    columns[col_name] = pc.if_else(
+                        pa.array(inside), values, pa.scalar(None, values.type)
+                    )
+        self.rejects.append(pa.table(columns))
+
+    def _keep_preview(self, name: str, kept: pd.DataFrame) -> None:
+        if self.keep_rows <= 0:
+            return
+        parts = self.preview.setdefault(name, [])
+        have = sum(len(p) for p in parts)
+        if have < self.keep_rows:
+            parts.append(kept.head(self.keep_rows - have).copy())
+
+    def _insert(self, name: str, kept: pd.DataFrame) -> None:
+        upsert = name == "external_ids" or self.mode == "upsert"
+        kept[schema.BATCH_COLUMN] = pd.array([self.batch_id] * len(kept), dtype="Int64")
+        try:
+            if upsert and name == "order_items":
+                self._replace_lines(kept)
+                upsert = False
+            elif upsert:
+                self._keep_replaced(name, kept)
+            self.store.insert_df(self.conn, name, kept, upsert=upsert)
+        except sa.exc.IntegrityError as exc:  # e.g. a key written meanwhile by someone else
+            name = self.file_name
+            raise ImportValidationError(
+                name,
+                [f"{name}: the store refused the rows ({exc.orig}); nothing was imported"],
+            ) from exc
+
+    def _replace_lines(self, lines: pd.DataFrame) -> None:
+        """Upserted order lines replace every stored line of their orders (an order that
+        comes back with fewer lines loses the others); the old lines go to the shadow table."""
+        table = schema.order_items
+        orders = pd.Series(pd.unique(lines["order_id"].dropna()))
+        stored = self.store.read_df(
+            sa.select(table).where(*_range_filter(table.c.order_id, orders)), conn=self.conn
+        )
+        stored = _exact_ints(stored.loc[stored["order_id"].isin(orders)], table)
+        if stored.empty:
+            return
+        stored = stored.reset_index(drop=True)
+        stored.insert(0, "batch_id", self.batch_id)
+        self.store.insert_df(self.conn, schema.replaced_table_name("order_items"), stored)
+        ids = [int(v) for v in pd.unique(stored["order_id"])]
+        for i in range(0, len(ids), _IN_LIST):
+            self.conn.execute(sa.delete(table).where(table.c.order_id.in_(ids[i : i + _IN_LIST])))
+
+    def _keep_replaced(self, name: str, kept: pd.DataFrame) -> None:
+        """Copy the stored rows an upsert of `kept` is about to replace to the shadow table."""
+        stored = _stored_rows(self.store, self.conn, name, kept)
+        if stored.empty:
+            return
+        stored.insert(0, "batch_id", self.batch_id)
+        self.store.insert_df(self.conn, schema.replaced_table_name(name), stored)
+
+    def finish(self) -> ImportReport:
+        """The report; raises ImportValidationError when nothing may be kept (not dry run)."""
+        if self.seen_rows == 0 and not self.skipped:
+            self.problems.file("has no data rows")
+        problems = self.problems.all()
+        if not self.dry_run and self.failed():
+            raise ImportValidationError(self.file_name, problems)
+        notes = [
+            f"{count:,} row(s) left out on purpose: {reason}"
+            for reason, count in self.skipped.items()
+            if count
+        ]
+        if self.rejected_rows:
+            notes.append(
+                f"{self.rejected_rows:,} row(s) rejected; the rejects file lists them with "
+                "the reason"
+            )
+        return ImportReport(
+            file_name=self.file_name,
+            mode=self.mode,
+            on_error=self.on_error,
+            dry_run=self.dry_run,
+            rows={name: self.rows[name] for name in sorted(self.rows, key=_load_position)},
+            rejected=self.rejected_rows,
+            rejects_csv=_rejects_csv(self.rejects) if self.rejects else None,
+            problems=problems,
+            batch_id=self.batch_id,
+            notes=notes,
+            preview={
+                name: pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+                for name, parts in self.preview.items()
+                if parts
+            },
+        )
+
+    def record(self, *, user: str | None, mapping_json: str | None, sha256: str | None) -> None:
+        """Write this load's import_batches row."""
+        self.conn.execute(
+            schema.import_batches.insert().values(
+                batch_id=self.batch_id,
+                imported_by=user,
+                imported_at=utcnow(),
+                file_name=self.file_name,
+                file_sha256=sha256,
+                mapping=mapping_json,
+                mode=self.mode,
+                on_error=self.on_error,
+                rows=json.dumps(self.rows),
+                rejected_rows=self.rejected_rows,
+            )
+        )
+
+
+_IN_LIST = 5_000
+"""Text keys looked up per query (a bound IN list) when an upsert reads the rows it replaces."""
+
+
+def _stored_rows(store: Store, conn: Connection, name: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """The stored rows of `name` whose key is one of `frame`'s keys, every column."""
+    table = schema.table(name)
+    key = schema.primary_key(name)
+    numeric = [f for k in key for f in _range_filter(table.c[k], frame[k])]
+    texts = [k for k in key if isinstance(table.c[k].type, sa.String)]
+    queries = [sa.select(table).where(*numeric)]
+    if texts:  # text keys: ask for the file's values (a range means nothing across collations)
+        # by the text key column with the most distinct values, in lists of _IN_LIST.
+        pick = max(texts, key=lambda k: frame[k].nunique())
+        values = pd.unique(frame[pick].dropna()).tolist()
+        queries = [
+            sa.select(table).where(*numeric, table.c[pick].in_(values[i : i + _IN_LIST]))
+            for i in range(0, len(values), _IN_LIST)
+        ]
+    parts = [store.read_df(q, conn=conn) for q in queries]
+    parts = [p for p in parts if not p.empty]
+    if not parts:
+        return pd.DataFrame()
+    stored = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    return _exact_ints(stored.loc[_isin(stored, frame, key)].reset_index(drop=True), table)
+
+
+def _exact_ints(stored: pd.DataFrame, table: sa.Table) -> pd.DataFrame:
+    """Whole-number columns that came back as floats (they have gaps) made exact again."""
+    for column in table.columns:
+        if isinstance(column.type, sa.Integer) and stored[column.name].dtype.kind == "f":
+            stored[column.name] = stored[column.name].astype("Int64")
+    return stored
+
+
+def _complete(keys: pd.DataFrame, rows: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+    complete = keys.notna().all(axis=1).to_numpy()
+    if complete.all():
+        return keys, rows
+    return keys.loc[complete], rows[complete]
+
+
+def _load_position(name: str) -> int:
+    return LOAD_ORDER.index(name) if name in LOAD_ORDER else len(LOAD_ORDER)
+
+
+def _rejects_csv(parts: list[pa.Table]) -> bytes:
+    table = pa.concat_tables(parts, promote_options="permissive")
+    sink = io.BytesIO()
+    pacsv.write_csv(table, sink)
+    return sink.getvalue()
+
+
+def _next_batch_id(conn: Connection) -> int:
+    lock_tables(conn, schema.import_batches)
+    stmt = sa.select(sa.func.coalesce(sa.func.max(schema.import_batches.c.batch_id), 0))
+    return int(conn.execute(stmt).all()[0][0]) + 1  # all(): DuckDB needs the result drained
+
+
+def file_chunks(
+    path: Path | str,
+    table_name: str,
+    file_name: str | None = None,
+    fmt: detect.FileFormat | None = None,
+    batch_rows: int | None = None,
+) -> Iterator[Chunk]:
+    """A file whose own columns are the table's, as chunks of `batch_rows` file rows."""
+    for raw, first_row in detect.read_batches(path, fmt, file_name, batch_rows or BATCH_ROWS):
+        rows = np.arange(raw.num_rows, dtype=np.int64) + first_row
+        yield Chunk(
+            raw=raw, first_row=first_row, frames={table_name: _frame(raw)}, rows={table_name: rows}
+        )
+
+
+def file_sha256(path: Path | str) -> str:
+    """SHA-256 of a file's bytes, as hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def import_file(
@@ -857,56 +1493,217 @@ def import_file(
     *,
     mode: str = "append",
     file_name: str | None = None,
+    user: str | None = None,
 ) -> ImportResult:
-    """Validate and load one file in one transaction."""
-    return _import(store, [(table_name, Path(path), file_name or Path(path).name)], mode)[0]
+    """Validate and load one file (its columns are the table's) in one transaction, all or
+    nothing; recorded in the import history as `user`'s."""
+    item = (table_name, Path(path), file_name or Path(path).name)
+    return _import(store, [item], mode, user)[0]
 
 
 def import_files(
-    store: Store, files: Sequence[tuple[str, Path | str]], *, mode: str = "append"
+    store: Store,
+    files: Sequence[tuple[str, Path | str]],
+    *,
+    mode: str = "append",
+    user: str | None = None,
 ) -> list[ImportResult]:
     """Validate and load several (table, path) pairs in ONE transaction, in DATA_TABLES order.
 
     Loading referenced tables first lets references between the files resolve (orders ->
     customers in the same batch). Results come back in that load order. The first file
     that fails stops the batch and its ImportValidationError is raised; nothing from any
-    file of the batch is kept.
+    file of the batch is kept. Each file is one import batch in the history.
     """
     items = [(table_name, Path(path), Path(path).name) for table_name, path in files]
-    return _import(store, items, mode)
+    return _import(store, items, mode, user)
 
 
-def _import(store: Store, items: list[tuple[str, Path, str]], mode: str) -> list[ImportResult]:
+def _import(
+    store: Store, items: list[tuple[str, Path, str]], mode: str, user: str | None
+) -> list[ImportResult]:
     for table_name, _path, name in items:
         _importable_table(table_name, name)
         _check_mode(mode, name)
     order = {name: i for i, name in enumerate(schema.IMPORTABLE_TABLES)}
     ordered = sorted(items, key=lambda item: order[item[0]])  # stable: same table keeps order
     results: list[ImportResult] = []
-    pending: dict[str, pd.DataFrame] = {}
+    known: dict[tuple[str, str], _KeySet] = {}
     with store.begin() as conn:
         for table_name, path, name in ordered:
-            typed = validate(
-                read_table_file(path, name),  # passed along: validate frees it column by column
-                table_name,
-                name,
-                store,
-                conn=conn,
-                mode=mode,
-                pending=pending,
+            loader = _Loader(
+                store, conn, name, mode=mode, on_error="stop", dry_run=False, known=known
             )
-            try:
-                rows = store.insert_df(conn, table_name, typed, upsert=mode == "upsert")
-            except sa.exc.IntegrityError as exc:  # e.g. a key written meanwhile by someone else
-                raise ImportValidationError(
-                    name, [f"{name}: the store refused the rows ({exc.orig}); nothing was imported"]
-                ) from exc
-            keep = [c for t, c in _REFERENCED if t == table_name and c in typed.columns]
-            if keep:
-                pending[table_name] = pd.concat(
-                    [f for f in (pending.get(table_name), typed[keep]) if f is not None],
-                    ignore_index=True,
+            loader.run(file_chunks(path, table_name, name))
+            report = loader.finish()
+            loader.record(user=user, mapping_json=None, sha256=file_sha256(path))
+            results.append(
+                ImportResult(
+                    table=table_name, rows=report.rows.get(table_name, 0), mode=mode, file_name=name
                 )
-            results.append(ImportResult(table=table_name, rows=rows, mode=mode, file_name=name))
+            )
         features.mark_stale(conn)  # an upsert may change fields without changing any count
     return results
+
+
+# --- history and undo --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UndoResult:
+    """What undoing an import batch changed."""
+
+    batch_id: int
+    file_name: str
+    removed: dict[str, int]  # rows the batch had added, now deleted, per table
+    restored: dict[str, int]  # rows the batch had replaced (upsert), now back, per table
+
+    def __str__(self) -> str:
+        """In words: 'Undid import 3 (new.csv): removed customers 2; restored customers 1.'"""
+
+        def listed(counts: dict[str, int]) -> str:
+            return ", ".join(f"{t} {n:,}" for t, n in counts.items() if n) or "nothing"
+
+        text = f"Undid import {self.batch_id} ({self.file_name}): removed {listed(self.removed)}"
+        if any(self.restored.values()):
+            text += f"; restored {listed(self.restored)}"
+        return text + "."
+
+
+def history(store: Store, limit: int = 50) -> pd.DataFrame:
+    """The latest import batches, newest first: who, when, file, checksum, mapping, mode,
+    rows per table (JSON), rows rejected, and when and by whom it was undone."""
+    batches = schema.import_batches
+    stmt = sa.select(batches).order_by(batches.c.batch_id.desc()).limit(int(limit))
+    return store.read_df(stmt)
+
+
+def undo(
+    store: Store,
+    batch_id: int | None = None,
+    table: str | None = None,
+    user: str | None = None,
+) -> UndoResult:
+    """Undo an import batch in one transaction: the rows it added are removed, the rows it
+    replaced (upsert) are restored exactly as they were, and the batch is marked undone.
+
+    Without `batch_id`, the last batch that is not undone (that wrote `table`, when given).
+    Refused (CRMError) when the batch is undone already, when a later batch wrote one of its
+    tables (undo that first), or when rows of other batches refer to rows it added.
+    """
+    batches = schema.import_batches
+    with store.begin() as conn:
+        lock_tables(conn, batches)
+        active = store.read_df(
+            sa.select(batches).where(batches.c.undone_at.is_(None)).order_by(batches.c.batch_id),
+            conn=conn,
+        )
+        written = {
+            int(row.batch_id): [t for t, n in json.loads(row.rows or "{}").items() if n]
+            for row in active.itertuples(index=False)
+        }
+        names = {int(row.batch_id): row.file_name for row in active.itertuples(index=False)}
+        batch = _batch_to_undo(store, conn, written, batch_id, table)
+        tables = written[batch]
+        what = f"import {batch} ({names[batch]})"
+        later = [b for b in written if b > batch and set(written[b]) & set(tables)]
+        if later:
+            shared = sorted(set(written[later[-1]]) & set(tables), key=_load_position)
+            raise CRMError(
+                f"Cannot undo {what}: import {later[-1]} ({names[later[-1]]}) came later and "
+                f"also wrote {', '.join(shared)}; undo import {later[-1]} first"
+            )
+        _refuse_referenced(store, conn, batch, tables, what)
+        removed: dict[str, int] = {}
+        restored: dict[str, int] = {}
+        for name in sorted(tables, key=_load_position, reverse=True):
+            target = schema.table(name)
+            shadow = schema.table(schema.replaced_table_name(name))
+            mine = target.c[schema.BATCH_COLUMN] == batch
+            theirs = shadow.c.batch_id == batch
+            written_rows = _count(conn, target, mine)
+            back = _count(conn, shadow, theirs)
+            conn.execute(target.delete().where(mine))
+            columns = [c.name for c in target.columns]
+            conn.execute(
+                target.insert().from_select(
+                    columns, sa.select(*[shadow.c[c] for c in columns]).where(theirs)
+                )
+            )
+            conn.execute(shadow.delete().where(theirs))
+            removed[name] = written_rows - back
+            restored[name] = back
+        conn.execute(
+            batches.update()
+            .where(batches.c.batch_id == batch)
+            .values(undone_at=utcnow(), undone_by=user)
+        )
+        features.mark_stale(conn)
+    order = sorted(tables, key=_load_position)
+    return UndoResult(
+        batch_id=batch,
+        file_name=names[batch],
+        removed={t: removed[t] for t in order},
+        restored={t: restored[t] for t in order},
+    )
+
+
+def _count(conn: Connection, table: sa.Table, where: Any) -> int:
+    return int(conn.execute(sa.select(sa.func.count()).select_from(table).where(where)).one()[0])
+
+
+def _batch_to_undo(
+    store: Store,
+    conn: Connection,
+    written: dict[int, list[str]],
+    batch_id: int | None,
+    table: str | None,
+) -> int:
+    batches = schema.import_batches
+    if batch_id is not None:
+        if int(batch_id) in written:
+            return int(batch_id)
+        found = store.read_df(
+            sa.select(batches.c.undone_at).where(batches.c.batch_id == int(batch_id)), conn=conn
+        )
+        state = "was undone already" if len(found) else "does not exist"
+        raise CRMError(
+            f"Cannot undo import {batch_id}: it {state}; see the import history for the "
+            "imports that can be undone"
+        )
+    candidates = [b for b, tables in written.items() if table is None or table in tables]
+    if not candidates:
+        where = f" of table {table}" if table else ""
+        raise CRMError(f"Nothing to undo: there is no import{where} that is not undone already")
+    return max(candidates)
+
+
+def _refuse_referenced(
+    store: Store, conn: Connection, batch: int, tables: list[str], what: str
+) -> None:
+    """CRMError when rows written otherwise refer to rows the batch added (not replaced)."""
+    for name in tables:
+        target = schema.table(name)
+        shadow = schema.table(schema.replaced_table_name(name))
+        for other in schema.LOADED_TABLES:
+            referring = schema.table(other)
+            for column in referring.columns:
+                ref = column.info.get("references")
+                if not ref or ref.split(".")[0] != name:
+                    continue
+                key = target.c[ref.split(".")[1]]
+                added = sa.select(key).where(
+                    target.c[schema.BATCH_COLUMN] == batch,
+                    key.not_in(sa.select(shadow.c[key.name]).where(shadow.c.batch_id == batch)),
+                )
+                theirs = referring.c[schema.BATCH_COLUMN]
+                stmt = sa.select(sa.func.count(), sa.func.min(column)).where(
+                    column.in_(added), sa.or_(theirs.is_(None), theirs != batch)
+                )
+                count, example = conn.execute(stmt).one()
+                if count:
+                    raise CRMError(
+                        f"Cannot undo {what}: {count:,} {other} row(s) written since refer to "
+                        f"{name} it added (e.g. {column.name} {example}); undo or delete "
+                        "them first"
+                    )

@@ -7,6 +7,7 @@ import sqlalchemy as sa
 
 from crm_core import features, privacy, segments
 from crm_core.errors import NotAllowedError
+from crm_core.filters import PURCHASE_STATUS
 from crm_core.schema import (
     campaign_contacts,
     campaigns,
@@ -35,6 +36,7 @@ PROFILE_FIELDS = tuple(
     c.name
     for c in customers.columns
     if c.name not in ("customer_id", "first_name", "last_name", "erased_at")
+    and not c.info.get("bookkeeping")
 )
 """Customer columns the profile lists (the name is its heading)."""
 
@@ -186,8 +188,8 @@ def history(store: Store, customer_id: int, role: str) -> dict[str, pd.DataFrame
 
 
 def monthly_spend(order_history: pd.DataFrame) -> pd.DataFrame:
-    """Completed order value and count per month, for the profile's chart."""
-    done = order_history[order_history["status"] == "completed"]
+    """Purchase value and count per month (`filters.IS_PURCHASE`), for the profile's chart."""
+    done = order_history[order_history["status"].fillna(PURCHASE_STATUS) == PURCHASE_STATUS]
     if done.empty:
         return pd.DataFrame(columns=["month", "revenue", "orders"])
     month = done["ordered_at"].dt.to_period("M").dt.to_timestamp()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Bump when the model changes; `store.migrate` adds what an older store lacks."""
 
 metadata = sa.MetaData()
@@ -111,6 +111,39 @@ orders = sa.Table(
     _col("category", sa.String, "Main product category."),
     _col("status", sa.String, "Order status.", allowed=ORDER_STATUSES),
     _campaign_ref(),
+)
+
+products = sa.Table(
+    "products",
+    metadata,
+    _key("product_id", "Unique product number."),
+    _col("sku", sa.String, "Stock keeping unit (the shop's product code)."),
+    _col("name", sa.String, "Product name.", required=True),
+    _col("category", sa.String, "Product category."),
+    _col("price", Money, "List price.", min=0),
+)
+
+order_items = sa.Table(
+    "order_items",
+    metadata,
+    _key("order_id", "The order (orders.order_id).", references="orders.order_id"),
+    _key("line_no", "Line number within the order (1, 2, ...)."),
+    _col(
+        "product_id",
+        sa.BigInteger,
+        "The product (products.product_id).",
+        required=True,
+        references="products.product_id",
+    ),
+    _col(
+        "quantity",
+        sa.Integer,
+        "Units bought (returned units: see the order's status).",
+        required=True,
+        min=0,
+    ),
+    _col("unit_price", Money, "Price of one unit.", min=0),
+    _col("amount", Money, "Line amount (quantity x unit price, after line discounts).", min=0),
 )
 
 events = sa.Table(
@@ -256,6 +289,231 @@ app_users = sa.Table(
     ),
 )
 
+# --- derived tables ----------------------------------------------------------------------
+# Built from the data tables: customer_360 by `features.refresh` (rebuilt whole; an older
+# layout is replaced, see `store.matches_declaration`), customer_clusters by the segmentation
+# page (kept across 360 rebuilds), segment_sizes by `segments` (a row per save, refresh or
+# export). `init` creates them with the rest; `features.ensure_tables` and
+# `segments.ensure_tables` create them in a store that lacks them.
+# Extra info keys of customer_360 fields (the segment builder reads them): ``choices`` (the
+# values a text field takes), ``share`` (a 0-1 figure: shown and entered as percent, stored
+# 0-1), ``few_values`` (offer its distinct values as choices, even for a personal field).
+
+
+def _field(name: str, type_: sa.types.TypeEngine, doc: str, **info) -> sa.Column:
+    return sa.Column(name, type_, info={"doc": doc, **info})
+
+
+def _customer_field(name: str, **info) -> sa.Column:
+    source = customers.c[name]
+    return sa.Column(name, source.type, info={**source.info, **info})
+
+
+customer_360 = sa.Table(
+    "customer_360",
+    metadata,
+    # No primary key: on DuckDB its index doubled the rebuild time, and the rows arrive in
+    # customer order, so zone maps find one customer. PostgreSQL gets an index (below).
+    sa.Column("customer_id", sa.BigInteger, nullable=False),
+    *[
+        _customer_field(n, few_values=True) if n == "gender" else _customer_field(n)
+        for n in (
+            "country",
+            "region",
+            "city",
+            "gender",
+            "signup_at",
+            "acquisition_channel",
+            "loyalty_tier",
+            "loyalty_points",
+            "consent_email",
+            "consent_sms",
+            "erased_at",
+        )
+    ],
+    _field("first_order_at", sa.DateTime, "First completed order (UTC)."),
+    _field("last_order_at", sa.DateTime, "Last completed order (UTC)."),
+    _field("recency_days", sa.Integer, "Days from the last completed order to the as-of date."),
+    _field("frequency", sa.Integer, "Completed orders, all history."),
+    _field("monetary", Money, "Revenue from completed orders, all history."),
+    _field("avg_order_value", Money, "Monetary value divided by frequency."),
+    _field("orders_90d", sa.Integer, "Completed orders in the 90 days up to the as-of date."),
+    _field("revenue_90d", Money, "Revenue in the 90 days up to the as-of date."),
+    _field("tenure_days", sa.Integer, "Days from sign-up to the as-of date."),
+    _field("r_score", sa.Integer, "Recency score 1-5 (5 = most recent quintile)."),
+    _field("f_score", sa.Integer, "Frequency score 1-5 (5 = most orders)."),
+    _field("m_score", sa.Integer, "Monetary score 1-5 (5 = highest spend)."),
+    _field("rfm_score", sa.String, "R, F and M scores as three digits, e.g. 545."),
+    # choices: the RFM segment names, set by crm_core.features from the RFM rules (which
+    # import this module, so they cannot be imported here).
+    _field("rfm_segment", sa.String, "Named RFM segment."),
+    _field(
+        "cluster",
+        sa.Integer,
+        "Cluster saved from the segmentation page's k-means.",
+        few_values=True,
+    ),
+    _field("nps_latest", sa.Integer, "Latest NPS answer (0-10)."),
+    _field("csat_avg", sa.Double, "Average CSAT answer (1-5).", scale=2),
+    _field("open_tickets", sa.Integer, "Support tickets not closed."),
+    _field("campaigns_received", sa.Integer, "Campaign messages sent to the customer."),
+    _field("campaign_opens", sa.Integer, "Campaign messages opened."),
+    _field("campaign_clicks", sa.Integer, "Campaign messages clicked."),
+    _field(
+        "clv", sa.Double, "Predicted customer lifetime value (null until scoring runs).", scale=2
+    ),
+    _field(
+        "p_alive",
+        sa.Double,
+        "Probability the customer is still active (null until scored).",
+        share=True,
+    ),
+    _field("churn_risk", sa.Double, "Probability of churn (null until scoring runs).", share=True),
+    _field("churn_band", sa.String, "Churn risk band: low, medium or high."),
+    _field("as_of", sa.Date, "The as-of date: day of the last completed order in the store."),
+)
+"""One row per customer; derived, rebuilt by `features.refresh`."""
+
+sa.event.listen(
+    customer_360,
+    "after_create",
+    sa.DDL(
+        "CREATE UNIQUE INDEX ix_customer_360_customer_id ON customer_360 (customer_id)"
+    ).execute_if(dialect="postgresql"),
+)
+
+customer_clusters = sa.Table(
+    "customer_clusters",
+    metadata,
+    sa.Column("customer_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("cluster", sa.Integer, nullable=False),
+    sa.Column("features", sa.Text, info={"doc": "JSON: features, k, random_state."}),
+    sa.Column("saved_at", sa.DateTime, nullable=False),
+)
+"""Cluster assignments saved from the segmentation page (kept across 360 rebuilds)."""
+
+segment_sizes = sa.Table(
+    "segment_sizes",
+    metadata,
+    sa.Column("segment_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("measured_at", sa.DateTime, primary_key=True),
+    sa.Column("customers", sa.BigInteger, nullable=False),
+    sa.Column("revenue", sa.Double),
+    sa.Column("as_of", sa.Date, info={"doc": "The 360 table's as-of date then."}),
+)
+"""Size of a segment version each time it is saved, refreshed or exported."""
+
+# --- import bookkeeping ------------------------------------------------------------------
+
+EXTERNAL_ENTITIES = ("customers", "orders", "products")
+
+external_ids = sa.Table(
+    "external_ids",
+    metadata,
+    sa.Column(
+        "source",
+        sa.String,
+        primary_key=True,
+        info={"doc": "Where the id comes from (a mapping's source, e.g. shopify)."},
+    ),
+    sa.Column(
+        "entity",
+        sa.String,
+        primary_key=True,
+        info={"doc": "What the id names.", "allowed": EXTERNAL_ENTITIES},
+    ),
+    sa.Column(
+        "external_id",
+        sa.String,
+        primary_key=True,
+        info={"doc": "The id as the platform writes it (e-mails lower-cased)."},
+    ),
+    sa.Column(
+        "internal_id",
+        sa.BigInteger,
+        nullable=False,
+        info={"doc": "Our key for it (customers.customer_id, orders.order_id, ...)."},
+    ),
+)
+
+import_batches = sa.Table(
+    "import_batches",
+    metadata,
+    sa.Column("batch_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("imported_by", sa.String, info={"doc": "Who imported (app user or CLI)."}),
+    sa.Column("imported_at", sa.DateTime, nullable=False),
+    sa.Column("file_name", sa.String, nullable=False),
+    sa.Column("file_sha256", sa.String),
+    sa.Column("mapping", sa.Text, info={"doc": "The mapping used, as JSON (empty: none)."}),
+    sa.Column("mode", sa.String, nullable=False, info={"doc": "append or upsert."}),
+    sa.Column("on_error", sa.String, info={"doc": "stop (all or nothing) or skip (partial)."}),
+    sa.Column("rows", sa.Text, info={"doc": "Rows written per table, as JSON."}),
+    sa.Column("rejected_rows", sa.BigInteger, info={"doc": "Rows left out (partial mode)."}),
+    sa.Column("undone_at", sa.DateTime),
+    sa.Column("undone_by", sa.String),
+)
+
+BATCH_COLUMN = "import_batch_id"
+"""Bookkeeping column of every table an import writes: the import batch that last wrote the
+row (empty: written otherwise, e.g. the demo or the app). Not importable, not documented as
+a column of the table (``info["bookkeeping"]``)."""
+
+LOADED_TABLES = (
+    "customers",
+    "campaigns",
+    "products",
+    "orders",
+    "order_items",
+    "events",
+    "campaign_contacts",
+    "survey_responses",
+    "support_tickets",
+    "leads",
+    "suppressions",
+    "external_ids",
+)
+"""Tables an import writes (IMPORTABLE_TABLES and external_ids), in load order."""
+
+
+def replaced_table_name(name: str) -> str:
+    """The shadow table holding the rows of `name` an import replaced (upsert), for undo."""
+    return f"import_replaced_{name}"
+
+
+def _declare_import_bookkeeping() -> None:
+    """Add the batch column to every loaded table, and declare its shadow table: the rows an
+    upsert replaced, as they were, with the batch that replaced them (undo restores them)."""
+    for name in LOADED_TABLES:
+        loaded = metadata.tables[name]
+        loaded.append_column(
+            sa.Column(
+                BATCH_COLUMN,
+                sa.BigInteger,
+                info={"doc": "Import batch that last wrote the row.", "bookkeeping": True},
+            )
+        )
+        sa.Table(
+            replaced_table_name(name),
+            metadata,
+            sa.Column("batch_id", sa.BigInteger, nullable=False),
+            *[sa.Column(col.name, col.type) for col in loaded.columns],
+            info={"doc": f"Rows of {name} an import replaced, as they were (for undo)."},
+        )
+
+
+_declare_import_bookkeeping()
+
+import_mappings = sa.Table(
+    "import_mappings",
+    metadata,
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("table_name", sa.String, nullable=False, info={"doc": "The table it imports."}),
+    sa.Column("definition", sa.Text, nullable=False, info={"doc": "The mapping as JSON."}),
+    sa.Column("created_by", sa.String),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)
+
 schema_meta = sa.Table(
     "schema_meta",
     metadata,
@@ -266,7 +524,9 @@ schema_meta = sa.Table(
 DATA_TABLES = (
     "customers",
     "campaigns",
+    "products",
     "orders",
+    "order_items",
     "events",
     "campaign_contacts",
     "survey_responses",
@@ -297,6 +557,8 @@ def column_docs(name: str) -> list[dict[str, object]]:
     """What an import file for table `name` may hold: column, type, required, rules, meaning."""
     docs = []
     for col in table(name).columns:
+        if col.info.get("bookkeeping"):
+            continue
         rules = []
         if col.info.get("allowed"):
             rules.append("one of " + ", ".join(col.info["allowed"]))

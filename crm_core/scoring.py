@@ -2,6 +2,12 @@
 
 The 360 table, the segment builder and exports read the scores from there, so they never
 refit a model; `model_version` says which models and data produced a row.
+
+A model the data cannot support (`NotReadyError`: too short a history, no repeat buyers,
+too few customers...) is left out with its reason and the other is still written: without
+CLV, clv and p_alive are empty; without churn, churn_risk and churn_band are. Only when
+neither model can be fitted does scoring stop, with both reasons, and the scores already in
+the store stay as they were.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
@@ -24,67 +30,119 @@ from crm_core.store import Store, lock_tables, utcnow
 Progress = Callable[[float, str], None]
 
 
+LEFT_OUT_COLUMNS: dict[str, str] = {
+    "clv": "clv and p_alive are empty",
+    "churn": "churn_risk and churn_band are empty",
+}
+"""What stays empty in customer_scores when a model is left out."""
+
+
 @dataclass
 class ScoreResult:
-    """What `score` wrote, and the reports behind it (for a printed fit summary)."""
+    """What `score` wrote, the reports behind it (for a printed fit summary), the models
+    left out with their reasons and the models' notes (for the CLI and the Data import page)."""
 
     rows: int
     model_version: str
     scored_at: datetime
     seconds: float
-    clv_report: clv.CLVReport
-    churn_report: churn.ChurnReport
+    clv_report: clv.CLVReport | None
+    churn_report: churn.ChurnReport | None
+    left_out: dict[str, str] = field(default_factory=dict)
+    """Model ("clv", "churn") -> why it was not fitted (a NotReadyError's message)."""
+
+    @property
+    def notes(self) -> list[str]:
+        """The fitted models' notes: customers left out of a model, convergence, drift."""
+        reports = (self.clv_report, self.churn_report)
+        return [note for report in reports if report is not None for note in report.notes]
+
+    def messages(self) -> list[str]:
+        """What the user should read besides the numbers: each model left out and why,
+        then the notes."""
+        return [*self.left_out_lines(), *self.notes]
+
+    def left_out_lines(self) -> list[str]:
+        """Each model left out, why, and what stays empty because of it."""
+        return [f"{reason} So {LEFT_OUT_COLUMNS[m]}." for m, reason in self.left_out.items()]
 
     def summary_lines(self) -> list[str]:
         """A short human-readable fit summary."""
         c, k = self.clv_report, self.churn_report
-        params = ", ".join(f"{name} {value:.3g}" for name, value in c.params.items())
-        bt = c.backtest
-        return [
+        lines = [
             f"Scored {self.rows:,} customers in {self.seconds:.1f} s; model version "
-            f"{self.model_version}",
-            f"CLV ({clv.PURCHASE_MODELS[c.settings.model]} + Gamma-Gamma, data to "
-            f"{c.observation_end}): {params}",
-            f"  backtest at {bt.calibration_end}: holdout purchases predicted "
-            f"{bt.predicted_total:,.0f} vs actual {bt.actual_total:,.0f} "
-            f"({bt.total_error:+.1%}), MAE per customer {bt.mae:.2f}",
-            f"  mean CLV over {c.settings.horizon_months} months: {c.customers['clv'].mean():,.2f}",
-            f"Churn ({churn.MODELS[k.settings.model]}, {k.settings.window_days}-day window): "
-            f"validation ROC AUC {k.metric('roc_auc'):.3f} (recency baseline "
-            f"{k.metric('roc_auc', 'baseline'):.3f}), PR AUC {k.metric('pr_auc'):.3f}, "
-            f"Brier {k.metric('brier'):.3f}",
-            "  bands: "
-            + ", ".join(
-                f"{b} {n:,}" for b, n in k.scores["churn_band"].value_counts().sort_index().items()
-            ),
-            *(f"Note: {note}" for note in [*c.notes, *k.notes]),
+            f"{self.model_version}"
         ]
+        if c is not None:
+            params = ", ".join(f"{name} {value:.3g}" for name, value in c.params.items())
+            bt = c.backtest
+            lines += [
+                f"CLV ({clv.PURCHASE_MODELS[c.settings.model]} + Gamma-Gamma, data to "
+                f"{c.observation_end}): {params}",
+                f"  backtest at {bt.calibration_end}: holdout purchases predicted "
+                f"{bt.predicted_total:,.0f} vs actual {bt.actual_total:,.0f} "
+                f"({bt.total_error:+.1%}), MAE per customer {bt.mae:.2f}",
+                f"  mean CLV over {c.settings.horizon_months} months: "
+                f"{c.customers['clv'].mean():,.2f}",
+            ]
+        if k is not None:
+            bands = k.scores["churn_band"].value_counts().sort_index().items()
+            lines += [
+                f"Churn ({churn.MODELS[k.settings.model]}, {k.settings.window_days}-day window): "
+                f"validation ROC AUC {k.metric('roc_auc'):.3f} (recency baseline "
+                f"{k.metric('roc_auc', 'baseline'):.3f}), PR AUC {k.metric('pr_auc'):.3f}, "
+                f"Brier {k.metric('brier'):.3f}",
+                "  bands: " + ", ".join(f"{b} {n:,}" for b, n in bands),
+            ]
+        left = [f"Left out: {line}" for line in self.left_out_lines()]
+        return [*lines, *left, *(f"Note: {note}" for note in self.notes)]
 
 
 TABLES_WRITTEN = ("customer_scores",)
 """What a scoring run writes (the 360 table is rebuilt from it), for the app's caches."""
 
 
-def model_version(clv_report: clv.CLVReport, churn_report: churn.ChurnReport) -> str:
+def model_version(clv_report: clv.CLVReport | None, churn_report: churn.ChurnReport | None) -> str:
     """Which models, settings and data produced the scores, e.g.
-    `clv=bgnbd+gg;churn=hgb;window=90d;data_to=2026-06-30;#3f2a9c1b`."""
-    settings = {"clv": clv_report.params, "churn": churn_report.as_dict()["metrics"]}
+    `clv=bgnbd+gg;churn=hgb;window=90d;data_to=2026-06-30;#3f2a9c1b` (`clv=none` or
+    `churn=none` for a model left out)."""
+    settings = {
+        "clv": clv_report.params if clv_report else None,
+        "churn": churn_report.as_dict()["metrics"] if churn_report else None,
+    }
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
-    return (
-        f"clv={clv_report.settings.model}+gg;churn={churn_report.settings.model};"
-        f"window={churn_report.settings.window_days}d;data_to={clv_report.observation_end};"
-        f"#{digest}"
+    clv_part = f"{clv_report.settings.model}+gg" if clv_report else "none"
+    churn_part = (
+        f"{churn_report.settings.model};window={churn_report.settings.window_days}d"
+        if churn_report
+        else "none"
     )
+    data_to = clv_report.observation_end if clv_report else churn_report.as_of
+    return f"clv={clv_part};churn={churn_part};data_to={data_to};#{digest}"
+
+
+_CLV_COLUMNS = ["customer_id", "clv", "p_alive"]
+_CHURN_COLUMNS = ["customer_id", "churn_risk", "churn_band", "churn_reasons"]
 
 
 def build_scores(
-    clv_report: clv.CLVReport, churn_report: churn.ChurnReport, version: str, scored_at: datetime
+    clv_report: clv.CLVReport | None,
+    churn_report: churn.ChurnReport | None,
+    version: str,
+    scored_at: datetime,
 ) -> pd.DataFrame:
     """One row per customer with a purchase: CLV and P(alive) for all, churn risk and band
-    for those active in the last year (NULL for lapsed customers)."""
-    values = clv_report.customers[["customer_id", "clv", "p_alive"]]
-    risk = churn_report.scores[["customer_id", "churn_risk", "churn_band", "churn_reasons"]]
-    frame = values.merge(risk, on="customer_id", how="outer")
+    for those active in the last year (NULL for lapsed customers). A model left out (None)
+    leaves its columns NULL; without CLV the rows are the churn model's customers."""
+    if clv_report is None:
+        frame = churn_report.scores[_CHURN_COLUMNS].assign(clv=np.nan, p_alive=np.nan)
+    elif churn_report is None:
+        frame = clv_report.customers[_CLV_COLUMNS].assign(
+            churn_risk=np.nan, churn_band=None, churn_reasons=None
+        )
+    else:
+        values = clv_report.customers[_CLV_COLUMNS]
+        frame = values.merge(churn_report.scores[_CHURN_COLUMNS], on="customer_id", how="outer")
     for text in ("churn_band", "churn_reasons"):
         frame[text] = frame[text].astype(object).where(frame[text].notna(), None)
     frame["clv"] = frame["clv"].astype(float).round(2)
@@ -110,18 +168,37 @@ def score(
     churn_settings: churn.ChurnSettings | None = None,
     progress: Progress | None = None,
 ) -> ScoreResult:
-    """Fit both models on the whole store and write customer_scores."""
+    """Fit both models on the whole store and write customer_scores.
+
+    A model the data cannot support is left out (`ScoreResult.left_out` says why) and the
+    other is written; when neither can be fitted, NotReadyError gives both reasons and
+    nothing is written.
+    """
     report = progress or (lambda fraction, message: None)
     started = time.perf_counter()
     store.require_tables("orders", "customers", "customer_scores")
-    clv_report = clv.analyse(
-        store, clv_settings or clv.CLVSettings(), lambda f, m: report(0.5 * f, f"CLV: {m}")
-    )
-    churn_report = churn.analyse(
-        store,
-        churn_settings or churn.ChurnSettings(),
-        lambda f, m: report(0.5 + 0.45 * f, f"churn: {m}"),
-    )
+    left_out: dict[str, str] = {}
+    clv_report: clv.CLVReport | None = None
+    churn_report: churn.ChurnReport | None = None
+    try:
+        clv_report = clv.analyse(
+            store, clv_settings or clv.CLVSettings(), lambda f, m: report(0.5 * f, f"CLV: {m}")
+        )
+    except clv.NotReadyError as exc:
+        left_out["clv"] = _reason(exc, "CLV")
+    try:
+        churn_report = churn.analyse(
+            store,
+            churn_settings or churn.ChurnSettings(),
+            lambda f, m: report(0.5 + 0.45 * f, f"churn: {m}"),
+        )
+    except clv.NotReadyError as exc:
+        left_out["churn"] = _reason(exc, "Churn")
+    if clv_report is None and churn_report is None:
+        raise clv.NotReadyError(
+            [*left_out.values(), "Nothing was scored; the scores in the store are unchanged."],
+            "Scoring",
+        )
     scored_at = utcnow()
     version = model_version(clv_report, churn_report)
     frame = build_scores(clv_report, churn_report, version, scored_at)
@@ -135,4 +212,10 @@ def score(
         seconds=time.perf_counter() - started,
         clv_report=clv_report,
         churn_report=churn_report,
+        left_out=left_out,
     )
+
+
+def _reason(exc: clv.NotReadyError, model: str) -> str:
+    """The error's message, naming the model ("CLV: ...")."""
+    return str(exc) if exc.model else f"{model}: " + " ".join(exc.problems)

@@ -36,16 +36,7 @@ class SegmentError(CRMError):
     """A segment definition, name or saved segment that cannot be used as given."""
 
 
-segment_sizes = sa.Table(
-    "segment_sizes",
-    schema.metadata,
-    sa.Column("segment_id", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("measured_at", sa.DateTime, primary_key=True),
-    sa.Column("customers", sa.BigInteger, nullable=False),
-    sa.Column("revenue", sa.Double),
-    sa.Column("as_of", sa.Date, info={"doc": "The 360 table's as-of date then."}),
-)
+segment_sizes = schema.segment_sizes
 """Size of a segment version each time it is saved, refreshed or exported."""
 
 OP_LABELS: dict[str, str] = {

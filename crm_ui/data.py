@@ -8,17 +8,14 @@ from typing import Any, ParamSpec, TypeVar
 import pandas as pd
 import streamlit as st
 
-from crm_core import features, metrics, schema, segments
+from crm_core import features, metrics, schema
 from crm_core.analytics import cohorts
 from crm_core.filters import Filters, default_filters, filter_options
 from crm_core.store import Store, get_store
 
 P = ParamSpec("P")
 R = TypeVar("R")
-KNOWN_TABLES = frozenset(schema.metadata.tables) | {
-    features.customer_360.name,
-    segments.segment_sizes.name,
-}
+KNOWN_TABLES = frozenset(schema.metadata.tables)
 
 
 @st.cache_resource(show_spinner=False)

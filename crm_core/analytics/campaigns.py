@@ -27,7 +27,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from crm_core.errors import CRMError
-from crm_core.filters import Filters, completed_orders_where, customer_scope
+from crm_core.filters import IS_PURCHASE, Filters, completed_orders_where, customer_scope
 from crm_core.schema import campaign_contacts, campaigns, events, orders
 from crm_core.store import Store
 
@@ -107,7 +107,7 @@ def order_touches(store: Store, filters: Filters, lookback_days: int = 30) -> pd
     window = sa.bindparam("lookback", timedelta(days=lookback_days), type_=sa.Interval())
     first_order = (
         sa.select(orders.c.customer_id, sa.func.min(orders.c.ordered_at).label("first_at"))
-        .where(orders.c.status == "completed")
+        .where(IS_PURCHASE)
         .group_by(orders.c.customer_id)
         .subquery("first_order")
     )
@@ -355,7 +355,7 @@ def incrementality(store: Store, filters: Filters, window_days: int = 30) -> pd.
     window = sa.bindparam("window", timedelta(days=window_days), type_=sa.Interval())
     outcome = [
         orders.c.customer_id == cc.customer_id,
-        orders.c.status == "completed",
+        IS_PURCHASE,
         orders.c.ordered_at > cc.sent_at,
         orders.c.ordered_at <= cc.sent_at + window,
     ]
@@ -408,9 +408,8 @@ def incrementality(store: Store, filters: Filters, window_days: int = 30) -> pd.
             campaigns.c.spend.label("total_spend"),
         )
     ).merge(spend_shares(store, filters), on="campaign_id", how="left")
-    last_order = store.read_df(
-        sa.select(sa.func.max(orders.c.ordered_at)).where(orders.c.status == "completed")
-    ).iloc[0, 0]
+    last_purchase = sa.select(sa.func.max(orders.c.ordered_at)).where(IS_PURCHASE)
+    last_order = store.read_df(last_purchase).iloc[0, 0]
     data_end = pd.Timestamp(last_order).tz_localize(None).normalize() + pd.Timedelta(days=1)
     rows = []
     for row in wide.merge(catalogue, on="campaign_id").itertuples(index=False):

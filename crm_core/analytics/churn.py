@@ -28,9 +28,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from crm_core.analytics.clv import NotReadyError, data_span
+from crm_core.analytics.clv import NotReadyError, data_span, no_purchases
 from crm_core.errors import CRMError
-from crm_core.filters import Filters, customer_scope
+from crm_core.filters import IS_PURCHASE, Filters, customer_scope, plural
 from crm_core.schema import (
     campaign_contacts,
     customers,
@@ -132,7 +132,7 @@ def build_dataset(
     ct = _ts(cutoff)
     days = timedelta(days=1)
     recent, service = ct - RECENT_DAYS * days, ct - SERVICE_DAYS * days
-    completed = orders.c.status == "completed"
+    completed = IS_PURCHASE
     before = orders.c.ordered_at < ct
     when = orders.c.ordered_at
     cols: list[Any] = [
@@ -312,21 +312,38 @@ class ChurnModel:
         return self.estimator_.predict_proba(data[self.feature_names_in_])[:, 1]
 
 
-def _check_labelled(data: pd.DataFrame, what: str) -> None:
+CHURN_NEEDS = (
+    f"the classifier needs at least {MIN_CUSTOMERS} customers active in each window, "
+    f"{MIN_PER_CLASS} of whom buy again and {MIN_PER_CLASS} who do not."
+)
+
+
+def _check_labelled(data: pd.DataFrame, what: str, window_days: int | None = None) -> None:
     n = len(data)
     churners = int(data["churned"].sum()) if n else 0
+    stayers = n - churners
+    window = f"{window_days}-day " if window_days else ""
     problems = []
     if n < MIN_CUSTOMERS:
         problems.append(
-            f"The {what} window has {n:,} active customers; at least {MIN_CUSTOMERS} are needed."
+            f"the {what} window has {n:,} active customers (a purchase in the year before its "
+            f"cutoff); at least {MIN_CUSTOMERS} are needed. Import more customers' orders."
         )
-    elif min(churners, n - churners) < MIN_PER_CLASS:
+    elif stayers < MIN_PER_CLASS:
         problems.append(
-            f"The {what} window has {churners:,} churners and {n - churners:,} stayers; at "
-            f"least {MIN_PER_CLASS} of each are needed (try another churn window)."
+            f"in the {what} window {churners:,} of {n:,} active customers bought nothing in the "
+            f"{window}window after the cutoff and {stayers:,} bought again; at least "
+            f"{MIN_PER_CLASS} of each are needed. With one-time buyers nobody stays: import a "
+            "longer history, or choose a longer churn window."
+        )
+    elif churners < MIN_PER_CLASS:
+        problems.append(
+            f"in the {what} window {stayers:,} of {n:,} active customers bought again in the "
+            f"{window}window after the cutoff and {churners:,} did not; at least "
+            f"{MIN_PER_CLASS} of each are needed. Choose a shorter churn window."
         )
     if problems:
-        raise NotReadyError(problems)
+        raise NotReadyError(problems, "Churn")
 
 
 def band(risk: np.ndarray) -> np.ndarray:
@@ -649,26 +666,32 @@ def _analyse(store: Store, settings: ChurnSettings, progress: Progress | None) -
     scope = Filters(date.min, date.max, settings.countries, settings.channels)
     span = data_span(store, scope)
     if span is None:
-        raise NotReadyError(["The store has no completed orders: import `orders`."])
+        raise no_purchases(store, "Churn", CHURN_NEEDS, scope)
     first, last = span
     as_of = min(settings.as_of or last, last)
     n = timedelta(days=settings.window_days)
     valid_cutoff = as_of - n
     train_cutoff = valid_cutoff - n
     if train_cutoff - first < timedelta(days=RECENT_DAYS):
+        needed = 2 * settings.window_days + RECENT_DAYS
+        days = (as_of - first).days
+        span_text = f"{first}" if days == 0 else f"{first} to {as_of}"
         raise NotReadyError(
             [
-                f"Orders span {first} to {as_of}; training on a {settings.window_days}-day "
-                f"window needs history from at least {train_cutoff - timedelta(RECENT_DAYS)} "
-                "(pick a shorter churn window or import older orders)."
-            ]
+                f"the purchases span {plural(days + 1, 'day')} ({span_text}); a "
+                f"{settings.window_days}-day churn window needs at least {needed} days: "
+                f"{RECENT_DAYS} of history before the training cutoff, then a window to train "
+                "and one to validate. Import older orders (from "
+                f"{train_cutoff - timedelta(RECENT_DAYS)} on) or choose a shorter window."
+            ],
+            "Churn",
         )
     report(0.05, "Features at the training cutoff")
     train = build_dataset(store, train_cutoff, settings.window_days, filters=scope)
     report(0.2, "Features at the validation cutoff")
     valid = build_dataset(store, valid_cutoff, settings.window_days, filters=scope)
-    _check_labelled(train, "training")
-    _check_labelled(valid, "validation")
+    _check_labelled(train, "training", settings.window_days)
+    _check_labelled(valid, "validation", settings.window_days)
 
     report(0.35, "Training")
     model = ChurnModel(kind=settings.model, random_state=settings.random_state).fit(train)

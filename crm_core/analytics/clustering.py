@@ -79,6 +79,11 @@ def choose_k(
     frame: pd.DataFrame, ks: range = range(2, 9), random_state: int = RANDOM_STATE
 ) -> pd.DataFrame:
     """Inertia (elbow) and silhouette for each k, both on a random sample of customers."""
+    if len(frame) <= min(ks):
+        raise CRMError(
+            f"Clustering: {len(frame):,} customers have a purchase; comparing k = {min(ks)} to "
+            f"{max(ks)} needs at least {min(ks) + 1}. Import orders first."
+        )
     x = prepare(frame)
     rng = np.random.default_rng(random_state)
     x = x[rng.choice(len(x), size=min(ELBOW_SAMPLE, len(x)), replace=False)]

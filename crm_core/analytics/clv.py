@@ -25,7 +25,7 @@ import sqlalchemy as sa
 
 from crm_core import features
 from crm_core.errors import CRMError
-from crm_core.filters import Filters, completed_orders_where
+from crm_core.filters import IS_PURCHASE, Filters, completed_orders_where, plural
 from crm_core.schema import customers, orders
 from crm_core.store import Store
 
@@ -57,6 +57,9 @@ MIN_CALIBRATION_DAYS = 60
 """Shortest calibration period (first purchase to calibration end) that is worth fitting."""
 MIN_HOLDOUT_DAYS = 14
 """Shortest holdout period for the backtest."""
+MIN_HISTORY_DAYS = 2 * MIN_CALIBRATION_DAYS
+"""Shortest history (first to last purchase) with the default calibration end: half of it
+fits the models, the other half checks them."""
 MAX_HOLDOUT_DAYS = 365
 """Default holdout: half the history, at most this many days."""
 
@@ -65,11 +68,44 @@ FREQUENCY_GROUPS = 7
 
 
 class NotReadyError(CRMError):
-    """The data are not enough for a model; `problems` says what is missing."""
+    """The data are not enough for a model; `problems` says what is missing and `model`
+    which model it is ("CLV", "Churn"; empty when the view names it)."""
 
-    def __init__(self, problems: list[str]) -> None:
+    def __init__(self, problems: list[str], model: str = "") -> None:
         self.problems = problems
-        super().__init__("Not enough data for this model: " + " ".join(problems))
+        self.model = model
+        head = f"{model}:" if model else "Not enough data for this model:"
+        super().__init__(f"{head} " + " ".join(problems))
+
+
+def no_purchases(
+    store: Store, model: str, needs: str, filters: Filters | None = None
+) -> NotReadyError:
+    """The NotReadyError for a store (or filter) without purchases: no orders at all, or
+    orders none of which counts (`filters.IS_PURCHASE`), with their statuses."""
+    conditions = completed_orders_where(filters) if filters is not None else []
+    scope = [c for c in conditions if c is not IS_PURCHASE]  # countries and channels only
+    where = " in the chosen countries and channels" if scope else ""
+    stmt = sa.select(orders.c.status, sa.func.count().label("n")).where(*scope)
+    counts = store.read_df(stmt.group_by(orders.c.status).order_by(sa.desc("n")))
+    total = int(counts["n"].sum()) if len(counts) else 0
+    if total == 0:
+        return NotReadyError([f"the store has no orders{where}; import `orders`: {needs}"], model)
+    statuses = ", ".join(f"{int(r.n):,} {r.status}" for r in counts.itertuples())
+    return NotReadyError(
+        [
+            f"none of the {total:,} orders{where} is a purchase ({statuses}): refunded and "
+            f"cancelled orders never count; {needs} Import the completed orders (or map the "
+            "file's paid status to `completed` when importing `orders`)."
+        ],
+        model,
+    )
+
+
+CLV_NEEDS = (
+    f"the models need purchases of at least {MIN_CUSTOMERS} customers, "
+    f"{MIN_REPEAT_CUSTOMERS} of them on 2 or more days."
+)
 
 
 # --- the RFM summary ----------------------------------------------------------------------
@@ -100,9 +136,7 @@ def rfm_summary(
             f"The calibration end {calibration_end} is after the last data day "
             f"{observation_end}; pick a calibration end on or before {observation_end}."
         )
-    where = (
-        completed_orders_where(filters) if filters is not None else [orders.c.status == "completed"]
-    )
+    where = completed_orders_where(filters) if filters is not None else [IS_PURCHASE]
     day = sa.cast(orders.c.ordered_at, sa.Date)
     daily = (
         sa.select(
@@ -252,9 +286,12 @@ def check_summary(summary: pd.DataFrame) -> None:
                 "with `rfm_summary` up to the calibration end."
             )
     if not (f > 0).any():
-        raise CRMError(
-            f"All {len(summary):,} customers bought only once in the calibration period; "
-            "BG/NBD needs repeat buyers. Pick a later calibration end or import more orders."
+        raise NotReadyError(
+            [
+                f"all {len(summary):,} customers bought only once in the calibration period; "
+                "BG/NBD needs repeat buyers. Pick a later calibration end or import more orders."
+            ],
+            "CLV",
         )
 
 
@@ -313,13 +350,7 @@ class CLVModel:
         self.spend_left_out_ = int(unpaid.sum())
         repeat = repeat[~unpaid]
         if len(repeat) < MIN_REPEAT_CUSTOMERS:
-            raise NotReadyError(
-                [
-                    f"{len(repeat):,} repeat customers have a positive average spend (and "
-                    f"{self.spend_left_out_:,} zero or negative); the spend model needs at "
-                    f"least {MIN_REPEAT_CUSTOMERS}."
-                ]
-            )
+            raise NotReadyError([_unpaid_problem(len(repeat), self.spend_left_out_)], "CLV")
         rows, weights = _unique_rows(repeat, ["frequency", "monetary_value"], self.weighted)
 
         def fit_spend(pen: float, extra: dict[str, Any], take: slice | np.ndarray = _ALL):
@@ -580,6 +611,46 @@ def _quietly(fit: Callable[[float, dict], Any], pen: float, extra: dict[str, Any
 # --- readiness, backtest, report ----------------------------------------------------------
 
 
+def _unpaid_problem(paying: int, unpaid: int) -> str:
+    return (
+        f"{paying:,} repeat customers have a positive average spend (and {unpaid:,} zero or "
+        f"negative: their repeat orders are all of zero value); the spend model (Gamma-Gamma) "
+        f"needs at least {MIN_REPEAT_CUSTOMERS}. Import the orders' amounts: a zero-value "
+        "order counts as a purchase but adds no spend."
+    )
+
+
+def history_problems(summary: pd.DataFrame, first: date, last: date) -> list[str]:
+    """Why the whole history (an RFM summary up to the last day) cannot fit the models with
+    the default calibration end: too short, too few (repeat, paying) buyers; [] when it can."""
+    days = (last - first).days
+    if days < MIN_HISTORY_DAYS:
+        span = f"{first}" if days == 0 else f"{first} to {last}"
+        return [
+            f"the purchases span {plural(days + 1, 'day')} ({span}); the models need at least "
+            f"{MIN_HISTORY_DAYS} days of history, half to fit them and half to check their "
+            "predictions. Import a longer history."
+        ]
+    n = len(summary)
+    repeat = summary["frequency"].to_numpy() > 0
+    if not repeat.any():
+        return [
+            f"all {n:,} customers bought once (on one day); the purchase model needs repeat "
+            f"buyers (at least {MIN_REPEAT_CUSTOMERS} with purchases on 2 or more days). "
+            "Import a longer history."
+        ]
+    if n < MIN_CUSTOMERS or repeat.sum() < MIN_REPEAT_CUSTOMERS:
+        return [
+            f"{n:,} customers have a purchase, {int(repeat.sum()):,} of them on 2 or more days; "
+            f"the models need at least {MIN_CUSTOMERS} customers and {MIN_REPEAT_CUSTOMERS} "
+            "repeat buyers. Import more customers' orders."
+        ]
+    paying = repeat & (summary["monetary_value"].to_numpy(dtype=float) > 0)
+    if paying.sum() < MIN_REPEAT_CUSTOMERS:
+        return [_unpaid_problem(int(paying.sum()), int(repeat.sum() - paying.sum()))]
+    return []
+
+
 def readiness(summary: pd.DataFrame, calibration_days: int, holdout_days: int) -> list[str]:
     """What is missing before a CLV model is worth showing (empty list: ready)."""
     problems = []
@@ -692,9 +763,7 @@ class CLVReport:
 
 def data_span(store: Store, filters: Filters | None = None) -> tuple[date, date] | None:
     """First and last day with a completed order (in the filters' countries and channels)."""
-    where = (
-        completed_orders_where(filters) if filters is not None else [orders.c.status == "completed"]
-    )
+    where = completed_orders_where(filters) if filters is not None else [IS_PURCHASE]
     stmt = sa.select(sa.func.min(orders.c.ordered_at), sa.func.max(orders.c.ordered_at)).where(
         *where
     )
@@ -714,15 +783,20 @@ def value_customers(
     scope = Filters(date.min, date.max, settings.countries, settings.channels)
     span = data_span(store, scope)
     if span is None:
-        raise NotReadyError(["The store has no completed orders: import `orders`."])
+        raise no_purchases(store, "CLV", CLV_NEEDS, scope)
     return _value(store, settings, min(settings.observation_end or span[1], span[1]), scope)
 
 
 def _value(
-    store: Store, settings: CLVSettings, observation_end: date, scope: Filters
+    store: Store,
+    settings: CLVSettings,
+    observation_end: date,
+    scope: Filters,
+    full: pd.DataFrame | None = None,
 ) -> tuple[CLVModel, pd.DataFrame]:
     unit = _unit_days(settings.time_unit)
-    full = rfm_summary(store, observation_end, time_unit=settings.time_unit, filters=scope)
+    if full is None:
+        full = rfm_summary(store, observation_end, time_unit=settings.time_unit, filters=scope)
     model = CLVModel(model=settings.model).fit(full)
     horizon = settings.horizon_months * DAYS_PER_MONTH / unit
     values = full[["customer_id", "frequency", "recency", "T", "monetary_value"]].copy()
@@ -748,11 +822,16 @@ def analyse(
     scope = Filters(date.min, date.max, settings.countries, settings.channels)
     span = data_span(store, scope)
     if span is None:
-        raise NotReadyError(["The store has no completed orders: import `orders`."])
+        raise no_purchases(store, "CLV", CLV_NEEDS, scope)
     first, last = span
     observation_end = min(settings.observation_end or last, last)
     calibration_end = settings.calibration_end or default_calibration_end(first, observation_end)
     report(0.05, "Building the RFM summary")
+    full = rfm_summary(store, observation_end, time_unit=settings.time_unit, filters=scope)
+    if settings.calibration_end is None and (
+        problems := history_problems(full, first, observation_end)
+    ):
+        raise NotReadyError(problems, "CLV")
     summary = rfm_summary(
         store,
         calibration_end,
@@ -764,7 +843,7 @@ def analyse(
         summary, (calibration_end - first).days, (observation_end - calibration_end).days
     )
     if problems:
-        raise NotReadyError(problems)
+        raise NotReadyError(problems, "CLV")
 
     report(0.15, "Fitting the calibration model (backtest)")
     cal_model = CLVModel(model=settings.model).fit(summary)
@@ -772,7 +851,7 @@ def analyse(
     backtest = _backtest(cal_model, summary, calibration_end, observation_end, holdout_units)
 
     report(0.5, "Refitting on all data up to the last day")
-    model, values = _value(store, settings, observation_end, scope)
+    model, values = _value(store, settings, observation_end, scope, full)
     report(0.8, "Adding the customers' attributes")
     values = _with_attributes(store, values)
     notes = [n for n in (cal_model.fit_note_, cal_model.spend_note_) if n]

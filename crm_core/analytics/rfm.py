@@ -17,7 +17,7 @@ from datetime import date, datetime, time, timedelta
 import pandas as pd
 import sqlalchemy as sa
 
-from crm_core.filters import Filters, customer_scope
+from crm_core.filters import IS_PURCHASE, Filters, customer_scope
 from crm_core.schema import orders
 from crm_core.store import Store
 
@@ -168,7 +168,7 @@ def order_aggregates(as_of: date, window_days: int | None = None) -> sa.Select:
                 "monetary"
             ),
         )
-        .where(orders.c.status == "completed", orders.c.ordered_at < end)
+        .where(IS_PURCHASE, orders.c.ordered_at < end)
         .group_by(orders.c.customer_id)
     )
 

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from crm_core import features
-from crm_core.filters import Filters, customer_scope
+from crm_core.filters import IS_PURCHASE, Filters, customer_scope
 from crm_core.metrics import CSAT_SATISFIED_MIN, NPS_DETRACTOR_MAX, NPS_PROMOTER_MIN
 from crm_core.schema import customer_scores, customers, orders, survey_responses
 from crm_core.store import Store
@@ -286,7 +286,7 @@ def respondents(store: Store, filters: Filters, churn_days: int = 90) -> pd.Data
         sa.select(sa.func.count())
         .where(
             orders.c.customer_id == latest.c.customer_id,
-            orders.c.status == "completed",
+            IS_PURCHASE,
             orders.c.ordered_at > latest.c.answered_at,
             orders.c.ordered_at <= window_end,
         )
@@ -338,7 +338,7 @@ def detractor_value(store: Store, filters: Filters) -> dict[str, object]:
             sa.select(orders.c.customer_id, sa.func.sum(orders.c.amount).label("value"))
             .where(
                 orders.c.customer_id.in_(sa.bindparam("ids", expanding=True)),
-                orders.c.status == "completed",
+                IS_PURCHASE,
                 orders.c.ordered_at >= filters.end_ts - timedelta(days=365),
                 orders.c.ordered_at < filters.end_ts,
             )

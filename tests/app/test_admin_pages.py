@@ -49,7 +49,11 @@ def test_import_page_lists_tables_and_columns(signed_in):
     at = signed_in("admin")
     at.switch_page("app_pages/data_import.py").run()
     assert not at.exception
-    table_box = next(s for s in at.selectbox if s.label == "Table")
+    assert any("Upload a file to start" in i.value for i in at.info)
+    at.file_uploader[0].set_value(("c.csv", b"customer_id,signup_at\n1,2024-01-01\n", "text/csv"))
+    at.run()
+    table_box = next(s for s in at.selectbox if s.label == "Into table")
+    assert table_box.value == "customers"
     table_box.select("orders").run()
     assert not at.exception
     assert any("orders" in e.label for e in at.expander)

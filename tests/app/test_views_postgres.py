@@ -101,9 +101,14 @@ def check_churn(at: AppTest) -> None:
 
 
 def check_data_import(at: AppTest) -> None:
-    next(s for s in at.selectbox if s.label == "Table").select("orders").run()
+    """A Shopify export recognised and previewed (a dry run: the shared store is untouched)."""
+    from tests.app.test_data_import import SHOPIFY
+
+    at.file_uploader[0].set_value(("orders_export.csv", SHOPIFY.encode(), "text/csv")).run()
     assert not at.exception
-    assert any("orders" in e.label for e in at.expander)
+    assert next(s for s in at.selectbox if s.label == "Start from").value == "shopify-orders"
+    assert any("first 20 rows read without problems" in s.value for s in at.success)
+    assert any("Columns of `orders`" in e.label for e in at.expander)
 
 
 def check_admin(at: AppTest) -> None:

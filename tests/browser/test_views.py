@@ -21,7 +21,7 @@ KEY_TEXT = {
         "Revenue and active customers by month",
         "Cohort retention",
     ],
-    "data_import": ["Table", "customers", "orders", "Mode", "append", "upsert"],
+    "data_import": ["File to import", "Upload a file to start", "History and undo", "Scores"],
     "admin": ["Users", "Add a user", "Reset a password", "Role matrix", "Export log"],
 }
 """Text each view must show besides its title (views not listed: the title and no error)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
@@ -116,13 +117,81 @@ def test_import_command_loads_a_file_and_reports_bad_ones(store, capsys, tmp_pat
     customers = tmp_path / "customers.csv"
     customers.write_text("customer_id,signup_at,country\n1,2024-01-01,US\n2,2024-01-02,GB\n")
     code, out, _ = run_cli(capsys, "import", "customers", str(customers))
-    assert code == 0 and "Imported 2 rows into customers (append)" in out
+    assert code == 0 and "Imported customers.csv (append) as batch 1: customers 2." in out
     orders = tmp_path / "orders.csv"
     orders.write_text("order_id,customer_id,ordered_at,amount\n1,1,2024-02-01,abc\n")
     code, _, err = run_cli(capsys, "import", "orders", str(orders))
     assert code == 2
     assert "orders.csv row 2, column amount: 'abc' is not a number" in err
     assert store.row_counts(("orders",))["orders"] == 0
+
+
+def test_import_with_a_mapping_dry_run_partial_history_and_undo(store, capsys, tmp_path):
+    customers = tmp_path / "crm_contacts.csv"
+    customers.write_text(
+        "Contact;E-mail Address;Signed up;Land\n"
+        "7;Ann@Example.com;05.03.2024;DE\n"
+        "8;bob@example.com;31.12.2024;AT\n"
+        "9;carl@example.com;not a date;CH\n",
+        encoding="latin-1",
+    )
+    spec = tmp_path / "contacts.json"
+    spec.write_text(
+        json.dumps(
+            {
+                "name": "crm-contacts",
+                "table": "customers",
+                "columns": {
+                    "customer_id": "Contact",
+                    "email": "E-mail Address",
+                    "signup_at": "Signed up",
+                    "country": "Land",
+                },
+            }
+        )
+    )
+    code, out, _ = run_cli(
+        capsys, "import", "customers", str(customers), "--mapping", str(spec), "--dry-run"
+    )
+    assert code == 1 and "Dry run of crm_contacts.csv: 1 problem(s), so the import would" in out
+    assert "crm_contacts.csv row 4, column Signed up (signup_at): 'not a date' is not a date" in out
+    assert store.row_counts(("customers",))["customers"] == 0
+
+    code, out, _ = run_cli(capsys, "mappings", "save", str(spec))
+    assert code == 0 and "Saved mapping 'crm-contacts' (customers)." in out
+    code, out, _ = run_cli(capsys, "mappings", "list")
+    assert "crm-contacts  (saved, customers)" in out and "shopify-orders  (preset, orders)" in out
+
+    rejects = tmp_path / "bad.csv"
+    code, out, _ = run_cli(
+        capsys,
+        "import",
+        "customers",
+        str(customers),
+        "--mapping",
+        "crm-contacts",
+        "--on-error",
+        "skip",
+        "--rejects",
+        str(rejects),
+    )
+    assert code == 0 and "as batch 1: customers 2." in out
+    assert "1 row(s) rejected, with the reason per row, in" in out
+    rejected = list(csv.reader(rejects.read_text().splitlines()))
+    assert rejected[0] == ["row", "reason", "Contact", "E-mail Address", "Signed up", "Land"]
+    assert rejected[1][0] == "4" and "'not a date' is not a date/time" in rejected[1][1]
+    assert rejected[1][2:] == ["9", "carl@example.com", "not a date", "CH"]
+    stored = store.read_df("SELECT customer_id, email, signup_at FROM customers ORDER BY 1")
+    assert stored["email"].tolist() == ["Ann@Example.com", "bob@example.com"]
+    assert str(stored["signup_at"].iloc[1]) == "2024-12-31 00:00:00"
+
+    code, out, _ = run_cli(capsys, "imports", "history")
+    assert code == 0 and "crm_contacts.csv" in out
+    code, out, _ = run_cli(capsys, "imports", "undo", "--table", "customers")
+    assert code == 0 and "removed customers 2" in out
+    assert store.row_counts(("customers",))["customers"] == 0
+    code, _, err = run_cli(capsys, "import", "orders", str(customers), "--mapping", "crm-contacts")
+    assert code == 2 and "imports into customers, not orders" in err
 
 
 def test_init_cdnow_imports_the_real_sample(store, capsys):

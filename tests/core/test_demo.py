@@ -19,6 +19,11 @@ HORIZON = pd.Timestamp(demo.DEMO_END + timedelta(days=1))
 FUNNEL = ("visit", "product_view", "add_to_cart", "checkout", "purchase")
 
 
+def _columns(name: str) -> list:
+    """The table's declared columns, not the import bookkeeping one (the demo leaves it empty)."""
+    return [c for c in schema.table(name).columns if not c.info.get("bookkeeping")]
+
+
 @pytest.fixture(scope="module")
 def frames() -> dict[str, pd.DataFrame]:
     """The same data the session demo store holds, as generated."""
@@ -42,7 +47,7 @@ def test_generate_is_deterministic_for_a_seed() -> None:
 def test_generate_returns_every_table_with_schema_columns(frames) -> None:
     assert set(frames) == set(TABLES)
     for name in TABLES:
-        assert list(frames[name].columns) == [c.name for c in schema.table(name).columns], name
+        assert list(frames[name].columns) == [c.name for c in _columns(name)], name
         assert len(frames[name]) > 0, name
 
 
@@ -51,7 +56,7 @@ def test_values_satisfy_the_schema(frames, name: str) -> None:
     frame = frames[name]
     key = schema.primary_key(name)
     assert not frame.duplicated(subset=key).any(), f"{name}: duplicate primary key"
-    for col in schema.table(name).columns:
+    for col in _columns(name):
         values = frame[col.name]
         if not col.nullable:
             assert values.notna().all(), f"{name}.{col.name} has nulls"
@@ -294,3 +299,127 @@ def test_leads_move_through_a_narrowing_pipeline(frames) -> None:
     reached = frames["leads"]["stage"].astype(str).map(stage_index).clip(upper=4)
     at_least = [(reached >= i).sum() for i in range(5)]
     assert all(a > b for a, b in zip(at_least, at_least[1:], strict=False))
+
+
+# --- products and order lines ----------------------------------------------------------------
+
+
+def _cents(values: pd.Series) -> np.ndarray:
+    return np.rint(values.to_numpy(dtype=float) * 100).astype(np.int64)
+
+
+def test_order_lines_agree_with_their_orders_to_the_cent(frames) -> None:
+    orders = frames["orders"].set_index("order_id")
+    lines = frames["order_items"]
+    by_order = lines.groupby("order_id")
+    assert by_order.ngroups == len(orders)  # every order has lines
+    assert (
+        pd.Series(_cents(lines["amount"])).groupby(lines["order_id"].to_numpy()).sum()
+        == _cents(orders["amount"])
+    ).all()
+    assert (by_order["quantity"].sum() == orders["items"]).all()
+    assert (lines["quantity"] >= 1).all() and (lines["amount"] > 0).all()
+    numbered = by_order["line_no"].agg(["min", "max", "size"])
+    assert (numbered["min"] == 1).all() and (numbered["max"] == numbered["size"]).all()
+    # The order's category is the category of its largest line (the first of equal ones).
+    products = frames["products"].set_index("product_id")
+    ranked = lines.assign(cents=_cents(lines["amount"])).sort_values(
+        ["order_id", "cents", "line_no"], ascending=[True, False, True]
+    )
+    largest = ranked.drop_duplicates("order_id").set_index("order_id")["product_id"]
+    category = products.loc[largest, "category"].astype(str).to_numpy()
+    assert (category == orders["category"].astype(str).to_numpy()).all()
+    # A line is its quantity at the unit price paid, which is the list price or a discount.
+    gap = _cents(lines["amount"]) - lines["quantity"].to_numpy() * _cents(lines["unit_price"])
+    assert (np.abs(gap) <= lines["quantity"].to_numpy() // 2).all()
+    listed = products.loc[lines["product_id"], "price"].to_numpy()
+    assert (lines["unit_price"].to_numpy() <= listed + 0.005).all()
+    assert (lines["unit_price"].to_numpy() == listed).mean() > 0.5
+    assert 1.8 <= len(lines) / len(orders) <= 3.0
+
+
+def test_refunded_and_cancelled_orders_keep_their_lines(frames) -> None:
+    orders = frames["orders"]
+    lines = frames["order_items"].merge(orders[["order_id", "status"]], on="order_id")
+    for status in ("refunded", "cancelled"):
+        kept = lines.loc[lines["status"] == status, "order_id"].nunique()
+        assert kept == (orders["status"] == status).sum() > 0
+        assert (lines.loc[lines["status"] == status, "quantity"] > 0).all()
+
+
+def test_catalogue_has_categories_and_price_levels(frames) -> None:
+    catalogue = demo.catalogue()
+    products = frames["products"]
+    pd.testing.assert_frame_equal(products, catalogue[list(products.columns)])
+    assert 200 <= len(products) <= 500 and products["sku"].is_unique
+    assert set(products["category"].astype(str)) == set(frames["orders"]["category"].astype(str))
+    median = catalogue.groupby(["category", "level"], observed=True)["price"].median().unstack()
+    assert ((median["basic"] < median["mid"]) & (median["mid"] < median["premium"])).all()
+    bought = frames["order_items"]["product_id"].value_counts()
+    level = catalogue.set_index("product_id").loc[bought.index, "level"]
+    units = bought.groupby(level.to_numpy(), observed=True).sum()
+    assert units["basic"] > units["mid"] > units["premium"] > 0
+
+
+def test_declared_pairs_are_bought_together(frames) -> None:
+    catalogue = demo.catalogue()
+    basket = frames["order_items"][["order_id", "product_id"]].drop_duplicates()
+    orders = basket["order_id"].nunique()
+    has = basket["product_id"].value_counts()
+    both = basket.merge(basket, on="order_id").groupby(["product_id_x", "product_id_y"]).size()
+    pairs = catalogue.dropna(subset=["complement_id"])
+    lifts = []
+    for x, y in zip(pairs["product_id"], pairs["complement_id"].astype(int), strict=True):
+        if has.get(x, 0) >= 30:
+            lifts.append(both.get((x, y), 0) * orders / (has[x] * has[y]))
+    assert len(lifts) >= 10
+    assert min(lifts) > 2 and np.median(lifts) > 10
+
+
+def test_consumables_are_bought_again_on_their_cycle(frames) -> None:
+    catalogue = demo.catalogue().set_index("product_id")
+    cyclic = catalogue.index[catalogue["cycle_weeks"] > 0]
+    lines = frames["order_items"].merge(
+        frames["orders"][["order_id", "customer_id", "ordered_at"]], on="order_id"
+    )
+    lines = lines[lines["product_id"].isin(cyclic)].sort_values("ordered_at")
+    days = (
+        lines.groupby(["customer_id", "product_id"])["ordered_at"].diff().dt.total_seconds()
+        / 86_400
+    )
+    gaps = lines.assign(
+        gap=days / (7 * catalogue.loc[lines["product_id"], "cycle_weeks"].to_numpy())
+    )
+    ratio = gaps.dropna(subset=["gap"]).groupby("product_id")["gap"].agg(["median", "size"])
+    assert ratio["size"].sum() > 500
+    well_bought = ratio[ratio["size"] >= 40]
+    assert len(well_bought) >= 5
+    assert well_bought["median"].between(0.9, 1.4).all()
+    # Consumables are bought again; other products hardly by the same customer so regularly.
+    again = lines.groupby(["customer_id", "product_id"]).size()
+    assert (again >= 3).mean() > 0.3
+
+
+@pytest.mark.both_stores
+def test_demo_store_lines_add_up_in_the_store(demo_store: Store) -> None:
+    """Stored as DECIMAL, order totals and line sums agree exactly."""
+    mismatched = demo_store.scalar(
+        "SELECT COUNT(*) FROM orders o LEFT JOIN (SELECT order_id, SUM(amount) AS amount, "
+        "SUM(quantity) AS items FROM order_items GROUP BY order_id) l USING (order_id) "
+        "WHERE l.amount IS NULL OR l.amount <> o.amount OR l.items <> o.items"
+    )
+    assert mismatched == 0
+    assert demo_store.scalar("SELECT COUNT(*) FROM products") == len(demo.catalogue())
+
+
+def test_lines_generated_in_chunks_of_orders_agree_too(monkeypatch) -> None:
+    """At millions of orders the lines are made in chunks; chunk borders change nothing."""
+    monkeypatch.setattr(demo, "_LINE_CHUNK", 500)
+    frames = demo.generate(300, seed=3)
+    orders, lines = frames["orders"], frames["order_items"]
+    assert len(orders) > 4 * 500
+    total = pd.Series(_cents(lines["amount"])).groupby(lines["order_id"].to_numpy()).sum()
+    assert (total.to_numpy() == _cents(orders["amount"])).all()
+    items = lines.groupby("order_id")["quantity"].sum()
+    assert (items.to_numpy() == orders["items"].to_numpy()).all()
+    assert not lines.duplicated(["order_id", "line_no"]).any()

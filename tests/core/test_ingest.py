@@ -336,6 +336,19 @@ BAD_FILES = {
             "(remove or rename them)"
         ],
     ),
+    "another_tables_file": (
+        "customers",
+        "order_id,customer_id,ordered_at,amount\n10,9,2024-01-01,1\n",
+        [
+            "orders.csv: this looks like an orders file (order_id, ordered_at, amount), not "
+            "customers; choose table orders",
+            "orders.csv: missing required column 'signup_at'; required: customer_id, signup_at",
+            "orders.csv: unknown column(s) 'order_id', 'ordered_at', 'amount'; allowed: "
+            "customer_id, email, first_name, last_name, phone, country, region, city, "
+            "birth_date, gender, signup_at, acquisition_channel, loyalty_tier, loyalty_points, "
+            "consent_email, consent_sms, erased_at (remove or rename them)",
+        ],
+    ),
     "huge_field": (
         "orders",
         ORDERS_HEADER.replace("status", "category")
