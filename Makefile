@@ -43,12 +43,13 @@ install-dev: $(VENV)/.installed-dev
 
 BENCH_ARGS ?=
 ## make bench: the benchmark at 1,000,000 customers (~10,000,000 orders) against the pandas
-## baseline; writes bench/RESULTS.md. Add e.g. BENCH_ARGS="--store FILE.duckdb" to reuse a store.
-bench: install
+## and polars baselines (polars comes with requirements-dev.txt); writes bench/RESULTS.md.
+## Add e.g. BENCH_ARGS="--store FILE.duckdb" to reuse a store.
+bench: install-dev
 	$(PY) -m bench --customers 1000000 $(BENCH_ARGS)
 
 ## make bench-small: the same at 100,000 customers (a few minutes)
-bench-small: install
+bench-small: install-dev
 	$(PY) -m bench --customers 100000 $(BENCH_ARGS)
 
 ## make run: install, create the demo store and admin user on first start, serve the app

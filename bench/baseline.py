@@ -289,7 +289,19 @@ _STATE: dict[str, Any] = {}
 
 
 def peak_rss_bytes() -> int:
-    """Peak resident memory of this process so far (ru_maxrss is in KiB on Linux)."""
+    """Peak resident memory of this process so far: VmHWM where /proc has it.
+
+    Not ru_maxrss, which Linux carries from a parent into a child across fork and exec: a
+    child spawned by a large process would report at least the parent's peak. ru_maxrss
+    (KiB on Linux) only where /proc is missing.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 

@@ -1,15 +1,18 @@
 """Run the benchmark: prepare the store, check ours against the baseline, time, report.
 
-Three processes, so that their memory does not mix: a child generates the store and writes
-the CSV files; a second child is the pandas baseline (it loads the CSVs once, computes the
-checked results, then times its steps); this process runs crm_core. Nothing is timed until
-every check has passed. The baseline child has finished before ours is timed, so the two
-never compete for the cores.
+Separate processes, so that their memory does not mix: a child generates the store and
+writes the CSV files; a second child is the pandas baseline and a third, started when the
+second has ended, the polars baseline (each loads the CSVs once, computes the checked
+results, then times its steps); this process runs crm_core, and one more child runs our
+import alone to measure its peak memory (`bench.import_memory`). Nothing is timed until
+every check of a baseline has passed. Each baseline child has finished before ours is
+timed, so no two sides compete for the cores.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import shutil
 import statistics
 import tempfile
 import time
@@ -20,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import baseline, checks, report, steps
+from bench import baseline, checks, import_memory, polars_baseline, report, steps
 from bench.report import STEPS, Report, Result
 from crm_core.store import close_all, get_store
 
@@ -53,6 +56,14 @@ def _times(fn: Callable[[], Any], repeats: int) -> tuple[list[float], Any]:
 
 def _child() -> ProcessPoolExecutor:
     return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+
+
+def _copy_store(source: Path, target: Path) -> None:
+    """Copy a closed DuckDB store file (and its write-ahead log, if one is left)."""
+    for suffix in ("", ".wal"):
+        Path(f"{target}{suffix}").unlink(missing_ok=True)
+        if Path(f"{source}{suffix}").exists():
+            shutil.copyfile(f"{source}{suffix}", f"{target}{suffix}")
 
 
 def run(config: Config, command: str = "python -m bench", echo: Echo = print) -> Report:
@@ -110,10 +121,13 @@ def run(config: Config, command: str = "python -m bench", echo: Echo = print) ->
     filters = steps.year_filters(store)
     orders_csv = csv_dir / "orders.csv"
 
-    # 2. Results of both sides, checked before anything is timed.
+    # 2. Results of ours and the pandas baseline, checked before anything is timed.
+    template = workdir / "import_template.duckdb"  # the import's target, without orders
     with _child() as child:
         loaded = child.submit(baseline.load, str(csv_dir)).result()
         imp = steps.import_store(workdir / "import.duckdb", csv_dir)
+        imp.dispose()
+        _copy_store(workdir / "import.duckdb", template)
         steps.import_orders(imp, orders_csv)
         ours_import = steps.orders_stats(imp)
         ours_kpis = {k: (v.value, v.previous) for k, v in steps.kpis(store, filters).items()}
@@ -121,8 +135,7 @@ def run(config: Config, command: str = "python -m bench", echo: Echo = print) ->
         ours_360 = steps.read_360(store)
         parquet = workdir / "baseline_360.parquet"
         theirs = child.submit(baseline.results, filters.start, filters.end, str(parquet)).result()
-        _check(rep, ours_import, ours_kpis, ours_360, theirs, parquet, echo)
-        del ours_360
+        checked = _check(ours_import, ours_kpis, ours_360, theirs, parquet, "pandas")
 
         # 3. The baseline's timings (ours waits: the two never share the cores).
         echo("Timing the pandas baseline...")
@@ -138,6 +151,31 @@ def run(config: Config, command: str = "python -m bench", echo: Echo = print) ->
         ).result()
     rep.baseline_peak_rss = base["peak_rss"]
     _baseline_notes(rep, loaded, base)
+
+    # 3b. The polars baseline: checked the same way, then timed (the pandas child has ended).
+    echo("Checking and timing the polars baseline...")
+    with _child() as child:
+        pl_loaded = child.submit(polars_baseline.load, str(csv_dir)).result()
+        parquet = workdir / "polars_360.parquet"
+        theirs = child.submit(
+            polars_baseline.results, filters.start, filters.end, str(parquet)
+        ).result()
+        checked_polars = _check(ours_import, ours_kpis, ours_360, theirs, parquet, "polars")
+        del ours_360
+        pol = child.submit(
+            polars_baseline.time_steps,
+            config.repeats,
+            filters.start,
+            filters.end,
+            str(orders_csv),
+            str(template),
+            str(workdir),
+        ).result()
+    checks.compare_import(ours_import, pol["import_detail"]["stored"])
+    rep.polars_peak_rss = pol["peak_rss"]
+    _write_checks(rep, ours_import, checked, checked_polars)
+    echo("Checks passed: " + "; ".join(c.split(":")[0] for c in rep.checks))
+    _polars_notes(rep, pl_loaded, pol)
     echo("Timing crm_core...\n\n" + report.HEADER)
 
     # 4. Ours, step by step.
@@ -154,28 +192,45 @@ def run(config: Config, command: str = "python -m bench", echo: Echo = print) ->
     if steps.orders_stats(imp) != ours_import:
         raise checks.MismatchError("A repeated import loaded different orders.")
     imp.dispose()
+    # The import alone in a fresh process: its peak memory (and its time there).
+    alone = workdir / "import_memory.duckdb"
+    _copy_store(template, alone)
+    measured = import_memory.measure_import(alone, orders_csv)
+    checks.compare_import(ours_import, import_memory.orders_stats(alone))
+    rep.import_rows, rep.import_peak_rss = measured["rows"], measured["peak_rss"]
+    rep.import_alone_seconds = measured["seconds"]
+    rep.import_rss_before = measured["rss_before_import"]
     record(
         Result(
             STEPS["import"],
             seconds,
             base["import"],
-            f"{rows:,} rows, {rows / statistics.median(seconds):,.0f} rows/s",
+            f"{rows:,} rows, {rows / statistics.median(seconds):,.0f} rows/s; peak memory of "
+            f"the import in a process of its own {report.gib_text(rep.import_peak_rss)}",
             STEPS["import"].label.format(orders=f"{rows:,}"),
+            pol["import"],
         )
     )
 
     steps.kpis(store, filters)  # warm-up
     secs, _ = _times(lambda: steps.kpis(store, filters), config.repeats)
-    record(Result(STEPS["kpis"], secs, base["kpis"], f"{filters.start} to {filters.end}"))
+    record(
+        Result(
+            STEPS["kpis"], secs, base["kpis"], f"{filters.start} to {filters.end}", "", pol["kpis"]
+        )
+    )
 
     secs, rows = _times(lambda: steps.refresh_360(store), config.repeats)
     compute_only = report.seconds_text(statistics.median(base["refresh_360_compute"]))
+    pl_compute_only = report.seconds_text(statistics.median(pol["refresh_360_compute"]))
     record(
         Result(
             STEPS["refresh_360"],
             secs,
             base["refresh_360"],
-            f"{rows:,} rows; baseline groupby alone {compute_only}",
+            f"{rows:,} rows; groupby alone: pandas {compute_only}, polars {pl_compute_only}",
+            "",
+            pol["refresh_360"],
         )
     )
 
@@ -237,6 +292,7 @@ def run(config: Config, command: str = "python -m bench", echo: Echo = print) ->
     rep.peak_rss = baseline.peak_rss_bytes()
     close_all()
     echo(report.memory_row(rep))
+    echo(report.import_memory_row(rep))
     rep.notes += _our_notes(rep.counts.get("customers", 0))
     rep.seconds = time.perf_counter() - began
     rep.machine["load average at the end (1, 5, 15 min)"] = report.load_average()
@@ -247,39 +303,59 @@ def run(config: Config, command: str = "python -m bench", echo: Echo = print) ->
 
 
 def _check(
-    rep: Report,
     ours_import: tuple[int, float],
     ours_kpis: dict[str, tuple[float | None, float | None]],
     ours_360: Any,
     theirs: dict[str, Any],
     parquet: Path,
-    echo: Echo,
-) -> None:
-    """Compare ours with the baseline; MismatchError on the first difference."""
+    side: str,
+) -> tuple[int, int]:
+    """Compare ours with one baseline; MismatchError on the first difference. Returns the
+    KPI figures and 360 rows checked."""
     import pandas as pd
 
-    checks.compare_import(ours_import, (theirs["orders_rows"], theirs["orders_amount"]))
-    rep.checks.append(
-        f"Import: {ours_import[0]:,} orders and their total amount {ours_import[1]:,.2f} equal "
-        "to the CSV as pandas reads it."
-    )
-    figures = checks.compare_kpis(ours_kpis, theirs["kpis"])
-    rep.checks.append(
-        f"KPI overview: all {figures} figures ({len(ours_kpis)} KPIs, this period and the "
-        f"previous one) equal within a relative {checks.REL_TOL:g}."
-    )
-    columns = list(baseline.COMPARED_360)
-    rows = checks.compare_frames(
-        ours_360, pd.read_parquet(parquet), "customer_id", columns, "customer_360"
-    )
-    rep.checks.append(
-        f"Customer 360: {rows:,} customers, sorted by customer_id, equal in {len(columns)} "
-        f"derived columns ({', '.join(columns)}); numbers within a relative "
-        f"{checks.REL_TOL:g}, avg_order_value within half a cent of the exact quotient "
-        "(the store rounds it to DECIMAL(12,2))."
-    )
+    try:
+        checks.compare_import(ours_import, (theirs["orders_rows"], theirs["orders_amount"]))
+        figures = checks.compare_kpis(ours_kpis, theirs["kpis"])
+        rows = checks.compare_frames(
+            ours_360,
+            pd.read_parquet(parquet),
+            "customer_id",
+            list(baseline.COMPARED_360),
+            "customer_360",
+        )
+    except checks.MismatchError as error:
+        raise checks.MismatchError(f"Against the {side} baseline: {error}") from None
     parquet.unlink(missing_ok=True)
-    echo("Checks passed: " + "; ".join(c.split(":")[0] for c in rep.checks))
+    return figures, rows
+
+
+def _write_checks(
+    rep: Report,
+    ours_import: tuple[int, float],
+    pandas_checked: tuple[int, int],
+    polars_checked: tuple[int, int],
+) -> None:
+    """The checks both baselines passed, for RESULTS.md."""
+    columns = list(baseline.COMPARED_360)
+    if pandas_checked != polars_checked:
+        raise checks.MismatchError(
+            f"The baselines checked different amounts: pandas {pandas_checked}, "
+            f"polars {polars_checked}"
+        )
+    figures, rows = pandas_checked
+    rep.checks += [
+        f"Import: {ours_import[0]:,} orders and their total amount {ours_import[1]:,.2f} equal "
+        "to the CSV as pandas and polars read it; after the last timed import of ours, of the "
+        "polars baseline and of ours alone in a process of its own, the target store holds "
+        "the same rows and amount.",
+        f"KPI overview: all {figures} figures ({figures // 2} KPIs, this period and the "
+        f"previous one) equal to both baselines' within a relative {checks.REL_TOL:g}.",
+        f"Customer 360: {rows:,} customers, sorted by customer_id, equal to both baselines' in "
+        f"{len(columns)} derived columns ({', '.join(columns)}); numbers within a relative "
+        f"{checks.REL_TOL:g}, avg_order_value within half a cent of the exact quotient "
+        "(the store rounds it to DECIMAL(12,2)).",
+    ]
 
 
 def _baseline_notes(rep: Report, loaded: dict, base: dict) -> None:
@@ -319,6 +395,32 @@ def _baseline_notes(rep: Report, loaded: dict, base: dict) -> None:
     ]
 
 
+def _polars_notes(rep: Report, loaded: dict, pol: dict) -> None:
+    load = report.seconds_text(loaded["seconds"])
+    rep.notes += [
+        "Polars baseline (bench/polars_baseline.py, polars "
+        f"{report.version('polars')}) runs in a child process of its own after the pandas "
+        "child has ended. It reads the same CSV files with `pl.read_csv`, typed with the "
+        "store's declared column types (dates and times parsed with their known format), in "
+        f"{load} (not counted, as for "
+        "pandas), and computes the same KPIs and customer 360 columns with polars "
+        "expressions (filter, group_by/agg, joins, rank). Its 360 refresh re-reads the CSV "
+        "files, like pandas', but as one lazy query over `pl.scan_csv` scans, so polars "
+        "reads only the columns the figures need; the groupby alone (on the loaded frames) "
+        "is shown beside the step.",
+        "Polars import: `pl.read_csv` of the whole orders CSV with the declared types (a "
+        "value of the wrong type fails the read), then `INSERT INTO orders SELECT ... FROM` "
+        "the frame through Arrow, in one transaction, into a copy (untimed) of the same "
+        "target store ours imports into, so DuckDB checks the primary key, NOT NULL and the "
+        "column types; every row, nothing extrapolated. It does not check the customer and "
+        "campaign references (the store declares no foreign keys), enum values, money "
+        "precision or the other rules ingest.import_file validates, nor does it explain bad "
+        "rows.",
+        f"Polars baseline peak memory (its own process, frames loaded): "
+        f"{report.gib_text(pol['peak_rss'])}.",
+    ]
+
+
 def _our_notes(customers: int) -> list[str]:
     return [
         "Ours calls the crm_core functions the pages and CLI call, on a DuckDB store file, "
@@ -327,7 +429,10 @@ def _our_notes(customers: int) -> list[str]:
         "clv.analyse, churn.analyse, export.export_segment (bench/steps.py).",
         "Import: the orders CSV through ingest.import_file (read, validate every value and "
         "key, load in one transaction) into a store holding the customers and no orders; the "
-        "orders are deleted (untimed) before each run.",
+        "orders are deleted (untimed) before each run. Then the same import runs once more "
+        "in a fresh Python process that does nothing else (bench/import_memory.py, into a "
+        "copy of the target store): its peak resident memory (ru_maxrss of that child, read "
+        "with os.wait4; interpreter and libraries included) is the import's memory row.",
         "KPIs: compute_kpis for the last 365 days up to the last completed order, on an open "
         "store, after one untimed warm-up call.",
         "360 refresh: features.refresh rebuilds customer_360 for every customer "
