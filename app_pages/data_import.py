@@ -40,6 +40,8 @@ with import_tab:
             key = f"imp:{upload.file_id}:{base.name or 'by-name'}:{base.table}"
             st.subheader("How the file is written")
             fmt = import_ui.format_step(upload, base, key)
+            if fmt is None:
+                st.stop()
             sample = import_ui.read_sample(upload, fmt)
         except ImportValidationError as exc:
             st.error(f"{upload.name} cannot be read: {len(exc.problems)} problem(s).")

@@ -1206,10 +1206,21 @@ def import_mapped(
 ) -> Any:
     """Import a file through `mapping` in one transaction; the loader's ImportReport.
 
-    `fmt` is the file's format (default: detected, with the mapping's "format" applied).
+    `fmt` is the file's format (default: detected, with the mapping's "format" applied;
+    dates that fit day-first and month-first alike need the mapping's date_order).
     """
     name = file_name or Path(path).name
-    fmt = fmt or file_format(path, mapping, name)
+    if fmt is None:
+        fmt = file_format(path, mapping, name)
+        if fmt.date_order_ambiguous:
+            raise MappingError(
+                name,
+                [
+                    "every date could be read day-first or month-first (e.g. 03/04/2024); "
+                    'say which in the mapping: "format": {"date_order": "DMY"} (day first) '
+                    'or {"date_order": "MDY"} (month first)'
+                ],
+            )
     mapping.validate(_header(path, fmt, name))
     report = ingest.load(
         store,

@@ -118,13 +118,15 @@ def _fitting_preset(header: list[str]) -> str | None:
     return None
 
 
-def format_step(upload: Upload, base: mapping.Mapping, key: str) -> detect.FileFormat:
-    """Step 3: how the file is written, as detected; each choice can be changed."""
+def format_step(upload: Upload, base: mapping.Mapping, key: str) -> detect.FileFormat | None:
+    """Step 3: how the file is written, as detected; each choice can be changed. None while
+    the dates could be day-first or month-first and the user has not said which."""
     detected = _detected(str(upload.path), upload.name, json.dumps(base.format, sort_keys=True))
-    if detected.date_order_ambiguous:
+    ambiguous = detected.date_order_ambiguous
+    if ambiguous:
         st.warning(
-            "Every date in the file could be read day-first or month-first (e.g. 03/04/2024). "
-            "Choose the date order below before importing."
+            "Every date in the file could be read day-first or month-first (e.g. 03/04/2024 "
+            "is 3 April or 4 March). Choose the date order under *How the file is read*."
         )
     st.caption("\n".join(f"- {note}" for note in detected.notes))
     with st.expander("How the file is read", expanded=detected.date_order_ambiguous):
@@ -161,10 +163,12 @@ def format_step(upload: Upload, base: mapping.Mapping, key: str) -> detect.FileF
         date_order = cols[1].selectbox(
             "Date order",
             list(_DATE_ORDERS),
-            index=list(_DATE_ORDERS).index(detected.date_order),
+            index=None if ambiguous else list(_DATE_ORDERS).index(detected.date_order),
             format_func=_DATE_ORDERS.get,
+            placeholder="Choose: the file does not show it",
             key=f"{key}:date_order",
-            help="Decided from the data when some date shows it (a day above 12).",
+            help="Decided from the data when some date shows it (a day above 12); asked when "
+            "every date fits both.",
         )
         timezone = cols[2].text_input(
             "Time zone of times without one",
@@ -173,6 +177,8 @@ def format_step(upload: Upload, base: mapping.Mapping, key: str) -> detect.FileF
             help="An IANA name such as UTC, Europe/Berlin or America/New_York. Times written "
             "with an offset (Z, +02:00, -0500) keep theirs. Everything is stored in UTC.",
         )
+    if date_order is None:
+        return None
     return detect.FileFormat(
         delimiter=delimiter,
         encoding=encoding,

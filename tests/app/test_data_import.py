@@ -112,8 +112,13 @@ def test_ambiguous_dates_are_asked_and_bad_rows_listed_by_row_and_column(own_sto
     ).encode()
     at = _open_page("answers.csv", content)
     assert any("day-first or month-first" in w.value for w in at.warning)
+    assert not [b for b in at.button if b.label == "Import"]  # not before the order is chosen
+    _box(at, "Date order").select("MDY").run()
     assert any("row 3, column score" in c.value for c in at.code), [c.value for c in at.code]
     before = _count("survey_responses")
     next(b for b in at.button if b.label == "Import").click().run()
     assert any("nothing was imported" in e.value for e in at.error)
     assert _count("survey_responses") == before
+    _box(at, "Date order").select("DMY").run()
+    next(b for b in at.button if b.label == "Check the whole file").click().run()
+    assert any("row 3, column score" in c.value for c in at.code)

@@ -533,3 +533,15 @@ def test_save_load_names_delete_and_resolve(store, tmp_path):
     assert mapping.delete(store, "my-shop") is False
     with pytest.raises(MappingError, match="no saved mapping 'my-shop'; saved: none"):
         mapping.load(store, "my-shop")
+
+
+def test_dates_that_fit_both_orders_need_the_mappings_date_order(store, tmp_path):
+    path = tmp_path / "customers.csv"
+    path.write_text("id,joined\n1,03/04/2024\n2,05/06/2024\n", encoding="utf-8")
+    spec = {"table": "customers", "columns": {"customer_id": "id", "signup_at": "joined"}}
+    with pytest.raises(MappingError, match=r'"format": \{"date_order": "DMY"\}'):
+        mapping.import_mapped(store, path, Mapping.from_dict(spec))
+    assert store.row_counts(("customers",))["customers"] == 0
+    mapping.import_mapped(store, path, Mapping.from_dict({**spec, "format": {"date_order": "DMY"}}))
+    stored = store.read_df("select signup_at from customers order by customer_id")["signup_at"]
+    assert stored.tolist() == [pd.Timestamp("2024-04-03"), pd.Timestamp("2024-06-05")]
