@@ -8,7 +8,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from crm_core import auth, reports, schema
 from crm_core.config import get_settings
@@ -86,8 +86,13 @@ def cmd_import(args: argparse.Namespace, store: Store) -> int:
 
     store.require_tables(args.table)
     path = Path(args.path)
-    if args.mapping:
+    if args.mapping == mapping.BY_NAME:
+        chosen = mapping.Mapping(table=args.table, name=mapping.BY_NAME)
+    elif args.mapping:
         chosen = mapping.resolve(store, args.mapping)
+    if args.mapping:
+        if args.date_order:
+            chosen.format = {**chosen.format, "date_order": args.date_order}
         if chosen.table != args.table:
             raise CRMError(
                 f"The mapping {args.mapping!r} imports into {chosen.table}, not {args.table}; "
@@ -154,11 +159,19 @@ def cmd_imports(args: argparse.Namespace, store: Store) -> int:
         history = ingest.history(store, limit=args.limit)
         if history.empty:
             print("No imports yet.")
-        else:
-            print(history.to_string(index=False))
+        for batch in history.itertuples(index=False):
+            rows = ", ".join(f"{t} {n:,}" for t, n in json.loads(batch.rows or "{}").items() if n)
+            line = (
+                f"{batch.batch_id:>5}  {batch.imported_at:%Y-%m-%d %H:%M}  {batch.imported_by}  "
+                f"{batch.file_name} ({batch.mode}): {rows or 'no rows'}"
+            )
+            if batch.rejected_rows:
+                line += f"; {int(batch.rejected_rows):,} rejected"
+            if isinstance(batch.undone_at, datetime) and batch.undone_at == batch.undone_at:
+                line += f"; undone {batch.undone_at:%Y-%m-%d %H:%M} by {batch.undone_by}"
+            print(line)
         return 0
-    undone = ingest.undo(store, batch_id=args.batch, table=args.table, user=args.user)
-    print(undone if isinstance(undone, str) else f"Undone: {undone}")
+    print(ingest.undo(store, batch_id=args.batch, table=args.table, user=args.user))
     return 0
 
 
@@ -183,6 +196,8 @@ def cmd_mappings(args: argparse.Namespace, store: Store) -> int:
         chosen.name = args.name or chosen.name or Path(args.file).stem
         mapping.save(store, chosen, user=args.user)
         print(f"Saved mapping {chosen.name!r} ({chosen.table}).")
+    elif args.name in presets.PRESETS:
+        raise CRMError(f"{args.name!r} is a preset; presets cannot be deleted.")
     elif mapping.delete(store, args.name):
         print(f"Deleted mapping {args.name!r}.")
     else:
@@ -493,7 +508,8 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument(
         "--mapping",
         help="a saved mapping's name, a preset (shopify-orders, shopify-customers, "
-        "hubspot-contacts, online-retail) or a mapping JSON file (see README)",
+        "hubspot-contacts, online-retail), a mapping JSON file (see README), or by-name: the "
+        "file's columns matched by name, its layout detected and values read as on the page",
     )
     imp.add_argument(
         "--on-error",
@@ -504,6 +520,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imp.add_argument(
         "--rejects", help="where --on-error skip writes rejected rows (default: FILE.rejected.csv)"
+    )
+    imp.add_argument(
+        "--date-order",
+        choices=("DMY", "MDY"),
+        help="with --mapping: how to read dates that fit day-first and month-first alike "
+        "(03/04/2024); the import refuses such a file until told",
     )
     imp.add_argument("--dry-run", action="store_true", help="check everything, write nothing")
     imp.add_argument("--user", default="cli", help="recorded in the import history")

@@ -999,6 +999,7 @@ class Chunk:
     frames: dict[str, pd.DataFrame]  # table -> rows with our column names (text or typed)
     rows: dict[str, np.ndarray] = field(default_factory=dict)  # table -> file row of each row
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> rows left out on purpose
+    changed: dict[str, int] = field(default_factory=dict)  # what -> rows stored other than written
 
 
 @dataclass
@@ -1121,6 +1122,7 @@ class _Loader:
         self.rejects: list[pa.Table] = []
         self.rejected_rows = 0
         self.skipped: dict[str, int] = {}
+        self.changed: dict[str, int] = {}
         self.preview: dict[str, list[pd.DataFrame]] = {}
         self.seen_rows = 0
         self.batch_id = None if dry_run else _next_batch_id(conn)
@@ -1142,6 +1144,8 @@ class _Loader:
         several = len(chunk.frames) > 1
         for reason, count in chunk.skipped.items():
             self.skipped[reason] = self.skipped.get(reason, 0) + int(count)
+        for what, count in chunk.changed.items():
+            self.changed[what] = self.changed.get(what, 0) + int(count)
         for name in sorted(chunk.frames, key=_load_position):
             table = _loadable_table(name, self.file_name)
             frame = chunk.frames[name]
@@ -1362,6 +1366,7 @@ class _Loader:
             for reason, count in self.skipped.items()
             if count
         ]
+        notes += [f"{count:,} {what}" for what, count in self.changed.items() if count]
         if self.rejected_rows:
             notes.append(
                 f"{self.rejected_rows:,} row(s) rejected; the rejects file lists them with "

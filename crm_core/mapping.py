@@ -56,11 +56,14 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from crm_core import detect, identity, ingest, lines, schema
+from crm_core import countries, detect, identity, ingest, lines, schema
 from crm_core.errors import CRMError
 from crm_core.store import Store, lock_tables, utcnow
 
 TABLES_WRITTEN = ("import_mappings",)
+NEGATIVE_TOTALS = (
+    "order(s) with a negative amount stored as refunds: amount made positive, status refunded"
+)
 """What saving or deleting a mapping writes (for the app's caches)."""
 
 OPTIONS: dict[str, tuple[Any, ...] | None] = {
@@ -258,6 +261,10 @@ class Mapping:
     values: dict[str, dict[str, str]] = field(default_factory=dict)
     defaults: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # "Shopify" and "shopify " must find the same links, or the next export doubles up.
+        self.source = str(self.source).strip().lower() or None if self.source else None
 
     @property
     def line_items(self) -> bool:
@@ -719,6 +726,8 @@ def _transform(arr: pa.Array | pa.ChunkedArray, f: Field, mapping: Mapping, fmt:
     text = _text(arr)
     if vmap:
         text = _value_map(text, vmap)
+    if f.name in ("country", "customer_country"):
+        return countries.country_codes(text)  # ISO alpha-2 codes, like the demo data
     if mapping.external(f.name) or _is_key(mapping.table, f.name):
         return text  # ids: as written (trimmed)
     if f.kind == "enum":
@@ -849,6 +858,7 @@ class _Builder:
         frames: dict[str, pd.DataFrame] = {}
         row_map: dict[str, np.ndarray] = {}
         skipped: dict[str, int] = {}
+        changed: dict[str, int] = {}
         items = item_rows = None
         if mapping.line_items:
             folded = lines.fold(
@@ -864,7 +874,7 @@ class _Builder:
         else:
             main, main_rows = frame, rows
             if self.table == "orders":
-                main = self._order_rules(main)
+                main = self._order_rules(main, changed)
             main, main_rows = self._skip_without_customer(main, main_rows, skipped)
         main = main.reset_index(drop=True)
 
@@ -921,13 +931,19 @@ class _Builder:
             frames["external_ids"] = links
             row_map["external_ids"] = link_rows
         return ingest.Chunk(
-            raw=raw, first_row=first_row, frames=frames, rows=row_map, skipped=skipped
+            raw=raw,
+            first_row=first_row,
+            frames=frames,
+            rows=row_map,
+            skipped=skipped,
+            changed=changed,
         )
 
     # -- pieces --
 
-    def _order_rules(self, main: pd.DataFrame) -> pd.DataFrame:
-        """Orders one per row: a negative total is a refund (stored positive), cancellations."""
+    def _order_rules(self, main: pd.DataFrame, changed: dict[str, int]) -> pd.DataFrame:
+        """Orders one per row: a negative total is a refund (stored positive, counted in the
+        report's notes), cancellations."""
         negative = np.zeros(len(main), dtype=bool)
         if "amount" in main.columns:
             amount = lines.to_float(main["amount"], len(main))
@@ -935,6 +951,8 @@ class _Builder:
             if negative.any():
                 main = main.copy()
                 main["amount"] = lines.number_column(main["amount"], amount)
+                what = NEGATIVE_TOTALS
+                changed[what] = changed.get(what, 0) + int(negative.sum())
         return lines.apply_status_rules(
             main, negative=negative, cancelled_prefix=self.mapping.options.get("cancelled_prefix")
         )
@@ -1160,6 +1178,17 @@ def _notes(mapping: Mapping, fmt: Any) -> list[str]:
     return notes
 
 
+BY_NAME = "by-name"
+"""The mapping name that matches the file's columns to our fields by name (no saved one)."""
+
+
+def _by_name_if_empty(mapping: Mapping, header: Sequence[str]) -> Mapping:
+    """A mapping without columns matches the file's columns by name and synonyms."""
+    if mapping.columns:
+        return mapping
+    return dataclasses.replace(mapping, columns=suggest(mapping.table, header, mapping.source))
+
+
 def column_labels(mapping: Mapping) -> dict[str, dict[str, str]]:
     """Per table written, our column -> the file's column it comes from, so that problems
     name the column the user knows (``column Email (customer_id)``)."""
@@ -1221,7 +1250,9 @@ def import_mapped(
                     'or {"date_order": "MDY"} (month first)'
                 ],
             )
-    mapping.validate(_header(path, fmt, name))
+    header = _header(path, fmt, name)
+    mapping = _by_name_if_empty(mapping, header)
+    mapping.validate(header)
     report = ingest.load(
         store,
         name,
@@ -1253,7 +1284,9 @@ def preview(
     (report.preview, per table) and every problem by row and column."""
     name = file_name or Path(path).name
     fmt = fmt or file_format(path, mapping, name)
-    mapping.validate(_header(path, fmt, name))
+    header = _header(path, fmt, name)
+    mapping = _by_name_if_empty(mapping, header)
+    mapping.validate(header)
     report = ingest.load(
         store,
         name,

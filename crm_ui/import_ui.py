@@ -91,8 +91,9 @@ def start_step(upload: Upload, header: list[str]) -> mapping.Mapping:
         "customers, HubSpot contacts, Online Retail); a saved mapping is one you saved "
         "below. Matching by name suits files whose columns are already named like ours.",
     )
-    base = None if start == BY_NAME else mapping.resolve(data.store(), start)
-    guessed = base.table if base else (mapping.guess_table(header) or "customers")
+    chosen = None if start == BY_NAME else mapping.resolve(data.store(), start)
+    guess = mapping.guess_table(header)
+    guessed = chosen.table if chosen else (guess or "customers")
     tables = list(schema.IMPORTABLE_TABLES)
     table = right.selectbox(
         "Into table",
@@ -102,8 +103,15 @@ def start_step(upload: Upload, header: list[str]) -> mapping.Mapping:
         help="Import customers before the tables that refer to them (orders, events, ...), "
         "or identify customers by e-mail or platform id in the mapping.",
     )
-    if base is None or base.table != table:
+    if chosen is not None and chosen.table == table:
+        base = chosen
+    else:
         base = mapping.Mapping(table=table, columns=mapping.suggest(table, header))
+        if guess and guess != table:
+            st.warning(
+                f"This file looks like it belongs in **{guess}** (its columns match that "
+                f"table best), not {table}. Choose *{guess}* under *Into table* if so."
+            )
     with st.expander(f"Columns of `{table}`"):
         st.dataframe(pd.DataFrame(schema.column_docs(table)), hide_index=True)
     return base
@@ -236,7 +244,16 @@ def columns_step(base: mapping.Mapping, header: list[str], key: str) -> dict[str
             if column != NOT_MAPPED:
                 chosen[f.name] = column
 
-    st.caption("Fields marked * are required. Each of the file's columns goes to one field.")
+    alternatives = [
+        f"{f.name} can come from {' or '.join(f.instead)} instead"
+        for f in table_fields
+        if f.required and f.instead
+    ]
+    st.caption(
+        "Fields marked * are required"
+        + (f" ({'; '.join(alternatives)})" if alternatives else "")
+        + ". Each of the file's columns goes to one field; columns not chosen are not imported."
+    )
     pick(table_fields)
     if extra_fields:
         with st.expander(
@@ -248,6 +265,9 @@ def columns_step(base: mapping.Mapping, header: list[str], key: str) -> dict[str
                 "instead of our customer_id, or when it has one row per order line."
             )
             pick(extra_fields)
+    left_out = [c for c in header if c not in chosen.values()]
+    if left_out:
+        st.caption(f"Not imported (no field chosen): {', '.join(left_out)}.")
     return chosen
 
 
@@ -303,13 +323,13 @@ def values_step(
         found = _distinct(sample, columns[f.name])
         existing = {str(k).strip().lower(): v for k, v in values.get(f.name, {}).items()}
         st.markdown(f"**{f.name}**: allowed {', '.join(f.allowed)}")
-        cols = st.columns(4)
+        cols = st.columns(3)
         choices = [AS_WRITTEN, *f.allowed]
         for i, value in enumerate(found):
             lowered = value.lower()
             default = existing.get(lowered) or (lowered if lowered in f.allowed else None)
             default = default or existing.get("*")
-            picked = cols[i % 4].selectbox(
+            picked = cols[i % 3].selectbox(
                 value,
                 choices,
                 index=choices.index(default) if default in choices else 0,
@@ -361,6 +381,9 @@ def preview_step(
     except CRMError as exc:
         st.error(str(exc))
         return
+    row_notes = [n for n in report.notes if n[:1].isdigit()]  # rows left out or changed
+    if row_notes:
+        st.caption("\n".join(f"- {note} (in the first {PREVIEW_ROWS} rows)" for note in row_notes))
     if report.problems:
         st.warning(
             f"{len(report.problems)} problem(s) in the first {PREVIEW_ROWS} rows "

@@ -122,3 +122,11 @@ def test_ambiguous_dates_are_asked_and_bad_rows_listed_by_row_and_column(own_sto
     _box(at, "Date order").select("DMY").run()
     next(b for b in at.button if b.label == "Check the whole file").click().run()
     assert any("row 3, column score" in c.value for c in at.code)
+
+
+def test_a_file_of_another_table_says_what_it_looks_like(own_store):
+    at = _open_page("shop.csv", SHOPIFY.encode())
+    _box(at, "Into table").select("customers").run()
+    assert not at.exception
+    assert any("looks like it belongs in **orders**" in w.value for w in at.warning), at.warning
+    assert any("Not imported (no field chosen)" in c.value for c in at.caption)

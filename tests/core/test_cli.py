@@ -186,12 +186,31 @@ def test_import_with_a_mapping_dry_run_partial_history_and_undo(store, capsys, t
     assert str(stored["signup_at"].iloc[1]) == "2024-12-31 00:00:00"
 
     code, out, _ = run_cli(capsys, "imports", "history")
-    assert code == 0 and "crm_contacts.csv" in out
+    assert code == 0 and "cli  crm_contacts.csv (append): customers 2; 1 rejected" in out
     code, out, _ = run_cli(capsys, "imports", "undo", "--table", "customers")
-    assert code == 0 and "removed customers 2" in out
+    assert code == 0 and out.startswith("Undid import 1 (crm_contacts.csv): removed customers 2")
+    code, out, _ = run_cli(capsys, "imports", "history")
+    assert "; undone " in out and " by cli" in out
+    code, _, err = run_cli(capsys, "mappings", "delete", "shopify-orders")
+    assert code == 2 and "presets cannot be deleted" in err
     assert store.row_counts(("customers",))["customers"] == 0
     code, _, err = run_cli(capsys, "import", "orders", str(customers), "--mapping", "crm-contacts")
     assert code == 2 and "imports into customers, not orders" in err
+
+
+def test_import_by_name_reads_the_layout_and_values_as_the_page_does(store, capsys, tmp_path):
+    customers = tmp_path / "customers.csv"
+    customers.write_text("customer_id;signup_at;Country\n1;05.03.2024;DE\n", encoding="utf-8")
+    code, _, err = run_cli(capsys, "import", "customers", str(customers))
+    assert code == 2 and "looks like it is separated by ';'" in err
+    code, _, err = run_cli(capsys, "import", "customers", str(customers), "--mapping", "by-name")
+    assert code == 2 and "every date could be read day-first or month-first" in err
+    code, out, _ = run_cli(
+        capsys, "import", "customers", str(customers), "--mapping", "by-name", "--date-order", "DMY"
+    )
+    assert code == 0 and "customers 1" in out
+    stored = store.read_df("SELECT signup_at, country FROM customers")
+    assert str(stored["signup_at"].iloc[0]) == "2024-03-05 00:00:00"
 
 
 def test_init_cdnow_imports_the_real_sample(store, capsys):

@@ -545,3 +545,26 @@ def test_dates_that_fit_both_orders_need_the_mappings_date_order(store, tmp_path
     mapping.import_mapped(store, path, Mapping.from_dict({**spec, "format": {"date_order": "DMY"}}))
     stored = store.read_df("select signup_at from customers order by customer_id")["signup_at"]
     assert stored.tolist() == [pd.Timestamp("2024-04-03"), pd.Timestamp("2024-06-05")]
+
+
+def test_a_negative_order_total_is_a_refund_and_the_report_says_so(store, tmp_path):
+    customers = tmp_path / "c.csv"
+    customers.write_text("customer_id,signup_at\n1,2024-01-01\n", encoding="utf-8")
+    import_file(store, "customers", customers)
+    path = tmp_path / "o.csv"
+    path.write_text(
+        "order_id,customer_id,ordered_at,amount,status\n"
+        "1,1,2024-02-01,10.00,completed\n2,1,2024-02-02,-5.00,completed\n",
+        encoding="utf-8",
+    )
+    report = mapping.import_mapped(store, path, Mapping(table="orders"))  # columns by name
+    assert f"1 {mapping.NEGATIVE_TOTALS}" in report.notes
+    stored = store.read_df("select amount, status from orders order by order_id")
+    assert stored["amount"].astype(float).tolist() == [10.0, 5.0]
+    assert stored["status"].tolist() == ["completed", "refunded"]
+
+
+def test_the_source_is_one_name_whatever_its_case_and_spaces():
+    assert Mapping(table="orders", source=" Shopify ").source == "shopify"
+    assert Mapping.from_dict({"table": "orders", "source": "SHOPIFY"}).source == "shopify"
+    assert Mapping(table="orders", source="  ").source is None
