@@ -100,8 +100,10 @@ with scores_tab:
                 progress=lambda fraction, message: bar.progress(min(fraction, 1.0), message),
             )
         except CRMError as exc:
+            bar.empty()
             st.error(str(exc))
         else:
+            bar.empty()
             data.tables_changed(*scoring.TABLES_WRITTEN)
             st.success(f"Scored {result.rows:,} customers (model version {result.model_version}).")
             for line in result.left_out_lines():

@@ -13,6 +13,8 @@ _ORANGE = "#f97316"
 
 _TICK_FORMAT = {"day": "%d %b", "week": "%d %b", "month": "%b %Y"}
 _HOVER_FORMAT = {"day": "%a %d %b %Y", "week": "week of %d %b %Y", "month": "%B %Y"}
+# bar width per grain (plotly's own is the gap between bars: 1 ms for a single bar)
+_BAR_DAYS = {"day": 0.8, "week": 5.6, "month": 22.0}
 
 
 def revenue_active_trend(trend: pd.DataFrame) -> go.Figure:
@@ -25,6 +27,7 @@ def revenue_active_trend(trend: pd.DataFrame) -> go.Figure:
         y=trend["revenue"],
         name="Revenue",
         marker_color=[_BLUE_LIGHT if p else _BLUE for p in trend["partial"]],
+        width=_BAR_DAYS[grain] * 86_400_000,
         customdata=["partial " + grain if p else "" for p in trend["partial"]],
         hovertemplate="$%{y:,.2f} %{customdata}<extra>Revenue</extra>",
     )
@@ -52,6 +55,9 @@ def revenue_active_trend(trend: pd.DataFrame) -> go.Figure:
         rangemode="tozero",
     )
     ticks = {"tickvals": trend["period"]} if len(trend) <= 16 else {}
+    if len(trend) == 1:  # one period: a range around it, not a millisecond scale
+        half = pd.Timedelta(days=_BAR_DAYS[grain])
+        ticks["range"] = [trend["period"].iloc[0] - half, trend["period"].iloc[0] + half]
     fig.update_xaxes(tickformat=_TICK_FORMAT[grain], hoverformat=_HOVER_FORMAT[grain], **ticks)
     fig.update_layout(
         margin={"l": 10, "r": 10, "t": 30, "b": 10},

@@ -57,7 +57,9 @@ def upload_step() -> Upload | None:
         "File to import",
         type=["csv", "gz", "txt", "tsv", "parquet"],
         help="CSV in any common layout (comma, semicolon or tab separated; UTF-8, Latin-1 or "
-        "Windows-1252; gzipped is fine) or Parquet. Nothing is written until you press Import.",
+        "Windows-1252; gzipped is fine) or Parquet. Nothing is written until you press Import. "
+        "Files over 200 MB go in from the command line: python -m crm_core import TABLE FILE "
+        "--mapping NAME (read in batches, any size).",
     )
     if upload is None:
         return None

@@ -10,6 +10,29 @@ from crm_core.metrics import CSAT_SATISFIED_MIN, NPS_DETRACTOR_MAX, NPS_PROMOTER
 
 _BLUE, _GREEN, _RED, _GREY, _ORANGE = "#2563eb", "#16a34a", "#dc2626", "#9ca3af", "#f97316"
 _LAYOUT = {"margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "height": 360}
+_DAY_MS = 86_400_000
+_MONTH_BAR_MS = 20 * _DAY_MS  # a month's bar: left to plotly, one bar alone is 1 ms wide
+
+
+def month_axis(fig: go.Figure, months: pd.Series) -> go.Figure:
+    """Label a monthly x axis by month ("Oct 2026") whatever the number of months: ticks on
+    month starts (every 1, 2, 3, 6 or 12 months for at most 12 labels) and a range of at
+    least a month, so that one month alone does not get a millisecond scale."""
+    stamps = pd.to_datetime(pd.Series(months)).dropna()
+    if stamps.empty:
+        return fig
+    count = stamps.dt.to_period("M").nunique()
+    step = next((s for s in (1, 2, 3, 6, 12) if count / s <= 12), 12 * -(-count // 144))
+    first, last = stamps.min(), stamps.max()
+    fig.update_xaxes(
+        type="date",
+        tickformat="%b %Y",
+        hoverformat="%B %Y",
+        dtick=f"M{step}",
+        tick0=first.strftime("%Y-%m-01"),
+        range=[first - pd.Timedelta(days=16), last + pd.Timedelta(days=16)],
+    )
+    return fig
 
 
 def score_trend(trend: pd.DataFrame, score: str, title: str) -> go.Figure:
@@ -36,7 +59,7 @@ def score_trend(trend: pd.DataFrame, score: str, title: str) -> go.Figure:
     if score == "csat":
         fig.update_yaxes(tickformat=".0%")
     fig.update_layout(title=title, **_LAYOUT)
-    return fig
+    return month_axis(fig, trend["month"])
 
 
 def score_breakdown(table: pd.DataFrame, by: str, score: str, title: str) -> go.Figure:
@@ -154,7 +177,7 @@ def conversion_trend(trend: pd.DataFrame) -> go.Figure:
     fig = px.line(trend, x="month", y="conversion", markers=True, hover_data=["entered"])
     fig.update_yaxes(tickformat=".1%")
     fig.update_layout(title="Conversion by month of entry", **_LAYOUT)
-    return fig
+    return month_axis(fig, trend["month"])
 
 
 def lead_funnel(stages: pd.DataFrame) -> go.Figure:
@@ -174,6 +197,6 @@ def lead_funnel(stages: pd.DataFrame) -> go.Figure:
 def monthly_spend(table: pd.DataFrame) -> go.Figure:
     """A customer's spend per month."""
     fig = px.bar(table, x="month", y="revenue", hover_data=["orders"])
-    fig.update_traces(marker_color=_BLUE)
+    fig.update_traces(marker_color=_BLUE, width=_MONTH_BAR_MS)
     fig.update_layout(title="Spend by month", **{**_LAYOUT, "height": 280})
-    return fig
+    return month_axis(fig, table["month"])

@@ -334,13 +334,15 @@ def _check_labelled(data: pd.DataFrame, what: str, window_days: int | None = Non
             f"in the {what} window {churners:,} of {n:,} active customers bought nothing in the "
             f"{window}window after the cutoff and {stayers:,} bought again; at least "
             f"{MIN_PER_CLASS} of each are needed. With one-time buyers nobody stays: import a "
-            "longer history, or choose a longer churn window."
+            "longer history, or choose a longer churn window (the page's churn window, or "
+            "`score --window DAYS`)."
         )
     elif churners < MIN_PER_CLASS:
         problems.append(
             f"in the {what} window {stayers:,} of {n:,} active customers bought again in the "
             f"{window}window after the cutoff and {churners:,} did not; at least "
-            f"{MIN_PER_CLASS} of each are needed. Choose a shorter churn window."
+            f"{MIN_PER_CLASS} of each are needed. Choose a shorter churn window (the page's "
+            "churn window, or `score --window DAYS`)."
         )
     if problems:
         raise NotReadyError(problems, "Churn")
@@ -681,8 +683,9 @@ def _analyse(store: Store, settings: ChurnSettings, progress: Progress | None) -
                 f"the purchases span {plural(days + 1, 'day')} ({span_text}); a "
                 f"{settings.window_days}-day churn window needs at least {needed} days: "
                 f"{RECENT_DAYS} of history before the training cutoff, then a window to train "
-                "and one to validate. Import older orders (from "
-                f"{train_cutoff - timedelta(RECENT_DAYS)} on) or choose a shorter window."
+                "and one to validate. Import orders going back to "
+                f"{train_cutoff - timedelta(RECENT_DAYS)} or earlier, or choose a shorter churn "
+                "window (the page's churn window, or `score --window DAYS`)."
             ],
             "Churn",
         )

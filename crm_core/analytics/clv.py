@@ -635,8 +635,9 @@ def history_problems(summary: pd.DataFrame, first: date, last: date) -> list[str
     repeat = summary["frequency"].to_numpy() > 0
     if not repeat.any():
         return [
-            f"all {n:,} customers bought once (on one day); the purchase model needs repeat "
-            f"buyers (at least {MIN_REPEAT_CUSTOMERS} with purchases on 2 or more days). "
+            f"each of the {n:,} customers has purchases on one day only (no repeat buyer); "
+            f"the purchase model needs repeat buyers (at least {MIN_REPEAT_CUSTOMERS} with "
+            "purchases on 2 or more days). "
             "Import a longer history."
         ]
     if n < MIN_CUSTOMERS or repeat.sum() < MIN_REPEAT_CUSTOMERS:
@@ -854,8 +855,12 @@ def analyse(
     model, values = _value(store, settings, observation_end, scope, full)
     report(0.8, "Adding the customers' attributes")
     values = _with_attributes(store, values)
-    notes = [n for n in (cal_model.fit_note_, cal_model.spend_note_) if n]
-    notes += [n for n in (model.fit_note_, model.spend_note_) if n and n not in notes]
+    notes = _fit_notes(
+        [n for n in (cal_model.fit_note_, cal_model.spend_note_) if n],
+        [n for n in (model.fit_note_, model.spend_note_) if n],
+        calibration_end,
+        observation_end,
+    )
     report(0.9, "Frequency-recency matrices")
     horizon = settings.horizon_months * DAYS_PER_MONTH / unit
     expected_matrix, alive_matrix = frequency_recency_matrices(model, values, horizon)
@@ -872,6 +877,18 @@ def analyse(
         fit_seconds=_time.perf_counter() - started,
         notes=notes,
     )
+
+
+def _fit_notes(
+    backtest: list[str], full: list[str], calibration_end: date, observation_end: date
+) -> list[str]:
+    """The two fits' notes, each saying which fit it is about (their counts differ)."""
+    both = [n for n in backtest if n in full]
+    return [
+        *(f"CLV backtest fit (data to {calibration_end}): {n}" for n in backtest if n not in both),
+        *(f"CLV fit on all data (to {observation_end}): {n}" for n in full if n not in both),
+        *(f"CLV backtest fit and fit on all data: {n}" for n in both),
+    ]
 
 
 def _backtest(

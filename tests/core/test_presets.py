@@ -458,7 +458,7 @@ def test_hubspot_contacts_upsert_matches_by_email_and_creates_the_new(shop, tmp_
             "+1 555 0100",
             "Boston",
             "MA",
-            "United States",
+            "US",  # "United States" as its ISO code: the customer's "US" stays
             datetime(2024, 1, 2, 10, 0),
         ),
         (5, "zed@example.com", "Zed", None, None, None, None, "DE", datetime(2023, 2, 1)),
@@ -470,7 +470,7 @@ def test_hubspot_contacts_upsert_matches_by_email_and_creates_the_new(shop, tmp_
             None,
             "London",
             None,
-            "United Kingdom",
+            "GB",
             datetime(2024, 2, 3, 11, 30),
         ),
     ]
@@ -562,10 +562,10 @@ def test_online_retail_cancellations_missing_customers_and_zero_prices(store, tm
     ]
     customers = table(store, "customers", "customer_id")
     assert records(customers, ["customer_id", "email", "country", "signup_at"]) == [
-        (1, None, "United Kingdom", datetime(2010, 12, 1, 8, 26)),
-        (2, None, "France", datetime(2010, 12, 1, 8, 45)),
-        (3, None, "United Kingdom", datetime(2010, 12, 1, 9, 41)),
-        (4, None, "United Kingdom", datetime(2010, 12, 1, 9, 49)),
+        (1, None, "GB", datetime(2010, 12, 1, 8, 26)),  # "United Kingdom": ISO codes
+        (2, None, "FR", datetime(2010, 12, 1, 8, 45)),
+        (3, None, "GB", datetime(2010, 12, 1, 9, 41)),
+        (4, None, "GB", datetime(2010, 12, 1, 9, 49)),
     ]
     found = links(store)
     assert {k: v for k, v in found.items() if k[0] == "customers"} == {

@@ -203,7 +203,8 @@ def test_one_day_of_orders(store, tmp_path):
         "history.",
         "Churn: the purchases span 1 day (2024-05-01); a 90-day churn window needs at least "
         "270 days: 90 of history before the training cutoff, then a window to train and one "
-        "to validate. Import older orders (from 2023-08-05 on) or choose a shorter window.",
+        "to validate. Import orders going back to 2023-08-05 or earlier, or choose a shorter "
+        "churn window (the page's churn window, or `score --window DAYS`).",
     ]
     # What does not need a history still works: the 360 table, RFM and clustering.
     assert features.refresh(store) == 300
@@ -231,12 +232,13 @@ def test_all_one_time_buyers(store, tmp_path):
     active = int((in_year & (orders["ordered_at"] < cutoff_end)).sum())
     error = _not_ready(store)
     assert error.problems[:2] == [
-        "CLV: all 300 customers bought once (on one day); the purchase model needs repeat "
-        "buyers (at least 20 with purchases on 2 or more days). Import a longer history.",
+        "CLV: each of the 300 customers has purchases on one day only (no repeat buyer); the "
+        "purchase model needs repeat buyers (at least 20 with purchases on 2 or more days). "
+        "Import a longer history.",
         f"Churn: in the training window {active:,} of {active:,} active customers bought "
         "nothing in the 90-day window after the cutoff and 0 bought again; at least 10 of "
         "each are needed. With one-time buyers nobody stays: import a longer history, or "
-        "choose a longer churn window.",
+        "choose a longer churn window (the page's churn window, or `score --window DAYS`).",
     ]
 
 
@@ -341,7 +343,8 @@ def test_odd_customers_do_not_stop_scoring_for_everyone(store, tmp_path, capsys)
     out = capsys.readouterr().out
     assert "Left out" not in out
     assert (
-        "Note: 1 repeat customer(s) with a zero or negative average spend (free or credit "
+        "Note: CLV backtest fit (data to 2024-07-28): 1 repeat customer(s) with a zero or "
+        "negative average spend (free or credit "
         "orders, refunds entered as negative amounts) were left out of the spend model"
     ) in out
     scores = _scores(store)

@@ -146,6 +146,12 @@ def test_free_repeat_orders_do_not_stop_scoring_for_everyone(demo_copy, capsys):
     assert cli.main(["score", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "2 repeat customer(s) with a zero or negative average spend" in out
+    spend_notes = [line for line in out.splitlines() if "repeat customer(s)" in line]
+    assert spend_notes  # each says which fit it belongs to: their counts may differ
+    assert all(
+        line.startswith(("Note: CLV backtest fit", "Note: CLV fit on all data (to "))
+        for line in spend_notes
+    ), spend_notes
     scores = demo_copy.read_df("SELECT customer_id, clv FROM customer_scores")
     assert len(scores) > 1000
     assert (scores.set_index("customer_id").loc[repeat, "clv"] == 0).all()
