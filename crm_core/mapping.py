@@ -108,72 +108,57 @@ class Field:
     instead: tuple[str, ...] = ()  # fields that may be mapped instead of this required one
 
 
+def _virtual(name: str, kind: str, doc: str) -> Field:
+    """A field that is not a column of the table: used to find or create related rows."""
+    return Field(name, False, kind, doc, virtual=True)
+
+
 _CUSTOMER_VIRTUAL = (
-    Field(
+    _virtual(
         "customer_email",
-        False,
         "text",
         "The customer's e-mail: matched to customers.email ignoring case; an unknown "
         "e-mail creates a customer.",
-        virtual=True,
     ),
-    Field(
+    _virtual(
         "customer_external_id",
-        False,
         "text",
         "The customer's id on the platform (needs the mapping's source): matched through "
         "external_ids; an unknown id creates a customer.",
-        virtual=True,
     ),
-    Field("customer_first_name", False, "text", "Given name, for customers created.", virtual=True),
-    Field("customer_last_name", False, "text", "Family name, for customers created.", virtual=True),
-    Field("customer_country", False, "text", "Country, for customers created.", virtual=True),
-    Field(
+    _virtual("customer_first_name", "text", "Given name, for customers created."),
+    _virtual("customer_last_name", "text", "Family name, for customers created."),
+    _virtual("customer_country", "text", "Country, for customers created."),
+    _virtual(
         "customer_signup_at",
-        False,
         "datetime",
         "Signup time of customers created (default: their earliest row in the file).",
-        virtual=True,
     ),
 )
 
 _ORDER_VIRTUAL = (
-    Field(
+    _virtual(
         "product_sku",
-        False,
         "text",
         "Line: the product's sku (products matched or created by sku, else by name).",
-        virtual=True,
     ),
-    Field("product_name", False, "text", "Line: the product's name.", virtual=True),
-    Field(
+    _virtual("product_name", "text", "Line: the product's name."),
+    _virtual(
         "product_category",
-        False,
         "text",
         "Line: the product's category (the order's category is its largest line's).",
-        virtual=True,
     ),
-    Field(
+    _virtual(
         "quantity",
-        False,
         "integer",
         "Line: units (negative: a return; stored positive with the order refunded).",
-        virtual=True,
     ),
-    Field("unit_price", False, "number", "Line: price of one unit.", virtual=True),
-    Field(
-        "line_amount",
-        False,
-        "number",
-        "Line: amount of the line (default: quantity x unit price).",
-        virtual=True,
-    ),
-    Field(
+    _virtual("unit_price", "number", "Line: price of one unit."),
+    _virtual("line_amount", "number", "Line: amount of the line (default: quantity x unit price)."),
+    _virtual(
         "cancelled_at",
-        False,
         "datetime",
         "When the order was cancelled: a value marks the order cancelled.",
-        virtual=True,
     ),
 )
 
