@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from crm_core import auth
 from crm_ui import auth_ui, filters_ui
 from crm_ui.views import SECTIONS, VIEWS
 
-st.set_page_config(page_title="CRM Insights", page_icon=":material/insights:", layout="wide")
+# A file of our own: a material icon as page icon is fetched from Google's font server.
+ICON = Path(__file__).parent / "crm_ui" / "assets" / "icon.png"
+st.set_page_config(page_title="CRM Insights", page_icon=str(ICON), layout="wide")
 
 user = auth_ui.login_gate()
 if user is None:
