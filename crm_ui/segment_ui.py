@@ -234,7 +234,9 @@ def _remove(node_id: int) -> None:
 
 
 def _rule_row(rid: int) -> dict[str, Any]:
-    field_col, op_col, value_col, remove_col = st.columns([3, 2, 4, 1], vertical_alignment="bottom")
+    field_col, op_col, value_col, remove_col = st.columns(
+        [3, 2, 4, 1.4], vertical_alignment="bottom"
+    )
     user = current_user()
     allowed = segments.fields_for_role(user.role if user else None)
     opened = st.session_state.get(f"r_{rid}_field")
@@ -257,7 +259,15 @@ def _rule_row(rid: int) -> dict[str, Any]:
         format_func=segments.OP_LABELS.get,
         help="Operators that fit the field's type.",
     )
-    remove_col.button(":material/delete:", key=f"r_{rid}_remove", on_click=_remove, args=(rid,))
+    remove_col.button(
+        "Remove",
+        key=f"r_{rid}_remove",
+        on_click=_remove,
+        args=(rid,),
+        icon=":material/delete:",
+        type="tertiary",
+        help="Remove this rule",
+    )
     value = _value_input(value_col, rid, field, op)
     return {"field": field, "op": op, "value": value}
 
@@ -356,7 +366,7 @@ def rule_builder() -> dict[str, Any]:
             continue
         with st.container(border=True):
             gid = node["id"]
-            head, remove = st.columns([9, 1], vertical_alignment="bottom")
+            head, remove = st.columns([8, 2], vertical_alignment="bottom")
             group_match = head.radio(
                 "Group: customers must match",
                 segments.MATCHES,
@@ -365,7 +375,15 @@ def rule_builder() -> dict[str, Any]:
                 format_func={"all": "all (AND)", "any": "any (OR)"}.get,
                 help="A nested group counts as one rule of the outer list.",
             )
-            remove.button(":material/delete:", key=f"g_{gid}_remove", on_click=_remove, args=(gid,))
+            remove.button(
+                "Remove group",
+                key=f"g_{gid}_remove",
+                on_click=_remove,
+                args=(gid,),
+                icon=":material/delete:",
+                type="tertiary",
+                help="Remove this group and its rules",
+            )
             children = [_rule_row(rid) for rid in node["group"]]
             st.button("Add rule to group", key=f"g_{gid}_add", on_click=_add_rule, args=(gid,))
             rules.append({"match": group_match, "rules": children})

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 from collections import Counter
 from pathlib import Path
@@ -205,16 +206,13 @@ async def importer(browser, base_url: str, path: Path, run: Run) -> None:
     context, page = await signed_in_session(browser, base_url, "admin", run)
     try:
         await open_view(page, next(v for v in VIEWS if v.key == "data_import"))
-        await page.locator('[data-testid="stSelectbox"]').filter(has_text="Table").click()
-        await page.get_by_role("option", name="orders", exact=True).click()
-        await wait_idle(page)
-        await page.locator("input[type=file]").set_input_files(str(path))
+        await page.locator("input[type=file]").set_input_files(str(path))  # into orders, by name
         await page.get_by_role("button", name="Import", exact=True).wait_for()
         await wait_idle(page)
         await asyncio.wait_for(run.reading.wait(), STEP_MS / 1000)
         run.trace("admin", "import")
         await page.get_by_role("button", name="Import", exact=True).click()
-        await page.get_by_text(f"Imported {ROWS:,} rows into orders").wait_for()
+        await page.get_by_text(re.compile(rf"Imported .+ as batch \d+: {ROWS:,} orders")).wait_for()
         run.trace("admin", "imported")
         run.done["import"] = "ok"
         if found := await problems(page):
@@ -230,6 +228,7 @@ async def scorer(browser, base_url: str, run: Run) -> None:
         await open_view(page, next(v for v in VIEWS if v.key == "data_import"))
         await asyncio.wait_for(run.reading.wait(), STEP_MS / 1000)
         run.trace("admin", "score")
+        await page.get_by_role("tab", name="Scores").click()
         await page.get_by_role("button", name="Score customers").click()
         done = page.get_by_text("customers (model version")
         await done.wait_for()
