@@ -160,10 +160,9 @@ def cmd_imports(args: argparse.Namespace, store: Store) -> int:
         if history.empty:
             print("No imports yet.")
         for batch in history.itertuples(index=False):
-            rows = ", ".join(f"{t} {n:,}" for t, n in json.loads(batch.rows or "{}").items() if n)
             line = (
                 f"{batch.batch_id:>5}  {batch.imported_at:%Y-%m-%d %H:%M}  {batch.imported_by}  "
-                f"{batch.file_name} ({batch.mode}): {rows or 'no rows'}"
+                f"{batch.file_name} ({batch.mode}): {ingest.rows_text(batch.rows)}"
             )
             if batch.rejected_rows:
                 line += f"; {int(batch.rejected_rows):,} rejected"

@@ -1575,6 +1575,12 @@ class UndoResult:
         return text + "."
 
 
+def rows_text(rows_json: str | None) -> str:
+    """An import's rows per table (the history's JSON) in words: "orders 2, order_items 3"."""
+    counts = json.loads(rows_json or "{}")
+    return ", ".join(f"{table} {rows:,}" for table, rows in counts.items() if rows) or "no rows"
+
+
 def history(store: Store, limit: int = 50) -> pd.DataFrame:
     """The latest import batches, newest first: who, when, file, checksum, mapping, mode,
     rows per table (JSON), rows rejected, and when and by whom it was undone."""

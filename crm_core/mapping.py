@@ -778,12 +778,12 @@ def apply(mapping: Mapping, batch: pa.Table, fmt: Any) -> pd.DataFrame:
 
 
 def file_format(
-    path: Path | str, mapping: Mapping, file_name: str | None = None
+    path: Path | str, overrides: dict[str, Any], file_name: str | None = None
 ) -> detect.FileFormat:
-    """The detected format of the file, with the mapping's "format" applied (its date_order
-    only where the file's dates fit day-first and month-first alike)."""
+    """The detected format of the file with a mapping's "format" `overrides` applied (its
+    date_order only where the file's dates fit day-first and month-first alike)."""
     fmt = detect.detect(path, file_name)
-    over = dict(mapping.format)
+    over = dict(overrides)
     if not over:
         return fmt
     data = fmt.to_dict()
@@ -1225,7 +1225,7 @@ def import_mapped(
     """
     name = file_name or Path(path).name
     if fmt is None:
-        fmt = file_format(path, mapping, name)
+        fmt = file_format(path, mapping.format, name)
         if fmt.date_order_ambiguous:
             raise MappingError(
                 name,
@@ -1268,7 +1268,7 @@ def preview(
     """A dry run of the file's first `rows` rows: the rows as they would be stored
     (report.preview, per table) and every problem by row and column."""
     name = file_name or Path(path).name
-    fmt = fmt or file_format(path, mapping, name)
+    fmt = fmt or file_format(path, mapping.format, name)
     header = _header(path, fmt, name)
     mapping = _by_name_if_empty(mapping, header)
     mapping.validate(header)

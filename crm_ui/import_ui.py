@@ -203,9 +203,7 @@ def format_step(upload: Upload, base: mapping.Mapping, key: str) -> detect.FileF
 @st.cache_data(show_spinner=False, max_entries=20)
 def _detected(path: str, name: str, format_json: str) -> detect.FileFormat:
     """How the uploaded file is written (detected once per file and mapping format)."""
-    return mapping.file_format(
-        path, mapping.Mapping(table="customers", format=json.loads(format_json)), name
-    )
+    return mapping.file_format(path, json.loads(format_json), name)
 
 
 def read_sample(upload: Upload, fmt: detect.FileFormat | None = None) -> pa.Table:
@@ -361,21 +359,25 @@ def show_problems(problems: list[str], limit: int = 50) -> None:
         st.caption(f"... and {len(problems) - limit:,} more.")
 
 
+@data.reads(*schema.LOADED_TABLES, show_spinner=False, max_entries=20)
+def _preview(
+    path: str, name: str, mapping_json: str, fmt: detect.FileFormat, mode: str
+) -> ingest.ImportReport:
+    """The preview's dry run, once per file, mapping, format and mode until an import or an
+    undo changes the tables it reads (not again on every widget change)."""
+    chosen = mapping.Mapping.from_json(mapping_json)
+    return mapping.preview(
+        data.store(), path, chosen, rows=PREVIEW_ROWS, mode=mode, file_name=name, fmt=fmt
+    )
+
+
 def preview_step(
     upload: Upload, current: mapping.Mapping, fmt: detect.FileFormat, mode: str
 ) -> None:
     """Step 6: the first rows as they will be stored, and every problem in them."""
     try:
         with st.spinner("Checking the first rows..."):
-            report = mapping.preview(
-                data.store(),
-                upload.path,
-                current,
-                rows=PREVIEW_ROWS,
-                mode=mode,
-                file_name=upload.name,
-                fmt=fmt,
-            )
+            report = _preview(str(upload.path), upload.name, current.to_json(), fmt, mode)
     except ImportValidationError as exc:
         st.error(f"{upload.name}: {len(exc.problems)} problem(s) before any row is read.")
         show_problems(exc.problems)
@@ -521,7 +523,7 @@ def history_panel(user: auth.User) -> None:
     if history.empty:
         st.info("No imports yet. Each import shows here, with who, when and rows per table.")
         return
-    history["rows"] = [_rows_text(text) for text in history["rows"]]
+    history["rows"] = [ingest.rows_text(text) for text in history["rows"]]
     shown = [c for c in HISTORY_COLUMNS if c in history.columns]
     st.dataframe(history[shown], hide_index=True, column_config=HISTORY_COLUMNS)
     st.subheader("Undo an import")
@@ -553,9 +555,3 @@ def history_panel(user: auth.User) -> None:
                 data.tables_changed(*undone.removed, *undone.restored, "import_batches")
                 st.session_state[UNDO_FLASH] = str(undone)
                 st.rerun()  # the history above shows the batch undone
-
-
-def _rows_text(text: str | None) -> str:
-    """Rows per table from the history's JSON, in words ("orders 2, order_items 3")."""
-    counts = json.loads(text or "{}")
-    return ", ".join(f"{table} {rows:,}" for table, rows in counts.items() if rows) or "none"
