@@ -7,12 +7,13 @@ from pathlib import Path
 import streamlit as st
 
 from crm_core import auth
-from crm_ui import auth_ui, filters_ui
+from crm_ui import auth_ui, filters_ui, style
 from crm_ui.views import SECTIONS, VIEWS
 
 # A file of our own: a material icon as page icon is fetched from Google's font server.
 ICON = Path(__file__).parent / "crm_ui" / "assets" / "icon.png"
 st.set_page_config(page_title="CRM Insights", page_icon=str(ICON), layout="wide")
+style.inject()  # the few CSS rules Streamlit has no option for (crm_ui/style.py)
 
 user = auth_ui.login_gate()
 if user is None:
@@ -27,11 +28,13 @@ for view in VIEWS:
         title=view.title,
         icon=view.icon,
         url_path=view.key,
-        default=view.key == "overview",
+        default=view.key == "home",
         visibility="visible" if auth.may_view(user.role, view.key) else "hidden",
     )
     pages.setdefault(view.section, []).append(page)
-navigation = st.navigation({section: pages[section] for section in SECTIONS if section in pages})
+navigation = st.navigation(
+    {section: pages[section] for section in SECTIONS if section in pages}, expanded=True
+)
 
 with st.sidebar:
     st.caption(f"Signed in as **{user.name}** ({user.role})")

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from crm_core import auth
-from crm_ui import auth_ui, data, export_ui, widgets
+from crm_ui import auth_ui, data, export_ui, tables, widgets
 
 me = auth_ui.require_view("admin")
 st.title("Users & audit")
@@ -16,7 +16,11 @@ auth_ui.users_admin(store, me)
 
 st.subheader("Role matrix")
 matrix = pd.DataFrame(auth.role_matrix())
-st.dataframe(matrix, hide_index=True, height=36 * (len(matrix) + 1) + 2)
+tables.show_table(
+    matrix,
+    height=36 * (len(matrix) + 1) + 2,
+    column_config={"view or action": st.column_config.TextColumn(width="large")},
+)
 
 st.subheader("Export log")
 st.caption("Every user's exports, newest first; a file still kept can be downloaded again.")

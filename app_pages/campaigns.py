@@ -2,8 +2,9 @@
 
 import streamlit as st
 
+from crm_core import glossary, summaries
 from crm_core.analytics.campaigns import ATTRIBUTION_MODELS, DEFAULT_MODEL, ROI_COLUMNS, roi_totals
-from crm_ui import auth_ui, filters_ui, insight_charts, insight_ui, widgets
+from crm_ui import auth_ui, filters_ui, insight_charts, insight_ui, pins, plain, tables, widgets
 
 auth_ui.require_view("campaigns")
 st.title("Campaign ROI")
@@ -43,14 +44,19 @@ if roi.empty:
     st.stop()
 
 totals = roi_totals(roi)
+outcome_days = st.session_state.get("outcome_window", 30)  # the slider below
+plain.summary(
+    summaries.campaigns(roi, totals, model, insight_ui.incrementality(filters, outcome_days))
+)
 sliced = bool(filters.countries or filters.channels)
-cols = st.columns(4)
+cards = st.container(horizontal=True)  # cards wrap on a narrow screen (crm_ui/style.py)
+cols = [cards.container() for _ in range(4)]
 cols[0].metric("Spend", f"${totals['spend']:,.0f}", help="Spend in the filter.", border=True)
 cols[1].metric("Attributed revenue", f"${totals['revenue']:,.0f}", border=True)
 cols[2].metric(
     "ROI",
     "n/a" if totals["roi"] is None else f"{totals['roi']:.0%}",
-    help="(attributed revenue - spend) / spend",
+    help=glossary.help_for("roi"),
     border=True,
 )
 cols[3].metric("Conversions", f"{totals['conversions']:,.0f}", border=True)
@@ -65,9 +71,9 @@ if totals["unplaced_campaigns"]:
 widgets.chart_with_download(
     insight_charts.roi_bars(roi), roi, f"campaign_roi_{model}.csv", "Download campaign table (CSV)"
 )
-st.dataframe(
+pins.pin_button("campaigns", "campaign_roi", {"model": model, "lookback_days": lookback})
+tables.show_table(
     roi,
-    hide_index=True,
     column_order=[
         c
         for c in ROI_COLUMNS
@@ -75,21 +81,9 @@ st.dataframe(
         and (sliced or c not in ("total_spend", "spend_share"))
     ],
     column_config={
-        "total_spend": st.column_config.NumberColumn("all spend", format="dollar"),
-        "spend_share": st.column_config.NumberColumn(
-            "share in filter",
-            format="percent",
-            help="Share of the campaign's contacts (or reached customers) in the filter.",
-        ),
-        "spend": st.column_config.NumberColumn(
-            "spend in filter" if sliced else "spend", format="dollar"
-        ),
-        "revenue": st.column_config.NumberColumn("attributed revenue", format="dollar"),
-        "conversions": st.column_config.NumberColumn(format="%.1f"),
-        "roi": st.column_config.NumberColumn("ROI", format="percent"),
-        "roas": st.column_config.NumberColumn("ROAS", format="%.2f"),
-        "cpa": st.column_config.NumberColumn("CPA", format="dollar"),
-        "new_customers": st.column_config.NumberColumn("new customers", format="%.1f"),
+        "name": "Campaign",
+        "spend": "Spend in filter" if sliced else "Spend",
+        "revenue": "Attributed revenue",
     },
 )
 
@@ -108,6 +102,7 @@ window = st.slider(
     7,
     90,
     30,
+    key="outcome_window",
     help="Orders this many days after the message count as the outcome, for both groups.",
 )
 lift = insight_ui.incrementality(filters, window)
@@ -127,9 +122,8 @@ if not early.empty:
         + "."
     )
 st.plotly_chart(insight_charts.lift_chart(compare))
-st.dataframe(
+tables.show_table(
     compare,
-    hide_index=True,
     column_order=[
         "name",
         "channel",
@@ -145,17 +139,5 @@ st.dataframe(
         "roi",
         "outcome_days_observed",
     ],
-    column_config={
-        "conversion_treatment": st.column_config.NumberColumn(format="percent"),
-        "conversion_control": st.column_config.NumberColumn(format="percent"),
-        "lift": st.column_config.NumberColumn(format="percent"),
-        "lift_low": st.column_config.NumberColumn("lift 95% low", format="percent"),
-        "lift_high": st.column_config.NumberColumn("lift 95% high", format="percent"),
-        "incremental_revenue": st.column_config.NumberColumn(format="dollar"),
-        "incremental_roi": st.column_config.NumberColumn("incremental ROI", format="percent"),
-        "roi": st.column_config.NumberColumn("attributed ROI", format="percent"),
-        "outcome_days_observed": st.column_config.NumberColumn(
-            "days of outcome seen", help="Less than the outcome window: the lift is provisional."
-        ),
-    },
+    column_config={"name": "Campaign", "roi": "Attributed ROI"},
 )

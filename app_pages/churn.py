@@ -2,10 +2,21 @@
 
 import streamlit as st
 
+from crm_core import glossary, summaries
 from crm_core.analytics import churn, clv
 from crm_core.errors import CRMError
 from crm_core.privacy import mask_pii
-from crm_ui import auth_ui, filters_ui, model_charts, model_ui, segment_ui, widgets
+from crm_ui import (
+    auth_ui,
+    drill_ui,
+    filters_ui,
+    model_charts,
+    model_ui,
+    pins,
+    plain,
+    tables,
+    widgets,
+)
 
 user = auth_ui.require_view("churn")
 st.title("Churn risk")
@@ -50,14 +61,18 @@ except clv.NotReadyError as exc:
 except CRMError as exc:
     st.error(str(exc))
     st.stop()
+plain.summary(summaries.churn(report, bands))
+explained = summaries.churn_metrics(report)
 
 st.caption(
     f"Trained on customers active at {report.train_cutoff:%d %b %Y} ({report.n_train:,}), "
     f"validated on the later window from {report.valid_cutoff:%d %b %Y} ({report.n_valid:,}; "
-    f"{report.churn_rate_valid:.0%} churned), then refitted on that window to score "
+    f"{report.churn_rate_valid:.0%} bought nothing in the window: the validation churn share, "
+    "not the churn rate KPI), then refitted on that window to score "
     f"customers as of {report.as_of:%d %b %Y}. Baseline: days since the last order alone."
 )
-row = st.columns(4)
+cards = st.container(horizontal=True)  # cards wrap on a narrow screen (crm_ui/style.py)
+row = [cards.container() for _ in range(4)]
 for column, (name, label, higher, help_text) in zip(
     row,
     [
@@ -65,14 +80,14 @@ for column, (name, label, higher, help_text) in zip(
             "roc_auc",
             "ROC AUC",
             True,
-            "Chance a churner is ranked above a stayer (0.5 = coin flip).",
+            glossary.help_for("roc_auc"),
         ),
-        ("pr_auc", "PR AUC", True, "Average precision when picking churners from the top."),
+        ("pr_auc", "PR AUC", True, glossary.help_for("pr_auc")),
         (
             "brier",
             "Brier score",
             False,
-            "Mean squared error of the probabilities (lower is better).",
+            glossary.help_for("brier"),
         ),
     ],
     strict=False,
@@ -86,16 +101,19 @@ for column, (name, label, higher, help_text) in zip(
         help=help_text,
         border=True,
     )
+    plain.meaning(column, explained.get(name))
 row[3].metric(
     "High-risk customers",
     f"{(report.scores['churn_band'] == 'high').sum():,}",
-    help="Churn risk of 60% or more in the next window.",
+    help=glossary.help_for("churn_band"),
     border=True,
 )
 
 left, right = st.columns(2)
 left.plotly_chart(model_charts.calibration(report.calibration), width="stretch")
 right.plotly_chart(model_charts.gains(report.gains), width="stretch")
+plain.meaning(left, explained.get("calibration"))
+plain.meaning(right, explained.get("gains"))
 
 for note in report.notes:
     st.warning(note, icon=":material/warning:")
@@ -105,7 +123,11 @@ with st.expander("Feature drift: scoring against training"):
         f"data the scoring model learned from: under {churn.PSI_MOVED} stable, from "
         f"{churn.PSI_SHIFTED} shifted (the risks that lean on it are less reliable)."
     )
-    st.dataframe(report.drift, hide_index=True, width="stretch")
+    tables.show_table(
+        report.drift,
+        width="stretch",
+        column_order=["label", "psi", "trained_mean", "scoring_mean", "status"],
+    )
 
 st.subheader("What drives churn")
 for sentence in report.drivers["sentence"]:
@@ -122,14 +144,19 @@ for column, (feature, frame) in zip(columns, report.dependence.items(), strict=F
 st.subheader("Risk and value at risk")
 st.caption(
     "Value at risk = churn risk x CLV (12 months, BG/NBD x Gamma-Gamma). P(alive) "
-    "from the CLV model is shown beside the churn risk."
+    "(the CLV model's probability that the customer is still a customer) is shown beside "
+    "the churn risk; see the Glossary for how they differ."
 )
 if bands.empty:
     st.info("No customers active in the last year to score.")
 else:
-    widgets.chart_with_download(
-        model_charts.risk_bands(bands), bands, "churn_risk_bands.csv", "Download risk bands (CSV)"
+    drill_ui.risk_bands(
+        model_charts.risk_bands(bands),
+        at_risk,
+        filters,
+        (bands, "churn_risk_bands.csv", "Download risk bands (CSV)"),
     )
+    pins.pin_button("churn", "risk_bands", {"model": kind, "window_days": int(window)})
     top = at_risk[at_risk["churn_band"] == "high"].head(25)
     st.markdown("**High-risk customers with the most value at risk**")
     st.caption(
@@ -139,23 +166,17 @@ else:
     )
     first = ["customer_id", "churn_risk", "churn_reasons", "clv", "value_at_risk"]
     shown = mask_pii(top, user.role)
-    st.dataframe(
+    drill_ui.customer_rows(
         shown[[*first, *(c for c in shown.columns if c not in first)]],
-        hide_index=True,
+        "high_risk_rows",
         width="stretch",
         column_config={
-            "churn_risk": st.column_config.NumberColumn("churn risk", format="percent"),
-            "churn_reasons": st.column_config.TextColumn("why (from the model)", width="large"),
-            "clv": st.column_config.NumberColumn("CLV", format="dollar"),
-            "value_at_risk": st.column_config.NumberColumn("value at risk", format="dollar"),
-            "recency_days": st.column_config.NumberColumn("days since last order", format="%d"),
+            "churn_reasons": st.column_config.TextColumn(width="large"),
+            "nps": "Average NPS answer",
         },
     )
     high_risk = at_risk.loc[at_risk["churn_band"] == "high", "customer_id"].astype(int).tolist()
-    st.caption(f"{len(high_risk):,} customers are in the high-risk band.")
-    segment_ui.save_as_segment(
-        {"match": "all", "rules": [{"field": "customer_id", "op": "in", "value": high_risk}]},
-        "High churn risk",
-        "Customers in the high churn-risk band, saved from the Churn risk view.",
-        key="save_high_risk",
+    st.caption(
+        f"{len(high_risk):,} customers are in the high-risk band. Pick a row to open the "
+        "customer in Customer 360; click the band's bar above to save them as a segment."
     )

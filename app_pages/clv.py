@@ -4,10 +4,21 @@ from datetime import timedelta
 
 import streamlit as st
 
+from crm_core import glossary, summaries
 from crm_core.analytics import clv
 from crm_core.errors import CRMError
 from crm_core.privacy import mask_pii
-from crm_ui import auth_ui, filters_ui, model_charts, model_ui, widgets
+from crm_ui import (
+    auth_ui,
+    drill_ui,
+    filters_ui,
+    model_charts,
+    model_ui,
+    pins,
+    plain,
+    tables,
+    widgets,
+)
 
 user = auth_ui.require_view("clv")
 st.title("Customer lifetime value")
@@ -70,6 +81,8 @@ except clv.NotReadyError as exc:
 except CRMError as exc:
     st.error(str(exc))
     st.stop()
+plain.summary(summaries.clv(report))
+explained = summaries.backtest(report.backtest, unit)
 for note in report.notes:
     st.warning(note)
 
@@ -79,34 +92,38 @@ st.caption(
     f"data to {report.observation_end:%d %b %Y}; CLV over {horizon} months. Backtest: fitted "
     f"up to {bt.calibration_end:%d %b %Y}, predicting {bt.holdout_units:.0f} {unit} after it."
 )
-row = st.columns(5)
+cards = st.container(horizontal=True)  # cards wrap on a narrow screen (crm_ui/style.py)
+row = [cards.container() for _ in range(5)]
 values = report.customers
 row[0].metric("Customers valued", f"{len(values):,}", border=True)
 row[1].metric(
     "Mean CLV",
     model_ui.money(values["clv"].mean()),
     border=True,
-    help=f"Expected discounted spend over the next {horizon} months, per customer.",
+    help=f"Over the next {horizon} months. {glossary.help_for('clv')}",
 )
 row[2].metric("Total CLV", model_ui.money(values["clv"].sum()), border=True)
 row[3].metric(
     "Backtest error",
     f"{bt.total_error:+.1%}",
     border=True,
-    help="Error in total holdout purchases: (predicted - actual) / actual.",
+    help=glossary.help_for("backtest_error"),
 )
+plain.meaning(row[3], explained["total_error"])
 row[4].metric(
     "Backtest MAE",
     f"{bt.mae:.2f}",
     border=True,
-    help="Per-customer mean absolute error of the predicted holdout purchases.",
+    help=glossary.help_for("backtest_mae"),
 )
+plain.meaning(row[4], explained["mae"])
 
 values_tab, backtest_tab, matrix_tab, top_tab = st.tabs(
     ["Values", "Backtest", "Frequency-recency", "Top customers"]
 )
 with values_tab:
     st.plotly_chart(model_charts.clv_histogram(parts["histogram"], "$"), width="stretch")
+    pins.pin_button("clv", "clv_histogram", pins.settings_of(settings, "clv", "clv_histogram"))
     st.caption("RFM segments as on the Segmentation page (recency, frequency, spend quintiles).")
     for key, title in (
         ("rfm_segment", "CLV by RFM segment"),
@@ -120,13 +137,16 @@ with values_tab:
             f"Download {title.lower()} (CSV)",
         )
 with backtest_tab:
-    st.dataframe(
+    tables.show_table(
         {
             "parameter": list(bt.params),
             "calibration fit": list(bt.params.values()),
             "fit on all data": [report.params.get(k) for k in bt.params],
         },
-        hide_index=True,
+        column_config={
+            "calibration fit": st.column_config.NumberColumn(format="%.4g"),
+            "fit on all data": st.column_config.NumberColumn(format="%.4g"),
+        },
     )
     widgets.chart_with_download(
         model_charts.backtest_by_frequency(bt.by_frequency, f"{bt.holdout_units:.0f} {unit}"),
@@ -148,9 +168,17 @@ with matrix_tab:
     )
     st.plotly_chart(
         model_charts.frequency_recency_heatmap(
-            report.alive_matrix, "Probability the customer is still active", ".0%"
+            report.alive_matrix, "P(alive): probability the customer is still a customer", ".0%"
         ),
         width="stretch",
     )
 with top_tab:
-    st.dataframe(mask_pii(parts["top"], user.role), hide_index=True, width="stretch")
+    top = mask_pii(parts["top"], user.role)
+    leading = ["customer_id", "clv", "p_alive", "expected_purchases", "expected_aov", "frequency"]
+    drill_ui.customer_rows(
+        top,
+        "top_customers",
+        width="stretch",
+        column_order=[*leading, *(c for c in top.columns if c not in leading)],
+        column_config={"frequency": "Repeat purchases"},
+    )

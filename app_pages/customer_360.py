@@ -3,18 +3,21 @@
 import pandas as pd
 import streamlit as st
 
-from crm_core import profile
+from crm_core import display, glossary, profile
 from crm_core.errors import CRMError
 from crm_core.privacy import may_see_pii
-from crm_ui import auth_ui, insight_charts, insight_ui, widgets
+from crm_ui import auth_ui, insight_charts, insight_ui, links, tables, widgets
 
 user = auth_ui.require_view("customer_360")
 st.title("Customer 360")
 widgets.filter_note("customer_360")
 
 sees_pii = may_see_pii(user.role)
+linked = st.query_params.get(links.CUSTOMER_PARAM, "").strip()  # customer_360?customer_id=42
+linked = linked if linked.isdigit() else ""
 query = st.text_input(
     "Find a customer",
+    value=linked,
     placeholder="Name, e-mail, phone or customer id" if sees_pii else "Customer id",
     help="Matches any part of the name, e-mail or phone (any case), or the exact customer id."
     if sees_pii
@@ -43,7 +46,11 @@ labels = {
     for row in shown.itertuples()
 }
 customer_id = st.selectbox(
-    f"{len(shown)} match(es)", list(labels), format_func=labels.get, key="profile_pick"
+    f"{len(shown)} match(es)",
+    list(labels),
+    index=list(labels).index(int(linked)) if linked and int(linked) in labels else 0,
+    format_func=labels.get,
+    key=f"profile_pick_{linked}" if linked else "profile_pick",
 )
 person, history = insight_ui.customer_profile(customer_id, user.role)
 if person is None:
@@ -53,9 +60,16 @@ if person is None:
 name = f"{person.get('first_name') or ''} {person.get('last_name') or ''}".strip() or "(no name)"
 st.subheader(f"{name} · #{customer_id}")
 done = history["orders"][history["orders"]["status"] == "completed"]
-cols = st.columns(5)
+# Cards that wrap onto more lines on a narrow screen instead of cutting their figures.
+cards = st.container(horizontal=True)
+cols = [cards.container() for _ in range(5)]
 cols[0].metric("Completed orders", f"{len(done):,}", border=True)
-cols[1].metric("Revenue", f"${done['amount'].sum():,.2f}", border=True)
+cols[1].metric(
+    "Revenue",
+    display.format_money(done["amount"].sum(), short=True),
+    help=f"Completed orders, all history: {display.format_money(done['amount'].sum())}",
+    border=True,
+)
 cols[2].metric(
     "Predicted CLV",
     "n/a" if pd.isna(person.get("clv")) else f"${person['clv']:,.0f}",
@@ -65,7 +79,7 @@ cols[2].metric(
 cols[3].metric(
     "P(alive)",
     "n/a" if pd.isna(person.get("p_alive")) else f"{person['p_alive']:.0%}",
-    help="Probability the customer is still buying, from the CLV model.",
+    help=glossary.help_for("p_alive"),
     border=True,
 )
 cols[4].metric(
@@ -74,6 +88,7 @@ cols[4].metric(
     delta=None if pd.isna(person.get("churn_band")) else f"{person['churn_band']} risk",
     delta_color="off",
     delta_arrow="off",
+    help=glossary.help_for("churn_risk"),
     border=True,
 )
 if person.get("churn_reasons"):
@@ -99,9 +114,13 @@ left, right = st.columns([1, 2])
 with left:
     st.markdown("**Profile and consent**")
     fields = profile.PROFILE_FIELDS
-    st.dataframe(
-        pd.DataFrame({"field": fields, "value": [str(person.get(f)) for f in fields]}),
-        hide_index=True,
+    tables.show_table(
+        pd.DataFrame(
+            {
+                "field": [display.label(f) for f in fields],
+                "value": [display.format_value(f, person.get(f)) for f in fields],
+            }
+        )
     )
 with right:
     spend = profile.monthly_spend(history["orders"])
@@ -124,4 +143,4 @@ for title, key in [
         if frame.empty:
             st.caption("None.")
         else:
-            st.dataframe(frame, hide_index=True)
+            tables.show_table(frame)

@@ -6,7 +6,7 @@ import streamlit as st
 
 from crm_core import mapping, scoring
 from crm_core.errors import CRMError, ImportValidationError
-from crm_ui import auth_ui, data, import_ui, widgets
+from crm_ui import auth_ui, data, import_ui, tables, widgets
 
 user = auth_ui.require_view("data_import")
 st.title("Data import")
@@ -20,11 +20,8 @@ st.caption(
 
 counts = data.row_counts()
 with st.expander("Rows in the store", expanded=False):
-    st.dataframe(
-        pd.DataFrame({"table": list(counts), "rows": list(counts.values())}),
-        hide_index=True,
-        width="content",
-        column_config={"rows": st.column_config.NumberColumn(format="localized")},
+    tables.show_table(
+        pd.DataFrame({"table": list(counts), "rows": list(counts.values())}), width="content"
     )
 
 import_tab, history_tab, scores_tab = st.tabs(["Import a file", "History and undo", "Scores"])

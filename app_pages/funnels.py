@@ -2,10 +2,21 @@
 
 import streamlit as st
 
+from crm_core import glossary, summaries
 from crm_core.analytics import funnels
 from crm_core.errors import CRMError
 from crm_core.schema import EVENT_TYPES
-from crm_ui import auth_ui, filters_ui, insight_charts, insight_ui, segment_ui, widgets
+from crm_ui import (
+    auth_ui,
+    drill_ui,
+    filters_ui,
+    insight_charts,
+    insight_ui,
+    pins,
+    plain,
+    tables,
+    widgets,
+)
 
 auth_ui.require_view("funnels")
 st.title("Funnels")
@@ -53,46 +64,33 @@ with events_tab:
     if not result.steps["customers"].iloc[0]:
         st.info(f"No customer did '{steps[0]}' in this period. Widen the period or import events.")
         st.stop()
+    plain.summary(summaries.funnel(result.steps, int(window)))
     overall = result.overall_conversion
-    st.metric("Overall conversion", f"{overall:.1%}", help="Entrants who reached the last step.")
-    widgets.chart_with_download(
+    st.metric("Overall conversion", f"{overall:.1%}", help=glossary.help_for("funnel_conversion"))
+    drill_ui.funnel(
         insight_charts.funnel(result.steps),
-        result.steps,
-        "funnel_steps.csv",
-        "Download step table (CSV)",
+        result,
+        order,
+        int(window),
+        filters,
+        (result.steps, "funnel_steps.csv", "Download step table (CSV)"),
     )
-    st.dataframe(
+    pins.pin_button(
+        "funnels", "event_funnel", {"steps": steps, "order": order, "window_days": int(window)}
+    )
+    tables.show_table(
         result.steps,
-        hide_index=True,
         column_config={
-            "conversion_from_start": st.column_config.NumberColumn(format="percent"),
-            "conversion_from_previous": st.column_config.NumberColumn(format="percent"),
-            "median_minutes_from_previous": st.column_config.NumberColumn(
-                "median time from previous step", format="%.1f min"
-            ),
+            "median_minutes_from_previous": st.column_config.NumberColumn(format="%.1f")
         },
-    )
-    drop_step = st.selectbox(
-        "Customers who dropped after step",
-        list(range(1, len(steps))),
-        format_func=lambda i: f"{i}. {steps[i - 1]} (did not do {steps[i]})",
-        help="These customers entered the funnel and stopped here.",
-    )
-    dropped = result.dropped_at(drop_step)
-    st.caption(f"{len(dropped):,} customers dropped after step {drop_step}.")
-    segment_ui.save_as_segment(
-        {"match": "all", "rules": [{"field": "customer_id", "op": "in", "value": dropped}]},
-        f"Dropped after {steps[drop_step - 1]}",
-        f"Entered the funnel {' > '.join(steps)} and stopped after {steps[drop_step - 1]}.",
-        key="save_dropped",
     )
     left, right = st.columns(2)
     with left:
         st.markdown(f"**By {by}**")
-        st.dataframe(
-            insight_ui.funnel_breakdown(filters, tuple(steps), order, int(window), by),
-            hide_index=True,
-            column_config={"conversion": st.column_config.NumberColumn(format="percent")},
+        breakdown = insight_ui.funnel_breakdown(filters, tuple(steps), order, int(window), by)
+        first = [by, "conversion"]
+        tables.show_table(
+            breakdown, column_order=[*first, *(c for c in breakdown.columns if c not in first)]
         )
     right.plotly_chart(insight_charts.conversion_trend(funnels.funnel_trend(result)))
     with st.expander("Show SQL"):
@@ -100,24 +98,14 @@ with events_tab:
 
 with leads_tab:
     stages, ages, sources = insight_ui.lead_views(filters)
+    plain.summary(summaries.leads(stages, sources), "leads")
     if not stages["leads"].iloc[0]:
         st.info("No leads created in this period. Import the `leads` table.")
     else:
         left, right = st.columns(2)
         left.plotly_chart(insight_charts.lead_funnel(stages))
         right.markdown("**Open leads: time in their current stage**")
-        right.dataframe(
-            ages,
-            hide_index=True,
-            column_config={"median_days_in_stage": st.column_config.NumberColumn(format="%.0f d")},
-        )
+        with right:
+            tables.show_table(ages)
         st.markdown("**Win rate and deal value by source**")
-        st.dataframe(
-            sources,
-            hide_index=True,
-            column_config={
-                "win_rate": st.column_config.NumberColumn("win rate", format="percent"),
-                "won_value": st.column_config.NumberColumn("won value", format="dollar"),
-                "avg_deal": st.column_config.NumberColumn("average won deal", format="dollar"),
-            },
-        )
+        tables.show_table(sources)

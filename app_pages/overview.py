@@ -2,9 +2,10 @@
 
 import streamlit as st
 
+from crm_core import glossary, summaries
 from crm_core.filters import COMPARISONS, plural
 from crm_core.metrics import format_change, format_value
-from crm_ui import auth_ui, charts, data, filters_ui, widgets
+from crm_ui import auth_ui, charts, data, drill_ui, filters_ui, pins, plain, widgets
 
 SHORT_PERIOD_DAYS = 28
 ADVERB = {"day": "daily", "week": "weekly", "month": "monthly"}
@@ -29,9 +30,14 @@ st.caption(
 )
 
 kpis = data.kpis(filters)
+plain.summary(summaries.overview(kpis, f"the {COMPARISONS[filters.compare].lower()}"))
 for row in (list(kpis.values())[:5], list(kpis.values())[5:]):
-    for column, kpi in zip(st.columns(len(row)), row, strict=True):
-        help_text = kpi.metric.description
+    # A row of cards that wraps onto more lines on a narrow screen, each card at least as wide
+    # as its label and figure (st.columns squeezed them to "R… $… +…" at 800 px).
+    cards = st.container(horizontal=True)
+    for kpi in row:
+        column = cards.container()
+        help_text = glossary.kpi_help(kpi.metric.name)
         if kpi.metric.name in ("nps", "csat") and kpi.value is None:
             help_text += " No answers in the period: import `survey_responses`."
         column.metric(
@@ -42,10 +48,11 @@ for row in (list(kpis.values())[:5], list(kpis.values())[5:]):
             help=help_text,
             border=True,
         )
+        pins.pin_button("overview", kpi.metric.name, where=column)
 
 if filters.days < SHORT_PERIOD_DAYS:
     st.caption(
-        f"A short period: retention and churn compare with the {plural(filters.days, 'day')} "
+        f"A short period: retention and churn rates compare with the {plural(filters.days, 'day')} "
         "before, so they mostly show how rarely a customer buys in so few days; NPS and CSAT "
         "rest on few answers (see their count on the NPS & CSAT page)."
     )
@@ -67,6 +74,7 @@ else:
         f"{ADVERB[grain]}_trend_{filters.start}_{filters.end}.csv",
         f"Download {ADVERB[grain]} figures (CSV)",
     )
+    pins.pin_button("overview", "revenue_trend")
 
 st.subheader("Cohort retention")
 st.caption(
@@ -78,9 +86,14 @@ grid = data.cohort_retention(filters)
 if grid.empty:
     st.info("No first purchases in this period and filter.")
 else:
-    widgets.chart_with_download(
+    drill_ui.cohort_grid(
         charts.cohort_heatmap(grid),
-        grid.reset_index(),
-        f"cohort_retention_{filters.start}_{filters.end}.csv",
-        "Download cohort table (CSV)",
+        grid,
+        filters,
+        (
+            grid.reset_index(),
+            f"cohort_retention_{filters.start}_{filters.end}.csv",
+            "Download cohort table (CSV)",
+        ),
     )
+    pins.pin_button("overview", "cohort_retention")

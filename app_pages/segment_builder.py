@@ -4,7 +4,7 @@ import streamlit as st
 
 from crm_core import segments
 from crm_core.errors import CRMError
-from crm_ui import auth_ui, export_ui, segment_charts, segment_ui, widgets
+from crm_ui import auth_ui, export_ui, segment_charts, segment_ui, tables, widgets
 from crm_ui.data import store
 
 user = auth_ui.require_view("segment_builder")
@@ -75,7 +75,7 @@ with saved_tab:
             else "No saved segments yet: build one and save it."
         )
     else:
-        st.dataframe(saved.drop(columns=["definition", "segment_id"]), hide_index=True)
+        tables.show_table(saved.drop(columns=["definition", "segment_id"]))
         pick = st.selectbox("Segment", names, help="Open, duplicate or delete this segment.")
         row = saved.loc[saved["name"] == pick].iloc[0]
         st.button(
@@ -92,7 +92,7 @@ with saved_tab:
         if not history.empty:
             st.plotly_chart(segment_charts.size_history(history), width="stretch")
         with st.expander("Versions"):
-            st.dataframe(segment_ui.versions(int(row["segment_id"]), user.role), hide_index=True)
+            tables.show_table(segment_ui.versions(int(row["segment_id"]), user.role))
         owner = row["owner"] or "nobody"
         st.caption(f"Owned by **{owner}**; only its owner or an admin may delete it.")
         if may_save:
@@ -127,7 +127,7 @@ with saved_tab:
     if gone is not None and not gone.empty:
         st.subheader("Deleted segments")
         st.caption("Yours (all of them for admins); restoring brings back every version.")
-        st.dataframe(gone.drop(columns=["segment_id"]), hide_index=True)
+        tables.show_table(gone.drop(columns=["segment_id"]))
         labels = segment_ui.deleted_labels(gone)
         back = st.selectbox("Deleted segment", list(labels), format_func=labels.get)
         if st.button("Restore", icon=":material/restore_from_trash:"):

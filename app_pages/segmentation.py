@@ -2,9 +2,20 @@
 
 import streamlit as st
 
+from crm_core import display, summaries
 from crm_core.analytics import clustering, rfm
 from crm_core.errors import CRMError
-from crm_ui import auth_ui, filters_ui, segment_charts, segment_ui, widgets
+from crm_ui import (
+    auth_ui,
+    drill_ui,
+    filters_ui,
+    pins,
+    plain,
+    segment_charts,
+    segment_ui,
+    tables,
+    widgets,
+)
 
 user = auth_ui.require_view("segmentation")
 st.title("Segmentation")
@@ -37,23 +48,34 @@ with rfm_tab:
     if scores.empty:
         st.info("No customer in this filter has bought by the end of the period.")
         st.stop()
+    summary = rfm.segment_summary(scores)
+    plain.summary(summaries.segmentation(summary))
     st.markdown(
         "R, F and M are scored 1-5 by quintiles (ties share a score). Each customer gets the "
         "**first** segment in this table whose R and F ranges match."
     )
-    st.dataframe(rfm.rule_table(), hide_index=True, height=36 * (len(rfm.RFM_SEGMENTS) + 1) + 2)
-    summary = rfm.segment_summary(scores)
+    tables.show_table(rfm.rule_table(), height=36 * (len(rfm.RFM_SEGMENTS) + 1) + 2)
     st.subheader("Segment size and revenue")
-    widgets.chart_with_download(
+    drill_ui.rfm_treemap(
         segment_charts.segment_treemap(summary),
         summary,
-        f"rfm_segments_{as_of}.csv",
-        "Download segment sizes (CSV)",
+        scores,
+        filters,
+        as_of,
+        rfm.WINDOWS[window],
+        (summary, f"rfm_segments_{as_of}.csv", "Download segment sizes (CSV)"),
     )
+    pins.pin_button("segmentation", "rfm_treemap", {"window": window})
     grid_col, move_col = st.columns([2, 3])
     with grid_col:
         st.subheader("R x F grid")
-        st.plotly_chart(segment_charts.rf_heatmap(rfm.rf_grid(scores)), width="stretch")
+        drill_ui.rf_grid(
+            segment_charts.rf_heatmap(rfm.rf_grid(scores)),
+            scores,
+            filters,
+            as_of,
+            rfm.WINDOWS[window],
+        )
     with move_col:
         st.subheader(f"Movement in the last {compare} days")
         moves = segment_ui.movement(as_of, rfm.WINDOWS[window], compare, filters)
@@ -64,6 +86,7 @@ with cluster_tab:
         "Features",
         clustering.CANDIDATE_FEATURES,
         default=list(clustering.DEFAULT_FEATURES),
+        format_func=display.label,
         help="Customer 360 fields to cluster buyers on. Skewed money and count fields are "
         "log-transformed, then every feature is standardised.",
     )

@@ -2,10 +2,20 @@
 
 import streamlit as st
 
+from crm_core import glossary, summaries
 from crm_core.analytics import surveys
-from crm_core.metrics import METRICS
 from crm_core.privacy import may_see_pii
-from crm_ui import auth_ui, filters_ui, insight_charts, insight_ui, segment_ui, widgets
+from crm_ui import (
+    auth_ui,
+    filters_ui,
+    insight_charts,
+    insight_ui,
+    pins,
+    plain,
+    segment_ui,
+    tables,
+    widgets,
+)
 
 user = auth_ui.require_view("surveys")
 st.title("NPS and CSAT")
@@ -21,11 +31,14 @@ if filters is None or not insight_ui.has_surveys():
 
 scores = insight_ui.survey_summary(filters)
 nps, csat = scores["nps"], scores["csat"]
-left, middle, right = st.columns(3)
+by_bucket, value = insight_ui.survey_value(filters)
+plain.summary(summaries.surveys(nps, csat, value, by_bucket, surveys.MIN_RESPONSES))
+cards = st.container(horizontal=True)  # cards wrap on a narrow screen (crm_ui/style.py)
+left, middle, right = (cards.container() for _ in range(3))
 left.metric(
     "NPS",
     "n/a" if nps.value is None else f"{nps.value:.1f}",
-    help=METRICS["nps"].description,
+    help=glossary.help_for("nps"),
     border=True,
 )
 if nps.value is not None:
@@ -33,14 +46,13 @@ if nps.value is not None:
 middle.metric(
     "CSAT",
     "n/a" if csat.value is None else f"{100 * csat.value:.1f}%",
-    help=METRICS["csat"].description,
+    help=glossary.help_for("csat"),
     border=True,
 )
 if csat.value is not None:
     middle.caption(
         f"95% interval {100 * csat.low:.1f}% to {100 * csat.high:.1f}% · {csat.responses:,} answers"
     )
-churn, value = insight_ui.survey_value(filters)
 right.metric(
     "Revenue at risk from detractors",
     "n/a" if value["revenue_at_risk"] is None else f"${value['revenue_at_risk']:,.0f}",
@@ -67,6 +79,7 @@ with trend_tab:
             "survey_trend.csv",
             "Download monthly scores (CSV)",
         )
+        pins.pin_button("surveys", "nps_trend")
     right.plotly_chart(insight_charts.score_trend(trend, "csat", "CSAT by month"))
 
 with breakdown_tab:
@@ -110,7 +123,7 @@ with verbatim_tab:
         if contains:
             shown = shown[shown["comment"].str.contains(contains, case=False, regex=False)]
         st.caption(f"{len(shown):,} of {len(comments):,} comments")
-        st.dataframe(shown, hide_index=True)
+        tables.show_table(shown)
     else:
         st.info(
             f"{len(shown):,} of {len(comments):,} answers with a comment. Comments are personal "
@@ -134,12 +147,11 @@ with value_tab:
         "Customers whose latest NPS answer is 0-6, saved from the NPS & CSAT view.",
         key="save_detractors",
     )
-    if churn.empty:
-        st.info("No answers old enough to tell who churned (90 days after answering).")
+    if by_bucket.empty:
+        st.info("No answers old enough to tell who bought again (90 days after answering).")
     else:
-        st.caption("Share of respondents with no purchase in the 90 days after answering.")
-        st.dataframe(
-            churn,
-            hide_index=True,
-            column_config={"churn_rate": st.column_config.NumberColumn(format="percent")},
+        st.caption(
+            "Share of respondents with no purchase in the 90 days after answering (observed, "
+            "like the churn rate KPI; not the churn risk model)."
         )
+        tables.show_table(by_bucket, column_config={"churn_rate": "No purchase within 90 days"})

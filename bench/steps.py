@@ -236,7 +236,8 @@ class OverviewApp:
         self.at = AppTest.from_file(str(app), default_timeout=900).run()
         self.at.text_input[0].input(USERS["manager"])
         self.at.text_input[1].input(PASSWORD)
-        self.at.button[0].click().run()  # the first (cold) render of the overview
+        self.at.button[0].click().run()  # signed in: the default page is Home
+        self.at.switch_page("app_pages/overview.py").run()  # the first (cold) overview render
         self.check()
 
     def check(self) -> None:

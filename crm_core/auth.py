@@ -32,6 +32,7 @@ _ALL = frozenset(ROLES)
 _NO_MANAGER = frozenset({"admin", "marketer", "analyst"})
 
 VIEW_ROLES: dict[str, frozenset[str]] = {
+    "home": _ALL,
     "overview": _ALL,
     "customer_360": _NO_MANAGER,
     "segmentation": _NO_MANAGER,
@@ -43,6 +44,7 @@ VIEW_ROLES: dict[str, frozenset[str]] = {
     "funnels": _ALL,
     "data_import": frozenset({"admin"}),
     "admin": frozenset({"admin"}),
+    "glossary": _ALL,
 }
 """Which roles may open each view (pages also check this themselves)."""
 
@@ -54,6 +56,7 @@ ACTION_ROLES: dict[str, frozenset[str]] = {
     "import_data": frozenset({"admin"}),
     "manage_users": frozenset({"admin"}),
     "view_export_log": frozenset({"admin"}),
+    "publish_home": frozenset({"admin"}),
 }
 """Which roles may take each action."""
 
@@ -65,6 +68,7 @@ ACTION_HELP = {
     "import_data": "Import data files",
     "manage_users": "Add, deactivate, remove users; change roles; reset passwords",
     "view_export_log": "Read the export audit log",
+    "publish_home": "Publish a Home page as the default for a role",
 }
 
 MIN_PASSWORD_LENGTH = 10

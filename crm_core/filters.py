@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import calendar
 import difflib
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 
@@ -63,6 +64,46 @@ class Filters:
         if not self.preset.endswith("_to_date"):
             end = month_end(end)  # a whole month, quarter or year
         return replace(self, start=_shift_months(self.start, -months), end=end)
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form (ISO dates, lists), read back by `from_dict`."""
+        return {
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "countries": list(self.countries),
+            "channels": list(self.channels),
+            "compare": self.compare,
+            "preset": self.preset,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> Filters:
+        """Filters from `to_dict`'s form (CRMError naming the bad key and value)."""
+        try:
+            filters = cls(
+                start=date.fromisoformat(str(data["start"])),
+                end=date.fromisoformat(str(data["end"])),
+                countries=tuple(data.get("countries") or ()),
+                channels=tuple(data.get("channels") or ()),
+                compare=str(data.get("compare") or "previous"),
+                preset=data.get("preset") or None,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CRMError(
+                f"Stored filters {dict(data)!r} cannot be read ({exc}); expected start and end "
+                "as ISO dates, countries and channels as lists. Pin the item again."
+            ) from exc
+        if (
+            filters.compare not in COMPARISONS
+            or filters.preset not in (None, *PRESETS)
+            or filters.start > filters.end
+        ):
+            raise CRMError(
+                f"Stored filters {dict(data)!r}: compare must be one of "
+                f"{', '.join(COMPARISONS)}, preset one of {', '.join(PRESETS)} or empty, and "
+                "start not after end. Pin the item again."
+            )
+        return filters
 
     @property
     def start_ts(self) -> datetime:

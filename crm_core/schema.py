@@ -9,6 +9,9 @@ Column `info` keys (all optional):
 - ``pii``: personal data, masked for roles that may not see it;
 - ``contact``: ``"email"`` or ``"phone"``: contact data, exported exactly as stored;
 - ``scale``: decimals a number leaves exports with (Numeric columns: their own scale).
+- ``label``: how people read the column's name, when the humanised name is not good
+  (``p_alive`` -> "P(alive)"); ``kind``: how its values read, when the type does not say it
+  (a Double that is money); see `crm_core.display`.
 
 Keys are integers and are given by the data (no sequences); timestamps are naive UTC;
 money is DECIMAL(12,2).
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Bump when the model changes; `store.migrate` adds what an older store lacks."""
 
 metadata = sa.MetaData()
@@ -69,7 +72,7 @@ customers = sa.Table(
     "customers",
     metadata,
     _key("customer_id", "Unique customer number."),
-    _col("email", sa.String, "E-mail address.", pii=True, contact="email"),
+    _col("email", sa.String, "E-mail address.", pii=True, contact="email", label="E-mail"),
     _col("first_name", sa.String, "Given name.", pii=True),
     _col("last_name", sa.String, "Family name.", pii=True),
     _col("phone", sa.String, "Phone number for SMS.", pii=True, contact="phone"),
@@ -78,13 +81,20 @@ customers = sa.Table(
     _col("city", sa.String, "City.", pii=True),
     _col("birth_date", sa.Date, "Date of birth.", pii=True),
     _col("gender", sa.String, "Gender as given by the customer.", pii=True),
-    _col("signup_at", sa.DateTime, "When the customer signed up (UTC).", required=True),
+    _col(
+        "signup_at",
+        sa.DateTime,
+        "When the customer signed up (UTC).",
+        required=True,
+        label="Signed up",
+        kind="date",
+    ),
     _col("acquisition_channel", sa.String, "How the customer was acquired (e.g. paid_search)."),
     _col("loyalty_tier", sa.String, "Loyalty programme tier."),
     _col("loyalty_points", sa.Integer, "Loyalty points balance.", min=0),
-    _col("consent_email", sa.Boolean, "May be contacted by e-mail."),
-    _col("consent_sms", sa.Boolean, "May be contacted by SMS."),
-    _col("erased_at", sa.DateTime, "When personal data was erased (never export)."),
+    _col("consent_email", sa.Boolean, "May be contacted by e-mail.", label="E-mail consent"),
+    _col("consent_sms", sa.Boolean, "May be contacted by SMS.", label="SMS consent"),
+    _col("erased_at", sa.DateTime, "When personal data was erased (never export).", label="Erased"),
 )
 
 campaigns = sa.Table(
@@ -233,13 +243,24 @@ customer_scores = sa.Table(
     metadata,
     sa.Column("customer_id", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("clv", sa.Float, info={"doc": "Predicted customer lifetime value."}),
-    sa.Column("p_alive", sa.Float, info={"doc": "Probability the customer is still active."}),
-    sa.Column("churn_risk", sa.Float, info={"doc": "Probability of churn in the window."}),
+    sa.Column(
+        "p_alive",
+        sa.Float,
+        info={"doc": "The CLV model's probability that the customer is still a customer."},
+    ),
+    sa.Column(
+        "churn_risk",
+        sa.Float,
+        info={"doc": "The churn model's probability of no purchase in the churn window."},
+    ),
     sa.Column("churn_band", sa.String, info={"doc": "low, medium or high."}),
     sa.Column(
         "churn_reasons",
         sa.String,
-        info={"doc": "What pushes a high churn risk up most, in words (from the model)."},
+        info={
+            "doc": "What pushes a high churn risk up most, in words (from the model).",
+            "label": "Why (from the model)",
+        },
     ),
     sa.Column("model_version", sa.String),
     sa.Column("scored_at", sa.DateTime),
@@ -289,6 +310,28 @@ app_users = sa.Table(
     ),
 )
 
+home_pins = sa.Table(
+    "home_pins",
+    metadata,
+    sa.Column("pin_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column(
+        "owner",
+        sa.String,
+        nullable=False,
+        info={"doc": "The user's username, or role:<role> for a role's published default."},
+    ),
+    sa.Column("position", sa.Integer, nullable=False, info={"doc": "Order on the page, from 0."}),
+    sa.Column("kind", sa.String, nullable=False, info={"allowed": ("kpi", "chart")}),
+    sa.Column("view", sa.String, nullable=False, info={"doc": "The view it was pinned from."}),
+    sa.Column("item", sa.String, nullable=False, info={"doc": "The KPI or chart of that view."}),
+    sa.Column("title", sa.String, nullable=False),
+    sa.Column("settings", sa.Text, info={"doc": "The view's settings for it, as JSON."}),
+    sa.Column("filters", sa.Text, info={"doc": "The sidebar filters it was pinned with, as JSON."}),
+    sa.Column("created_by", sa.String, info={"doc": "Who pinned or published it."}),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)
+"""KPIs and charts pinned to a user's Home page, and the defaults published for a role."""
+
 # --- derived tables ----------------------------------------------------------------------
 # Built from the data tables: customer_360 by `features.refresh` (rebuilt whole; an older
 # layout is replaced, see `store.matches_declaration`), customer_clusters by the segmentation
@@ -331,45 +374,94 @@ customer_360 = sa.Table(
             "erased_at",
         )
     ],
-    _field("first_order_at", sa.DateTime, "First completed order (UTC)."),
-    _field("last_order_at", sa.DateTime, "Last completed order (UTC)."),
-    _field("recency_days", sa.Integer, "Days from the last completed order to the as-of date."),
-    _field("frequency", sa.Integer, "Completed orders, all history."),
-    _field("monetary", Money, "Revenue from completed orders, all history."),
-    _field("avg_order_value", Money, "Monetary value divided by frequency."),
+    _field(
+        "first_order_at",
+        sa.DateTime,
+        "First completed order (UTC).",
+        label="First order",
+        kind="date",
+    ),
+    _field(
+        "last_order_at", sa.DateTime, "Last completed order (UTC).", label="Last order", kind="date"
+    ),
+    _field(
+        "recency_days",
+        sa.Integer,
+        "Days from the last completed order to the as-of date.",
+        label="Days since last order",
+    ),
+    _field("frequency", sa.Integer, "Completed orders, all history.", label="Orders (all time)"),
+    _field("monetary", Money, "Revenue from completed orders, all history.", label="Total spend"),
+    _field(
+        "avg_order_value",
+        Money,
+        "Monetary value divided by frequency.",
+        label="Average order value",
+    ),
     _field("orders_90d", sa.Integer, "Completed orders in the 90 days up to the as-of date."),
     _field("revenue_90d", Money, "Revenue in the 90 days up to the as-of date."),
-    _field("tenure_days", sa.Integer, "Days from sign-up to the as-of date."),
+    _field(
+        "tenure_days",
+        sa.Integer,
+        "Days from sign-up to the as-of date.",
+        label="Days since sign-up",
+    ),
     _field("r_score", sa.Integer, "Recency score 1-5 (5 = most recent quintile)."),
     _field("f_score", sa.Integer, "Frequency score 1-5 (5 = most orders)."),
     _field("m_score", sa.Integer, "Monetary score 1-5 (5 = highest spend)."),
     _field("rfm_score", sa.String, "R, F and M scores as three digits, e.g. 545."),
     # choices: the RFM segment names, set by crm_core.features from the RFM rules (which
     # import this module, so they cannot be imported here).
-    _field("rfm_segment", sa.String, "Named RFM segment."),
+    _field("rfm_segment", sa.String, "Named RFM segment.", label="RFM segment"),
     _field(
         "cluster",
         sa.Integer,
         "Cluster saved from the segmentation page's k-means.",
         few_values=True,
     ),
-    _field("nps_latest", sa.Integer, "Latest NPS answer (0-10)."),
-    _field("csat_avg", sa.Double, "Average CSAT answer (1-5).", scale=2),
+    _field("nps_latest", sa.Integer, "Latest NPS answer (0-10).", label="Latest NPS", kind="score"),
+    _field(
+        "csat_avg",
+        sa.Double,
+        "Average CSAT answer (1-5).",
+        scale=2,
+        label="Average CSAT",
+        kind="score",
+    ),
     _field("open_tickets", sa.Integer, "Support tickets not closed."),
-    _field("campaigns_received", sa.Integer, "Campaign messages sent to the customer."),
+    _field(
+        "campaigns_received",
+        sa.Integer,
+        "Campaign messages sent to the customer.",
+        label="Campaign messages",
+    ),
     _field("campaign_opens", sa.Integer, "Campaign messages opened."),
     _field("campaign_clicks", sa.Integer, "Campaign messages clicked."),
     _field(
-        "clv", sa.Double, "Predicted customer lifetime value (null until scoring runs).", scale=2
+        "clv",
+        sa.Double,
+        "Predicted customer lifetime value (null until scoring runs).",
+        scale=2,
+        label="Predicted CLV",
+        kind="money",
     ),
     _field(
         "p_alive",
         sa.Double,
-        "Probability the customer is still active (null until scored).",
+        "The CLV model's probability that the customer is still a customer (null until scored).",
         share=True,
+        label="P(alive)",
     ),
-    _field("churn_risk", sa.Double, "Probability of churn (null until scoring runs).", share=True),
-    _field("churn_band", sa.String, "Churn risk band: low, medium or high."),
+    _field(
+        "churn_risk",
+        sa.Double,
+        "The churn model's probability of no purchase in the churn window (null until scored).",
+        share=True,
+        label="Churn risk",
+    ),
+    _field(
+        "churn_band", sa.String, "Churn risk band: low, medium or high.", label="Churn risk band"
+    ),
     _field("as_of", sa.Date, "The as-of date: day of the last completed order in the store."),
 )
 """One row per customer; derived, rebuilt by `features.refresh`."""

@@ -20,7 +20,9 @@ import pandas as pd
 import sqlalchemy as sa
 
 from crm_core import auth, features, schema
+from crm_core.analytics import funnels
 from crm_core.errors import CRMError, NotAllowedError
+from crm_core.filters import IS_PURCHASE, Filters
 from crm_core.privacy import mask_pii
 from crm_core.schema import customers, segments
 from crm_core.store import Store, lock_tables, utcnow
@@ -213,6 +215,250 @@ def _check_value(rule: Any, path: str) -> dict[str, Any]:
     return {"field": field, "op": op, "value": _scalar(kind, value, where)}
 
 
+# --- rule kinds beyond a field: activity and funnel ------------------------------------
+
+ACTIVITY_SOURCES = ("orders", "events")
+ACTIVITY_OPS: dict[str, str] = {
+    "has": "has",
+    "has_not": "has no",
+    "first_in": "has their first",
+}
+"""Activity rules: the customer has (or has no) orders/events matching the rule, or their
+first one falls in the rule's days."""
+ORDER_STATUSES = ("purchase", "any")
+"""purchase: orders that count as purchases (filters.IS_PURCHASE); any: every order."""
+FUNNEL_OPS: dict[str, str] = {
+    "dropped_after": "dropped after step",
+    "reached": "reached step",
+}
+"""Funnel rules: customers of an event funnel (crm_core.analytics.funnels) who stopped
+after step k, or who reached step k or further."""
+_ACTIVITY_KEYS = frozenset({"activity", "op", "from", "to", "channel", "event_type", "status"})
+_FUNNEL_KEYS = frozenset({"funnel", "op", "step"})
+_FUNNEL_SPEC_KEYS = frozenset({"steps", "order", "window_days", "from", "to"})
+
+
+def rule_kind(rule: Mapping[str, Any]) -> str:
+    """ "group", "activity", "funnel" or "field": what kind of rule a (checked) rule is."""
+    for kind in ("rules", "activity", "funnel"):
+        if kind in rule:
+            return "group" if kind == "rules" else kind
+    return "field"
+
+
+def _unknown_keys(rule: Mapping[str, Any], allowed: frozenset[str], where: str) -> None:
+    extra = sorted(set(rule) - allowed)
+    if extra:
+        raise SegmentError(
+            f"{where}: unknown key {extra[0]!r}. Allowed: {', '.join(sorted(allowed))}."
+        )
+
+
+def _date_range(spec: Mapping[str, Any], where: str, *, required: bool) -> dict[str, str]:
+    """The optional (or required) from/to days of a rule, as ISO dates, from <= to."""
+    found: dict[str, str] = {}
+    for key in ("from", "to"):
+        if spec.get(key) in (None, ""):
+            if required:
+                raise SegmentError(f"{where}: {key!r} is needed (a date, YYYY-MM-DD).")
+            continue
+        found[key] = _date(spec[key], where).isoformat()
+    if "from" in found and "to" in found and found["from"] > found["to"]:
+        raise SegmentError(f"{where}: from {found['from']} is after to {found['to']}.")
+    return found
+
+
+def _texts(value: Any, where: str, key: str) -> list[str]:
+    values = [str(v).strip() for v in _as_list(value) if str(v).strip()]
+    if not values:
+        raise SegmentError(f"{where}: {key} is an empty list; give at least one value.")
+    return values
+
+
+def _check_activity(rule: Mapping[str, Any], path: str) -> dict[str, Any]:
+    """An activity rule checked and normalised, e.g. ``{"activity": "orders", "op": "has",
+    "channel": ["web"], "from": "2026-01-01", "to": "2026-01-31"}``."""
+    where = f"rule {path} (activity {rule.get('activity')!r} {rule.get('op')!r})"
+    _unknown_keys(rule, _ACTIVITY_KEYS, where)
+    source, op = rule.get("activity"), rule.get("op", "has")
+    if source not in ACTIVITY_SOURCES:
+        raise SegmentError(
+            f"{where}: activity is {source!r}; allowed: {', '.join(ACTIVITY_SOURCES)}."
+        )
+    if op not in ACTIVITY_OPS:
+        raise SegmentError(f"{where}: op is {op!r}; allowed: {', '.join(ACTIVITY_OPS)}.")
+    checked: dict[str, Any] = {"activity": source, "op": op}
+    checked.update(_date_range(rule, where, required=op == "first_in"))
+    if rule.get("channel") not in (None, "", []):
+        checked["channel"] = _texts(rule["channel"], where, "channel")
+    if rule.get("event_type") not in (None, "", []):
+        if source != "events":
+            raise SegmentError(f"{where}: event_type fits events only, not {source}.")
+        types = _texts(rule["event_type"], where, "event_type")
+        unknown = [t for t in types if t not in schema.EVENT_TYPES]
+        if unknown:
+            raise SegmentError(
+                f"{where}: unknown event type {unknown[0]!r}; allowed: "
+                f"{', '.join(schema.EVENT_TYPES)}."
+            )
+        checked["event_type"] = types
+    if source == "orders":
+        status = rule.get("status", "purchase")
+        if status not in ORDER_STATUSES:
+            raise SegmentError(
+                f"{where}: status is {status!r}; allowed: {', '.join(ORDER_STATUSES)} "
+                "(purchase: completed orders only)."
+            )
+        checked["status"] = status
+    elif rule.get("status") is not None:
+        raise SegmentError(f"{where}: status fits orders only, not events.")
+    return checked
+
+
+def _check_funnel(rule: Mapping[str, Any], path: str) -> dict[str, Any]:
+    """A funnel rule checked and normalised: ``{"funnel": {"steps": [...], "order":
+    "strict", "window_days": 7, "from": "2026-01-01", "to": "2026-03-31"}, "op":
+    "dropped_after", "step": 2}``."""
+    where = f"rule {path} (funnel {rule.get('op')!r} step {rule.get('step')!r})"
+    _unknown_keys(rule, _FUNNEL_KEYS, where)
+    spec = rule.get("funnel")
+    if not isinstance(spec, Mapping):
+        raise SegmentError(f"{where}: funnel must be an object with steps, order, window_days.")
+    _unknown_keys(spec, _FUNNEL_SPEC_KEYS, where)
+    steps = spec.get("steps")
+    if not isinstance(steps, list | tuple):
+        raise SegmentError(f"{where}: steps must be a list of event types.")
+    steps = [str(s) for s in steps]
+    order = spec.get("order", "strict")
+    window = _number(spec.get("window_days", 7), where)
+    if not float(window).is_integer():
+        raise SegmentError(f"{where}: window_days must be a whole number of days.")
+    try:
+        funnels.validate_steps(steps, order, int(window))
+    except CRMError as exc:
+        raise SegmentError(f"{where}: {exc}") from None
+    op = rule.get("op")
+    if op not in FUNNEL_OPS:
+        raise SegmentError(f"{where}: op is {op!r}; allowed: {', '.join(FUNNEL_OPS)}.")
+    step = _number(rule.get("step"), where) if rule.get("step") is not None else None
+    last = len(steps) - 1 if op == "dropped_after" else len(steps)
+    if step is None or not float(step).is_integer() or not 1 <= step <= last:
+        raise SegmentError(f"{where}: step must be a whole number from 1 to {last}.")
+    period = _date_range(spec, where, required=True)
+    return {
+        "funnel": {"steps": steps, "order": order, "window_days": int(window), **period},
+        "op": op,
+        "step": int(step),
+    }
+
+
+def _activity_clause(rule: dict[str, Any]) -> sa.ColumnElement[bool]:
+    table = schema.orders if rule["activity"] == "orders" else schema.events
+    when = table.c.ordered_at if rule["activity"] == "orders" else table.c.occurred_at
+    conditions: list[sa.ColumnElement[bool]] = []
+    if rule.get("status") == "purchase":
+        conditions.append(IS_PURCHASE)
+    if rule.get("channel"):
+        conditions.append(_lower(table.c.channel).in_(_lower(rule["channel"])))
+    if rule.get("event_type"):
+        conditions.append(table.c.event_type.in_(rule["event_type"]))
+    days = []
+    if "from" in rule:
+        days.append(lambda column: column >= _day(rule["from"]))
+    if "to" in rule:
+        days.append(lambda column: column < _day(rule["to"], 1))
+    members = sa.select(table.c.customer_id).where(*conditions)
+    if rule["op"] == "first_in":
+        first = sa.func.min(when)
+        members = members.group_by(table.c.customer_id).having(sa.and_(*[d(first) for d in days]))
+    else:
+        members = members.where(*[d(when) for d in days])
+    if rule["op"] == "has_not":
+        return customer_360.c.customer_id.not_in(members)
+    return customer_360.c.customer_id.in_(members)
+
+
+def _funnel_clause(rule: dict[str, Any]) -> sa.ColumnElement[bool]:
+    spec = rule["funnel"]
+    period = Filters(start=date.fromisoformat(spec["from"]), end=date.fromisoformat(spec["to"]))
+    step = {rule["op"]: rule["step"]}
+    members = funnels.customers_query(
+        spec["steps"], period, order=spec["order"], window_days=spec["window_days"], **step
+    )
+    return customer_360.c.customer_id.in_(members)
+
+
+def _day_text(value: str) -> str:
+    return f"{date.fromisoformat(value):%d %b %Y}"
+
+
+def describe_rule(rule: Mapping[str, Any]) -> str:
+    """One (checked) rule or group in words, e.g. "country in list US, GB"."""
+    kind = rule_kind(rule)
+    if kind == "group":
+        joiner = " and " if rule["match"] == "all" else " or "
+        return "(" + joiner.join(describe_rule(r) for r in rule["rules"]) + ")"
+    if kind == "activity":
+        noun = "purchase" if rule.get("status") == "purchase" else "order"
+        if rule["activity"] == "events":
+            noun = " or ".join(rule.get("event_type") or ["event"])
+        article = "an" if noun[0] in "aeiou" else "a"
+        words = {
+            "has": f"has {article} {noun}",
+            "has_not": f"has no {noun}",
+            "first_in": f"made their first {noun}",
+        }[rule["op"]]
+        if rule.get("channel"):
+            words += f" through {' or '.join(rule['channel'])}"
+        if rule.get("status") == "any":
+            words += " (any status)"
+        if "from" in rule and "to" in rule:
+            words += f" between {_day_text(rule['from'])} and {_day_text(rule['to'])}"
+        elif "from" in rule:
+            words += f" on or after {_day_text(rule['from'])}"
+        elif "to" in rule:
+            words += f" on or before {_day_text(rule['to'])}"
+        else:
+            words += " (ever)"
+        return words
+    if kind == "funnel":
+        spec, k = rule["funnel"], rule["step"]
+        steps = spec["steps"]
+        if rule["op"] == "dropped_after":
+            what = f"dropped after step {k} ({steps[k - 1]}; did not do {steps[k]})"
+        else:
+            what = f"reached step {k} ({steps[k - 1]}) or further"
+        return (
+            f"{what} of the funnel {' > '.join(steps)} ({spec['order']} order, "
+            f"{spec['window_days']}-day window, entered {_day_text(spec['from'])} - "
+            f"{_day_text(spec['to'])})"
+        )
+    value = rule.get("value")
+    if rule["field"] == "customer_id" and rule["op"] in ("in", "not_in"):
+        shown = f"a fixed list of {len(value):,} ids"
+    elif isinstance(value, list):
+        shown = ", ".join(str(v) for v in value)
+    else:
+        shown = "" if value is None else str(value)
+    return f"{rule['field']} {OP_LABELS[rule['op']]} {shown}".strip()
+
+
+def describe(definition: Any) -> str:
+    """A definition in words: its rules joined by "and" / "or"."""
+    checked = validate(definition)
+    joiner = " and " if checked["match"] == "all" else " or "
+    return joiner.join(describe_rule(rule) for rule in checked["rules"])
+
+
+def is_fixed_list(definition: Any) -> bool:
+    """Whether a definition is only a fixed list of customer ids (it never follows new data)."""
+    checked = validate(definition)
+    return all(
+        rule_kind(r) == "field" and r["field"] == "customer_id" and r["op"] == "in"
+        for r in checked["rules"]
+    )
+
+
 def validate(definition: Any, _path: str = "") -> dict[str, Any]:
     """The definition checked and normalised (typed values); SegmentError naming the rule."""
     if isinstance(definition, str):
@@ -234,6 +480,10 @@ def validate(definition: Any, _path: str = "") -> dict[str, Any]:
         path = f"{_path}.{number}" if _path else str(number)
         if isinstance(rule, Mapping) and "rules" in rule:
             checked.append(validate(rule, path))
+        elif isinstance(rule, Mapping) and "activity" in rule:
+            checked.append(_check_activity(rule, path))
+        elif isinstance(rule, Mapping) and "funnel" in rule:
+            checked.append(_check_funnel(rule, path))
         else:
             checked.append(_check_rule(rule, path))
     return {"match": match, "rules": checked}
@@ -244,6 +494,10 @@ def _day(value: str, days: int = 0) -> datetime:
 
 
 def _rule_clause(rule: dict[str, Any], as_of: date) -> sa.ColumnElement[bool]:
+    if "activity" in rule:
+        return _activity_clause(rule)
+    if "funnel" in rule:
+        return _funnel_clause(rule)
     if rule["field"] in features.CONTACT_FIELDS:  # kept in customers: a semi-join
         matching = sa.select(customers.c.customer_id).where(_condition(rule, as_of))
         return customer_360.c.customer_id.in_(matching)
@@ -317,6 +571,8 @@ def fields_used(definition: dict[str, Any]) -> list[str]:
     """The fields a (validated) definition refers to, in order, without repeats."""
     names: list[str] = []
     for rule in definition["rules"]:
+        if "field" not in rule and "rules" not in rule:  # activity and funnel rules
+            continue
         for name in fields_used(rule) if "rules" in rule else [rule["field"]]:
             if name not in names:
                 names.append(name)
@@ -487,6 +743,8 @@ def _text_rules(group: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, 
         path = f"{prefix}.{number}" if prefix else str(number)
         if "rules" in rule:
             yield from _text_rules(rule, path)
+        elif "field" not in rule:  # activity and funnel rules
+            continue
         elif FIELDS[rule["field"]] == "text" and rule["op"] in ("eq", "ne", "in", "not_in"):
             yield path, rule
 

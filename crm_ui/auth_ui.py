@@ -11,6 +11,7 @@ from crm_core import auth
 from crm_core.config import get_settings
 from crm_core.errors import CRMError, NotAllowedError
 from crm_core.store import Store
+from crm_ui import tables
 from crm_ui.data import store
 
 _USER_KEY = "crm_user"
@@ -163,11 +164,7 @@ def users_admin(current: Store, me: auth.User) -> None:
     for kind, text in st.session_state.pop(_FLASH, []):
         (st.success if kind == "success" else st.error)(text)
     users = auth.list_users(current)
-    st.dataframe(
-        pd.DataFrame(users, columns=list(_USER_COLUMNS)),
-        hide_index=True,
-        column_config=_USER_COLUMNS,
-    )
+    tables.show_table(pd.DataFrame(users, columns=list(_USER_COLUMNS)))
     left, right = st.columns(2)
     with left:
         _add_user_form(current)

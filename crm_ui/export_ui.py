@@ -15,7 +15,7 @@ import streamlit as st
 
 from crm_core import auth, export
 from crm_core.errors import CRMError
-from crm_ui import data, segment_ui
+from crm_ui import data, segment_ui, tables
 from crm_ui.data import store
 
 RESULT_KEY = "export_result"
@@ -132,7 +132,7 @@ def last_result(user: auth.User) -> None:
                 "customers": [result["excluded"].get(k, 0) for k in export.EXCLUSION_REASONS],
             }
         )
-        st.dataframe(excluded, hide_index=True)
+        tables.show_table(excluded)
         if result["neutralised"]:
             cells = ", ".join(f"{c}: {n:,}" for c, n in result["neutralised"].items())
             st.caption(
@@ -185,10 +185,8 @@ def history_panel(user: auth.User, *, own_only: bool) -> None:
         c for c in HISTORY_COLUMNS if c in history.columns and (c != "exported_by" or not own_only)
     ]
     shown = history[order]
-    st.dataframe(
-        shown,
-        hide_index=True,
-        column_config={k: v for k, v in HISTORY_COLUMNS.items() if k in shown.columns},
+    tables.show_table(
+        shown, column_config={k: v for k, v in HISTORY_COLUMNS.items() if k in shown.columns}
     )
     kept = history.loc[history["available"]]
     if kept.empty:

@@ -22,6 +22,7 @@ import streamlit as st
 from crm_core import auth, detect, ingest, mapping, presets, schema
 from crm_core.errors import CRMError, ImportValidationError
 from crm_ui import data
+from crm_ui.tables import show_table
 
 RESULT_KEY = "import_result"
 UNDO_FLASH = "import_undone"
@@ -115,7 +116,7 @@ def start_step(upload: Upload, header: list[str]) -> mapping.Mapping:
                 f"table best), not {table}. Choose *{guess}* under *Into table* if so."
             )
     with st.expander(f"Columns of `{table}`"):
-        st.dataframe(pd.DataFrame(schema.column_docs(table)), hide_index=True)
+        show_table(pd.DataFrame(schema.column_docs(table)))
     return base
 
 
@@ -403,7 +404,7 @@ def preview_step(
     for tab, (table, frame) in zip(st.tabs(list(shown)), shown.items(), strict=True):
         with tab:
             st.caption(f"`{table}`: the first rows as they will be stored.")
-            st.dataframe(frame, hide_index=True)
+            show_table(frame)
 
 
 def import_step(
@@ -525,7 +526,7 @@ def history_panel(user: auth.User) -> None:
         return
     history["rows"] = [ingest.rows_text(text) for text in history["rows"]]
     shown = [c for c in HISTORY_COLUMNS if c in history.columns]
-    st.dataframe(history[shown], hide_index=True, column_config=HISTORY_COLUMNS)
+    show_table(history[shown], column_config=HISTORY_COLUMNS)
     st.subheader("Undo an import")
     st.caption(
         "Undo removes the rows an import added and restores the rows it replaced, in one "

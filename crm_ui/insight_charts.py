@@ -6,7 +6,9 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
+from crm_core import display
 from crm_core.metrics import CSAT_SATISFIED_MIN, NPS_DETRACTOR_MAX, NPS_PROMOTER_MIN
+from crm_ui.charts import money_axis
 
 _BLUE, _GREEN, _RED, _GREY, _ORANGE = "#2563eb", "#16a34a", "#dc2626", "#9ca3af", "#f97316"
 _LAYOUT = {"margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "height": 360}
@@ -54,12 +56,23 @@ def score_trend(trend: pd.DataFrame, score: str, title: str) -> go.Figure:
         name=title,
         line={"color": _BLUE, "width": 3},
         customdata=trend[f"{score}_responses"],
-        hovertemplate="%{x|%b %Y}: %{y:.1f} (%{customdata} answers)<extra></extra>",
+        hovertemplate="%{x|%b %Y}: "
+        + ("%{y:.1%}" if score == "csat" else "%{y:.1f}")
+        + " (%{customdata:,} answers)<extra></extra>",
     )
-    if score == "csat":
-        fig.update_yaxes(tickformat=".0%")
-    fig.update_layout(title=title, **_LAYOUT)
+    _score_axis(fig, score)
+    fig.update_layout(
+        title={"text": f"{title}<br><sup>shaded: 95% interval</sup>"}, showlegend=False, **_LAYOUT
+    )
     return month_axis(fig, trend["month"])
+
+
+def _score_axis(fig: go.Figure, score: str) -> None:
+    """NPS on its -100..100 scale; CSAT as the share of satisfied answers (0-100%)."""
+    if score == "csat":
+        fig.update_yaxes(title_text="CSAT (% satisfied)", tickformat=".0%", rangemode="tozero")
+    else:
+        fig.update_yaxes(title_text="NPS (-100 to 100)", zeroline=True)
 
 
 def score_breakdown(table: pd.DataFrame, by: str, score: str, title: str) -> go.Figure:
@@ -77,11 +90,12 @@ def score_breakdown(table: pd.DataFrame, by: str, score: str, title: str) -> go.
                 "arrayminus": shown[score] - shown[f"{score}_low"],
             },
             customdata=shown[f"{score}_responses"],
-            hovertemplate="%{x}: %{y:.2f} (%{customdata} answers)<extra></extra>",
+            hovertemplate="%{x}: "
+            + ("%{y:.1%}" if score == "csat" else "%{y:.1f}")
+            + " (%{customdata:,} answers)<extra></extra>",
         )
     )
-    if score == "csat":
-        fig.update_yaxes(tickformat=".0%")
+    _score_axis(fig, score)
     fig.update_layout(title=title, **_LAYOUT)
     return fig
 
@@ -96,16 +110,27 @@ def score_distribution(dist: pd.DataFrame, survey: str) -> go.Figure:
         ]
     else:
         colours = [_GREEN if s >= CSAT_SATISFIED_MIN else _GREY for s in part["score"]]
-    fig = go.Figure(go.Bar(x=part["score"], y=part["responses"], marker_color=colours))
-    fig.update_xaxes(dtick=1, title_text="score")
+    fig = go.Figure(
+        go.Bar(
+            x=part["score"],
+            y=part["responses"],
+            marker_color=colours,
+            hovertemplate="Score %{x}: %{y:,} answers<extra></extra>",
+        )
+    )
+    fig.update_xaxes(dtick=1, title_text="Score")
+    fig.update_yaxes(title_text="Answers", tickformat=",d", rangemode="tozero")
     fig.update_layout(title=f"{survey.upper()} answers by score", **_LAYOUT)
     return fig
 
 
 def terms(table: pd.DataFrame) -> go.Figure:
     """Words typical of detractors (left, red) and promoters (right, green)."""
+    strongest = float(table["weight"].abs().max() or 1.0)
     signed = table.assign(
-        signed=lambda t: t["weight"].where(t["side"] == "promoters", -t["weight"])
+        signed=lambda t: (t["weight"] / strongest).where(
+            t["side"] == "promoters", -t["weight"] / strongest
+        )
     ).sort_values("signed")
     fig = go.Figure(
         go.Bar(
@@ -113,13 +138,22 @@ def terms(table: pd.DataFrame) -> go.Figure:
             y=signed["term"],
             orientation="h",
             marker_color=[_GREEN if v > 0 else _RED for v in signed["signed"]],
+            customdata=signed["side"],
+            hovertemplate="%{y}: typical of %{customdata}<extra></extra>",
         )
     )
     fig.update_layout(
         title="Words that set detractors (left) apart from promoters (right)",
-        **{**_LAYOUT, "height": 120 + 22 * len(signed)},
+        **{**_LAYOUT, "height": 140 + 22 * len(signed)},
     )
-    fig.update_xaxes(showticklabels=False)
+    ticks = [-1, -0.5, 0, 0.5, 1]
+    fig.update_xaxes(
+        range=[-1.08, 1.08],
+        tickvals=ticks,
+        ticktext=["100%", "50%", "0", "50%", "100%"],
+        zeroline=True,
+        title_text="How typical of detractors ← → of promoters (strongest word = 100%)",
+    )
     return fig
 
 
@@ -127,10 +161,27 @@ def roi_bars(table: pd.DataFrame) -> go.Figure:
     """Spend against attributed revenue per campaign."""
     top = table.head(20)
     fig = go.Figure()
-    fig.add_bar(x=top["name"], y=top["spend"], name="Spend", marker_color=_GREY)
-    fig.add_bar(x=top["name"], y=top["revenue"], name="Attributed revenue", marker_color=_BLUE)
+    money = display.hover_template("spend")
+    fig.add_bar(
+        x=top["name"],
+        y=top["spend"],
+        name="Spend",
+        marker_color=_GREY,
+        hovertemplate="%{x}: " + money + "<extra>Spend</extra>",
+    )
+    fig.add_bar(
+        x=top["name"],
+        y=top["revenue"],
+        name="Attributed revenue",
+        marker_color=_BLUE,
+        hovertemplate="%{x}: " + money + "<extra>Attributed revenue</extra>",
+    )
     fig.update_layout(barmode="group", title="Spend and attributed revenue (top 20)", **_LAYOUT)
     fig.update_xaxes(tickangle=-35)
+    largest = max(float(top["spend"].max() or 0), float(top["revenue"].max() or 0))
+    fig.update_yaxes(
+        title_text=f"Amount ({display.CURRENCY})", rangemode="tozero", **money_axis(largest)
+    )
     return fig
 
 
@@ -149,7 +200,8 @@ def lift_chart(lift: pd.DataFrame) -> go.Figure:
             },
         )
     )
-    fig.update_yaxes(tickformat=".1%", title_text="treatment - control conversion")
+    fig.update_traces(hovertemplate="%{x}: %{y:+.1%} lift<extra></extra>")
+    fig.update_yaxes(tickformat=".0%", title_text="Lift: treatment minus control conversion (%)")
     fig.update_xaxes(tickangle=-35)
     fig.update_layout(
         title="Lift in conversion (green: interval above zero)", **{**_LAYOUT, "height": 420}
@@ -161,7 +213,7 @@ def funnel(steps: pd.DataFrame) -> go.Figure:
     """Customers reaching each step."""
     fig = go.Figure(
         go.Funnel(
-            y=[f"{row.step}. {row.event_type}" for row in steps.itertuples()],
+            y=[f"{row.step}. {display.humanise(row.event_type)}" for row in steps.itertuples()],
             x=steps["customers"],
             texttemplate="%{value:,}<br>%{percentInitial:.0%} of entrants"
             "<br>%{percentPrevious:.0%} of previous step",
@@ -174,8 +226,18 @@ def funnel(steps: pd.DataFrame) -> go.Figure:
 
 def conversion_trend(trend: pd.DataFrame) -> go.Figure:
     """Overall funnel conversion by month of entry."""
-    fig = px.line(trend, x="month", y="conversion", markers=True, hover_data=["entered"])
-    fig.update_yaxes(tickformat=".1%")
+    fig = px.line(
+        trend,
+        x="month",
+        y="conversion",
+        markers=True,
+        custom_data=["entered"],
+        labels={"month": "Month of entry", "conversion": display.axis_title("conversion")},
+    )
+    fig.update_traces(
+        hovertemplate="%{x|%B %Y}: %{y:.1%} of %{customdata[0]:,} entrants<extra></extra>"
+    )
+    fig.update_yaxes(tickformat=".0%", rangemode="tozero")
     fig.update_layout(title="Conversion by month of entry", **_LAYOUT)
     return month_axis(fig, trend["month"])
 
@@ -184,7 +246,7 @@ def lead_funnel(stages: pd.DataFrame) -> go.Figure:
     """Leads reaching each lifecycle stage."""
     fig = go.Figure(
         go.Funnel(
-            y=stages["stage"],
+            y=[display.humanise(s) for s in stages["stage"]],
             x=stages["leads"],
             texttemplate="%{value:,} (%{percentPrevious:.0%} of previous)",
             marker_color=_ORANGE,
@@ -196,7 +258,20 @@ def lead_funnel(stages: pd.DataFrame) -> go.Figure:
 
 def monthly_spend(table: pd.DataFrame) -> go.Figure:
     """A customer's spend per month."""
-    fig = px.bar(table, x="month", y="revenue", hover_data=["orders"])
-    fig.update_traces(marker_color=_BLUE, width=_MONTH_BAR_MS)
+    fig = px.bar(
+        table,
+        x="month",
+        y="revenue",
+        custom_data=["orders"],
+        labels={"month": "Month", "revenue": f"Spend ({display.CURRENCY})"},
+    )
+    fig.update_traces(
+        marker_color=_BLUE,
+        width=_MONTH_BAR_MS,
+        hovertemplate="%{x|%B %Y}: "
+        + display.hover_template("revenue")
+        + " (%{customdata[0]:,} orders)<extra></extra>",
+    )
+    fig.update_yaxes(rangemode="tozero", **money_axis(table["revenue"].max()))
     fig.update_layout(title="Spend by month", **{**_LAYOUT, "height": 280})
     return month_axis(fig, table["month"])

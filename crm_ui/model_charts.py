@@ -5,6 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
+from crm_core import display
+from crm_ui.charts import aligned_axes, money_axis
+
 _BLUE = "#2563eb"
 _ORANGE = "#f97316"
 _GREY = "#9ca3af"
@@ -43,22 +46,39 @@ def period_histogram(frame: pd.DataFrame) -> go.Figure:
     fig.add_bar(x=frame["repeat_purchases"], y=frame["data"], name="Data", marker_color=_GREY)
     fig.add_bar(x=frame["repeat_purchases"], y=frame["model"], name="Model", marker_color=_BLUE)
     fig.update_xaxes(title_text="Repeat purchases in the calibration period")
-    fig.update_yaxes(title_text="Customers", tickformat=",.0f")
+    fig.update_yaxes(title_text="Customers", tickformat=",d", rangemode="tozero")
+    fig.update_traces(hovertemplate="%{x} repeat purchases: %{y:,.0f} customers")
     return _layout(fig, barmode="group")
 
 
-def clv_histogram(values: pd.DataFrame, money: str) -> go.Figure:
+def clv_histogram(values: pd.DataFrame, money: str = display.CURRENCY) -> go.Figure:
     """Distribution of CLV over customers (top 1% clipped)."""
-    fig = go.Figure(go.Histogram(x=values["clv"], nbinsx=50, marker_color=_BLUE))
-    fig.update_xaxes(title_text=f"CLV ({money}; top 1% shown at the 99th percentile)")
-    fig.update_yaxes(title_text="Customers", tickformat=",.0f")
+    fig = go.Figure(
+        go.Histogram(
+            x=values["clv"],
+            nbinsx=50,
+            marker_color=_BLUE,
+            hovertemplate=f"CLV {money}%{{x}}: %{{y:,}} customers<extra></extra>",
+        )
+    )
+    fig.update_xaxes(
+        title_text=f"{display.label('clv')} ({money}; top 1% shown at the 99th percentile)",
+        **money_axis(values["clv"].max() if len(values) else None),
+    )
+    fig.update_yaxes(title_text="Customers", tickformat=",d", rangemode="tozero")
     return _layout(fig)
 
 
 def clv_by_group(frame: pd.DataFrame, by: str, title: str) -> go.Figure:
     """Total CLV (bars) and mean CLV per customer (markers, right axis) per group."""
     fig = go.Figure()
-    fig.add_bar(x=frame[by], y=frame["total_clv"], name="Total CLV", marker_color=_BLUE)
+    fig.add_bar(
+        x=frame[by],
+        y=frame["total_clv"],
+        name="Total CLV",
+        marker_color=_BLUE,
+        hovertemplate="%{x}: " + display.hover_template("total_clv") + "<extra>Total CLV</extra>",
+    )
     fig.add_scatter(
         x=frame[by],
         y=frame["mean_clv"],
@@ -66,16 +86,25 @@ def clv_by_group(frame: pd.DataFrame, by: str, title: str) -> go.Figure:
         mode="markers",
         marker={"color": _ORANGE, "size": 11},
         yaxis="y2",
+        hovertemplate="%{x}: "
+        + display.hover_template("mean_clv")
+        + "<extra>Mean CLV per customer</extra>",
     )
+    left, right = aligned_axes(frame["total_clv"].max(), frame["mean_clv"].max())
     fig.update_layout(
-        yaxis={"title": "Total CLV", "tickformat": "~s"},
+        xaxis={"title": display.label(by)},
+        yaxis={
+            "title": display.axis_title("total_clv"),
+            **money_axis(frame["total_clv"].max()),
+            **left,
+        },
         yaxis2={
-            "title": "Mean CLV",
+            "title": display.axis_title("mean_clv"),
             "overlaying": "y",
             "side": "right",
             "showgrid": False,
-            "rangemode": "tozero",
-            "tickformat": ",.0f",
+            **money_axis(frame["mean_clv"].max()),
+            **right,
         },
         title={"text": title, "x": 0, "y": 0.97},
     )
@@ -92,6 +121,8 @@ def frequency_recency_heatmap(matrix: pd.DataFrame, title: str, fmt: str) -> go.
             x=[f"{c:g}" for c in matrix.columns],
             y=[str(i) for i in matrix.index],
             colorscale="Blues",
+            zmin=0,
+            zmax=1 if fmt.endswith("%") else None,
             hovertemplate="Frequency %{y}, recency %{x}: %{z:" + fmt + "}<extra></extra>",
             colorbar={"tickformat": fmt},
         )
@@ -148,11 +179,15 @@ def gains(frame: pd.DataFrame) -> go.Figure:
 def importance(drivers: pd.DataFrame) -> go.Figure:
     """Permutation importance of the top drivers (drop in ROC AUC when shuffled)."""
     ordered = drivers.iloc[::-1]
-    fig = go.Figure(
-        go.Bar(x=ordered["importance"], y=ordered["label"], orientation="h", marker_color=_BLUE)
+    names = [text[:1].upper() + text[1:] for text in ordered["label"]]
+    fig = go.Figure(go.Bar(x=ordered["importance"], y=names, orientation="h", marker_color=_BLUE))
+    fig.update_traces(hovertemplate="%{y}: %{x:.3f}<extra></extra>")
+    fig.update_xaxes(
+        title_text="Importance: drop in ROC AUC when the feature is shuffled",
+        rangemode="tozero",
+        tickformat=".2f",
     )
-    fig.update_xaxes(title_text="Drop in ROC AUC when the feature is shuffled")
-    return _layout(fig, height=80 + 40 * len(drivers))
+    return _layout(fig, height=120 + 40 * len(drivers))
 
 
 def dependence(frame: pd.DataFrame, label: str) -> go.Figure:
@@ -165,8 +200,9 @@ def dependence(frame: pd.DataFrame, label: str) -> go.Figure:
             line={"color": _BLUE, "width": 3},
         )
     )
-    fig.update_xaxes(title_text=label)
-    fig.update_yaxes(title_text="Predicted churn", tickformat=".0%")
+    fig.update_xaxes(title_text=label[:1].upper() + label[1:])
+    fig.update_yaxes(title_text="Predicted churn risk (%)", tickformat=".0%", rangemode="tozero")
+    fig.update_traces(hovertemplate="%{x:,.4~g}: %{y:.1%}<extra></extra>")
     return _layout(fig, height=280)
 
 
@@ -180,7 +216,15 @@ def risk_bands(frame: pd.DataFrame) -> go.Figure:
             marker_color=colors,
             text=[f"{n:,} customers" for n in frame["customers"]],
             textposition="auto",
+            hovertemplate="%{x} risk: "
+            + display.hover_template("value_at_risk")
+            + " at risk (%{text})<extra></extra>",
         )
     )
-    fig.update_yaxes(title_text="Value at risk (churn risk x CLV)", tickformat="~s")
+    fig.update_xaxes(title_text=display.label("churn_band"))
+    fig.update_yaxes(
+        title_text=display.axis_title("value_at_risk", "Value at risk (churn risk x CLV)"),
+        rangemode="tozero",
+        **money_axis(frame["value_at_risk"].max()),
+    )
     return _layout(fig)

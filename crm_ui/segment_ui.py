@@ -15,13 +15,14 @@ from crm_core.analytics import clustering, rfm
 from crm_core.auth import User
 from crm_core.errors import CRMError
 from crm_core.filters import Filters
-from crm_ui import data
+from crm_ui import data, tables
 from crm_ui.auth_ui import current_user
 from crm_ui.data import store
 
 _LAYOUT = "seg_layout"  # [{"id": n} | {"id": n, "group": [child ids]}]
 _NEXT = "seg_next_id"
 OPENED = "seg_opened"  # name of the saved segment loaded into the builder, or None
+RULE_PARTS = ("field", "op", "value")  # a rule row's parts: container keys rule_<part>_<id>
 
 
 # --- cached reads ---------------------------------------------------------------------------
@@ -167,6 +168,9 @@ def _choice(value: Any, choices: list[str]) -> str:
 
 def _load_rule(rule: dict[str, Any]) -> int:
     rid = _new_id()
+    if segments.rule_kind(rule) in ("activity", "funnel"):  # shown in words, read-only
+        st.session_state[f"r_{rid}_fixed"] = rule
+        return rid
     field, op, value = rule["field"], rule["op"], rule.get("value")
     key = f"r_{rid}_value"
     st.session_state[f"r_{rid}_field"] = field
@@ -233,10 +237,37 @@ def _remove(node_id: int) -> None:
             node["group"].remove(node_id)
 
 
-def _rule_row(rid: int) -> dict[str, Any]:
-    field_col, op_col, value_col, remove_col = st.columns(
-        [3, 2, 4, 1.4], vertical_alignment="bottom"
+def _fixed_row(rid: int) -> dict[str, Any]:
+    """An activity or funnel rule (from a drill-down): shown in words, removable, not edited
+    here (its parameters come from the view it was saved from)."""
+    rule = st.session_state[f"r_{rid}_fixed"]
+    row = st.container(horizontal=True, vertical_alignment="center")
+    kind = "Funnel rule" if "funnel" in rule else "Activity rule"
+    row.markdown(
+        f"**{kind}:** {segments.describe_rule(rule)}",
+        help="Saved from a drill-down; it is evaluated on the current data each time. It "
+        "cannot be edited here: remove it, or drill down again from its view.",
     )
+    row.container(width="content").button(
+        "Remove",
+        key=f"r_{rid}_remove",
+        on_click=_remove,
+        args=(rid,),
+        icon=":material/delete:",
+        type="tertiary",
+        help="Remove this rule",
+    )
+    return rule
+
+
+def _rule_row(rid: int) -> dict[str, Any]:
+    if f"r_{rid}_fixed" in st.session_state:
+        return _fixed_row(rid)
+    # A row that wraps on a narrow screen (field and operator, then the value) instead of
+    # clipping its controls; each part keeps a readable width (crm_ui/style.py).
+    row = st.container(horizontal=True, vertical_alignment="bottom")
+    field_col, op_col, value_col = (row.container(key=f"rule_{p}_{rid}") for p in RULE_PARTS)
+    remove_col = row.container(width="content")
     user = current_user()
     allowed = segments.fields_for_role(user.role if user else None)
     opened = st.session_state.get(f"r_{rid}_field")
@@ -366,7 +397,8 @@ def rule_builder() -> dict[str, Any]:
             continue
         with st.container(border=True):
             gid = node["id"]
-            head, remove = st.columns([8, 2], vertical_alignment="bottom")
+            top = st.container(horizontal=True, vertical_alignment="bottom")
+            head, remove = top.container(), top.container(width="content")
             group_match = head.radio(
                 "Group: customers must match",
                 segments.MATCHES,
@@ -387,9 +419,9 @@ def rule_builder() -> dict[str, Any]:
             children = [_rule_row(rid) for rid in node["group"]]
             st.button("Add rule to group", key=f"g_{gid}_add", on_click=_add_rule, args=(gid,))
             rules.append({"match": group_match, "rules": children})
-    left, right, _ = st.columns([1, 1, 4])
-    left.button("Add rule", on_click=_add_rule, icon=":material/add:")
-    right.button("Add group", on_click=_add_group, icon=":material/add_box:")
+    buttons = st.container(horizontal=True)  # wraps on a narrow screen instead of clipping
+    buttons.button("Add rule", on_click=_add_rule, icon=":material/add:")
+    buttons.button("Add group", on_click=_add_group, icon=":material/add_box:")
     return {"match": match, "rules": rules}
 
 
@@ -412,7 +444,8 @@ def save_clusters(result: clustering.Clustering) -> int:
 
 def preview_panel(result: segments.Preview) -> None:
     """Size, share, revenue, CLV and churn risk, the masked sample and the SQL."""
-    cols = st.columns(5)
+    cards = st.container(horizontal=True)  # cards wrap on a narrow screen, figures whole
+    cols = [cards.container() for _ in range(5)]
     cols[0].metric("Customers", f"{result.customers:,}", border=True)
     cols[1].metric("Share of base", f"{result.share:.1%}", border=True)
     revenue = result.revenue
@@ -429,9 +462,7 @@ def preview_panel(result: segments.Preview) -> None:
     if result.customers == 0:
         st.warning("No customer matches these rules.")
         return
-    percent = st.column_config.NumberColumn(format="percent")
-    shares = {f: percent for f in segments.SHARE_FIELDS if f in result.sample.columns}
-    st.dataframe(result.sample, hide_index=True, column_config=shares)
+    tables.show_table(result.sample)
     st.caption("The 10 members with the highest spend; personal data masked for your role.")
     with st.expander("Show SQL"):
         st.code(result.sql, language="sql")

@@ -21,6 +21,17 @@ class View:
 
 VIEWS: tuple[View, ...] = (
     View(
+        "home",
+        "Home",
+        ":material/home:",
+        "Overview",
+        "app_pages/home.py",
+        (
+            "Each pin keeps the filters it was pinned with (said under it), not the sidebar's: "
+            "a period preset such as Last 30 days counts back from the last day with data."
+        ),
+    ),
+    View(
         "overview",
         "KPI overview",
         ":material/dashboard:",
@@ -135,6 +146,17 @@ VIEWS: tuple[View, ...] = (
         "app_pages/admin.py",
         "The sidebar filters are not used here: users and the export log concern the whole store.",
     ),
+    View(
+        "glossary",
+        "Glossary",
+        ":material/menu_book:",
+        "Help",
+        "app_pages/glossary.py",
+        (
+            "The sidebar filters are not used here: the glossary defines the words and figures "
+            "every view uses (churn rate, churn risk, P(alive), ...)."
+        ),
+    ),
 )
 
-SECTIONS = ("Overview", "Customers", "Marketing", "Analysis", "Admin")
+SECTIONS = ("Overview", "Customers", "Marketing", "Analysis", "Admin", "Help")

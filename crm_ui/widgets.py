@@ -6,13 +6,14 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from crm_ui import tables
 from crm_ui.views import VIEWS
 
 
 def chart_with_download(figure: go.Figure, table: pd.DataFrame, file_name: str, label: str) -> None:
     """A Plotly chart (its toolbar saves a PNG) with a CSV download of the figures behind it."""
     st.plotly_chart(figure, width="stretch")
-    st.download_button(label, table.to_csv(index=False).encode(), file_name, mime="text/csv")
+    st.download_button(label, tables.csv_bytes(table), file_name, mime="text/csv")
 
 
 def filter_note(view_key: str) -> None:

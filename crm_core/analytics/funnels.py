@@ -73,88 +73,130 @@ def validate_steps(steps: list[str], order: str, window_days: int) -> None:
         raise CRMError(f"The conversion window must be at least 1 day; got {window_days}.")
 
 
-def funnel_events_query(steps: list[str], filters: Filters, window_days: int) -> sa.Select:
-    """Events of the funnel's steps from the period's start to its end plus the window."""
-    window = sa.bindparam("window", timedelta(days=window_days), type_=sa.Interval())
-    return (
-        sa.select(events.c.customer_id, events.c.event_type, events.c.occurred_at, events.c.channel)
+def progress_query(
+    steps: list[str], filters: Filters, *, order: str = "strict", window_days: int = 7
+) -> sa.Select:
+    """One row per customer who entered the funnel: customer_id, entered_at, channel (of
+    entry), t1..tN (when each step was reached, NULL if not) and `reached` (the last step
+    reached, 1..N). The one definition of the event funnel: the view counts it, and segment
+    rules (`dropped_after`, `reached`) select customers from it.
+
+    Entry: the customer's first event of step 1 in the period. Strict order: each next step
+    is the first event of its type at or after the previous step (strictly after when it is
+    the same event type); any order: the first event of each type from entry on. Every step
+    must happen within the conversion window after entry.
+    """
+    window = sa.literal(timedelta(days=window_days), sa.Interval())
+    first = (
+        sa.select(
+            events.c.customer_id,
+            events.c.occurred_at,
+            events.c.channel,
+            sa.func.row_number()
+            .over(
+                partition_by=events.c.customer_id,
+                order_by=(events.c.occurred_at, events.c.event_id),
+            )
+            .label("nth"),
+        )
         .where(
-            events.c.event_type.in_(sorted(set(steps))),
+            events.c.event_type == steps[0],
             events.c.occurred_at >= filters.start_ts,
-            events.c.occurred_at < sa.bindparam("end_ts", filters.end_ts) + window,
+            events.c.occurred_at < filters.end_ts,
             *customer_scope(events.c.customer_id, filters),
         )
-        .order_by(events.c.customer_id, events.c.occurred_at)
+        .subquery("funnel_first")
     )
+    entry = (
+        sa.select(first.c.customer_id, first.c.occurred_at.label("entered_at"), first.c.channel)
+        .where(first.c.nth == 1)
+        .cte("funnel_entry", nesting=True)
+    )
+    later = events.alias("later")
+    times: list[sa.ColumnElement] = [entry.c.entered_at]
+    joined: sa.FromClause = entry
+    if order == "strict":
+        previous = entry
+        previous_time = entry.c.entered_at
+        for i, step in enumerate(steps[1:], start=2):
+            after = (
+                later.c.occurred_at > previous_time
+                if step == steps[i - 2]
+                else later.c.occurred_at >= previous_time
+            )
+            stage = (
+                sa.select(
+                    previous.c.customer_id,
+                    previous.c.entered_at,
+                    sa.func.min(later.c.occurred_at).label("t"),
+                )
+                .join_from(previous, later, later.c.customer_id == previous.c.customer_id)
+                .where(
+                    later.c.event_type == step,
+                    after,
+                    later.c.occurred_at <= previous.c.entered_at + window,
+                )
+                .group_by(previous.c.customer_id, previous.c.entered_at)
+                .cte(f"funnel_step_{i}", nesting=True)
+            )
+            joined = joined.outerjoin(stage, stage.c.customer_id == entry.c.customer_id)
+            times.append(stage.c.t)
+            previous, previous_time = stage, stage.c.t
+    else:
+        firsts = (
+            sa.select(
+                entry.c.customer_id,
+                *[
+                    sa.func.min(sa.case((later.c.event_type == step, later.c.occurred_at))).label(
+                        f"a{i}"
+                    )
+                    for i, step in enumerate(steps[1:], start=2)
+                ],
+            )
+            .join_from(entry, later, later.c.customer_id == entry.c.customer_id)
+            .where(
+                later.c.event_type.in_(sorted(set(steps[1:]))),
+                later.c.occurred_at >= entry.c.entered_at,
+                later.c.occurred_at <= entry.c.entered_at + window,
+            )
+            .group_by(entry.c.customer_id)
+            .cte("funnel_firsts", nesting=True)
+        )
+        joined = joined.outerjoin(firsts, firsts.c.customer_id == entry.c.customer_id)
+        present: list[sa.ColumnElement[bool]] = []
+        for i in range(2, len(steps) + 1):
+            present.append(firsts.c[f"a{i}"].is_not(None))
+            times.append(sa.case((sa.and_(*present), firsts.c[f"a{i}"])))
+    reached = sa.case(*[(times[i - 1].is_not(None), i) for i in range(len(steps), 1, -1)], else_=1)
+    return sa.select(
+        entry.c.customer_id,
+        entry.c.entered_at,
+        entry.c.channel,
+        *[t.label(f"t{i}") for i, t in enumerate(times, start=1)],
+        reached.label("reached"),
+    ).select_from(joined)
 
 
-def _entries(found: pd.DataFrame, first_step: str, filters: Filters) -> pd.DataFrame:
-    first = found[(found["event_type"] == first_step) & (found["occurred_at"] < filters.end_ts)]
-    first = first.sort_values("occurred_at").drop_duplicates("customer_id")
-    return first.rename(columns={"occurred_at": "entered_at"})[
-        ["customer_id", "entered_at", "channel"]
-    ]
-
-
-def _strict_progress(
-    found: pd.DataFrame, steps: list[str], entries: pd.DataFrame, window: pd.Timedelta
-) -> pd.DataFrame:
-    progress = entries.assign(t1=entries["entered_at"], reached=1)
-    current = progress[["customer_id", "entered_at", "t1"]].rename(columns={"t1": "previous"})
-    for i, step in enumerate(steps[1:], start=2):
-        step_events = (
-            found.loc[found["event_type"] == step, ["customer_id", "occurred_at"]]
-            .sort_values("occurred_at")
-            .reset_index(drop=True)
-        )
-        if current.empty or step_events.empty:
-            break
-        matched = pd.merge_asof(
-            current.sort_values("previous"),
-            step_events,
-            left_on="previous",
-            right_on="occurred_at",
-            by="customer_id",
-            direction="forward",
-            allow_exact_matches=step != steps[i - 2],
-        )
-        ok = matched["occurred_at"].notna() & (
-            matched["occurred_at"] <= matched["entered_at"] + window
-        )
-        matched = matched[ok]
-        progress = progress.merge(
-            matched[["customer_id", "occurred_at"]].rename(columns={"occurred_at": f"t{i}"}),
-            on="customer_id",
-            how="left",
-        )
-        progress.loc[progress[f"t{i}"].notna(), "reached"] = i
-        current = matched[["customer_id", "entered_at", "occurred_at"]].rename(
-            columns={"occurred_at": "previous"}
-        )
-    return progress
-
-
-def _any_order_progress(
-    found: pd.DataFrame, steps: list[str], entries: pd.DataFrame, window: pd.Timedelta
-) -> pd.DataFrame:
-    merged = found.merge(entries[["customer_id", "entered_at"]], on="customer_id")
-    inside = merged[
-        (merged["occurred_at"] >= merged["entered_at"])
-        & (merged["occurred_at"] <= merged["entered_at"] + window)
-    ]
-    firsts = inside.groupby(["customer_id", "event_type"])["occurred_at"].min().unstack()
-    progress = entries.assign(t1=entries["entered_at"], reached=1).set_index("customer_id")
-    still_in = pd.Series(True, index=progress.index)
-    for i, step in enumerate(steps[1:], start=2):
-        times = (
-            firsts[step].reindex(progress.index)
-            if step in firsts
-            else pd.Series(pd.NaT, index=progress.index)
-        )
-        still_in &= times.notna()
-        progress[f"t{i}"] = times.where(still_in)
-        progress.loc[still_in, "reached"] = i
-    return progress.reset_index()
+def customers_query(
+    steps: list[str],
+    filters: Filters,
+    *,
+    order: str = "strict",
+    window_days: int = 7,
+    dropped_after: int | None = None,
+    reached: int | None = None,
+) -> sa.Select:
+    """customer_id of the funnel's customers who dropped after step `dropped_after` (reached
+    it, not the next one) or who reached step `reached` (or further): for segment rules."""
+    progress = progress_query(steps, filters, order=order, window_days=window_days).subquery(
+        "funnel_progress"
+    )
+    stmt = sa.select(progress.c.customer_id)
+    if dropped_after is not None:
+        stmt = stmt.where(progress.c.reached == dropped_after)
+    if reached is not None:
+        stmt = stmt.where(progress.c.reached >= reached)
+    return stmt
 
 
 def event_funnel(
@@ -167,15 +209,12 @@ def event_funnel(
 ) -> FunnelResult:
     """Customers reaching each step, conversion and drop-off, median time between steps."""
     validate_steps(steps, order, window_days)
-    query = funnel_events_query(steps, filters, window_days)
-    found = store.read_df(query)
+    query = progress_query(steps, filters, order=order, window_days=window_days)
+    progress = store.read_df(query.order_by(sa.text("customer_id")))
     sql = str(query.compile(dialect=store.engine.dialect, compile_kwargs={"literal_binds": False}))
-    window = pd.Timedelta(days=window_days)
-    entries = _entries(found, steps[0], filters)
-    if order == "strict":
-        progress = _strict_progress(found, steps, entries, window)
-    else:
-        progress = _any_order_progress(found, steps, entries, window)
+    for column in ["entered_at", *[f"t{i}" for i in range(1, len(steps) + 1)]]:
+        progress[column] = pd.to_datetime(progress[column])
+    progress["reached"] = progress["reached"].astype("int64")
     for i in range(2, len(steps) + 1):
         if f"t{i}" not in progress:
             progress[f"t{i}"] = pd.NaT

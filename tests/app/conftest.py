@@ -80,12 +80,17 @@ def own_store(app_store_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     return path
 
 
-def sign_in(username: str, password: str | None = None) -> AppTest:
-    """Run the app and submit the login form."""
+def sign_in(
+    username: str, password: str | None = None, page: str | None = "app_pages/overview.py"
+) -> AppTest:
+    """Run the app and submit the login form; once signed in, open `page` (the KPI overview
+    unless told otherwise; None: stay on the default page, Home)."""
     at = AppTest.from_file(str(APP), default_timeout=60).run()
     at.text_input[0].input(username)
     at.text_input[1].input(password if password is not None else PASSWORDS[username])
     at.button[0].click().run()
+    if page is not None and "crm_user" in at.session_state and at.session_state["crm_user"]:
+        at.switch_page(page).run()
     return at
 
 

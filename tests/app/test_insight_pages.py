@@ -109,6 +109,7 @@ def test_detractors_are_one_click_from_a_saved_segment(own_store):
 def test_funnel_drop_offs_are_one_click_from_a_saved_segment(own_store):
     at = sign_in("analyst")
     at.switch_page("app_pages/funnels.py").run()
+    at.selectbox(key="event_funnel_pick").select("1").run()  # or click the funnel's bar
     next(b for b in at.button if b.label == "Save as segment").click().run()
     assert not at.exception
     assert any("Saved segment 'Dropped after visit'" in s.value for s in at.success), errors(at)

@@ -116,7 +116,22 @@ def check_admin(at: AppTest) -> None:
     assert len(at.dataframe) == 2  # users and the role matrix
 
 
+def check_home(at: AppTest) -> None:
+    assert any("press **Pin to home**" in i.value for i in at.info)  # no pins yet
+    at.switch_page("app_pages/overview.py").run()
+    at.button(key="pin_overview_revenue").click().run()
+    revenue = figures(at)["Revenue"]
+    at.switch_page("app_pages/home.py").run()
+    assert not at.exception and not errors(at)
+    assert figures(at) == {"Revenue": revenue}
+
+
+def check_glossary(at: AppTest) -> None:
+    assert any(md.value.startswith("#### Churn risk") for md in at.markdown)
+
+
 CHECKS: dict[str, Callable[[AppTest], None]] = {
+    "home": check_home,
     "overview": check_overview,
     "customer_360": check_customer_360,
     "segmentation": check_segmentation,
@@ -128,6 +143,7 @@ CHECKS: dict[str, Callable[[AppTest], None]] = {
     "churn": check_churn,
     "data_import": check_data_import,
     "admin": check_admin,
+    "glossary": check_glossary,
 }
 """The key figure of each view, as the DuckDB AppTests check it (same demo data)."""
 

@@ -189,11 +189,11 @@ def problems(page) -> list[str]:
 
 
 def at_view(key: str):
-    """URL predicate: the page of view `key` (the default view, overview, lives at /)."""
+    """URL predicate: the page of view `key` (the default view, home, lives at /)."""
 
     def matches(url: str) -> bool:
         path = urlparse(url).path.rstrip("/")
-        return path.endswith(f"/{key}") or (key == "overview" and path == "")
+        return path.endswith(f"/{key}") or (key == "home" and path == "")
 
     return matches
 

@@ -42,6 +42,8 @@ def test_presets_and_a_one_day_period(browser, app_server, screenshots, demo_sto
     page = context.new_page()
     try:
         sign_in(page, app_server.url, "manager")
+        page.goto(f"{app_server.url}/overview")  # Home is the default page
+        wait_idle(page)
         assert f"Data through {last_day:%d %b %Y}" in sidebar_text(page)
         assert "(365 days)" in sidebar_text(page)
 

@@ -1,0 +1,383 @@
+"""Drill-down in the app: click a chart element (or pick it in "Drill into...") or a table
+row, see the customers behind it, open one in Customer 360, save them as a rule segment.
+
+Streamlit 1.67 reports clicks on a Plotly chart drawn with ``on_select="rerun"`` as
+selection points: a treemap tile gives its label (and id/parent), a funnel bar its y label
+and point index. A heatmap reports no clicks (Plotly's heatmap has no point selection), so
+every drillable chart also has a "Drill into..." select box listing the same elements.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from datetime import date
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from crm_core import auth, drill, segments
+from crm_core.analytics import funnels
+from crm_core.errors import CRMError
+from crm_core.filters import Filters
+from crm_ui import data, links, segment_ui, tables
+from crm_ui.auth_ui import current_user
+from crm_ui.data import store
+
+CUSTOMER_360_PAGE = "app_pages/customer_360.py"
+NOTHING = "__none__"
+
+
+def clicked_points(event: Any) -> list[dict[str, Any]]:
+    """The points a chart's selection event holds (empty when nothing is clicked)."""
+    try:
+        return list(event["selection"]["points"] or [])
+    except (KeyError, TypeError):
+        return []
+
+
+def drill_chart(
+    figure: go.Figure,
+    key: str,
+    options: Mapping[str, str],
+    from_point: Callable[[dict[str, Any]], str | None] | None,
+    *,
+    label: str = "Drill into...",
+    help_: str = "Click an element of the chart, or pick it here, to see its customers.",
+) -> str | None:
+    """Draw `figure` with click selection and a "Drill into..." select box of `options`
+    (element key -> words); the chosen element's key, or None."""
+    clicked = None
+    if from_point is None:  # a trace that reports no clicks (heatmap): the select box only
+        st.plotly_chart(figure, width="stretch", key=key)
+    else:
+        event = st.plotly_chart(
+            figure, on_select="rerun", selection_mode=("points",), key=key, width="stretch"
+        )
+        points = clicked_points(event)
+        clicked = from_point(points[0]) if points else None
+    return drill_select(label, options, f"{key}_pick", clicked, help_=help_)
+
+
+def drill_select(
+    label: str,
+    options: Mapping[str, str],
+    key: str,
+    clicked: str | None = None,
+    *,
+    help_: str = "Pick an element to see its customers.",
+) -> str | None:
+    """A select box of drillable elements that follows the latest click on the chart."""
+    last = f"{key}_last_click"
+    if clicked is not None and clicked in options and st.session_state.get(last) != clicked:
+        st.session_state[key] = clicked
+    st.session_state[last] = clicked
+    if st.session_state.get(key) not in (NOTHING, *options):
+        st.session_state.pop(key, None)
+    choice = st.selectbox(
+        label,
+        [NOTHING, *options],
+        key=key,
+        format_func=lambda k: "Choose an element..." if k == NOTHING else options[k],
+        help=help_,
+    )
+    return None if choice == NOTHING else choice
+
+
+@data.reads(
+    "customer_360", "orders", "events", "customers", "customer_scores", show_spinner=False, ttl=300
+)
+def _agreement_of(definition_json: str | None, page_ids: tuple[int, ...] | None) -> drill.Agreement:
+    """The rule's customers against the page's (cached by the exact rules and ids)."""
+    definition = None if definition_json is None else json.loads(definition_json)
+    selection = drill.Selection("", definition, page_ids)
+    return drill.agreement(store(), selection)
+
+
+def _agreement(selection: drill.Selection) -> drill.Agreement:
+    rules = selection.definition
+    return _agreement_of(
+        None if rules is None else segment_ui.definition_json(rules), selection.page_ids
+    )
+
+
+def open_in_360(customer_id: int, key: str) -> None:
+    """A button that opens the customer's 360 profile (for roles that may open it)."""
+    user = current_user()
+    if user is None or not auth.may_view(user.role, "customer_360"):
+        return
+    if st.button(
+        f"Open #{int(customer_id)} in Customer 360",
+        key=f"{key}_open_{int(customer_id)}",
+        icon=":material/person_search:",
+        help="Opens the customer's profile (Customer 360).",
+    ):
+        st.switch_page(CUSTOMER_360_PAGE, query_params={links.CUSTOMER_PARAM: int(customer_id)})
+
+
+def panel(selection: drill.Selection, key: str) -> None:
+    """Count, masked sample, open one in Customer 360, and save as a segment (rules)."""
+    user = current_user()
+    role = user.role if user else "analyst"
+    with st.container(border=True, key=f"{key}_panel"):
+        st.markdown(f"**Customers behind: {selection.title}**")
+        segment_ui.ensure_360()  # rules read the customer 360 table: rebuilt if stale
+        try:
+            agreement = _agreement(selection)
+        except CRMError as exc:
+            st.error(str(exc))
+            return
+        fixed = False
+        if selection.rule_based:
+            st.caption("Rules: " + segments.describe(selection.definition))
+        else:
+            st.info(
+                f"No rule can express this selection ({selection.fixed_reason}); it can be "
+                f"saved only as a fixed list of {agreement.page_count:,} customer ids, which "
+                "does not change with new data."
+            )
+            fixed = True
+        if selection.rule_based and not agreement.same:
+            st.warning(
+                f"{selection.page_basis or ''} The rule selects {agreement.rule_count:,} "
+                f"customers now; the page counted {agreement.page_count:,}.",
+                icon=":material/compare_arrows:",
+            )
+            fixed = (
+                st.radio(
+                    "Save",
+                    ["rule", "fixed"],
+                    key=f"{key}_what",
+                    horizontal=True,
+                    format_func={
+                        "rule": f"the rule ({agreement.rule_count:,} now; follows new data)",
+                        "fixed": f"the {agreement.page_count:,} customers the page counted "
+                        "(a fixed list)",
+                    }.get,
+                )
+                == "fixed"
+            )
+        try:
+            definition, description = drill.to_save(selection, fixed=fixed)
+            shown = segment_ui.preview(segment_ui.definition_json(definition), role)
+        except CRMError as exc:
+            st.error(str(exc))
+            return
+        st.metric("Customers", f"{shown.customers:,}")
+        if shown.customers:
+            event = tables.show_table(
+                shown.sample,
+                hide_index=True,
+                key=f"{key}_sample",
+                on_select="rerun",
+                selection_mode="single-row",
+            )
+            st.caption(
+                "The top spenders among them; personal data masked for your role. Pick a "
+                "row to open that customer in Customer 360."
+            )
+            rows = _selected_rows(event)
+            if rows:
+                open_in_360(int(shown.sample["customer_id"].iloc[rows[0]]), key)
+        if user is not None and user.can("save_segments"):
+            _save_form(definition, description, key, fixed, selection.name or selection.title)
+
+
+def _selected_rows(event: Any) -> list[int]:
+    try:
+        return list(event["selection"]["rows"] or [])
+    except (KeyError, TypeError):
+        return []
+
+
+def _save_form(
+    definition: dict[str, Any], description: str, key: str, fixed: bool, title: str
+) -> None:
+    user = current_user()
+    with st.form(f"{key}_save", border=False):
+        name_col, button_col = st.columns([3, 1], vertical_alignment="bottom")
+        name = name_col.text_input(
+            "Segment name", value=title[: segments.MAX_NAME_LENGTH], key=f"{key}_name"
+        )
+        kind = "a fixed list of ids" if fixed else "the rules above (it follows new data)"
+        if button_col.form_submit_button("Save as segment", help=f"Saves {kind}."):
+            try:
+                saved = segments.save_segment(
+                    store(),
+                    name,
+                    definition,
+                    owner=user.username,
+                    description=description,
+                    role=user.role,
+                )
+            except CRMError as exc:
+                st.error(str(exc))
+            else:
+                segment_ui.clear()
+                what = "a fixed list" if fixed else "rules"
+                st.success(
+                    f"Saved segment '{saved.name}' (version {saved.version}) as {what}. "
+                    "Preview and export it in the Segment builder."
+                )
+
+
+def customer_rows(frame: Any, key: str, **options: Any) -> None:
+    """A table whose rows are customers: pick one to open their 360 profile."""
+    event = tables.show_table(
+        frame, on_select="rerun", selection_mode="single-row", key=key, **options
+    )
+    rows = _selected_rows(event)
+    if rows and "customer_id" in frame.columns:
+        open_in_360(int(frame["customer_id"].iloc[rows[0]]), key)
+
+
+# --- one drillable chart per view (the pages call these where the chart is drawn) -----------
+
+
+def _download(download: tuple[pd.DataFrame, str, str] | None) -> None:
+    if download is not None:
+        frame, file_name, label = download
+        st.download_button(label, tables.csv_bytes(frame), file_name, mime="text/csv")
+
+
+def rfm_treemap(
+    figure: go.Figure,
+    summary: pd.DataFrame,
+    scores: pd.DataFrame,
+    filters: Filters,
+    as_of: date,
+    window_days: int | None,
+    download: tuple[pd.DataFrame, str, str] | None = None,
+) -> None:
+    """The RFM treemap: click a tile (or pick it) for its customers."""
+    options = {
+        str(r.segment): f"{r.segment} ({r.customers:,} customers)" for r in summary.itertuples()
+    }
+    tile = drill_chart(figure, "rfm_treemap", options, lambda p: p.get("label"))
+    _download(download)
+    if tile:
+        page = scores.loc[scores["rfm_segment"] == tile, "customer_id"].astype(int).tolist()
+        selection = drill.rfm_tile(
+            tile, filters, as_of=as_of, window_days=window_days, page_ids=page
+        )
+        panel(selection, "drill_rfm_tile")
+
+
+def rf_grid(
+    figure: go.Figure,
+    scores: pd.DataFrame,
+    filters: Filters,
+    as_of: date,
+    window_days: int | None,
+) -> None:
+    """The R x F grid (a heatmap reports no clicks: pick the cell in the select box)."""
+    counts = scores.groupby(["r_score", "f_score"]).size()
+    options = {
+        f"{r}-{f}": f"R{r} F{f} ({int(n):,} customers)"
+        for (r, f), n in counts.sort_index(ascending=[False, True]).items()
+    }
+    cell = drill_chart(
+        figure,
+        "rf_grid",
+        options,
+        None,
+        help_="The grid's cells cannot be clicked (a Plotly heatmap reports no clicks): pick "
+        "a cell here to see its customers.",
+    )
+    if cell:
+        r, f = (int(part) for part in cell.split("-"))
+        inside = (scores["r_score"] == r) & (scores["f_score"] == f)
+        page = scores.loc[inside, "customer_id"].astype(int).tolist()
+        selection = drill.rf_cell(
+            r, f, filters, as_of=as_of, window_days=window_days, page_ids=page
+        )
+        panel(selection, "drill_rf_cell")
+
+
+def _funnel_step(point: dict[str, Any]) -> str | None:
+    index = point.get("point_index", point.get("point_number"))
+    if index is None and isinstance(point.get("y"), str):
+        index = int(point["y"].split(".")[0]) - 1
+    return None if index is None or int(index) < 1 else str(int(index))
+
+
+def funnel(
+    figure: go.Figure,
+    result: funnels.FunnelResult,
+    order: str,
+    window_days: int,
+    filters: Filters,
+    download: tuple[pd.DataFrame, str, str] | None = None,
+) -> None:
+    """The event funnel: click a step's bar for the customers who dropped just before it."""
+    steps = result.step_names
+    dropped = result.steps["dropped"].astype(int).tolist()
+    options = {
+        str(k): f"Dropped after step {k} ({steps[k - 1]}; did not do {steps[k]}): "
+        f"{dropped[k]:,} customers"
+        for k in range(1, len(steps))
+    }
+    step = drill_chart(
+        figure,
+        "event_funnel",
+        options,
+        _funnel_step,
+        label="Drill into a drop-off",
+        help_="Click a step's bar (from step 2) for the customers who dropped just before "
+        "it, or pick the drop-off here.",
+    )
+    _download(download)
+    if step:
+        k = int(step)
+        selection = drill.funnel_dropoff(
+            steps, order, window_days, filters, k, page_ids=result.dropped_at(k)
+        )
+        panel(selection, "drill_funnel")
+
+
+def risk_bands(
+    figure: go.Figure,
+    at_risk: pd.DataFrame,
+    filters: Filters,
+    download: tuple[pd.DataFrame, str, str] | None = None,
+) -> None:
+    """The churn-risk bands: click a band's bar for its customers."""
+    counts = at_risk.groupby("churn_band").size()
+    options = {str(b): f"{b} risk ({int(n):,} customers)" for b, n in counts.items()}
+    band = drill_chart(figure, "risk_bands", options, lambda p: p.get("x"))
+    _download(download)
+    if band:
+        page = at_risk.loc[at_risk["churn_band"] == band, "customer_id"].astype(int).tolist()
+        panel(drill.churn_band(band, filters, page_ids=page), "drill_band")
+
+
+def cohort_grid(
+    figure: go.Figure,
+    grid: pd.DataFrame,
+    filters: Filters,
+    download: tuple[pd.DataFrame, str, str] | None = None,
+) -> None:
+    """The cohort heatmap (no clicks on a heatmap: pick the cell in the select box)."""
+    options = {}
+    for cohort, row in grid.iterrows():
+        for months in [c for c in grid.columns if c != "customers"]:
+            share = row[months]
+            if pd.notna(share) and share > 0:
+                count = round(float(share) * int(row["customers"]))
+                options[f"{cohort[:7]}|{months}"] = (
+                    f"{cohort[:7]}, month {months}: {count:,} customers ({share:.0%})"
+                )
+    cell = drill_chart(
+        figure,
+        "cohort_grid",
+        options,
+        None,
+        help_="The heatmap's cells cannot be clicked (a Plotly heatmap reports no clicks): "
+        "pick a cohort and month here to see its customers.",
+    )
+    _download(download)
+    if cell:
+        cohort, months = cell.split("|")
+        panel(drill.cohort_cell(cohort, int(months), filters), "drill_cohort")
