@@ -12,7 +12,18 @@ from crm_ui.views import SECTIONS, VIEWS
 
 # A file of our own: a material icon as page icon is fetched from Google's font server.
 ICON = Path(__file__).parent / "crm_ui" / "assets" / "icon.png"
-st.set_page_config(page_title="CRM Insights", page_icon=str(ICON), layout="wide")
+ABOUT = (
+    "**CRM Insights**: self-hosted customer analytics. Your data stays on this machine. "
+    "Choose light or dark under Settings in this menu."
+)
+# An About entry shows the app menu (hidden by toolbarMode = "minimal"), and with it the
+# theme choice: light, dark or the system's setting.
+st.set_page_config(
+    page_title="CRM Insights",
+    page_icon=str(ICON),
+    layout="wide",
+    menu_items={"About": ABOUT},
+)
 style.inject()  # the few CSS rules Streamlit has no option for (crm_ui/style.py)
 
 user = auth_ui.login_gate()

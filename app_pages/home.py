@@ -15,7 +15,8 @@ is_default = bool(shown) and shown[0].is_role_default
 if not shown:
     st.info(
         "Your Home page is empty. Open a view (KPI overview, Churn risk, Funnels, ...) and "
-        "press **Pin to home** under a KPI or a chart: it appears here with that view's "
+        "press **Pin to home** under a chart (or **Pin KPIs to home** under the KPI cards): it "
+        "appears here with that view's "
         "settings and the sidebar filters you had, until you remove it. Move pins up and down "
         "here to arrange them.",
         icon=":material/push_pin:",

@@ -48,7 +48,8 @@ for row in (list(kpis.values())[:5], list(kpis.values())[5:]):
             help=help_text,
             border=True,
         )
-        pins.pin_button("overview", kpi.metric.name, where=column)
+
+pins.pin_kpis("overview", list(kpis))
 
 if filters.days < SHORT_PERIOD_DAYS:
     st.caption(

@@ -8,7 +8,7 @@ builders as the view the pin came from, so a pin shows what the view shows.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import date
 from typing import Any
@@ -311,6 +311,20 @@ def settings_of(settings: Any, view: str, item: str) -> dict[str, Any]:
     return {name: getattr(settings, name) for name in home.pinnable(view, item).settings}
 
 
+def _add(view: str, item: str, settings: Mapping[str, Any] | None, filters: Filters | None) -> str:
+    """Pin one item for the signed-in user; the words of the toast."""
+    user = current_user()
+    if user is None:
+        return "Sign in to pin."
+    chosen = filters if filters is not None else filters_ui.current_filters()
+    try:
+        home.add_pin(data.store(), user, view, item, settings, chosen)
+    except CRMError as exc:
+        return str(exc)
+    data.tables_changed("home_pins")
+    return f"Pinned {home.pinnable(view, item).title} to your Home page."
+
+
 def pin_button(
     view: str,
     item: str,
@@ -319,30 +333,40 @@ def pin_button(
     *,
     where: Any = None,
 ) -> None:
-    """A small "Pin to home" button after a KPI or chart of `view`: pins `item` with the
-    view's `settings` and the sidebar filters (or `filters`) to the user's Home page.
+    """A small "Pin to home" button after a chart of `view`: pins `item` with the view's
+    `settings` and the sidebar filters (or `filters`) to the user's Home page.
     `where` is the column or container to put it in (default: the current one)."""
-    user = current_user()
     spec = home.pinnable(view, item)
     target = where if where is not None else st
-    clicked = target.button(
+    if target.button(
         "Pin to home",
         key=f"pin_{view}_{item}",
         icon=":material/push_pin:",
         type="tertiary",
         help=f"Add {spec.title} to your Home page, with this view's settings and the "
         "sidebar filters it uses now.",
-    )
-    if not clicked or user is None:
-        return
-    chosen = filters if filters is not None else filters_ui.current_filters()
-    try:
-        home.add_pin(data.store(), user, view, item, settings, chosen)
-    except CRMError as exc:
-        st.toast(str(exc), icon=":material/info:")
-        return
-    data.tables_changed("home_pins")
-    st.toast(f"Pinned {spec.title} to your Home page.", icon=":material/push_pin:")
+    ):
+        st.toast(_add(view, item, settings, filters), icon=":material/push_pin:")
+
+
+def pin_kpis(view: str, items: Sequence[str], filters: Filters | None = None) -> None:
+    """One "Pin KPIs to home" menu under a view's KPI cards (a button under each of ten
+    cards crowded them): choose the KPIs, pin them with the sidebar filters."""
+    with st.popover(
+        "Pin KPIs to home",
+        icon=":material/push_pin:",
+        help="Add some of these KPIs to your Home page, with the sidebar filters they use now.",
+    ):
+        chosen = st.multiselect(
+            "KPIs to pin",
+            list(items),
+            format_func=lambda item: home.pinnable(view, item).title,
+            key=f"pin_{view}_kpis",
+            placeholder="Choose KPIs",
+        )
+        if st.button("Pin", key=f"pin_{view}_kpis_add", type="primary", disabled=not chosen):
+            for item in chosen:
+                st.toast(_add(view, item, None, filters), icon=":material/push_pin:")
 
 
 # --- the Home page's cards -------------------------------------------------------------------

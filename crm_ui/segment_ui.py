@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from crm_core import export, features, segments
+from crm_core import display, export, features, segments
 from crm_core.analytics import clustering, rfm
 from crm_core.auth import User
 from crm_core.errors import CRMError
@@ -277,6 +277,7 @@ def _rule_row(rid: int) -> dict[str, Any]:
         "Field",
         allowed,
         key=f"r_{rid}_field",
+        format_func=display.label,
         help="Any field of the customer 360 table"
         + ("." if len(allowed) >= len(segments.FIELDS) else " except personal data."),
     )

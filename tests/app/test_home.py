@@ -23,6 +23,12 @@ def home_pin_ids(at, action: str) -> list[int]:
     return [int(b.key.removeprefix(prefix)) for b in at.button if (b.key or "").startswith(prefix)]
 
 
+def pin_kpis(at, *names: str) -> None:
+    """Pin KPIs of the overview through its "Pin KPIs to home" menu."""
+    at.multiselect(key="pin_overview_kpis").set_value(list(names)).run()
+    at.button(key="pin_overview_kpis_add").click().run()
+
+
 def test_home_is_the_default_page_and_explains_how_to_pin(own_store):
     at = sign_in("manager", page=None)
     assert not at.exception and not errors(at)
@@ -33,9 +39,7 @@ def test_home_is_the_default_page_and_explains_how_to_pin(own_store):
 def test_pin_from_the_overview_see_it_on_home_move_and_remove_it(own_store):
     at = sign_in("manager")  # on the KPI overview
     revenue = next(m.value for m in at.metric if m.label == "Revenue")
-    pin = at.button(key="pin_overview_revenue")
-    assert pin.label == "Pin to home" and "Home page" in pin.help
-    pin.click().run()
+    pin_kpis(at, "revenue")
     assert not at.exception and not errors(at)
     assert any("Pinned Revenue" in t.value for t in at.toast)
     at.button(key="pin_overview_revenue_trend").click().run()
@@ -63,7 +67,7 @@ def test_a_pin_keeps_its_filters_when_the_sidebar_changes(own_store):
     at = sign_in("analyst")
     at.sidebar.multiselect(key="filter_countries").select("US").run()
     in_us = next(m.value for m in at.metric if m.label == "Orders")
-    at.button(key="pin_overview_orders").click().run()
+    pin_kpis(at, "orders")
     at.sidebar.multiselect(key="filter_countries").unselect("US").run()
     at.switch_page(HOME).run()
     assert [(m.label, m.value) for m in at.metric] == [("Orders", in_us)]
@@ -72,7 +76,7 @@ def test_a_pin_keeps_its_filters_when_the_sidebar_changes(own_store):
 
 def test_admin_publishes_a_default_that_a_new_manager_sees(own_store):
     at = sign_in("admin")
-    at.button(key="pin_overview_revenue").click().run()
+    pin_kpis(at, "revenue")
     at.switch_page("app_pages/segmentation.py").run()
     at.button(key="pin_segmentation_rfm_treemap").click().run()
     assert not at.exception and not errors(at)

@@ -119,7 +119,8 @@ def check_admin(at: AppTest) -> None:
 def check_home(at: AppTest) -> None:
     assert any("press **Pin to home**" in i.value for i in at.info)  # no pins yet
     at.switch_page("app_pages/overview.py").run()
-    at.button(key="pin_overview_revenue").click().run()
+    at.multiselect(key="pin_overview_kpis").set_value(["revenue"]).run()
+    at.button(key="pin_overview_kpis_add").click().run()
     revenue = figures(at)["Revenue"]
     at.switch_page("app_pages/home.py").run()
     assert not at.exception and not errors(at)

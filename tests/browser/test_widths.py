@@ -209,3 +209,37 @@ def test_dark_mode_follows_the_system_setting(browser, app_server, screenshots, 
         context.close()
     assert luminance(seen["background"]) < 0.05, seen["background"]
     assert luminance(text) > 0.6, text  # light figures on the dark background
+
+
+def test_the_app_menu_switches_between_light_and_dark(browser, app_server, screenshots):
+    """A light system, then the user's choice in the app menu: Dark, and it stays dark
+    after a reload; Light brings it back."""
+    context = new_context(browser, 1440, color_scheme="light")
+    try:
+        page = context.new_page()
+        sign_in(page, app_server.url, "admin")
+        background = page.locator('[data-testid="stApp"]')
+
+        def colour() -> str:
+            return background.evaluate("el => getComputedStyle(el).backgroundColor")
+
+        assert luminance(colour()) > 0.8, colour()
+        page.locator('[data-testid="stMainMenu"]').click()
+        page.locator('[data-testid="stMainMenuItem-theme-Dark"]').click()
+        page.wait_for_function(
+            "() => getComputedStyle(document.querySelector('[data-testid=stApp]'))"
+            ".backgroundColor !== 'rgb(255, 255, 255)'"
+        )
+        assert luminance(colour()) < 0.05, colour()
+        page.reload()
+        wait_idle(page)
+        assert luminance(colour()) < 0.05, "the choice is kept after a reload"
+        page.screenshot(path=screenshots / "theme_chosen_dark.png")
+        page.locator('[data-testid="stMainMenu"]').click()
+        page.locator('[data-testid="stMainMenuItem-theme-Light"]').click()
+        page.wait_for_function(
+            "() => getComputedStyle(document.querySelector('[data-testid=stApp]'))"
+            ".backgroundColor === 'rgb(255, 255, 255)'"
+        )
+    finally:
+        context.close()
