@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from crm_core import glossary, summaries
+from crm_core import display, glossary, summaries
 from crm_core.analytics import funnels
 from crm_core.errors import CRMError
 from crm_core.schema import EVENT_TYPES
@@ -34,6 +34,7 @@ with events_tab:
         EVENT_TYPES,
         default=list(funnels.DEFAULT_STEPS),
         max_selections=funnels.MAX_STEPS,
+        format_func=display.humanise,
         help="Pick 2 to 10 event types in the order customers should do them.",
     )
     left, right, third = st.columns(3)
@@ -41,7 +42,8 @@ with events_tab:
         "Step order",
         funnels.ORDERS,
         horizontal=True,
-        help="strict: each step after the previous one; any: in any order after entering.",
+        format_func=display.humanise,
+        help="Strict: each step after the previous one; Any: in any order after entering.",
     )
     window = right.number_input(
         "Conversion window (days)",
@@ -53,7 +55,8 @@ with events_tab:
     by = third.selectbox(
         "Break down by",
         funnels.FUNNEL_BREAKDOWNS,
-        help="channel: where the customer entered; country: the customer's country; "
+        format_func=display.humanise,
+        help="Channel: where the customer entered; Country: the customer's country; "
         "RFM segment: the customer's segment today.",
     )
     try:

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from crm_core.config import Settings, get_settings
 from crm_core.errors import AuthError, NotAllowedError
-from crm_core.schema import app_users
+from crm_core.schema import app_users, home_pins
 from crm_core.store import Store, utcnow
 
 ROLES: tuple[str, ...] = ("admin", "manager", "marketer", "analyst")
@@ -304,12 +304,14 @@ def set_role(store: Store, username: str, role: str, *, by: str | None = None) -
 
 
 def remove_user(store: Store, username: str, *, by: str | None = None) -> None:
-    """Delete `username`'s login; their export log rows and segments stay as they are."""
+    """Delete `username`'s login and Home pins (a new user of that name starts afresh);
+    their export log rows and segments stay as they are."""
     _refuse_self(username, by, "remove")
     with store.begin() as conn:
         row = _existing(conn, username)
         _refuse_last_admin(conn, row, "remove")
         conn.execute(app_users.delete().where(app_users.c.username == username))
+        conn.execute(home_pins.delete().where(home_pins.c.owner == username))
 
 
 def ensure_admin(store: Store) -> str | None:

@@ -214,3 +214,17 @@ def test_bad_stored_filters_say_what_is_wrong():
         Filters.from_dict({"start": "yesterday", "end": "2026-01-01"})
     with pytest.raises(CRMError, match="compare must be one of"):
         Filters.from_dict({"start": "2026-01-01", "end": "2026-01-31", "compare": "never"})
+
+
+def test_removing_a_user_removes_their_pins_not_the_role_default(store):
+    from crm_core import auth
+
+    auth.add_user(store, "max", "manager", "a long enough password 1", name="Max")
+    auth.add_user(store, "ada", "admin", "a long enough password 2", name="Ada")
+    home.add_pin(store, MANAGER, "overview", "revenue")
+    home.add_pin(store, ADMIN, "overview", "orders")
+    home.publish(store, ADMIN, "ada", "manager")
+    auth.remove_user(store, "max", by="ada")
+    auth.add_user(store, "max", "manager", "a long enough password 3", name="Max again")
+    assert titles(home.pins_for(store, MANAGER)) == ["Orders"]  # the role's default only
+    assert all(p.is_role_default for p in home.pins_for(store, MANAGER))
