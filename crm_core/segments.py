@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from crm_core import auth, features, schema
+from crm_core import auth, display, features, schema
 from crm_core.analytics import funnels
 from crm_core.errors import CRMError, NotAllowedError
 from crm_core.filters import IS_PURCHASE, Filters
@@ -401,7 +401,8 @@ def describe_rule(rule: Mapping[str, Any]) -> str:
     if kind == "activity":
         noun = "purchase" if rule.get("status") == "purchase" else "order"
         if rule["activity"] == "events":
-            noun = " or ".join(rule.get("event_type") or ["event"])
+            types = rule.get("event_type") or ["event"]
+            noun = " or ".join(display.humanise(e).lower() for e in types)
         article = "an" if noun[0] in "aeiou" else "a"
         words = {
             "has": f"has {article} {noun}",
@@ -423,7 +424,7 @@ def describe_rule(rule: Mapping[str, Any]) -> str:
         return words
     if kind == "funnel":
         spec, k = rule["funnel"], rule["step"]
-        steps = spec["steps"]
+        steps = [display.humanise(step).lower() for step in spec["steps"]]
         if rule["op"] == "dropped_after":
             what = f"dropped after step {k} ({steps[k - 1]}; did not do {steps[k]})"
         else:
@@ -440,7 +441,10 @@ def describe_rule(rule: Mapping[str, Any]) -> str:
         shown = ", ".join(str(v) for v in value)
     else:
         shown = "" if value is None else str(value)
-    return f"{rule['field']} {OP_LABELS[rule['op']]} {shown}".strip()
+    if SHARE_FIELDS.intersection([rule["field"]]) and value is not None:
+        values = value if isinstance(value, list) else [value]
+        shown = ", ".join(f"{100 * float(v):g}%" for v in values)
+    return f"{display.label(rule['field'])} {OP_LABELS[rule['op']]} {shown}".strip()
 
 
 def describe(definition: Any) -> str:

@@ -4,7 +4,8 @@ row, see the customers behind it, open one in Customer 360, save them as a rule 
 Streamlit 1.67 reports clicks on a Plotly chart drawn with ``on_select="rerun"`` as
 selection points: a treemap tile gives its label (and id/parent), a funnel bar its y label
 and point index. A heatmap reports no clicks (Plotly's heatmap has no point selection), so
-every drillable chart also has a "Drill into..." select box listing the same elements.
+`clickable_cells` lays an invisible marker on each cell whose click does. Every drillable
+chart also has a "Drill into..." select box listing the same elements (for the keyboard).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from crm_core import auth, drill, segments
 from crm_core.analytics import funnels
 from crm_core.errors import CRMError
 from crm_core.filters import Filters
+from crm_core.privacy import may_see_pii
 from crm_ui import data, links, segment_ui, tables
 from crm_ui.auth_ui import current_user
 from crm_ui.data import store
@@ -59,6 +61,38 @@ def drill_chart(
         points = clicked_points(event)
         clicked = from_point(points[0]) if points else None
     return drill_select(label, options, f"{key}_pick", clicked, help_=help_)
+
+
+def clickable_cells(figure: go.Figure, key_of: Callable[[str, str], str]) -> go.Figure:
+    """Plotly's heatmap reports no clicks: lay an invisible marker on the centre of each
+    filled cell, carrying the cell's drill key (`key_of(x label, y label)`) and showing the
+    heatmap's own hover text, whose click does."""
+    heat = next(trace for trace in figure.data if trace.type == "heatmap")
+    cells = [
+        (x, y, value)
+        for y, row in zip(heat.y, heat.z, strict=True)
+        for x, value in zip(heat.x, row, strict=True)
+        if value is not None and not pd.isna(value)
+    ]
+    figure.add_scatter(
+        x=[x for x, _, _ in cells],
+        y=[y for _, y, _ in cells],
+        customdata=[[key_of(str(x), str(y)), float(value)] for x, y, value in cells],
+        mode="markers",
+        marker={"size": 24, "opacity": 0, "symbol": "square"},
+        selected={"marker": {"opacity": 0}},
+        unselected={"marker": {"opacity": 0}},
+        hovertemplate=(heat.hovertemplate or "%{y} %{x}: %{z}").replace("%{z", "%{customdata[1]"),
+        showlegend=False,
+    )
+    return figure
+
+
+def _cell_key(point: dict[str, Any]) -> str | None:
+    key = point.get("customdata")
+    if isinstance(key, list):
+        key = key[0] if key else None
+    return None if key is None else str(key)
 
 
 def drill_select(
@@ -175,8 +209,9 @@ def panel(selection: drill.Selection, key: str) -> None:
                 selection_mode="single-row",
             )
             st.caption(
-                "The top spenders among them; personal data masked for your role. Pick a "
-                "row to open that customer in Customer 360."
+                "The top spenders among them"
+                + ("" if may_see_pii(role) else "; personal data masked for your role")
+                + ". Pick a row to open that customer in Customer 360."
             )
             rows = _selected_rows(event)
             if rows:
@@ -272,20 +307,15 @@ def rf_grid(
     as_of: date,
     window_days: int | None,
 ) -> None:
-    """The R x F grid (a heatmap reports no clicks: pick the cell in the select box)."""
+    """The R x F grid: click a cell (or pick it) for its customers."""
     counts = scores.groupby(["r_score", "f_score"]).size()
     options = {
         f"{r}-{f}": f"R{r} F{f} ({int(n):,} customers)"
         for (r, f), n in counts.sort_index(ascending=[False, True]).items()
     }
-    cell = drill_chart(
-        figure,
-        "rf_grid",
-        options,
-        None,
-        help_="The grid's cells cannot be clicked (a Plotly heatmap reports no clicks): pick "
-        "a cell here to see its customers.",
-    )
+    # the grid's labels are R<score> (rows) and F<score> (columns)
+    figure = clickable_cells(figure, lambda x, y: f"{y[1:]}-{x[1:]}")
+    cell = drill_chart(figure, "rf_grid", options, _cell_key)
     if cell:
         r, f = (int(part) for part in cell.split("-"))
         inside = (scores["r_score"] == r) & (scores["f_score"] == f)
@@ -359,7 +389,7 @@ def cohort_grid(
     filters: Filters,
     download: tuple[pd.DataFrame, str, str] | None = None,
 ) -> None:
-    """The cohort heatmap (no clicks on a heatmap: pick the cell in the select box)."""
+    """The cohort heatmap: click a cell (or pick it) for its customers."""
     options = {}
     for cohort, row in grid.iterrows():
         for months in [c for c in grid.columns if c != "customers"]:
@@ -369,14 +399,9 @@ def cohort_grid(
                 options[f"{cohort[:7]}|{months}"] = (
                     f"{cohort[:7]}, month {months}: {count:,} customers ({share:.0%})"
                 )
-    cell = drill_chart(
-        figure,
-        "cohort_grid",
-        options,
-        None,
-        help_="The heatmap's cells cannot be clicked (a Plotly heatmap reports no clicks): "
-        "pick a cohort and month here to see its customers.",
-    )
+    # rows are labelled "2025-07 (44)" (cohort month, customers), columns by months since
+    figure = clickable_cells(figure, lambda x, y: f"{y[:7]}|{x}")
+    cell = drill_chart(figure, "cohort_grid", options, _cell_key)
     _download(download)
     if cell:
         cohort, months = cell.split("|")

@@ -28,7 +28,7 @@ def test_rfm_tile_drill_saves_the_rules(own_store):
     at.selectbox(key="rfm_treemap_pick").select("Champions").run()
     assert not at.exception and not errors(at)
     assert any("Customers behind: RFM segment Champions" in m.value for m in at.markdown)
-    assert any("rfm_segment equals Champions" in c.value for c in at.caption)
+    assert any("RFM segment equals Champions" in c.value for c in at.caption)
     assert next(m for m in at.metric if m.label == "Customers").value != "0"
     _save(at, "drill_rfm_tile", "Champions from the treemap")
     definition = _saved("Champions from the treemap")

@@ -161,3 +161,37 @@ def test_drill_from_treemap_and_funnel_saves_rules_that_follow_an_import(
         server.stop()
     assert dropped_after == dropped_before + len(newcomers)
     assert champions_after > champions_before
+
+
+def _chosen(page, label: str) -> str:
+    """The text the last "Drill into..." select box shows (it follows a click on its chart)."""
+    return page.get_by_role("combobox", name=label, exact=True).last.input_value()
+
+
+@pytest.mark.parametrize(
+    ("view", "chart", "point", "key"),
+    [
+        ("segmentation", 1, 24, "drill_rf_cell"),  # the R x F grid, its last cell
+        ("overview", 1, 1, "drill_cohort"),  # the cohort grid: first cohort, month 1
+    ],
+)
+def test_a_heatmap_cell_is_clicked_into_its_customers(
+    browser, app_server, screenshots, view, chart, point, key
+):
+    page = browser.new_page(viewport={"width": 1440, "height": 1400})
+    try:
+        sign_in(page, app_server.url, "marketer")
+        page.goto(f"{app_server.url}/{view}")
+        wait_idle(page)
+        grid = page.locator('[data-testid="stPlotlyChart"]').nth(chart)
+        grid.locator(".scatterlayer .trace .point").nth(point).click(force=True)
+        wait_idle(page)
+        panel = _panel(page, key)
+        shown = _count(panel.locator('[data-testid="stMetricValue"]').first.inner_text())
+        chosen = _chosen(page, "Drill into...")
+        in_option = re.search(r"([\d,]+) customers", chosen)
+        assert in_option and shown == _count(in_option.group(1)), (chosen, shown)
+        page.screenshot(path=str(screenshots / f"{key}.png"), full_page=True)
+        assert not problems(page), problems(page)
+    finally:
+        page.close()

@@ -183,7 +183,7 @@ def test_a_fixed_list_says_it_is_fixed(demo):
     assert definition["rules"] == [{"field": "customer_id", "op": "in", "value": [3, 1, 2]}]
     assert segments.is_fixed_list(definition)
     assert "FIXED LIST of 3 customer ids" in description
-    assert segments.describe(definition) == "customer_id in list a fixed list of 3 ids"
+    assert segments.describe(definition) == "Customer ID in list a fixed list of 3 ids"
     assert drill.count(demo, selection) == 3
     band = drill.churn_band("high", None, page_ids=[5, 6])
     agreement = drill.agreement(demo, band)  # no scoring in the demo store: the rule has 0
@@ -250,8 +250,8 @@ def test_new_rules_read_in_words():
         }
     )
     assert text == (
-        "dropped after step 2 (product_view; did not do add_to_cart) of the funnel visit > "
-        "product_view > add_to_cart > checkout > purchase (strict order, 7-day window, "
+        "dropped after step 2 (product view; did not do add to cart) of the funnel visit > "
+        "product view > add to cart > checkout > purchase (strict order, 7-day window, "
         "entered 01 Jan 2026 - 31 Mar 2026) and has an order through web (any status) (ever) "
-        "and rfm_segment equals Champions"
+        "and RFM segment equals Champions"
     )
