@@ -110,7 +110,10 @@ st.markdown(
     help="RFM and clusters are on the Segmentation page; saved segments in the Segment builder.",
 )
 
-left, right = st.columns([1, 2])
+# A row that wraps: the profile beside the chart where both fit, above it where not (in
+# st.columns the e-mail was cut off at 800 px).
+row = st.container(horizontal=True, key="profile_row")
+left, right = row.container(key="profile_table"), row.container(key="profile_chart")
 with left:
     st.markdown("**Profile and consent**")
     fields = profile.PROFILE_FIELDS

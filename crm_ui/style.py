@@ -36,7 +36,14 @@ CARDS = f"""
 {_ROW} > {_METRIC} {{ min-width: max-content; }}
 """
 
-CSS = CAPTIONS + RULE_ROW + CARDS
+# Customer 360's profile table and spend chart (app_pages/customer_360.py): side by side
+# where each gets a readable width, the chart below the table where not.
+PROFILE_ROW = """
+[data-testid="stLayoutWrapper"]:has(> .st-key-profile_table) { flex: 1 1 24rem; }
+[data-testid="stLayoutWrapper"]:has(> .st-key-profile_chart) { flex: 2 1 24rem; }
+"""
+
+CSS = CAPTIONS + RULE_ROW + CARDS + PROFILE_ROW
 
 
 def inject() -> None:
