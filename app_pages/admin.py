@@ -5,6 +5,7 @@ import streamlit as st
 
 from crm_core import auth
 from crm_ui import auth_ui, data, export_ui, tables, widgets
+from crm_ui.views import VIEWS
 
 me = auth_ui.require_view("admin")
 st.title("Users & audit")
@@ -15,10 +16,10 @@ st.subheader("Users")
 auth_ui.users_admin(store, me)
 
 st.subheader("Role matrix")
-matrix = pd.DataFrame(auth.role_matrix())
+matrix = pd.DataFrame(auth.role_matrix({view.key: view.title for view in VIEWS}))
 tables.show_table(
     matrix,
-    height=36 * (len(matrix) + 1) + 2,
+    height=tables.full_height(len(matrix)),
     column_config={"view or action": st.column_config.TextColumn(width="large")},
 )
 

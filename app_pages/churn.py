@@ -164,10 +164,11 @@ else:
         "each with the factor by which it multiplies their odds of churning against an "
         "average customer."
     )
-    first = ["customer_id", "churn_risk", "churn_reasons", "clv", "value_at_risk"]
+    first = ["customer_id", "churn_risk", "value_at_risk", "clv"]  # figures first,
+    last = ["churn_reasons"]  # the long "Why" text last: the figures fit at 1440 px
     shown = mask_pii(top, user.role)
     drill_ui.customer_rows(
-        shown[[*first, *(c for c in shown.columns if c not in first)]],
+        shown[[*first, *(c for c in shown.columns if c not in first + last), *last]],
         "high_risk_rows",
         width="stretch",
         column_config={
@@ -177,6 +178,10 @@ else:
     )
     high_risk = at_risk.loc[at_risk["churn_band"] == "high", "customer_id"].astype(int).tolist()
     st.caption(
-        f"{len(high_risk):,} customers are in the high-risk band. Pick a row to open the "
-        "customer in Customer 360; click the band's bar above to save them as a segment."
+        f"{len(high_risk):,} customers are in the high-risk band"
+        + (
+            "; click the band's bar above to save them as a segment."
+            if user.can("save_segments")
+            else "."
+        )
     )

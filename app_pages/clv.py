@@ -134,7 +134,7 @@ with values_tab:
             model_charts.clv_by_group(parts[key], key, title),
             parts[key],
             f"clv_by_{key}.csv",
-            f"Download {title.lower()} (CSV)",
+            f"Download {title} (CSV)",
         )
 with backtest_tab:
     tables.show_table(
@@ -162,13 +162,19 @@ with matrix_tab:
     st.caption("For a customer whose first purchase was the longest time ago (largest T).")
     st.plotly_chart(
         model_charts.frequency_recency_heatmap(
-            report.expected_matrix, f"Expected purchases in the next {horizon} months", ".2f"
+            report.expected_matrix,
+            f"Expected purchases in the next {horizon} months",
+            ".2f",
+            unit,
         ),
         width="stretch",
     )
     st.plotly_chart(
         model_charts.frequency_recency_heatmap(
-            report.alive_matrix, "P(alive): probability the customer is still a customer", ".0%"
+            report.alive_matrix,
+            "P(alive): probability the customer is still a customer",
+            ".0%",
+            unit,
         ),
         width="stretch",
     )

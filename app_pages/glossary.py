@@ -13,7 +13,7 @@ st.markdown(
     "**churn rate** (a KPI: the share of last period's buyers who did not buy in this one), "
     "the **churn risk** (the churn model's probability that a customer buys nothing in the "
     "churn window) and **P(alive)** (the CLV model's probability that a customer is still a "
-    "customer). The help on each figure (hover its ⓘ) says the same as this page."
+    "customer). The help on each figure (hover the ? icon beside it) says the same as this page."
 )
 text = st.text_input(
     "Search terms", placeholder="e.g. churn, AUC, CLV", help="Every word must appear in the entry."

@@ -75,7 +75,18 @@ with saved_tab:
             else "No saved segments yet: build one and save it."
         )
     else:
-        tables.show_table(saved.drop(columns=["definition", "segment_id"]))
+        tables.show_table(
+            saved.drop(columns=["definition", "segment_id"]),
+            column_order=[  # name, size and owner first: they fit on screen at 1440 px
+                "name",
+                "customers",
+                "owner",
+                "description",
+                "version",
+                "saved_at",
+                "size_measured_at",
+            ],
+        )
         pick = st.selectbox("Segment", names, help="Open, duplicate or delete this segment.")
         row = saved.loc[saved["name"] == pick].iloc[0]
         st.button(

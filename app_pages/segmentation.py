@@ -54,7 +54,7 @@ with rfm_tab:
         "R, F and M are scored 1-5 by quintiles (ties share a score). Each customer gets the "
         "**first** segment in this table whose R and F ranges match."
     )
-    tables.show_table(rfm.rule_table(), height=36 * (len(rfm.RFM_SEGMENTS) + 1) + 2)
+    tables.show_table(rfm.rule_table(), height=tables.full_height(len(rfm.RFM_SEGMENTS)))
     st.subheader("Segment size and revenue")
     drill_ui.rfm_treemap(
         segment_charts.segment_treemap(summary),
@@ -66,7 +66,10 @@ with rfm_tab:
         (summary, f"rfm_segments_{as_of}.csv", "Download segment sizes (CSV)"),
     )
     pins.pin_button("segmentation", "rfm_treemap", {"window": window})
-    grid_col, move_col = st.columns([2, 3])
+    # side by side where both are readable, one under the other where not (in st.columns
+    # both heatmaps were squeezed to ~100 px at 800-1024 px)
+    row = st.container(horizontal=True)
+    grid_col, move_col = row.container(key="wrap_rf_grid"), row.container(key="wrap_movement")
     with grid_col:
         st.subheader("R x F grid")
         drill_ui.rf_grid(

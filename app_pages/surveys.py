@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from crm_core import glossary, summaries
+from crm_core import display, glossary, summaries
 from crm_core.analytics import surveys
 from crm_core.privacy import may_see_pii
 from crm_ui import (
@@ -115,6 +115,7 @@ with verbatim_tab:
         "Show answers from",
         ["detractor", "passive", "promoter"],
         default=["detractor"],
+        format_func=lambda bucket: display.value_label("bucket", bucket),
         help="Detractors scored 0-6, passives 7-8, promoters 9-10.",
     )
     shown = comments[comments["bucket"].isin(buckets)]
@@ -152,6 +153,9 @@ with value_tab:
     else:
         st.caption(
             "Share of respondents with no purchase in the 90 days after answering (observed, "
-            "like the churn rate KPI; not the churn risk model)."
+            "like the churn rate KPI; not the churn risk model). Only answers given at least "
+            "90 days before the period's last day count here, so that those 90 days have "
+            f"passed: {int(by_bucket['respondents'].sum()):,} respondents, fewer than all "
+            "the detractors, passives and promoters above."
         )
         tables.show_table(by_bucket, column_config={"churn_rate": "No purchase within 90 days"})

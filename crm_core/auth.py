@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -393,11 +394,13 @@ def cookie_key(settings: Settings | None = None) -> str:
     return key
 
 
-def role_matrix() -> list[dict[str, object]]:
-    """One row per view and action with a yes/no per role (admin page and README)."""
+def role_matrix(titles: Mapping[str, str] | None = None) -> list[dict[str, object]]:
+    """One row per view and action with a yes/no per role (admin page and README); `titles`
+    names the views as the menu does ("Open Customer 360")."""
     rows: list[dict[str, object]] = []
     for view, roles in VIEW_ROLES.items():
-        rows.append({"view or action": f"view: {view}", **{r: r in roles for r in ROLES}})
+        name = f"Open {titles[view]}" if titles and view in titles else f"view: {view}"
+        rows.append({"view or action": name, **{r: r in roles for r in ROLES}})
     for action, roles in ACTION_ROLES.items():
         rows.append({"view or action": ACTION_HELP[action], **{r: r in roles for r in ROLES}})
     return rows

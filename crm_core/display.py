@@ -204,6 +204,98 @@ def humanise(name: str) -> str:
     return " ".join(words)
 
 
+CODED = frozenset(
+    {
+        "acquisition_channel",
+        "loyalty_tier",
+        "channel",
+        "objective",
+        "category",
+        "status",
+        "event_type",
+        "survey",
+        "touchpoint",
+        "priority",
+        "source",
+        "stage",
+        "churn_band",
+        "bucket",
+        "kind",
+        "role",
+        "grain",
+        "group",
+        "contact_group",
+        "spend_basis",
+        "model",
+        "mode",
+    }
+)
+"""Fields whose values are codes (``paid_search``), shown in words by `value_label`; so is
+every store column declared with ``allowed`` values."""
+
+VALUE_LABELS = {
+    "post_purchase": "Post-purchase",
+    "paid_search": "Paid search",
+    "organic_search": "Organic search",
+    "paid_social": "Paid social",
+    "hgb": "Gradient boosting",
+    "logit": "Logistic regression",
+    "logistic": "Logistic regression",
+    "bgnbd": "BG/NBD",
+    "pareto": "Pareto/NBD",
+    "mbgnbd": "MBG/NBD",
+    "kpi": "KPI",
+    "winback": "Win-back",
+    "won": "Won",
+    "lost": "Lost",
+}
+"""Codes whose humanised form is not good enough; the rest go through `humanise` (which
+keeps MQL, SQL, NPS, CSAT, SMS in capitals)."""
+
+_CODE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
+
+
+@cache
+def _allowed_fields() -> frozenset[str]:
+    from crm_core import schema  # noqa: PLC0415
+
+    return frozenset(
+        column.name
+        for table in schema.metadata.tables.values()
+        for column in table.columns
+        if column.info.get("allowed")
+    )
+
+
+def is_coded(name: str) -> bool:
+    """Whether field `name` holds codes that read better in words (see `value_label`)."""
+    key = name.replace(" ", "_")  # "acquisition channel" (a breakdown's column)
+    return key in CODED or key in _allowed_fields()
+
+
+def value_label(name: str, value: object) -> str:
+    """A value of field `name` in words: codes of a coded field humanised ("paid_search" ->
+    "Paid search", "mql" -> "MQL", "high" -> "High"), anything else as `format_value` shows
+    it. Names, countries and segment names are left as they are."""
+    if isinstance(value, str):
+        if is_coded(name) and _CODE.match(value):
+            return VALUE_LABELS.get(value) or humanise(value)
+        return value
+    return format_value(name, value)
+
+
+def value_labels(name: str, values: object) -> list[str]:
+    """`value_label` of each value (a chart's category axis or legend)."""
+    return [value_label(name, v) for v in values]  # type: ignore[union-attr]
+
+
+def category_ticks(name: str, values: object) -> dict[str, object]:
+    """Plotly axis settings that show the codes of a category axis in words while the data
+    (and what a click returns) keeps the codes."""
+    codes = list(dict.fromkeys(values))  # type: ignore[call-overload]
+    return {"tickmode": "array", "tickvals": codes, "ticktext": value_labels(name, codes)}
+
+
 def _guess_kind(name: str) -> str:
     if name == "customer_id":
         return "customer_id"

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from crm_core import segments
+from crm_core import display, segments
 from crm_core.analytics import rfm
 from crm_core.filters import Filters, month_end
 from crm_core.store import Store
@@ -185,13 +185,15 @@ def funnel_dropoff(
     }
     rule = {"funnel": funnel, "op": "dropped_after", "step": int(step)}
     scope = _filters_words(filters)
+    words = display.value_labels("event_type", steps)  # "add_to_cart" -> "Add to cart"
+    done, missed = words[step - 1], words[step].lower()
     return Selection(
-        title=f"Dropped after step {step} ({steps[step - 1]}; did not do {steps[step]}){scope}",
+        title=f"Dropped after step {step} ({done}; did not reach {missed}){scope}",
         definition=_definition(rule, *scope_rules(filters)),
         page_ids=None if page_ids is None else tuple(page_ids),
-        description=f"Entered the funnel {' > '.join(steps)} between {filters.start} and "
-        f"{filters.end} and stopped after {steps[step - 1]}{scope}.",
-        name=f"Dropped after {steps[step - 1]}",
+        description=f"Entered the funnel {' > '.join(words)} between {filters.start} and "
+        f"{filters.end} and stopped after {done.lower()}{scope}.",
+        name=f"Dropped after {done.lower()}",
     )
 
 

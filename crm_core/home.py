@@ -20,7 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from crm_core import auth
+from crm_core import auth, display
 from crm_core.errors import CRMError, NotAllowedError
 from crm_core.filters import COMPARISONS, PRESETS, Filters, preset_range
 from crm_core.metrics import METRICS
@@ -441,10 +441,58 @@ def filters_in_words(filters: Filters | None) -> str:
     return f"{period}, compared with the {compare}; {countries}; {channels}."
 
 
+SETTING_LABELS: dict[str, str] = {
+    "model": "model",
+    "window": "window",
+    "window_days": "window",
+    "lookback_days": "lookback",
+    "steps": "steps",
+    "order": "steps counted",
+    "time_unit": "time unit",
+    "calibration_end": "calibration ends",
+    "horizon_months": "horizon",
+    "monthly_discount": "monthly discount",
+}
+"""How each pinnable setting is named in a pin's settings line."""
+
+SETTING_VALUES: dict[str, str] = {
+    "hgb": "gradient boosting",
+    "logit": "logistic regression",
+    "bgnbd": "BG/NBD",
+    "pareto": "Pareto/NBD",
+    "mbgnbd": "MBG/NBD",
+    "strict": "in this order",
+    "any": "in any order",
+}
+"""Setting values (model and option codes) in words; other codes are humanised."""
+
+
+def _setting_value(key: str, value: Any) -> str:
+    if isinstance(value, list):
+        return " > ".join(display.value_label("event_type", v) for v in value)
+    if key.endswith("_days") and isinstance(value, int | float):
+        return f"{value:,.0f} days"
+    if key == "horizon_months" and isinstance(value, int | float):
+        return f"{value:,.0f} months"
+    if key == "monthly_discount" and isinstance(value, int | float):
+        return f"{100 * value:.1f}%"
+    if key == "calibration_end" and isinstance(value, str):
+        try:
+            return f"{date.fromisoformat(value):%d %b %Y}"
+        except ValueError:
+            return value
+    if isinstance(value, str):
+        if value in SETTING_VALUES:
+            return SETTING_VALUES[value]
+        return display.humanise(value).lower() if "_" in value else value
+    return str(value)
+
+
 def settings_in_words(settings: Mapping[str, Any]) -> str:
-    """A pin's view settings, in words ("model: hgb · window days: 90"); empty when none."""
+    """A pin's view settings, in words ("model: gradient boosting · window: 90 days");
+    empty when none."""
     parts = []
     for key, value in settings.items():
-        shown = " > ".join(map(str, value)) if isinstance(value, list) else str(value)
-        parts.append(f"{key.replace('_', ' ')}: {shown}")
+        name = SETTING_LABELS.get(key) or display.humanise(key).lower()
+        parts.append(f"{name}: {_setting_value(key, value)}")
     return " · ".join(parts)

@@ -650,18 +650,18 @@ class Preview:
         return self.customers / self.base if self.base else 0.0
 
 
-SAMPLE_COLUMNS = (
+SAMPLE_COLUMNS = (  # id, name and total spend first: they fit on screen at 1440 px
     "customer_id",
     "first_name",
     "last_name",
-    "email",
-    "country",
-    "rfm_segment",
-    "recency_days",
-    "frequency",
     "monetary",
     "clv",
     "churn_risk",
+    "rfm_segment",
+    "country",
+    "email",
+    "recency_days",
+    "frequency",
 )
 
 

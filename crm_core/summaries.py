@@ -266,8 +266,8 @@ def churn(report: Any, bands: pd.DataFrame) -> list[str]:
     n_high = int(high["customers"].sum()) if len(high) else 0
     sentences = [
         f"{_plural(n_high, 'customer')} ({_share(n_high, n)} of the {_count(n)} active in the "
-        f"last year) are at high churn risk: a {high_threshold:.0%} or higher chance "
-        f"that they buy nothing in the next {window} days."
+        f"last year, erased customers left out) are at high churn risk: a "
+        f"{high_threshold:.0%} or higher chance that they buy nothing in the next {window} days."
     ]
     if n_high:
         held = float(high["total_clv"].sum())

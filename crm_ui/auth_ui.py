@@ -152,9 +152,9 @@ _USER_COLUMNS = {
     "role": st.column_config.TextColumn("Role"),
     "active": st.column_config.CheckboxColumn("Active"),
     "last_login_at": st.column_config.DatetimeColumn(
-        "Last sign-in (UTC)", format="YYYY-MM-DD HH:mm"
+        "Last sign-in (UTC)", format=tables.DATETIME_FORMAT
     ),
-    "created_at": st.column_config.DatetimeColumn("Created (UTC)", format="YYYY-MM-DD HH:mm"),
+    "created_at": st.column_config.DatetimeColumn("Created (UTC)", format=tables.DATETIME_FORMAT),
     "failed_logins": st.column_config.NumberColumn("Failed sign-ins"),
 }
 

@@ -19,7 +19,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from crm_core import auth, drill, segments
+from crm_core import auth, display, drill, segments
 from crm_core.analytics import funnels
 from crm_core.errors import CRMError
 from crm_core.filters import Filters
@@ -155,6 +155,8 @@ def panel(selection: drill.Selection, key: str) -> None:
     """Count, masked sample, open one in Customer 360, and save as a segment (rules)."""
     user = current_user()
     role = user.role if user else "analyst"
+    may_save = user is not None and user.can("save_segments")
+    may_open = user is not None and auth.may_view(user.role, "customer_360")
     with st.container(border=True, key=f"{key}_panel"):
         st.markdown(f"**Customers behind: {selection.title}**")
         segment_ui.ensure_360()  # rules read the customer 360 table: rebuilt if stale
@@ -168,9 +170,13 @@ def panel(selection: drill.Selection, key: str) -> None:
             st.caption("Rules: " + segments.describe(selection.definition))
         else:
             st.info(
-                f"No rule can express this selection ({selection.fixed_reason}); it can be "
-                f"saved only as a fixed list of {agreement.page_count:,} customer ids, which "
-                "does not change with new data."
+                f"No rule can express this selection ({selection.fixed_reason})"
+                + (
+                    f"; it can be saved only as a fixed list of {agreement.page_count:,} "
+                    "customer ids, which does not change with new data."
+                    if may_save
+                    else "."
+                )
             )
             fixed = True
         if selection.rule_based and not agreement.same:
@@ -179,7 +185,7 @@ def panel(selection: drill.Selection, key: str) -> None:
                 f"customers now; the page counted {agreement.page_count:,}.",
                 icon=":material/compare_arrows:",
             )
-            fixed = (
+            fixed = may_save and (
                 st.radio(
                     "Save",
                     ["rule", "fixed"],
@@ -201,22 +207,17 @@ def panel(selection: drill.Selection, key: str) -> None:
             return
         st.metric("Customers", f"{shown.customers:,}")
         if shown.customers:
-            event = tables.show_table(
-                shown.sample,
-                hide_index=True,
-                key=f"{key}_sample",
-                on_select="rerun",
-                selection_mode="single-row",
-            )
+            picking = {"on_select": "rerun", "selection_mode": "single-row"} if may_open else {}
+            event = tables.show_table(shown.sample, hide_index=True, key=f"{key}_sample", **picking)
             st.caption(
                 "The top spenders among them"
                 + ("" if may_see_pii(role) else "; personal data masked for your role")
-                + ". Pick a row to open that customer in Customer 360."
+                + (". Pick a row to open that customer in Customer 360." if may_open else ".")
             )
             rows = _selected_rows(event)
             if rows:
                 open_in_360(int(shown.sample["customer_id"].iloc[rows[0]]), key)
-        if user is not None and user.can("save_segments"):
+        if may_save:
             _save_form(definition, description, key, fixed, selection.name or selection.title)
 
 
@@ -232,12 +233,11 @@ def _save_form(
 ) -> None:
     user = current_user()
     with st.form(f"{key}_save", border=False):
-        name_col, button_col = st.columns([3, 1], vertical_alignment="bottom")
-        name = name_col.text_input(
+        name = st.text_input(
             "Segment name", value=title[: segments.MAX_NAME_LENGTH], key=f"{key}_name"
         )
         kind = "a fixed list of ids" if fixed else "the rules above (it follows new data)"
-        if button_col.form_submit_button("Save as segment", help=f"Saves {kind}."):
+        if st.form_submit_button("Save as segment", help=f"Saves {kind}."):
             try:
                 saved = segments.save_segment(
                     store(),
@@ -259,10 +259,16 @@ def _save_form(
 
 
 def customer_rows(frame: Any, key: str, **options: Any) -> None:
-    """A table whose rows are customers: pick one to open their 360 profile."""
+    """A table whose rows are customers: pick one to open their 360 profile (for roles that
+    may open Customer 360; a plain table for the others)."""
+    user = current_user()
+    if user is None or not auth.may_view(user.role, "customer_360"):
+        tables.show_table(frame, key=key, **options)
+        return
     event = tables.show_table(
         frame, on_select="rerun", selection_mode="single-row", key=key, **options
     )
+    st.caption("Pick a row to open that customer in Customer 360.")
     rows = _selected_rows(event)
     if rows and "customer_id" in frame.columns:
         open_in_360(int(frame["customer_id"].iloc[rows[0]]), key)
@@ -375,7 +381,10 @@ def risk_bands(
 ) -> None:
     """The churn-risk bands: click a band's bar for its customers."""
     counts = at_risk.groupby("churn_band").size()
-    options = {str(b): f"{b} risk ({int(n):,} customers)" for b, n in counts.items()}
+    options = {
+        str(b): f"{display.value_label('churn_band', b)} risk ({int(n):,} customers)"
+        for b, n in counts.items()
+    }
     band = drill_chart(figure, "risk_bands", options, lambda p: p.get("x"))
     _download(download)
     if band:

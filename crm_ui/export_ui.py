@@ -23,7 +23,7 @@ RESULT_KEY = "export_result"
 
 HISTORY_COLUMNS = {
     "export_id": st.column_config.NumberColumn("Export", format="%d"),
-    "exported_at": st.column_config.DatetimeColumn("When (UTC)", format="YYYY-MM-DD HH:mm"),
+    "exported_at": st.column_config.DatetimeColumn("When (UTC)", format=tables.DATETIME_FORMAT),
     "exported_by": "By",
     "segment_name": "Segment",
     "segment_version": st.column_config.NumberColumn("Version", format="%d"),

@@ -22,7 +22,7 @@ import streamlit as st
 from crm_core import auth, detect, ingest, mapping, presets, schema
 from crm_core.errors import CRMError, ImportValidationError
 from crm_ui import data
-from crm_ui.tables import show_table
+from crm_ui.tables import DATETIME_FORMAT, show_table
 
 RESULT_KEY = "import_result"
 UNDO_FLASH = "import_undone"
@@ -505,13 +505,13 @@ def save_step(current: mapping.Mapping, user: auth.User, key: str) -> None:
 
 HISTORY_COLUMNS = {
     "batch_id": st.column_config.NumberColumn("Batch", format="%d"),
-    "imported_at": st.column_config.DatetimeColumn("When (UTC)", format="YYYY-MM-DD HH:mm"),
+    "imported_at": st.column_config.DatetimeColumn("When (UTC)", format=DATETIME_FORMAT),
     "imported_by": "By",
     "file_name": "File",
     "mode": "Mode",
     "rows": "Rows per table",
     "rejected_rows": st.column_config.NumberColumn("Rejected", format="%d"),
-    "undone_at": st.column_config.DatetimeColumn("Undone (UTC)", format="YYYY-MM-DD HH:mm"),
+    "undone_at": st.column_config.DatetimeColumn("Undone (UTC)", format=DATETIME_FORMAT),
     "undone_by": "Undone by",
 }
 

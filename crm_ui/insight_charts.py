@@ -80,7 +80,7 @@ def score_breakdown(table: pd.DataFrame, by: str, score: str, title: str) -> go.
     shown = table.dropna(subset=[score])
     fig = go.Figure(
         go.Bar(
-            x=shown[by].astype(str),
+            x=display.value_labels(by, shown[by]),
             y=shown[score],
             marker_color=_BLUE,
             error_y={
@@ -213,10 +213,15 @@ def funnel(steps: pd.DataFrame) -> go.Figure:
     """Customers reaching each step."""
     fig = go.Figure(
         go.Funnel(
-            y=[f"{row.step}. {display.humanise(row.event_type)}" for row in steps.itertuples()],
+            y=[
+                f"{row.step}. {display.value_label('event_type', row.event_type)}"
+                for row in steps.itertuples()
+            ],
             x=steps["customers"],
             texttemplate="%{value:,}<br>%{percentInitial:.0%} of entrants"
             "<br>%{percentPrevious:.0%} of previous step",
+            hovertemplate="%{y}<br>%{x:,} customers<br>%{percentInitial:.1%} of entrants"
+            "<br>%{percentPrevious:.1%} of the previous step<extra></extra>",
             marker_color=_BLUE,
         )
     )
@@ -246,9 +251,11 @@ def lead_funnel(stages: pd.DataFrame) -> go.Figure:
     """Leads reaching each lifecycle stage."""
     fig = go.Figure(
         go.Funnel(
-            y=[display.humanise(s) for s in stages["stage"]],
+            y=display.value_labels("stage", stages["stage"]),
             x=stages["leads"],
             texttemplate="%{value:,} (%{percentPrevious:.0%} of previous)",
+            hovertemplate="%{y}<br>%{x:,} leads<br>%{percentInitial:.1%} of all leads"
+            "<br>%{percentPrevious:.1%} of the previous stage<extra></extra>",
             marker_color=_ORANGE,
         )
     )

@@ -72,15 +72,16 @@ def clv_histogram(values: pd.DataFrame, money: str = display.CURRENCY) -> go.Fig
 def clv_by_group(frame: pd.DataFrame, by: str, title: str) -> go.Figure:
     """Total CLV (bars) and mean CLV per customer (markers, right axis) per group."""
     fig = go.Figure()
+    groups = display.value_labels(by, frame[by])  # "paid_search" -> "Paid search"
     fig.add_bar(
-        x=frame[by],
+        x=groups,
         y=frame["total_clv"],
         name="Total CLV",
         marker_color=_BLUE,
         hovertemplate="%{x}: " + display.hover_template("total_clv") + "<extra>Total CLV</extra>",
     )
     fig.add_scatter(
-        x=frame[by],
+        x=groups,
         y=frame["mean_clv"],
         name="Mean CLV per customer",
         mode="markers",
@@ -113,22 +114,31 @@ def clv_by_group(frame: pd.DataFrame, by: str, title: str) -> go.Figure:
     )
 
 
-def frequency_recency_heatmap(matrix: pd.DataFrame, title: str, fmt: str) -> go.Figure:
-    """A frequency x recency matrix as a heatmap (rows: frequency, columns: recency)."""
+def frequency_recency_heatmap(
+    matrix: pd.DataFrame, title: str, fmt: str, unit: str = "days"
+) -> go.Figure:
+    """A frequency x recency matrix as a heatmap (rows: frequency, columns: recency in the
+    model's time `unit`, "days" or "weeks"); the colour bar has round ticks (0, 5, 10)."""
+    whole = len({round(float(c)) for c in matrix.columns}) == len(matrix.columns)
     fig = go.Figure(
         go.Heatmap(
             z=matrix.to_numpy(),
-            x=[f"{c:g}" for c in matrix.columns],
+            x=[f"{c:,.0f}" if whole else f"{c:g}" for c in matrix.columns],
             y=[str(i) for i in matrix.index],
             colorscale="Blues",
             zmin=0,
             zmax=1 if fmt.endswith("%") else None,
-            hovertemplate="Frequency %{y}, recency %{x}: %{z:" + fmt + "}<extra></extra>",
-            colorbar={"tickformat": fmt},
+            hovertemplate="%{y} repeat purchases, last purchase %{x} "
+            + unit
+            + " after the first: %{z:"
+            + fmt
+            + "}<extra></extra>",
+            # "~" drops trailing zeros: 0, 5, 10 (not 0.00, 5.00, 10.00); shares stay 0%-100%
+            colorbar={"tickformat": fmt if fmt.endswith("%") else ",~r"},
         )
     )
     fig.update_yaxes(title_text="Repeat purchases (frequency)")
-    fig.update_xaxes(title_text="Time from first to last purchase (recency)")
+    fig.update_xaxes(title_text=f"Time from first to last purchase (recency, {unit})")
     fig.update_layout(title={"text": title, "x": 0})
     return _layout(fig, height=420)
 
@@ -211,17 +221,21 @@ def risk_bands(frame: pd.DataFrame) -> go.Figure:
     colors = [_BAND_COLORS.get(b, _GREY) for b in frame["churn_band"]]
     fig = go.Figure(
         go.Bar(
-            x=frame["churn_band"],
+            x=frame["churn_band"],  # the codes: a click returns the band
             y=frame["value_at_risk"],
             marker_color=colors,
             text=[f"{n:,} customers" for n in frame["customers"]],
             textposition="auto",
-            hovertemplate="%{x} risk: "
+            customdata=display.value_labels("churn_band", frame["churn_band"]),
+            hovertemplate="%{customdata} risk: "
             + display.hover_template("value_at_risk")
             + " at risk (%{text})<extra></extra>",
         )
     )
-    fig.update_xaxes(title_text=display.label("churn_band"))
+    fig.update_xaxes(
+        title_text=display.label("churn_band"),
+        **display.category_ticks("churn_band", frame["churn_band"]),
+    )
     fig.update_yaxes(
         title_text=display.axis_title("value_at_risk", "Value at risk (churn risk x CLV)"),
         rangemode="tozero",

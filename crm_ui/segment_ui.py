@@ -15,6 +15,7 @@ from crm_core.analytics import clustering, rfm
 from crm_core.auth import User
 from crm_core.errors import CRMError
 from crm_core.filters import Filters
+from crm_core.privacy import may_see_pii
 from crm_ui import data, tables
 from crm_ui.auth_ui import current_user
 from crm_ui.data import store
@@ -464,7 +465,12 @@ def preview_panel(result: segments.Preview) -> None:
         st.warning("No customer matches these rules.")
         return
     tables.show_table(result.sample)
-    st.caption("The 10 members with the highest spend; personal data masked for your role.")
+    user = current_user()
+    masked = user is None or not may_see_pii(user.role)
+    st.caption(
+        "The 10 members with the highest spend"
+        + ("; personal data masked for your role." if masked else ".")
+    )
     with st.expander("Show SQL"):
         st.code(result.sql, language="sql")
         st.caption("Values shown for reading only; the app always sends them as parameters.")

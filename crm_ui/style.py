@@ -43,7 +43,13 @@ PROFILE_ROW = """
 [data-testid="stLayoutWrapper"]:has(> .st-key-profile_chart) { flex: 2 1 24rem; }
 """
 
-CSS = CAPTIONS + RULE_ROW + CARDS + PROFILE_ROW
+# Any pair of containers keyed wrap_* in a horizontal container (e.g. Segmentation's R x F
+# grid and movement heatmaps): side by side from about 2 x 26rem, else one under the other.
+WRAP = """
+[data-testid="stLayoutWrapper"]:has(> [class*="st-key-wrap_"]) { flex: 1 1 26rem; }
+"""
+
+CSS = CAPTIONS + RULE_ROW + CARDS + PROFILE_ROW + WRAP
 
 
 def inject() -> None:

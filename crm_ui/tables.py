@@ -19,6 +19,10 @@ from crm_ui.links import CUSTOMER_PARAM, customer_url
 _MONEY_FORMATS = {"$": "dollar", "€": "euro", "¥": "yen"}
 MONEY_FORMAT = _MONEY_FORMATS.get(display.CURRENCY, f"{display.CURRENCY}%,.2f")
 """Streamlit's number format for money in the store's currency."""
+PERCENT_FORMAT = "%,.1f%%"
+"""Shares: the table holds them in percent (see `shown_frame`) and printf rounds them. Not
+Streamlit's named "percent" format with a step: in 1.67 the step truncates (0.84598 ->
+"84.5%"), and without one the decimals vary ("44.58%", "50%")."""
 DATE_FORMAT = "D MMM YYYY"
 DATETIME_FORMAT = "D MMM YYYY, HH:mm"
 MISSING = ""
@@ -49,7 +53,7 @@ def _number_format(kind: str, series: pd.Series) -> tuple[str | None, float | No
     if kind == "money":
         return MONEY_FORMAT, None
     if kind == "percent":
-        return "percent", 0.001  # 12.3%: the step sets the decimals of a named format
+        return PERCENT_FORMAT, None  # the values are in percent (shown_frame): rounds
     if kind in ("id", "customer_id"):
         return "%d", None
     if kind == "days":
@@ -61,12 +65,21 @@ def _number_format(kind: str, series: pd.Series) -> tuple[str | None, float | No
     return ("%,d" if whole else "%,.2f"), None
 
 
+def _links_allowed() -> bool:
+    """Whether customer ids link to Customer 360: not for a role that may not open it."""
+    from crm_core import auth  # noqa: PLC0415
+    from crm_ui.auth_ui import current_user  # noqa: PLC0415 (auth_ui draws tables too)
+
+    user = current_user()
+    return user is None or auth.may_view(user.role, "customer_360")
+
+
 def column_spec(name: str, series: pd.Series) -> Any:
     """The Streamlit column config of column `name` holding `series` (label, format, help)."""
     info = display.describe(str(name))
     label, help_ = info.label, info.help or None
     kind = info.kind
-    if kind == "customer_id" and _is_number(series):
+    if kind == "customer_id" and _is_number(series) and _links_allowed():
         return st.column_config.LinkColumn(
             label,
             help=help_ or "Opens the customer's 360 profile in a new tab.",
@@ -109,19 +122,53 @@ def column_config(frame: pd.DataFrame, overrides: dict[str, Any] | None = None) 
     return config
 
 
+def _percent_columns(frame: pd.DataFrame) -> list:
+    return [
+        c
+        for c in frame.columns
+        if display.describe(str(c)).kind == "percent" and _is_number(frame[c])
+    ]
+
+
 def shown_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """The frame as the table shows it: customer ids as links to their 360 profile."""
+    """The frame as the table shows it: customer ids as links to their 360 profile, shares
+    in percent (0.84598 -> 84.598, shown "84.6%" by `PERCENT_FORMAT`), codes in words."""
     links = [
         c
         for c in frame.columns
         if display.describe(str(c)).kind == "customer_id" and _is_number(frame[c])
     ]
-    if not links:
+    if links and not _links_allowed():
+        links = []
+    shares = _percent_columns(frame)
+    coded = [
+        c
+        for c in frame.columns
+        if display.is_coded(str(c))
+        and (pd.api.types.is_object_dtype(frame[c]) or pd.api.types.is_string_dtype(frame[c]))
+    ]
+    if not links and not shares and not coded:
         return frame
     shown = frame.copy()
+    for column in coded:  # codes in words: "paid_search" -> "Paid search"
+        shown[column] = [
+            None if pd.isna(v) else display.value_label(str(column), v) for v in frame[column]
+        ]
     for column in links:
         shown[column] = [None if pd.isna(v) else customer_url(int(v)) for v in frame[column]]
+    for column in shares:
+        shown[column] = 100 * pd.to_numeric(frame[column], errors="coerce").astype("float64")
     return shown
+
+
+ROW_HEIGHT = 35
+"""Streamlit 1.67's row height in px (2.1875rem); the header row is as high."""
+
+
+def full_height(rows: int) -> int:
+    """A table height that shows `rows` rows and the header with no scrolling and no empty
+    row below them (Streamlit's own formula: (rows + 1) x 35 + 3 px of border)."""
+    return ROW_HEIGHT * (rows + 1) + 3
 
 
 def show_table(frame: pd.DataFrame | dict, **dataframe_options: Any) -> Any:

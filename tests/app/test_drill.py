@@ -84,3 +84,21 @@ def test_customer_360_opens_the_linked_customer(app_env):
     at.switch_page("app_pages/customer_360.py").run()
     assert not at.exception and not errors(at)
     assert any("#42" in h.value for h in at.subheader)
+
+
+def test_a_manager_sees_the_customers_but_is_offered_nothing_they_cannot_do(own_store):
+    """Managers may not save segments nor open Customer 360: no save choice, no save button,
+    no "pick a row" and no links to the 360 in the drill panel (the demo store is not
+    scored, so the band's rule and the page disagree: a saver would get a choice)."""
+    at = sign_in("manager", page="app_pages/churn.py")
+    at.selectbox(key="risk_bands_pick").select("high").run()
+    assert not at.exception and not errors(at)
+    assert any("Customers behind" in m.value for m in at.markdown)
+    assert any("the page counted" in w.value for w in at.warning)
+    assert "drill_band_what" not in at.session_state  # no save choice
+    assert not [b for b in at.button if b.label == "Save as segment"]
+    assert not any("Customer 360" in c.value for c in at.caption)
+    assert not any("save them as a segment" in c.value for c in at.caption)
+    for table in at.dataframe:
+        config = json.loads(table.proto.columns)
+        assert all(c.get("type_config", {}).get("type") != "link" for c in config.values())

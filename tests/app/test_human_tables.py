@@ -7,6 +7,7 @@ import re
 
 import pandas as pd
 
+from crm_core import display
 from crm_ui.views import VIEWS
 from tests.app.conftest import errors
 
@@ -35,6 +36,10 @@ def _problems(view: str, frame: pd.DataFrame, config: dict) -> list[str]:
             found.append(f"{where}: a float without a format")
         if pd.api.types.is_datetime64_any_dtype(series) and kind not in ("datetime", "date"):
             found.append(f"{where}: a timestamp shown as {kind}")
+        if display.is_coded(str(name)) and not pd.api.types.is_numeric_dtype(series):
+            codes = {v for v in series.dropna() if isinstance(v, str) and SNAKE.match(v)}
+            if codes:
+                found.append(f"{where} shows codes {sorted(codes)[:3]}")
     if config.get("_index", {}).get("hidden") is not True:
         found.append(f"{view}: the index is shown")
     return found
@@ -143,3 +148,53 @@ def test_cluster_colours_are_distinct_and_ratios_start_at_zero():
     projection = pd.DataFrame({"pc1": [0.0, 1, 2], "pc2": [0.0, 1, 2], "cluster": [0, 1, 2]})
     colours = {t.marker.color for t in segment_charts.pca_scatter(projection).data}
     assert len(colours) == 3
+
+
+def test_shares_are_rounded_not_truncated():
+    """Streamlit 1.67 truncates a number column to its step's decimals before formatting
+    (0.84598 with step 0.001 read "84.5%"): shares reach the browser in percent with a
+    printf format that rounds (sprintf-js uses toFixed, as Python's % does) and no step."""
+    from crm_ui import tables
+
+    frame = pd.DataFrame({"churn_probability": [0.84598, 0.5], "customers": [1358, 3046]})
+    shown = tables.shown_frame(frame)
+    spec = tables.column_config(frame)["churn_probability"]
+    fmt = spec["type_config"]["format"]
+    assert spec["type_config"].get("step") is None
+    assert [fmt.replace(",", "") % v for v in shown["churn_probability"]] == ["84.6%", "50.0%"]
+    assert fmt.replace(",", "") % (100 * 1358 / 3046) == "44.6%"
+    assert list(shown["customers"]) == [1358, 3046]
+    assert list(frame["churn_probability"]) == [0.84598, 0.5]  # the caller's frame is kept
+
+
+def test_every_share_on_every_table_rounds(signed_in):
+    at = signed_in("analyst")
+    at.switch_page("app_pages/churn.py").run()
+    shares = [
+        spec
+        for _frame, config in _tables(at)
+        for spec in config.values()
+        if isinstance(spec, dict)
+        and str(spec.get("type_config", {}).get("format", "")).endswith(("%%", "percent"))
+    ]
+    assert len(shares) >= 2
+    assert {s["type_config"]["format"] for s in shares} == {"%,.1f%%"}
+    assert all(s["type_config"].get("step") is None for s in shares)
+
+
+def test_funnel_hover_says_count_and_shares_and_steps_in_words():
+    from crm_ui import insight_charts
+
+    steps = pd.DataFrame(
+        {"step": [1, 2], "event_type": ["product_view", "add_to_cart"], "customers": [3046, 1358]}
+    )
+    trace = insight_charts.funnel(steps).data[0]
+    assert list(trace.y) == ["1. Product view", "2. Add to cart"]
+    assert "of entrants" in trace.hovertemplate and "previous step" in trace.hovertemplate
+    assert "%{x:,} customers" in trace.hovertemplate
+
+
+def test_a_full_height_table_has_no_empty_row():
+    from crm_ui import tables
+
+    assert tables.full_height(11) == 35 * 12 + 3  # Streamlit 1.67 rows are 35 px (2.1875rem)

@@ -80,3 +80,15 @@ def test_too_little_history_says_what_is_missing(tmp_path, monkeypatch):
         at.switch_page(page).run()
         assert not at.exception
         assert any("Not enough data" in w.value for w in at.warning), page
+
+
+def test_clv_top_customers_and_matrices_read_as_words(signed_in):
+    at = signed_in("analyst")
+    at.switch_page("app_pages/clv.py").run()
+    assert not at.exception
+    assert any("Pick a row to open that customer in Customer 360" in c.value for c in at.caption)
+    charts = [c.proto.spec for c in at.get("plotly_chart")]
+    assert any("recency, days)" in spec for spec in charts)
+    assert any('"Paid search"' in spec for spec in charts)  # CLV by acquisition channel
+    assert not any('"paid_search"' in spec for spec in charts)
+    assert not any('"tickformat":".2f"' in spec for spec in charts)  # colour bar 0, 5, 10

@@ -105,3 +105,32 @@ def test_axis_titles_carry_their_unit():
     assert display.hover_template("revenue") == "$%{y:,.2f}"
     assert display.tick_format("customers")["tickformat"] == ",d"
     assert display.tick_format("revenue")["tickprefix"] == display.CURRENCY
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "text"),
+    [
+        ("acquisition_channel", "paid_search", "Paid search"),
+        ("acquisition channel", "organic_search", "Organic search"),
+        ("touchpoint", "post_purchase", "Post-purchase"),
+        ("event_type", "add_to_cart", "Add to cart"),
+        ("event_type", "product_view", "Product view"),
+        ("stage", "mql", "MQL"),
+        ("stage", "sql", "SQL"),
+        ("survey", "nps", "NPS"),
+        ("churn_band", "high", "High"),
+        ("bucket", "detractor", "Detractor"),
+        ("country", "DE", "DE"),
+        ("rfm_segment", "Champions", "Champions"),
+        ("first_name", "ann", "ann"),  # a name is no code
+        ("churn_band", None, ""),
+    ],
+)
+def test_codes_of_a_coded_field_read_as_words(name, value, text):
+    assert display.value_label(name, value) == text
+
+
+def test_category_ticks_keep_the_codes_and_show_words():
+    ticks = display.category_ticks("churn_band", ["low", "high", "low"])
+    assert ticks["tickvals"] == ["low", "high"]
+    assert ticks["ticktext"] == ["Low", "High"]

@@ -98,7 +98,15 @@ def test_filters_and_settings_round_trip(store):
         "Last full quarter (01 Jan 2026 – 31 Mar 2026), compared with the same period last "
         "year; countries: DE, US; channels: web."
     )
-    assert "steps: visit > add_to_cart > purchase" in home.settings_in_words(funnel.settings)
+    words = home.settings_in_words(funnel.settings)
+    assert "steps: Visit > Add to cart > Purchase" in words
+    assert "_" not in words
+    assert home.settings_in_words({"model": "hgb", "window_days": 90}) == (
+        "model: gradient boosting · window: 90 days"
+    )
+    assert home.settings_in_words({"model": "last_touch", "lookback_days": 30}) == (
+        "model: last touch · lookback: 30 days"
+    )
 
 
 def test_a_preset_follows_the_data_custom_dates_stay():

@@ -188,7 +188,10 @@ P = np.array([0.9, 0.8, 0.4, 0.3, 0.2, 0.5, 0.7, 0.1])
 def test_churn_summary_counts_high_risk_and_their_value():
     report = _churn_report([0.9, 0.7, 0.65, 0.2, 0.1], Y, P)
     text = " ".join(summaries.churn(report, _bands(report, 1_000.0)))
-    assert text.startswith("3 customers (60.0% of the 5 active in the last year) are at high")
+    assert text.startswith(
+        "3 customers (60.0% of the 5 active in the last year, erased customers left out) are "
+        "at high"
+    )
     assert "60% or higher chance that they buy nothing in the next 60 days" in text
     assert "They hold $3,000.00 of 12-month value (CLV), $2,250.00 of it at risk" in text
     assert f"The strongest driver is {churn.FEATURES['tickets']}" in text
