@@ -1,11 +1,13 @@
 """Accessibility: axe-core (bundled with axe-playwright-python, nothing fetched) on the sign-in
 page and on every view as an admin; any serious or critical violation fails, apart from the
 few listed in STREAMLIT_MARKUP that come from Streamlit's own markup, which the app cannot
-change."""
+change. The same walk proves that nothing leaves the machine: the browser blocks (and
+records) every request to a host other than the app's own loopback address."""
 
 from __future__ import annotations
 
 import re
+from urllib.parse import urlparse
 
 import pytest
 
@@ -66,8 +68,24 @@ def unnamed_icon_buttons(page) -> list[str]:
     return found
 
 
-def test_no_serious_accessibility_violation_on_any_view(browser, app_server, top_customer):
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+def test_every_view_is_accessible_and_requests_nothing_outside_the_machine(
+    browser, app_server, top_customer
+):
     context = new_context(browser, 1440)
+    outside: list[str] = []
+
+    def guard(route) -> None:
+        url = urlparse(route.request.url)
+        if url.scheme in ("data", "blob") or url.hostname in LOOPBACK:
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", guard)
     found: dict[str, list] = {}
     try:
         page = context.new_page()
@@ -85,6 +103,7 @@ def test_no_serious_accessibility_violation_on_any_view(browser, app_server, top
                 found[view.key] = violations
     finally:
         context.close()
+    assert outside == [], "requests to hosts outside the machine"
     assert found == {}, "\n".join(f"{key}: {value}" for key, value in found.items())
 
 
