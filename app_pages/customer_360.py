@@ -113,7 +113,7 @@ st.markdown(
 # A row that wraps: the profile beside the chart where both fit, above it where not (in
 # st.columns the e-mail was cut off at 800 px).
 row = st.container(horizontal=True, key="profile_row")
-left, right = row.container(key="profile_table"), row.container(key="profile_chart")
+left, right = row.container(key="wrap_profile_table"), row.container(key="wide_profile_chart")
 with left:
     st.markdown("**Profile and consent**")
     fields = profile.PROFILE_FIELDS

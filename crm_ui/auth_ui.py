@@ -13,8 +13,8 @@ from crm_core.errors import CRMError, NotAllowedError
 from crm_core.store import Store
 from crm_ui import tables
 from crm_ui.data import store
+from crm_ui.session import USER_KEY, current_user
 
-_USER_KEY = "crm_user"
 _AUTH_KEY = "crm_authenticator"
 _COOKIE_ACTION = "crm_cookie_action"
 _SIGNED_OUT_NOTE = (
@@ -77,9 +77,9 @@ def login_gate() -> auth.User | None:
         if action == "set":
             authenticator.cookie_controller.set_cookie()
         user = auth.get_user(current, st.session_state["username"])
-        st.session_state[_USER_KEY] = user
+        st.session_state[USER_KEY] = user
         return user
-    st.session_state.pop(_USER_KEY, None)
+    st.session_state.pop(USER_KEY, None)
     if signed_out:
         st.error(_SIGNED_OUT_NOTE)
     elif status is False:
@@ -102,7 +102,7 @@ def _sign_out_inactive(authenticator: stauth.Authenticate, credentials: dict) ->
     if not stale:
         return False
     authenticator.authentication_controller.logout()  # clears the session, skips the cookie
-    st.session_state.pop(_USER_KEY, None)
+    st.session_state.pop(USER_KEY, None)
     st.session_state[_COOKIE_ACTION] = "delete"
     return True
 
@@ -119,14 +119,9 @@ def logout_button() -> None:
     if authenticator is not None and st.session_state.get("authentication_status"):
         authenticator.logout("Sign out", location="sidebar", key="sign_out")
         if not st.session_state.get("authentication_status"):
-            st.session_state.pop(_USER_KEY, None)
+            st.session_state.pop(USER_KEY, None)
             st.session_state[_COOKIE_ACTION] = "delete"
             st.rerun()  # show the login form now, not the page after it
-
-
-def current_user() -> auth.User | None:
-    """The signed-in user, set by the login gate in app.py."""
-    return st.session_state.get(_USER_KEY)
 
 
 def require_view(view: str) -> auth.User:

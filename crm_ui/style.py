@@ -36,20 +36,16 @@ CARDS = f"""
 {_ROW} > {_METRIC} {{ min-width: max-content; }}
 """
 
-# Customer 360's profile table and spend chart (app_pages/customer_360.py): side by side
-# where each gets a readable width, the chart below the table where not.
-PROFILE_ROW = """
-[data-testid="stLayoutWrapper"]:has(> .st-key-profile_table) { flex: 1 1 24rem; }
-[data-testid="stLayoutWrapper"]:has(> .st-key-profile_chart) { flex: 2 1 24rem; }
-"""
-
-# Any pair of containers keyed wrap_* in a horizontal container (e.g. Segmentation's R x F
-# grid and movement heatmaps): side by side from about 2 x 26rem, else one under the other.
+# Containers side by side in a horizontal container, keyed wrap_* (one share of the row) or
+# wide_* (two shares): next to each other while each gets about 24rem, else one under the
+# other (Segmentation's R x F grid and movement; Customer 360's profile table and chart).
 WRAP = """
-[data-testid="stLayoutWrapper"]:has(> [class*="st-key-wrap_"]) { flex: 1 1 26rem; }
+[data-testid="stLayoutWrapper"]:has(> [class*="st-key-wrap_"]) { flex: 1 1 24rem; }
+[data-testid="stLayoutWrapper"]:has(> [class*="st-key-wide_"]) { flex: 2 1 24rem; }
 """
 
-CSS = CAPTIONS + RULE_ROW + CARDS + PROFILE_ROW + WRAP
+
+CSS = CAPTIONS + RULE_ROW + CARDS + WRAP
 
 
 def inject() -> None:

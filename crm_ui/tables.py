@@ -13,8 +13,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from crm_core import display
+from crm_core import auth, display
 from crm_ui.links import CUSTOMER_PARAM, customer_url
+from crm_ui.session import current_user
 
 _MONEY_FORMATS = {"$": "dollar", "€": "euro", "¥": "yen"}
 MONEY_FORMAT = _MONEY_FORMATS.get(display.CURRENCY, f"{display.CURRENCY}%,.2f")
@@ -67,9 +68,6 @@ def _number_format(kind: str, series: pd.Series) -> tuple[str | None, float | No
 
 def _links_allowed() -> bool:
     """Whether customer ids link to Customer 360: not for a role that may not open it."""
-    from crm_core import auth  # noqa: PLC0415
-    from crm_ui.auth_ui import current_user  # noqa: PLC0415 (auth_ui draws tables too)
-
     user = current_user()
     return user is None or auth.may_view(user.role, "customer_360")
 
