@@ -4,7 +4,17 @@ import streamlit as st
 
 from crm_core import glossary, summaries
 from crm_core.analytics.campaigns import ATTRIBUTION_MODELS, DEFAULT_MODEL, ROI_COLUMNS, roi_totals
-from crm_ui import auth_ui, filters_ui, insight_charts, insight_ui, pins, plain, tables, widgets
+from crm_ui import (
+    auth_ui,
+    drill_ui,
+    filters_ui,
+    insight_charts,
+    insight_ui,
+    pins,
+    plain,
+    tables,
+    widgets,
+)
 
 auth_ui.require_view("campaigns")
 st.title("Campaign ROI")
@@ -68,8 +78,11 @@ if totals["unplaced_campaigns"]:
         "attributed to them either)."
     )
 
-widgets.chart_with_download(
-    insight_charts.roi_bars(roi), roi, f"campaign_roi_{model}.csv", "Download campaign table (CSV)"
+drill_ui.campaign_roi(
+    insight_charts.roi_bars(roi),
+    roi,
+    filters,
+    (roi, f"campaign_roi_{model}.csv", "Download campaign table (CSV)"),
 )
 pins.pin_button("campaigns", "campaign_roi", {"model": model, "lookback_days": lookback})
 tables.show_table(

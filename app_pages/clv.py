@@ -130,11 +130,14 @@ with values_tab:
         ("acquisition_channel", "CLV by acquisition channel"),
         ("country", "CLV by country"),
     ):
-        widgets.chart_with_download(
+        drill_ui.clv_group(
             model_charts.clv_by_group(parts[key], key, title),
             parts[key],
-            f"clv_by_{key}.csv",
-            f"Download {title} (CSV)",
+            values,
+            key,
+            filters,
+            report.observation_end,
+            (parts[key], f"clv_by_{key}.csv", f"Download {title} (CSV)"),
         )
 with backtest_tab:
     tables.show_table(

@@ -69,11 +69,15 @@ else:
             f"Lighter bars: a {grain} the period covers only in part, so it is not comparable "
             f"with a whole {grain}."
         )
-    widgets.chart_with_download(
+    drill_ui.revenue_trend(
         charts.revenue_active_trend(trend),
-        trend.drop(columns=["grain"]),
-        f"{ADVERB[grain]}_trend_{filters.start}_{filters.end}.csv",
-        f"Download {ADVERB[grain]} figures (CSV)",
+        trend,
+        filters,
+        (
+            trend.drop(columns=["grain"]),
+            f"{ADVERB[grain]}_trend_{filters.start}_{filters.end}.csv",
+            f"Download {ADVERB[grain]} figures (CSV)",
+        ),
     )
     pins.pin_button("overview", "revenue_trend")
 

@@ -82,7 +82,14 @@ with rfm_tab:
     with move_col:
         st.subheader(f"Movement in the last {compare} days")
         moves = segment_ui.movement(as_of, rfm.WINDOWS[window], compare, filters)
-        st.plotly_chart(segment_charts.movement_heatmap(moves), width="stretch")
+        drill_ui.movement(
+            segment_charts.movement_heatmap(moves),
+            moves,
+            as_of,
+            rfm.WINDOWS[window],
+            compare,
+            filters,
+        )
 
 with cluster_tab:
     chosen = st.multiselect(
@@ -115,18 +122,18 @@ with cluster_tab:
     except CRMError as exc:
         st.error(str(exc))
         st.stop()
-    st.subheader("Cluster profiles (mean against the base)")
-    widgets.chart_with_download(
-        segment_charts.cluster_profile(result.profile),
-        result.profile,
-        f"clusters_k{k}.csv",
-        "Download cluster profiles (CSV)",
-    )
-    st.subheader("Two-dimensional projection (PCA)")
-    st.plotly_chart(segment_charts.pca_scatter(result.projection), width="stretch")
+    # saved before the profile's drill panel is drawn, so that its rule sees them at once
     if user.can("save_segments") and st.button(
         "Save clusters to the customer 360 table",
         help="Writes each buyer's cluster to the `cluster` field, usable in segment rules.",
     ):
         saved = segment_ui.save_clusters(result)
         st.success(f"Saved the cluster of {saved:,} customers; use the `cluster` field in rules.")
+    st.subheader("Cluster profiles (mean against the base)")
+    drill_ui.cluster_profile(
+        segment_charts.cluster_profile(result.profile),
+        result,
+        (result.profile, f"clusters_k{k}.csv", "Download cluster profiles (CSV)"),
+    )
+    st.subheader("Two-dimensional projection (PCA)")
+    st.plotly_chart(segment_charts.pca_scatter(result.projection), width="stretch")

@@ -7,6 +7,7 @@ from crm_core.analytics import surveys
 from crm_core.privacy import may_see_pii
 from crm_ui import (
     auth_ui,
+    drill_ui,
     filters_ui,
     insight_charts,
     insight_ui,
@@ -92,11 +93,12 @@ with breakdown_tab:
     table = insight_ui.survey_breakdown(filters, by)
     left, right = st.columns(2)
     with left:
-        widgets.chart_with_download(
+        drill_ui.nps_breakdown(
             insight_charts.score_breakdown(table, by, "nps", f"NPS by {by}"),
             table,
-            f"scores_by_{by.replace(' ', '_')}.csv",
-            "Download breakdown (CSV)",
+            by,
+            filters,
+            (table, f"scores_by_{by.replace(' ', '_')}.csv", "Download breakdown (CSV)"),
         )
     right.plotly_chart(insight_charts.score_breakdown(table, by, "csat", f"CSAT by {by}"))
 

@@ -12,12 +12,13 @@ a fixed list of ids saved, and then the description says that it is a fixed list
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import pandas as pd
+import sqlalchemy as sa
 
-from crm_core import display, segments
+from crm_core import display, schema, segments
 from crm_core.analytics import rfm
 from crm_core.filters import Filters, month_end
 from crm_core.store import Store
@@ -310,3 +311,230 @@ def to_save(selection: Selection, *, fixed: bool = False) -> tuple[dict[str, Any
             f"{selection.title}: there is no list of customers to save; save the rule instead."
         )
     return fixed_definition(selection.page_ids), fixed_description(selection)
+
+
+# --- selections of the other drillable charts -----------------------------------------------
+
+NULL_GROUPS = frozenset({"unknown", "(unknown)", "(none)"})
+"""Group labels that pages show for a missing value: their rule is ``<field> is empty``."""
+
+
+def _field_rule(field: str, value: Any) -> dict[str, Any]:
+    """``field eq value``, or ``field is_null`` for a missing value (None, "(unknown)")."""
+    if value is None or (isinstance(value, str) and value in NULL_GROUPS):
+        return {"field": field, "op": "is_null"}
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return {"field": field, "op": "eq", "value": value}
+
+
+def _group_words(field: str, value: Any) -> str:
+    if value is None or (isinstance(value, str) and value in NULL_GROUPS):
+        return f"{display.label(field)} unknown"
+    return f"{display.label(field)} {display.value_label(field, value)}"
+
+
+def field_group(
+    field: str,
+    value: Any,
+    filters: Filters | None,
+    *,
+    page_name: str,
+    page_ids: list[int] | None = None,
+    page_basis: str | None = None,
+) -> Selection:
+    """A bar of a chart by one customer field (country, acquisition channel, RFM segment,
+    cluster...): ``field eq value`` (``is empty`` for an unknown group) and the sidebar's
+    scope."""
+    scope = _filters_words(filters) if filters else ""
+    words = _group_words(field, value)
+    return Selection(
+        title=f"{words}{scope}",
+        definition=_definition(_field_rule(field, value), *scope_rules(filters)),
+        page_ids=None if page_ids is None else tuple(int(i) for i in page_ids),
+        page_basis=page_basis,
+        description=f"{words}{scope}, from the {page_name} page.",
+        name=words,
+    )
+
+
+TREND_GRAINS = ("day", "week", "month")
+
+
+def _period_end(start: date, grain: str) -> date:
+    if grain == "day":
+        return start
+    if grain == "week":
+        return start + timedelta(days=6)
+    if grain == "month":
+        return month_end(start)
+    raise segments.SegmentError(f"Trend grain {grain!r} is unknown; allowed: day, week, month.")
+
+
+def period_words(start: date, grain: str) -> str:
+    """A trend bucket in words: "Mar 2026", "the week of 02 Mar 2026", "02 Mar 2026"."""
+    if grain == "month":
+        return f"{start:%b %Y}"
+    if grain == "week":
+        return f"the week of {start:%d %b %Y}"
+    return f"{start:%d %b %Y}"
+
+
+def trend_period(start: date, grain: str, filters: Filters) -> Selection:
+    """A day, week or month of the revenue trend: customers with a purchase in it (clipped
+    to the period, through the sidebar's channels) in the sidebar's countries, i.e. the
+    trend's active customers of that bucket."""
+    first_day = max(start, filters.start)
+    last_day = min(_period_end(start, grain), filters.end)
+    channel = {"channel": list(filters.channels)} if filters.channels else {}
+    rules: list[dict[str, Any]] = [
+        {
+            "activity": "orders",
+            "op": "has",
+            "status": "purchase",
+            "from": first_day.isoformat(),
+            "to": last_day.isoformat(),
+            **channel,
+        }
+    ]
+    if filters.countries:
+        rules.append({"field": "country", "op": "in", "value": list(filters.countries)})
+    scope = _filters_words(filters)
+    when = period_words(start, grain)
+    clipped = (
+        f" (the period's part: {first_day:%d %b} - {last_day:%d %b %Y})"
+        if (first_day, last_day) != (start, _period_end(start, grain))
+        else ""
+    )
+    return Selection(
+        title=f"Bought in {when}{clipped}{scope}",
+        definition=_definition(*rules),
+        description=f"Customers with a purchase in {when}{clipped}{scope}, from the KPI "
+        "overview's revenue trend.",
+        name=f"Bought in {when}",
+    )
+
+
+def campaign_contacts(
+    campaign_id: int,
+    name: str,
+    filters: Filters | None,
+    group: str = "treatment",
+) -> Selection:
+    """A campaign's bar: the customers it was sent to (treatment; or its control group; or,
+    for a paid campaign without contacts, those it reached: a visit or order tagged with it)
+    in the sidebar's scope."""
+    scope = _filters_words(filters) if filters else ""
+    who = {
+        "treatment": "Sent",
+        "control": "Held out of",
+        "any": "Picked for",
+        "reached": "Reached by",
+    }[group]
+    rule = {"activity": "campaigns", "op": "has", "campaign": [int(campaign_id)], "group": group}
+    return Selection(
+        title=f"{who} campaign {name} (#{int(campaign_id)}){scope}",
+        definition=_definition(rule, *scope_rules(filters)),
+        description=f"{who} campaign {name} (#{int(campaign_id)}){scope}, from the Campaign "
+        "ROI page.",
+        name=f"{who} {name}"[: segments.MAX_NAME_LENGTH],
+    )
+
+
+SURVEY_BREAKDOWN_FIELDS = {
+    "country": "country",
+    "acquisition channel": "acquisition_channel",
+    "RFM segment": "rfm_segment",
+}
+"""The survey breakdowns (analytics.surveys.BREAKDOWNS) that are customer 360 fields; the
+touchpoint is the answer's own and goes in the survey rule."""
+
+BUCKET_WORDS = {
+    "detractor": "Detractors (0-6)",
+    "passive": "Passives (7-8)",
+    "promoter": "Promoters (9-10)",
+}
+
+
+def survey_group(
+    by: str,
+    value: Any,
+    filters: Filters,
+    survey: str = "nps",
+    bucket: str | None = None,
+    page_ids: list[int] | None = None,
+) -> Selection:
+    """A group bar of the survey breakdown: customers who answered `survey` in the period
+    (as a detractor, passive or promoter when `bucket` is given) within the group."""
+    survey_rule: dict[str, Any] = {
+        "activity": "surveys",
+        "op": "has",
+        "survey": survey,
+        "from": filters.start.isoformat(),
+        "to": filters.end.isoformat(),
+    }
+    if bucket:
+        survey_rule["bucket"] = [bucket]
+    rules: list[dict[str, Any]] = [survey_rule]
+    if by == "touchpoint":
+        if value is None or value in NULL_GROUPS:
+            raise segments.SegmentError(
+                "Survey answers without a touchpoint: no rule can select them; pick a touchpoint."
+            )
+        survey_rule["touchpoint"] = [str(value)]
+        words = f"at {display.value_label('touchpoint', value).lower()}"
+    elif by in SURVEY_BREAKDOWN_FIELDS:
+        field = SURVEY_BREAKDOWN_FIELDS[by]
+        rules.append(_field_rule(field, value))
+        words = f"with {_group_words(field, value)}"
+    else:
+        allowed = ", ".join(["touchpoint", *SURVEY_BREAKDOWN_FIELDS])
+        raise segments.SegmentError(f"Survey breakdown {by!r} is unknown; allowed: {allowed}.")
+    scope = _filters_words(filters)
+    who = BUCKET_WORDS[bucket].split(" (")[0] if bucket else "Respondents"
+    title = f"{who} in the {survey.upper()} survey {words}{scope}"
+    return Selection(
+        title=title,
+        definition=_definition(*rules, *scope_rules(filters)),
+        page_ids=None if page_ids is None else tuple(int(i) for i in page_ids),
+        description=f"{title}, answered {filters.start} - {filters.end}, from the NPS & CSAT page.",
+        name=f"{who} {words}"[: segments.MAX_NAME_LENGTH],
+    )
+
+
+def movement_cell(
+    from_segment: str, to_segment: str, ids: list[int], compare_days: int, as_of: date
+) -> Selection:
+    """A cell of the RFM movement heatmap: only a fixed list (a customer's segment on an
+    earlier day is not stored, so no rule can say who moved)."""
+    return fixed_list(
+        f"Moved from {from_segment} to {to_segment} in the {compare_days} days to {as_of:%d %b %Y}",
+        ids,
+        "a customer's RFM segment on an earlier day is not stored, so no rule can say who "
+        "moved between segments",
+    )
+
+
+def cluster(
+    k: int, page_ids: list[int] | None, *, fit_words: str, n_clusters: int | None = None
+) -> Selection:
+    """A cluster of the k-means profile: ``cluster eq k`` (the field 'Save clusters to the
+    customer 360 table' writes), compared with the page's fit."""
+    return Selection(
+        title=f"Cluster {int(k)}",
+        definition=_definition({"field": "cluster", "op": "eq", "value": int(k)}),
+        page_ids=None if page_ids is None else tuple(int(i) for i in page_ids),
+        page_basis=f"The page's clusters come from this fit ({fit_words}); the rule uses the "
+        "cluster saved in the customer 360 table, from the last 'Save clusters'. Save clusters "
+        "to the customer 360 table first to make the rule match.",
+        description=f"Cluster {int(k)} of the k-means clustering ({fit_words}), from the "
+        "Segmentation page.",
+        name=f"Cluster {int(k)}" + (f" of {n_clusters}" if n_clusters else ""),
+    )
+
+
+def contacted_campaigns(store: Store) -> list[int]:
+    """The campaigns that have contacts (campaign_contacts rows)."""
+    cc = schema.campaign_contacts.c
+    with store.connect() as conn:
+        return [int(c) for c in conn.execute(sa.select(cc.campaign_id).distinct()).scalars()]

@@ -23,6 +23,7 @@ from crm_core import auth, display, features, schema
 from crm_core.analytics import funnels
 from crm_core.errors import CRMError, NotAllowedError
 from crm_core.filters import IS_PURCHASE, Filters
+from crm_core.metrics import NPS_DETRACTOR_MAX, NPS_PROMOTER_MIN
 from crm_core.privacy import mask_pii
 from crm_core.schema import customers, segments
 from crm_core.store import Store, lock_tables, utcnow
@@ -217,23 +218,42 @@ def _check_value(rule: Any, path: str) -> dict[str, Any]:
 
 # --- rule kinds beyond a field: activity and funnel ------------------------------------
 
-ACTIVITY_SOURCES = ("orders", "events")
+ACTIVITY_SOURCES = ("orders", "events", "campaigns", "surveys")
+"""orders and events (what the customer did), campaigns (which campaign contacted them or
+held them out: campaign_contacts) and surveys (what they answered: survey_responses)."""
 ACTIVITY_OPS: dict[str, str] = {
     "has": "has",
     "has_not": "has no",
     "first_in": "has their first",
 }
-"""Activity rules: the customer has (or has no) orders/events matching the rule, or their
-first one falls in the rule's days."""
+"""Activity rules: the customer has (or has no) orders/events/campaign contacts/survey
+answers matching the rule, or their first one falls in the rule's days."""
 ORDER_STATUSES = ("purchase", "any")
 """purchase: orders that count as purchases (filters.IS_PURCHASE); any: every order."""
+CONTACT_GROUPS = ("treatment", "control", "any", "reached")
+"""A campaign rule's group: treatment (sent the campaign), control (held out of it), any of
+the two, or reached (an event or order tagged with the campaign: how a paid campaign without
+contacts reaches customers)."""
+NPS_BUCKETS: dict[str, tuple[int, int]] = {
+    "detractor": (0, NPS_DETRACTOR_MAX),
+    "passive": (NPS_DETRACTOR_MAX + 1, NPS_PROMOTER_MIN - 1),
+    "promoter": (NPS_PROMOTER_MIN, 10),
+}
+"""NPS answers by bucket (the scores of crm_core.metrics: 0-6, 7-8, 9-10)."""
 FUNNEL_OPS: dict[str, str] = {
     "dropped_after": "dropped after step",
     "reached": "reached step",
 }
 """Funnel rules: customers of an event funnel (crm_core.analytics.funnels) who stopped
 after step k, or who reached step k or further."""
-_ACTIVITY_KEYS = frozenset({"activity", "op", "from", "to", "channel", "event_type", "status"})
+_SOURCE_KEYS: dict[str, frozenset[str]] = {
+    "orders": frozenset({"channel", "status"}),
+    "events": frozenset({"channel", "event_type"}),
+    "campaigns": frozenset({"campaign", "group"}),
+    "surveys": frozenset({"survey", "touchpoint", "bucket"}),
+}
+"""The keys each activity source takes besides activity, op, from and to."""
+_ACTIVITY_KEYS = frozenset({"activity", "op", "from", "to"}).union(*_SOURCE_KEYS.values())
 _FUNNEL_KEYS = frozenset({"funnel", "op", "step"})
 _FUNNEL_SPEC_KEYS = frozenset({"steps", "order", "window_days", "from", "to"})
 
@@ -275,9 +295,40 @@ def _texts(value: Any, where: str, key: str) -> list[str]:
     return values
 
 
+def _choices(value: Any, allowed: tuple[str, ...] | list[str], where: str, key: str) -> list[str]:
+    """A list of values each of which must be one of `allowed`."""
+    values = _texts(value, where, key)
+    unknown = [v for v in values if v not in allowed]
+    if unknown:
+        raise SegmentError(f"{where}: unknown {key} {unknown[0]!r}; allowed: {', '.join(allowed)}.")
+    return values
+
+
+def _campaign_ids(value: Any, where: str) -> list[int]:
+    """Campaign numbers: whole numbers >= 1 (at least one)."""
+    if value in (None, "", []):
+        raise SegmentError(f"{where}: campaign is needed (a list of campaign numbers).")
+    ids = []
+    for part in _as_list(value):
+        number = _number(part, f"{where}: campaign")
+        if not float(number).is_integer() or number < 1:
+            raise SegmentError(f"{where}: campaign {part!r} is not a campaign number (1, 2, ...).")
+        ids.append(int(number))
+    return ids
+
+
+def _check_source_keys(rule: Mapping[str, Any], source: str, where: str) -> None:
+    """Refuse a key that belongs to another activity source ("event_type fits events only")."""
+    for key in sorted(set(rule) - _SOURCE_KEYS[source] - {"activity", "op", "from", "to"}):
+        owners = [s for s, keys in _SOURCE_KEYS.items() if key in keys]
+        raise SegmentError(f"{where}: {key} fits {' and '.join(owners)} only, not {source}.")
+
+
 def _check_activity(rule: Mapping[str, Any], path: str) -> dict[str, Any]:
     """An activity rule checked and normalised, e.g. ``{"activity": "orders", "op": "has",
-    "channel": ["web"], "from": "2026-01-01", "to": "2026-01-31"}``."""
+    "channel": ["web"], "from": "2026-01-01", "to": "2026-01-31"}``, ``{"activity":
+    "campaigns", "op": "has", "campaign": [12], "group": "treatment"}`` or ``{"activity":
+    "surveys", "op": "has", "survey": "nps", "bucket": ["detractor"]}``."""
     where = f"rule {path} (activity {rule.get('activity')!r} {rule.get('op')!r})"
     _unknown_keys(rule, _ACTIVITY_KEYS, where)
     source, op = rule.get("activity"), rule.get("op", "has")
@@ -287,21 +338,16 @@ def _check_activity(rule: Mapping[str, Any], path: str) -> dict[str, Any]:
         )
     if op not in ACTIVITY_OPS:
         raise SegmentError(f"{where}: op is {op!r}; allowed: {', '.join(ACTIVITY_OPS)}.")
+    given = {k: v for k, v in rule.items() if v not in (None, "", [])}
+    _check_source_keys(given, source, where)
     checked: dict[str, Any] = {"activity": source, "op": op}
     checked.update(_date_range(rule, where, required=op == "first_in"))
-    if rule.get("channel") not in (None, "", []):
-        checked["channel"] = _texts(rule["channel"], where, "channel")
-    if rule.get("event_type") not in (None, "", []):
-        if source != "events":
-            raise SegmentError(f"{where}: event_type fits events only, not {source}.")
-        types = _texts(rule["event_type"], where, "event_type")
-        unknown = [t for t in types if t not in schema.EVENT_TYPES]
-        if unknown:
-            raise SegmentError(
-                f"{where}: unknown event type {unknown[0]!r}; allowed: "
-                f"{', '.join(schema.EVENT_TYPES)}."
-            )
-        checked["event_type"] = types
+    if "channel" in given:
+        checked["channel"] = _texts(given["channel"], where, "channel")
+    if "event_type" in given:
+        checked["event_type"] = _choices(
+            given["event_type"], schema.EVENT_TYPES, where, "event type"
+        )
     if source == "orders":
         status = rule.get("status", "purchase")
         if status not in ORDER_STATUSES:
@@ -310,8 +356,33 @@ def _check_activity(rule: Mapping[str, Any], path: str) -> dict[str, Any]:
                 "(purchase: completed orders only)."
             )
         checked["status"] = status
-    elif rule.get("status") is not None:
-        raise SegmentError(f"{where}: status fits orders only, not events.")
+    if source == "campaigns":
+        checked["campaign"] = _campaign_ids(given.get("campaign"), where)
+        group = given.get("group", "treatment")
+        if group not in CONTACT_GROUPS:
+            raise SegmentError(
+                f"{where}: group is {group!r}; allowed: {', '.join(CONTACT_GROUPS)} "
+                "(treatment: sent the campaign; control: held out of it; reached: an event "
+                "or order tagged with it)."
+            )
+        checked["group"] = group
+    if source == "surveys":
+        survey = given.get("survey")
+        if survey not in schema.SURVEYS:
+            raise SegmentError(
+                f"{where}: survey is {survey!r}; allowed: {', '.join(schema.SURVEYS)}."
+            )
+        checked["survey"] = survey
+        if "touchpoint" in given:
+            checked["touchpoint"] = _texts(given["touchpoint"], where, "touchpoint")
+        if "bucket" in given:
+            if survey != "nps":
+                raise SegmentError(
+                    f"{where}: bucket fits the nps survey only (detractor 0-6, passive 7-8, "
+                    f"promoter 9-10), not {survey}."
+                )
+            buckets = _choices(given["bucket"], list(NPS_BUCKETS), where, "bucket")
+            checked["bucket"] = [b for b in NPS_BUCKETS if b in buckets]  # one order
     return checked
 
 
@@ -352,16 +423,49 @@ def _check_funnel(rule: Mapping[str, Any], path: str) -> dict[str, Any]:
     }
 
 
-def _activity_clause(rule: dict[str, Any]) -> sa.ColumnElement[bool]:
-    table = schema.orders if rule["activity"] == "orders" else schema.events
-    when = table.c.ordered_at if rule["activity"] == "orders" else table.c.occurred_at
-    conditions: list[sa.ColumnElement[bool]] = []
+def _activity_table(rule: dict[str, Any]) -> tuple[Any, Any, list[Any]]:
+    """The table an activity rule reads, its time column, and its conditions."""
+    source = rule["activity"]
+    if source == "campaigns" and rule["group"] == "reached":
+        ev, od = schema.events.c, schema.orders.c
+        tagged = sa.union_all(
+            sa.select(ev.customer_id, ev.occurred_at.label("at")).where(
+                ev.campaign_id.in_(rule["campaign"])
+            ),
+            sa.select(od.customer_id, od.ordered_at.label("at")).where(
+                od.campaign_id.in_(rule["campaign"])
+            ),
+        ).subquery("reached")
+        return tagged, tagged.c.at, []
+    if source == "campaigns":
+        cc = schema.campaign_contacts
+        conditions: list[Any] = [cc.c.campaign_id.in_(rule["campaign"])]
+        if rule["group"] != "any":
+            conditions.append(cc.c.test_group == rule["group"])
+        return cc, cc.c.sent_at, conditions
+    if source == "surveys":
+        sr = schema.survey_responses
+        conditions = [sr.c.survey == rule["survey"]]
+        if rule.get("touchpoint"):
+            conditions.append(_lower(sr.c.touchpoint).in_(_lower(rule["touchpoint"])))
+        if rule.get("bucket"):
+            ranges = [NPS_BUCKETS[b] for b in rule["bucket"]]
+            conditions.append(sa.or_(*[sr.c.score.between(lo, hi) for lo, hi in ranges]))
+        return sr, sr.c.answered_at, conditions
+    table = schema.orders if source == "orders" else schema.events
+    when = table.c.ordered_at if source == "orders" else table.c.occurred_at
+    conditions = []
     if rule.get("status") == "purchase":
         conditions.append(IS_PURCHASE)
     if rule.get("channel"):
         conditions.append(_lower(table.c.channel).in_(_lower(rule["channel"])))
     if rule.get("event_type"):
         conditions.append(table.c.event_type.in_(rule["event_type"]))
+    return table, when, conditions
+
+
+def _activity_clause(rule: dict[str, Any]) -> sa.ColumnElement[bool]:
+    table, when, conditions = _activity_table(rule)
     days = []
     if "from" in rule:
         days.append(lambda column: column >= _day(rule["from"]))
@@ -392,12 +496,50 @@ def _day_text(value: str) -> str:
     return f"{date.fromisoformat(value):%d %b %Y}"
 
 
+def _days_words(rule: Mapping[str, Any], *, ever: bool = True) -> str:
+    if "from" in rule and "to" in rule:
+        return f" between {_day_text(rule['from'])} and {_day_text(rule['to'])}"
+    if "from" in rule:
+        return f" on or after {_day_text(rule['from'])}"
+    if "to" in rule:
+        return f" on or before {_day_text(rule['to'])}"
+    return " (ever)" if ever else ""
+
+
+def _describe_contact(rule: Mapping[str, Any]) -> str:
+    """A campaign or survey rule in words, without its days: "was sent campaign #12
+    (treatment)", "answered the NPS survey as a detractor (0-6) at support"."""
+    op = rule["op"]
+    if rule["activity"] == "campaigns":
+        ids = " or ".join(f"#{int(c)}" for c in rule["campaign"])
+        noun = "campaign" if len(rule["campaign"]) == 1 else "campaigns"
+        group = rule["group"]
+        if group == "reached":
+            lead = {"has": "was", "has_not": "was not", "first_in": "was first"}[op]
+            return f"{lead} reached by {noun} {ids} (a visit or order tagged with it)"
+        verb = {"treatment": "sent", "control": "held out of", "any": "picked for"}[group]
+        shown = {"treatment": "treatment", "control": "control group", "any": "either group"}
+        lead = {"has": "was", "has_not": "was not", "first_in": "was first"}[op]
+        return f"{lead} {verb} {noun} {ids} ({shown[group]})"
+    lead = {"has": "answered", "has_not": "did not answer", "first_in": "first answered"}[op]
+    words = f"{lead} the {rule['survey'].upper()} survey"
+    if rule.get("bucket"):
+        low_high = {b: NPS_BUCKETS[b] for b in rule["bucket"]}
+        words += " as a " + " or ".join(f"{b} ({lo}-{hi})" for b, (lo, hi) in low_high.items())
+    if rule.get("touchpoint"):
+        places = display.value_labels("touchpoint", rule["touchpoint"])
+        words += " at " + " or ".join(p.lower() for p in places)
+    return words
+
+
 def describe_rule(rule: Mapping[str, Any]) -> str:
     """One (checked) rule or group in words, e.g. "country in list US, GB"."""
     kind = rule_kind(rule)
     if kind == "group":
         joiner = " and " if rule["match"] == "all" else " or "
         return "(" + joiner.join(describe_rule(r) for r in rule["rules"]) + ")"
+    if kind == "activity" and rule["activity"] in ("campaigns", "surveys"):
+        return _describe_contact(rule) + _days_words(rule, ever=rule["activity"] == "surveys")
     if kind == "activity":
         noun = "purchase" if rule.get("status") == "purchase" else "order"
         if rule["activity"] == "events":
@@ -413,15 +555,7 @@ def describe_rule(rule: Mapping[str, Any]) -> str:
             words += f" through {' or '.join(rule['channel'])}"
         if rule.get("status") == "any":
             words += " (any status)"
-        if "from" in rule and "to" in rule:
-            words += f" between {_day_text(rule['from'])} and {_day_text(rule['to'])}"
-        elif "from" in rule:
-            words += f" on or after {_day_text(rule['from'])}"
-        elif "to" in rule:
-            words += f" on or before {_day_text(rule['to'])}"
-        else:
-            words += " (ever)"
-        return words
+        return words + _days_words(rule)
     if kind == "funnel":
         spec, k = rule["funnel"], rule["step"]
         steps = [display.humanise(step).lower() for step in spec["steps"]]
@@ -437,10 +571,11 @@ def describe_rule(rule: Mapping[str, Any]) -> str:
     value = rule.get("value")
     if rule["field"] == "customer_id" and rule["op"] in ("in", "not_in"):
         shown = f"a fixed list of {len(value):,} ids"
-    elif isinstance(value, list):
-        shown = ", ".join(str(v) for v in value)
-    else:
-        shown = "" if value is None else str(value)
+    else:  # codes in words ("paid_search" -> "Paid search"); numbers and dates as given
+        values = value if isinstance(value, list) else [] if value is None else [value]
+        shown = ", ".join(
+            display.value_label(rule["field"], v) if isinstance(v, str) else str(v) for v in values
+        )
     if SHARE_FIELDS.intersection([rule["field"]]) and value is not None:
         values = value if isinstance(value, list) else [value]
         shown = ", ".join(f"{100 * float(v):g}%" for v in values)

@@ -20,7 +20,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from crm_core import auth, display, drill, segments
-from crm_core.analytics import funnels
+from crm_core.analytics import clustering, funnels, rfm
 from crm_core.errors import CRMError
 from crm_core.filters import Filters
 from crm_core.privacy import may_see_pii
@@ -121,7 +121,15 @@ def drill_select(
 
 
 @data.reads(
-    "customer_360", "orders", "events", "customers", "customer_scores", show_spinner=False, ttl=300
+    "customer_360",
+    "orders",
+    "events",
+    "customers",
+    "customer_scores",
+    "campaign_contacts",
+    "survey_responses",
+    show_spinner=False,
+    ttl=300,
 )
 def _agreement_of(definition_json: str | None, page_ids: tuple[int, ...] | None) -> drill.Agreement:
     """The rule's customers against the page's (cached by the exact rules and ids)."""
@@ -231,31 +239,15 @@ def _selected_rows(event: Any) -> list[int]:
 def _save_form(
     definition: dict[str, Any], description: str, key: str, fixed: bool, title: str
 ) -> None:
-    user = current_user()
-    with st.form(f"{key}_save", border=False):
-        name = st.text_input(
-            "Segment name", value=title[: segments.MAX_NAME_LENGTH], key=f"{key}_name"
-        )
-        kind = "a fixed list of ids" if fixed else "the rules above (it follows new data)"
-        if st.form_submit_button("Save as segment", help=f"Saves {kind}."):
-            try:
-                saved = segments.save_segment(
-                    store(),
-                    name,
-                    definition,
-                    owner=user.username,
-                    description=description,
-                    role=user.role,
-                )
-            except CRMError as exc:
-                st.error(str(exc))
-            else:
-                segment_ui.clear()
-                what = "a fixed list" if fixed else "rules"
-                st.success(
-                    f"Saved segment '{saved.name}' (version {saved.version}) as {what}. "
-                    "Preview and export it in the Segment builder."
-                )
+    kind = "a fixed list of ids" if fixed else "the rules above (it follows new data)"
+    segment_ui.save_as_segment(
+        definition,
+        title,
+        description,
+        key,
+        help_=f"Saves {kind}.",
+        saved_as=" as a fixed list" if fixed else " as rules",
+    )
 
 
 def customer_rows(frame: Any, key: str, **options: Any) -> None:
@@ -415,3 +407,227 @@ def cohort_grid(
     if cell:
         cohort, months = cell.split("|")
         panel(drill.cohort_cell(cohort, int(months), filters), "drill_cohort")
+
+
+def _point_index(point: dict[str, Any]) -> int | None:
+    index = point.get("point_index", point.get("point_number"))
+    return None if index is None else int(index)
+
+
+def _row_key(
+    keys: list[str], labels: Mapping[str, str] | None = None
+) -> Callable[[dict[str, Any]], str | None]:
+    """A click's element key: the row of the clicked point (bars and markers drawn in the
+    frame's order), else the element whose label is the point's x."""
+    by_label = {v: k for k, v in (labels or {}).items()}
+
+    def key(point: dict[str, Any]) -> str | None:
+        index = _point_index(point)
+        if index is not None and 0 <= index < len(keys):
+            return keys[index]
+        return by_label.get(str(point.get("x")))
+
+    return key
+
+
+def clv_group(
+    figure: go.Figure,
+    groups: pd.DataFrame,
+    values: pd.DataFrame,
+    by: str,
+    filters: Filters,
+    observation_end: date,
+    download: tuple[pd.DataFrame, str, str] | None = None,
+) -> None:
+    """A CLV-by-group bar chart (RFM segment, acquisition channel, country): click a bar
+    (or pick it) for the customers whose `by` is that group."""
+    keys = [str(g) for g in groups[by]]
+    words = dict(zip(keys, display.value_labels(by, groups[by]), strict=True))
+    options = {
+        k: f"{words[k]} ({int(n):,} customers valued)"
+        for k, n in zip(keys, groups["customers"], strict=True)
+    }
+    group = drill_chart(figure, f"clv_by_{by}", options, _row_key(keys, words))
+    _download(download)
+    if group:
+        page = values.loc[values[by].astype(str) == group, "customer_id"].astype(int).tolist()
+        basis = (
+            f"The page counts only the {len(values):,} customers the CLV model valued (a "
+            f"purchase by {observation_end:%d %b %Y} in the sidebar's scope); the rule takes "
+            f"every customer whose {display.label(by).lower()} is {words[group]}, buyers or not."
+        )
+        selection = drill.field_group(
+            by, group, filters, page_name="Customer lifetime value", page_ids=page, page_basis=basis
+        )
+        panel(selection, f"drill_clv_{by}")
+
+
+def revenue_trend(
+    figure: go.Figure,
+    trend: pd.DataFrame,
+    filters: Filters,
+    download: tuple[pd.DataFrame, str, str] | None = None,
+) -> None:
+    """The revenue trend: click a day, week or month for the customers who bought in it."""
+    grain = str(trend["grain"].iloc[0])
+    keys = [f"{p:%Y-%m-%d}" for p in trend["period"]]
+    options = {
+        k: f"{drill.period_words(p.date(), grain)}: {int(n):,} active customers"
+        for k, p, n in zip(keys, trend["period"], trend["active_customers"], strict=True)
+        if n > 0
+    }
+
+    def from_point(point: dict[str, Any]) -> str | None:
+        index = _point_index(point)
+        if index is not None and 0 <= index < len(keys):
+            return keys[index]
+        return str(point.get("x", ""))[:10] or None
+
+    period = drill_chart(
+        figure,
+        "revenue_trend",
+        options,
+        from_point,
+        help_=f"Click a {grain}'s bar or point, or pick it here, for the customers who bought "
+        "in it.",
+    )
+    _download(download)
+    if period:
+        selection = drill.trend_period(date.fromisoformat(period), grain, filters)
+        panel(selection, "drill_trend")
+
+
+@data.reads("campaign_contacts", show_spinner=False, ttl=600)
+def contacted_campaigns() -> frozenset[int]:
+    """The campaigns with contacts (the others reach customers only by tagged visits)."""
+    return frozenset(drill.contacted_campaigns(store()))
+
+
+def campaign_roi(
+    figure: go.Figure,
+    roi: pd.DataFrame,
+    filters: Filters,
+    download: tuple[pd.DataFrame, str, str] | None = None,
+) -> None:
+    """The campaign ROI bars: click a campaign for the customers it was sent to (for a paid
+    campaign without contacts: those it reached, by a visit or order tagged with it)."""
+    keys = [str(int(c)) for c in roi["campaign_id"]]
+    names = dict(zip(keys, roi["name"].astype(str), strict=True))
+    sent = contacted_campaigns()
+    options = {
+        k: f"{names[k]} (#{k})" + ("" if int(k) in sent else ": reached, no contacts") for k in keys
+    }
+    chosen = drill_chart(
+        figure,
+        "campaign_roi",
+        options,
+        _row_key(keys, names),  # the chart draws the table's rows in order (its top 20)
+        help_="Click a campaign's bars, or pick it here, for the customers it was sent to.",
+    )
+    _download(download)
+    if chosen:
+        group = "treatment" if int(chosen) in sent else "reached"
+        selection = drill.campaign_contacts(int(chosen), names[chosen], filters, group)
+        panel(selection, "drill_campaign")
+
+
+BUCKETS = ("all", "detractor", "passive", "promoter")
+
+
+def nps_breakdown(
+    figure: go.Figure,
+    table: pd.DataFrame,
+    by: str,
+    filters: Filters,
+    download: tuple[pd.DataFrame, str, str] | None = None,
+) -> None:
+    """The NPS-by-group bars: click a group for who answered the NPS survey in it (all
+    respondents, or its detractors, passives or promoters)."""
+    shown = table.dropna(subset=["nps"])  # what the chart draws, in its order
+    keys = [str(v) for v in shown[by]]
+    words = dict(zip(keys, display.value_labels(by, shown[by]), strict=True))
+    options = {
+        k: f"{words[k]}: NPS {nps:.0f} ({int(n):,} answers)"
+        for k, nps, n in zip(keys, shown["nps"], shown["nps_responses"], strict=True)
+        if not (by == "touchpoint" and k in drill.NULL_GROUPS)  # no rule for a missing one
+    }
+    group = drill_chart(
+        figure,
+        f"nps_by_{by.replace(' ', '_')}",
+        options,
+        _row_key(keys, words),
+        help_="Click a group's bar, or pick it here, for the customers who answered the NPS "
+        "survey in it.",
+    )
+    _download(download)
+    if group:
+        bucket = st.radio(
+            "Who",
+            BUCKETS,
+            key="drill_nps_bucket",
+            horizontal=True,
+            format_func=lambda b: "All respondents" if b == "all" else drill.BUCKET_WORDS[b],
+            help="Detractors scored 0-6, passives 7-8, promoters 9-10 (any answer in the period).",
+        )
+        selection = drill.survey_group(
+            by, group, filters, bucket=None if bucket == "all" else bucket
+        )
+        panel(selection, "drill_nps")
+
+
+@data.reads("orders", "customers", show_spinner="Finding who moved...", ttl=600)
+def movers(
+    as_of: date, window_days: int | None, compare_days: int, filters: Filters | None = None
+) -> pd.DataFrame:
+    """Each customer's RFM segment `compare_days` before `as_of` and at `as_of`."""
+    return rfm.segment_moves(store(), as_of, window_days, compare_days, filters)
+
+
+def movement(
+    figure: go.Figure,
+    moves: pd.DataFrame,
+    as_of: date,
+    window_days: int | None,
+    compare_days: int,
+    filters: Filters,
+) -> None:
+    """The RFM movement heatmap: click a cell (or pick it) for the customers who moved from
+    one segment to the other; only a fixed list, as no rule can say it."""
+    options = {
+        f"{r.from_segment}|{r.to_segment}": f"{r.from_segment} → {r.to_segment}: "
+        f"{int(r.customers):,} customers"
+        for r in moves.sort_values("customers", ascending=False).itertuples()
+        if r.customers > 0
+    }
+    figure = clickable_cells(figure, lambda x, y: f"{y}|{x}")  # rows: before; columns: now
+    cell = drill_chart(figure, "rfm_movement", options, _cell_key)
+    if cell:
+        before, now = cell.split("|")
+        people = movers(as_of, window_days, compare_days, filters)
+        inside = (people["from_segment"] == before) & (people["to_segment"] == now)
+        ids = people.loc[inside, "customer_id"].astype(int).tolist()
+        panel(drill.movement_cell(before, now, ids, compare_days, as_of), "drill_movement")
+
+
+def cluster_profile(
+    figure: go.Figure,
+    result: clustering.Clustering,
+    download: tuple[pd.DataFrame, str, str] | None = None,
+) -> None:
+    """The cluster profile heatmap: click any cell of a cluster's row (or pick it) for the
+    cluster's customers."""
+    profile = result.profile
+    options = {
+        str(int(c)): f"Cluster {int(c)} ({int(n):,} customers)"
+        for c, n in zip(profile["cluster"], profile["customers"], strict=True)
+    }
+    # rows are labelled "Cluster 2 (1,234)": any cell of the row selects the cluster
+    figure = clickable_cells(figure, lambda x, y: y.split()[1])
+    chosen = drill_chart(figure, "cluster_profile", options, _cell_key)
+    _download(download)
+    if chosen:
+        k = int(chosen)
+        page = result.labels[result.labels == k].index.astype(int).tolist()
+        fit = f"k={result.k} on {', '.join(display.label(f).lower() for f in result.features)}"
+        selection = drill.cluster(k, page, fit_words=fit, n_clusters=result.k)
+        panel(selection, "drill_cluster")

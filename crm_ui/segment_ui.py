@@ -477,19 +477,26 @@ def preview_panel(result: segments.Preview) -> None:
 
 
 def save_as_segment(
-    definition: dict[str, Any], default_name: str, description: str, key: str
+    definition: dict[str, Any],
+    default_name: str,
+    description: str,
+    key: str,
+    *,
+    help_: str = "Saved segments can be previewed and exported in the builder.",
+    saved_as: str = "",
 ) -> None:
-    """A one-click form that saves `definition` as a segment, ready to export in the builder."""
+    """A one-click form that saves `definition` as a segment, ready to export in the builder
+    (`saved_as`, e.g. " as rules", is said in the confirmation)."""
     user = current_user()
     if user is None or not user.can("save_segments"):
         st.caption("Saving these customers as a segment is for admins, marketers and analysts.")
         return
     with st.form(key, border=False):
         name_col, button_col = st.columns([3, 1], vertical_alignment="bottom")
-        name = name_col.text_input("Segment name", value=default_name, key=f"{key}_name")
-        if button_col.form_submit_button(
-            "Save as segment", help="Saved segments can be previewed and exported in the builder."
-        ):
+        name = name_col.text_input(
+            "Segment name", value=default_name[: segments.MAX_NAME_LENGTH], key=f"{key}_name"
+        )
+        if button_col.form_submit_button("Save as segment", help=help_):
             try:
                 saved = segments.save_segment(
                     store(),
@@ -504,6 +511,6 @@ def save_as_segment(
             else:
                 clear()
                 st.success(
-                    f"Saved segment '{saved.name}' (version {saved.version}). Export it from "
-                    "the Segment builder's saved segments."
+                    f"Saved segment '{saved.name}' (version {saved.version}){saved_as}. "
+                    "Preview and export it in the Segment builder."
                 )

@@ -213,6 +213,29 @@ def rf_grid(scores: pd.DataFrame) -> pd.DataFrame:
     return grid.reindex(index=[5, 4, 3, 2, 1], columns=[1, 2, 3, 4, 5], fill_value=0)
 
 
+def segment_moves(
+    store: Store,
+    as_of: date,
+    window_days: int | None = None,
+    compare_days: int = 90,
+    filters: Filters | None = None,
+) -> pd.DataFrame:
+    """Each customer's segment `compare_days` before `as_of` and at `as_of`: customer_id,
+    from_segment, to_segment ("No orders yet" when they had no order by the earlier date)."""
+    now = rfm_scores(store, as_of, window_days, filters)[["customer_id", "rfm_segment"]]
+    before = rfm_scores(store, as_of - timedelta(days=compare_days), window_days, filters)
+    merged = now.merge(
+        before[["customer_id", "rfm_segment"]],
+        on="customer_id",
+        how="left",
+        suffixes=("", "_before"),
+    )
+    merged["rfm_segment_before"] = merged["rfm_segment_before"].fillna("No orders yet")
+    return merged.rename(
+        columns={"rfm_segment_before": "from_segment", "rfm_segment": "to_segment"}
+    )[["customer_id", "from_segment", "to_segment"]]
+
+
 def segment_movement(
     store: Store,
     as_of: date,
@@ -224,20 +247,10 @@ def segment_movement(
 
     Customers without an order by the earlier date come from "No orders yet".
     """
-    now = rfm_scores(store, as_of, window_days, filters)[["customer_id", "rfm_segment"]]
-    before = rfm_scores(store, as_of - timedelta(days=compare_days), window_days, filters)
-    merged = now.merge(
-        before[["customer_id", "rfm_segment"]],
-        on="customer_id",
-        how="left",
-        suffixes=("", "_before"),
-    )
-    merged["rfm_segment_before"] = merged["rfm_segment_before"].fillna("No orders yet")
-    moves = (
-        merged.groupby(["rfm_segment_before", "rfm_segment"], observed=True)
+    moves = segment_moves(store, as_of, window_days, compare_days, filters)
+    return (
+        moves.groupby(["from_segment", "to_segment"], observed=True)
         .size()
         .rename("customers")
         .reset_index()
-        .rename(columns={"rfm_segment_before": "from_segment", "rfm_segment": "to_segment"})
     )
-    return moves
