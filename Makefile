@@ -5,6 +5,9 @@ PY := $(VENV)/bin/python
 PORT ?= 8501
 
 SCREENSHOTS ?= test-artifacts/screenshots
+# pytest-xdist workers for make test (one per core; each test file stays on one worker, so a
+# module's fixtures are built once). WORKERS=0 runs the suite in one process.
+WORKERS ?= 2
 # Debian packages the tests need: PostgreSQL 15 (a throwaway server per test session) and
 # Chromium (browser tests). Installed only when missing; nothing else is downloaded.
 PG_BIN := $(firstword $(wildcard /usr/lib/postgresql/*/bin/postgres) $(shell command -v postgres 2>/dev/null))
@@ -64,7 +67,7 @@ test: install-dev system-deps
 	$(VENV)/bin/ruff format --check .
 	rm -rf $(SCREENSHOTS)
 	CRM_TEST_PG=require CRM_TEST_BROWSER=require CRM_CHROMIUM=$(CHROMIUM) \
-		CRM_SCREENSHOTS=$(abspath $(SCREENSHOTS)) $(PY) -m pytest --durations=15
+		CRM_SCREENSHOTS=$(abspath $(SCREENSHOTS)) $(PY) -m pytest -n $(WORKERS) --dist loadfile --durations=15
 	@echo "Screenshots of every view: $(SCREENSHOTS)/"
 
 ## make test-concurrency: 20 browser sessions read every view while an import and a scoring
@@ -76,7 +79,7 @@ test-concurrency: install-dev system-deps
 
 ## make test-fast: the suite without slow tests (no browser), PostgreSQL when available
 test-fast: install-dev
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -n $(WORKERS) --dist loadfile -m "not slow"
 
 lint: install-dev
 	$(VENV)/bin/ruff check .
