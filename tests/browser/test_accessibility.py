@@ -55,7 +55,15 @@ def axe_violations(page, options: dict | None = None) -> list[dict]:
 
     if not page.evaluate("() => typeof axe !== 'undefined'"):
         page.evaluate(AXE_SCRIPT)
-    return page.evaluate(RUN_AXE, [STREAMLIT_MARKUP, options or {"resultTypes": ["violations"]}])
+    found = page.evaluate(RUN_AXE, [STREAMLIT_MARKUP, options or {"resultTypes": ["violations"]}])
+    if found and page.locator('[data-testid="stStatusWidget"]').count():
+        # a rerun began while axe ran (e.g. the sign-in cookie's, late on a busy machine):
+        # judge the settled page, not Streamlit's "Running... Stop" indicator
+        wait_idle(page)
+        found = page.evaluate(
+            RUN_AXE, [STREAMLIT_MARKUP, options or {"resultTypes": ["violations"]}]
+        )
+    return found
 
 
 def unnamed_icon_buttons(page) -> list[str]:

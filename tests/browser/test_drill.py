@@ -163,20 +163,21 @@ def test_drill_from_treemap_and_funnel_saves_rules_that_follow_an_import(
     assert champions_after > champions_before
 
 
-def _chosen(page, label: str) -> str:
-    """The text the last "Drill into..." select box shows (it follows a click on its chart)."""
-    return page.get_by_role("combobox", name=label, exact=True).last.input_value()
+def _chosen(page, chart: str) -> str:
+    """The text the "Drill into..." select box of chart `chart` shows (it follows a click on
+    the chart; drill_ui keys it <chart>_pick)."""
+    return page.locator(f".st-key-{chart}_pick").get_by_role("combobox").input_value()
 
 
 @pytest.mark.parametrize(
-    ("view", "chart", "point", "key"),
+    ("view", "chart", "point", "key", "chart_key"),
     [
-        ("segmentation", 1, 24, "drill_rf_cell"),  # the R x F grid, its last cell
-        ("overview", 1, 1, "drill_cohort"),  # the cohort grid: first cohort, month 1
+        ("segmentation", 1, 24, "drill_rf_cell", "rf_grid"),  # the R x F grid, its last cell
+        ("overview", 1, 1, "drill_cohort", "cohort_grid"),  # the cohort grid: first cohort, month 1
     ],
 )
 def test_a_heatmap_cell_is_clicked_into_its_customers(
-    browser, app_server, screenshots, view, chart, point, key
+    browser, app_server, screenshots, view, chart, point, key, chart_key
 ):
     page = browser.new_page(viewport={"width": 1440, "height": 1400})
     try:
@@ -188,7 +189,7 @@ def test_a_heatmap_cell_is_clicked_into_its_customers(
         wait_idle(page)
         panel = _panel(page, key)
         shown = _count(panel.locator('[data-testid="stMetricValue"]').first.inner_text())
-        chosen = _chosen(page, "Drill into...")
+        chosen = _chosen(page, chart_key)
         in_option = re.search(r"([\d,]+) customers", chosen)
         assert in_option and shown == _count(in_option.group(1)), (chosen, shown)
         page.screenshot(path=str(screenshots / f"{key}.png"), full_page=True)
