@@ -507,8 +507,13 @@ def movement_cell(
 ) -> Selection:
     """A cell of the RFM movement heatmap: only a fixed list (a customer's segment on an
     earlier day is not stored, so no rule can say who moved)."""
+    moved = (
+        f"Stayed {from_segment}"
+        if from_segment == to_segment
+        else f"Moved from {from_segment} to {to_segment}"
+    )
     return fixed_list(
-        f"Moved from {from_segment} to {to_segment} in the {compare_days} days to {as_of:%d %b %Y}",
+        f"{moved} in the {compare_days} days to {as_of:%d %b %Y}",
         ids,
         "a customer's RFM segment on an earlier day is not stored, so no rule can say who "
         "moved between segments",

@@ -197,6 +197,7 @@ def panel(selection: drill.Selection, key: str) -> None:
                 st.radio(
                     "Save",
                     ["rule", "fixed"],
+                    index=1 if agreement.rule_count == 0 else 0,  # an empty rule: the page's
                     key=f"{key}_what",
                     horizontal=True,
                     format_func={
