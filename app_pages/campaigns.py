@@ -4,17 +4,8 @@ import streamlit as st
 
 from crm_core import glossary, summaries
 from crm_core.analytics.campaigns import ATTRIBUTION_MODELS, DEFAULT_MODEL, ROI_COLUMNS, roi_totals
-from crm_ui import (
-    auth_ui,
-    drill_ui,
-    filters_ui,
-    insight_charts,
-    insight_ui,
-    pins,
-    plain,
-    tables,
-    widgets,
-)
+from crm_core.figures import insight_charts
+from crm_ui import auth_ui, drill_ui, filters_ui, insight_ui, pins, plain, tables, widgets
 
 auth_ui.require_view("campaigns")
 st.title("Campaign ROI")

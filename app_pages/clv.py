@@ -7,18 +7,9 @@ import streamlit as st
 from crm_core import glossary, summaries
 from crm_core.analytics import clv
 from crm_core.errors import CRMError
+from crm_core.figures import model_charts
 from crm_core.privacy import mask_pii
-from crm_ui import (
-    auth_ui,
-    drill_ui,
-    filters_ui,
-    model_charts,
-    model_ui,
-    pins,
-    plain,
-    tables,
-    widgets,
-)
+from crm_ui import auth_ui, drill_ui, filters_ui, model_ui, pins, plain, tables, widgets
 
 user = auth_ui.require_view("clv")
 st.title("Customer lifetime value")

@@ -5,8 +5,9 @@ import streamlit as st
 
 from crm_core import display, glossary, profile
 from crm_core.errors import CRMError
+from crm_core.figures import insight_charts
 from crm_core.privacy import may_see_pii
-from crm_ui import auth_ui, insight_charts, insight_ui, links, tables, widgets
+from crm_ui import auth_ui, insight_ui, links, tables, widgets
 
 user = auth_ui.require_view("customer_360")
 st.title("Customer 360")

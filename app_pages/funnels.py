@@ -5,18 +5,9 @@ import streamlit as st
 from crm_core import display, glossary, summaries
 from crm_core.analytics import funnels
 from crm_core.errors import CRMError
+from crm_core.figures import insight_charts
 from crm_core.schema import EVENT_TYPES
-from crm_ui import (
-    auth_ui,
-    drill_ui,
-    filters_ui,
-    insight_charts,
-    insight_ui,
-    pins,
-    plain,
-    tables,
-    widgets,
-)
+from crm_ui import auth_ui, drill_ui, filters_ui, insight_ui, pins, plain, tables, widgets
 
 auth_ui.require_view("funnels")
 st.title("Funnels")

@@ -3,9 +3,10 @@
 import streamlit as st
 
 from crm_core import glossary, summaries
+from crm_core.figures import charts
 from crm_core.filters import COMPARISONS, plural
 from crm_core.metrics import format_change, format_value
-from crm_ui import auth_ui, charts, data, drill_ui, filters_ui, pins, plain, widgets
+from crm_ui import auth_ui, data, drill_ui, filters_ui, pins, plain, widgets
 
 SHORT_PERIOD_DAYS = 28
 ADVERB = {"day": "daily", "week": "weekly", "month": "monthly"}

@@ -4,7 +4,8 @@ import streamlit as st
 
 from crm_core import segments
 from crm_core.errors import CRMError
-from crm_ui import auth_ui, export_ui, segment_charts, segment_ui, tables, widgets
+from crm_core.figures import segment_charts
+from crm_ui import auth_ui, export_ui, segment_ui, tables, widgets
 from crm_ui.data import store
 
 user = auth_ui.require_view("segment_builder")

@@ -5,17 +5,8 @@ import streamlit as st
 from crm_core import display, summaries
 from crm_core.analytics import clustering, rfm
 from crm_core.errors import CRMError
-from crm_ui import (
-    auth_ui,
-    drill_ui,
-    filters_ui,
-    pins,
-    plain,
-    segment_charts,
-    segment_ui,
-    tables,
-    widgets,
-)
+from crm_core.figures import segment_charts
+from crm_ui import auth_ui, drill_ui, filters_ui, pins, plain, segment_ui, tables, widgets
 
 user = auth_ui.require_view("segmentation")
 st.title("Segmentation")

@@ -4,12 +4,12 @@ import streamlit as st
 
 from crm_core import display, glossary, summaries
 from crm_core.analytics import surveys
+from crm_core.figures import insight_charts
 from crm_core.privacy import may_see_pii
 from crm_ui import (
     auth_ui,
     drill_ui,
     filters_ui,
-    insight_charts,
     insight_ui,
     pins,
     plain,

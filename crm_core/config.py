@@ -47,6 +47,21 @@ class Settings:
     cookie_expiry_days: float = field(
         default=1.0, metadata={"help": "Days a login cookie keeps a browser signed in."}
     )
+    smtp_url: str = field(
+        default="",
+        metadata={
+            "help": "Mail server for alerts, reports and exports, e.g. "
+            "smtp://user:pass@host:587?starttls=true (empty: e-mail delivery is off)."
+        },
+    )
+    mail_from: str = field(
+        default="",
+        metadata={"help": "Sender address of the e-mails, e.g. crm@example.com."},
+    )
+    scheduler_poll_seconds: float = field(
+        default=30.0,
+        metadata={"help": "How often the scheduler looks for due alerts, reports and exports."},
+    )
 
     @property
     def store_url(self) -> str:

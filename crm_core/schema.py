@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Bump when the model changes; `store.migrate` adds what an older store lacks."""
 
 metadata = sa.MetaData()
@@ -331,6 +331,110 @@ home_pins = sa.Table(
     sa.Column("created_at", sa.DateTime, nullable=False),
 )
 """KPIs and charts pinned to a user's Home page, and the defaults published for a role."""
+
+# --- alerts, schedules and deliveries (crm_core/alerts.py, schedules.py, delivery.py) -----
+
+ALERT_MEASURES = ("kpi", "segment_size", "score")
+SCHEDULE_KINDS = ("alert", "report", "export")
+RUN_RESULTS = ("running", "fired", "quiet", "sent", "failed", "delivery_failed", "skipped")
+DELIVERY_KINDS = ("email", "webhook", "folder")
+DELIVERY_STATUSES = ("sent", "failed")
+
+alert_rules = sa.Table(
+    "alert_rules",
+    metadata,
+    sa.Column("alert_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.String, nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column(
+        "definition",
+        sa.Text,
+        nullable=False,
+        info={"doc": "What is measured and when it fires, as JSON (crm_core/alerts.py)."},
+    ),
+    sa.Column("owner", sa.String),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("deleted_at", sa.DateTime),
+    sa.Column("deleted_by", sa.String),
+)
+"""Alert rules, versioned like segments: a save adds a version, the latest one is in force."""
+
+score_runs = sa.Table(
+    "score_runs",
+    metadata,
+    sa.Column("scored_at", sa.DateTime, primary_key=True),
+    sa.Column("model_version", sa.String),
+    sa.Column("customers", sa.BigInteger, info={"doc": "Customers scored."}),
+    sa.Column("mean_churn_risk", sa.Double),
+    sa.Column("value_at_risk", sa.Double, info={"doc": "Sum of churn risk x CLV."}),
+    sa.Column("mean_clv", sa.Double),
+    sa.Column("total_clv", sa.Double),
+    sa.Column("mean_p_alive", sa.Double),
+)
+"""One row per scoring run: the score aggregates alerts watch over time."""
+
+schedules = sa.Table(
+    "schedules",
+    metadata,
+    sa.Column("schedule_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.String, nullable=False, unique=True),
+    sa.Column("kind", sa.String, nullable=False, info={"allowed": SCHEDULE_KINDS}),
+    sa.Column(
+        "target",
+        sa.String,
+        nullable=False,
+        info={"doc": "The alert's name, the report (overview or home:<user>), or the segment."},
+    ),
+    sa.Column("options", sa.Text, info={"doc": "Kind-specific options as JSON (format, ...)."}),
+    sa.Column("cron", sa.String, nullable=False, info={"doc": "Five-field cron expression."}),
+    sa.Column("timezone", sa.String, nullable=False, info={"doc": "IANA zone the cron reads."}),
+    sa.Column(
+        "destinations",
+        sa.Text,
+        nullable=False,
+        info={"doc": "Where results go, as a JSON list (crm_core/delivery.py)."},
+    ),
+    sa.Column("owner", sa.String, nullable=False),
+    sa.Column("paused", sa.Boolean, nullable=False, default=False),
+    sa.Column("next_due_at", sa.DateTime, info={"doc": "Next run (UTC); null when paused."}),
+    sa.Column("claimed_by", sa.String, info={"doc": "The scheduler running it now."}),
+    sa.Column("claimed_until", sa.DateTime, info={"doc": "When an unfinished claim lapses."}),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+)
+"""Alerts, reports and exports that run on a cron schedule."""
+
+schedule_runs = sa.Table(
+    "schedule_runs",
+    metadata,
+    sa.Column("run_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("schedule_id", sa.BigInteger, nullable=False),
+    sa.Column("due_at", sa.DateTime, info={"doc": "The slot it ran for (null: run by hand)."}),
+    sa.Column("started_at", sa.DateTime, nullable=False),
+    sa.Column("finished_at", sa.DateTime),
+    sa.Column("result", sa.String, nullable=False, info={"allowed": RUN_RESULTS}),
+    sa.Column("message", sa.Text, info={"doc": "What happened, in words."}),
+    sa.Column("detail", sa.Text, info={"doc": "Figures of the run as JSON (value, interval)."}),
+    sa.Column("runner", sa.String, info={"doc": "host:pid of the scheduler, or cli/app."}),
+    sa.Column("file_path", sa.String, info={"doc": "The export or report file it wrote."}),
+)
+"""The run log: one row per run of a schedule (its deliveries are in `deliveries`)."""
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("delivery_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("run_id", sa.BigInteger, info={"doc": "The run it delivered (null: a test)."}),
+    sa.Column("kind", sa.String, nullable=False, info={"allowed": DELIVERY_KINDS}),
+    sa.Column("target", sa.String, nullable=False, info={"doc": "Address, URL or folder."}),
+    sa.Column("status", sa.String, nullable=False, info={"allowed": DELIVERY_STATUSES}),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("error", sa.Text, info={"doc": "The last attempt's error, if it failed."}),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("sent_at", sa.DateTime),
+)
+"""Every delivery of a run to one destination, with its attempts and last error."""
 
 # --- derived tables ----------------------------------------------------------------------
 # Built from the data tables: customer_360 by `features.refresh` (rebuilt whole; an older

@@ -19,19 +19,10 @@ from crm_core import auth, home
 from crm_core.analytics import churn, clv, funnels, rfm
 from crm_core.analytics.campaigns import DEFAULT_MODEL as DEFAULT_ATTRIBUTION
 from crm_core.errors import CRMError
+from crm_core.figures import charts, insight_charts, model_charts, segment_charts
 from crm_core.filters import DEFAULT_PRESET, Filters
 from crm_core.metrics import METRICS, format_change, format_value
-from crm_ui import (
-    charts,
-    data,
-    filters_ui,
-    insight_charts,
-    insight_ui,
-    model_charts,
-    model_ui,
-    segment_charts,
-    segment_ui,
-)
+from crm_ui import data, filters_ui, insight_ui, model_ui, segment_ui
 from crm_ui.auth_ui import current_user
 
 _FLASH = "crm_home_flash"

@@ -93,7 +93,7 @@ def test_customer_profile_shows_labels_and_no_none(signed_in):
 
 
 def test_dual_axes_start_at_zero_with_the_same_ticks():
-    from crm_ui import charts
+    from crm_core.figures import charts
 
     trend = pd.DataFrame(
         {
@@ -113,7 +113,7 @@ def test_dual_axes_start_at_zero_with_the_same_ticks():
 
 
 def test_one_point_size_history_has_a_date_range_and_whole_customers():
-    from crm_ui import segment_charts
+    from crm_core.figures import segment_charts
 
     history = pd.DataFrame(
         {
@@ -132,7 +132,7 @@ def test_one_point_size_history_has_a_date_range_and_whole_customers():
 
 
 def test_cluster_colours_are_distinct_and_ratios_start_at_zero():
-    from crm_ui import segment_charts
+    from crm_core.figures import segment_charts
 
     profile = pd.DataFrame(
         {
@@ -183,7 +183,7 @@ def test_every_share_on_every_table_rounds(signed_in):
 
 
 def test_funnel_hover_says_count_and_shares_and_steps_in_words():
-    from crm_ui import insight_charts
+    from crm_core.figures import insight_charts
 
     steps = pd.DataFrame(
         {"step": [1, 2], "event_type": ["product_view", "add_to_cart"], "customers": [3046, 1358]}

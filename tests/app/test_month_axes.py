@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from crm_ui import charts, insight_charts
+from crm_core.figures import charts, insight_charts
 
 
 def one_month() -> pd.Series:

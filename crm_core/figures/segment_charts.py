@@ -9,7 +9,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 
 from crm_core import display
-from crm_ui.charts import aligned_axes, nice_step
+from crm_core.figures.charts import aligned_axes, nice_step
 
 _LAYOUT = {"margin": {"l": 10, "r": 10, "t": 30, "b": 10}}
 CLUSTER_COLORS = px.colors.qualitative.Bold + px.colors.qualitative.Safe

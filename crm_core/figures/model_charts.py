@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from crm_core import display
-from crm_ui.charts import aligned_axes, money_axis
+from crm_core.figures.charts import aligned_axes, money_axis
 
 _BLUE = "#2563eb"
 _ORANGE = "#f97316"

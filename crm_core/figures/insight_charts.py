@@ -7,8 +7,8 @@ import plotly.express as px
 import plotly.graph_objects as go
 
 from crm_core import display
+from crm_core.figures.charts import money_axis
 from crm_core.metrics import CSAT_SATISFIED_MIN, NPS_DETRACTOR_MAX, NPS_PROMOTER_MIN
-from crm_ui.charts import money_axis
 
 _BLUE, _GREEN, _RED, _GREY, _ORANGE = "#2563eb", "#16a34a", "#dc2626", "#9ca3af", "#f97316"
 _LAYOUT = {"margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "height": 360}
