@@ -39,7 +39,11 @@ with build_tab:
     if may_save:
         with st.form("save_segment"):
             name = st.text_input("Name", value=opened or "", help="Unique among saved segments.")
-            description = st.text_input("Description", help="What the segment is for.")
+            description = st.text_input(
+                "Description",
+                key=segment_ui.DESCRIPTION,
+                help="What the segment is for (a fixed list of ids says so here: keep that).",
+            )
             as_new = st.checkbox(
                 "Save as a new segment",
                 value=opened is None,
@@ -87,17 +91,34 @@ with saved_tab:
                 "saved_at",
                 "size_measured_at",
             ],
+            column_config={
+                "customers": "Customers (last measured)",
+                "size_measured_at": "Size measured at",
+            },
         )
+        st.caption(
+            "Sizes as last measured (at a save, an export or a measure). Rules follow new "
+            "data: open a segment to see its size now, or measure them all."
+        )
+        if st.button(
+            "Measure all sizes now",
+            icon=":material/refresh:",
+            help="Counts every saved segment on today's data and adds a point to its history.",
+        ):
+            with st.spinner("Measuring the saved segments..."):
+                segments.record_all_sizes(store())
+            segment_ui.clear()
+            st.rerun()
         pick = st.selectbox("Segment", names, help="Open, duplicate or delete this segment.")
         row = saved.loc[saved["name"] == pick].iloc[0]
+        opened_segment = segments.load_segment(store(), pick)
         st.button(
             "Open in the builder",
             on_click=segment_ui.load_definition,
             args=(
-                segments.redact_definition(
-                    segments.load_segment(store(), pick).definition, user.role
-                ),
+                segments.redact_definition(opened_segment.definition, user.role),
                 pick,
+                opened_segment.description,
             ),
         )
         history = segment_ui.sizes(int(row["segment_id"]))

@@ -91,16 +91,19 @@ with breakdown_tab:
         "customer's; RFM segment: the customer's segment today (see Segmentation).",
     )
     table = insight_ui.survey_breakdown(filters, by)
-    left, right = st.columns(2)
-    with left:
-        drill_ui.nps_breakdown(
+    row = st.container(horizontal=True)  # side by side where both fit (crm_ui/style.py)
+    with row.container(key="wrap_nps_breakdown"):
+        group = drill_ui.nps_breakdown(
             insight_charts.score_breakdown(table, by, "nps", f"NPS by {by}"),
             table,
             by,
             filters,
             (table, f"scores_by_{by.replace(' ', '_')}.csv", "Download breakdown (CSV)"),
         )
-    right.plotly_chart(insight_charts.score_breakdown(table, by, "csat", f"CSAT by {by}"))
+    row.container(key="wrap_csat_breakdown").plotly_chart(
+        insight_charts.score_breakdown(table, by, "csat", f"CSAT by {by}")
+    )
+    drill_ui.nps_panel(group, table, by, filters)
 
 with distribution_tab:
     dist = insight_ui.score_distribution(filters)

@@ -486,8 +486,8 @@ def format_value(name: str, value: object, *, short: bool = False) -> str:
     try:
         if kind == "money":
             return format_money(float(value), short=short)
-        if kind == "percent":
-            return f"{100 * float(value):.1f}%"
+        if kind == "percent":  # 12.3%, 3,004.9%
+            return f"{100 * float(value):,.1f}%"
         if kind in ("count", "days"):
             return _format_number(float(value), 1)
         if kind == "score":

@@ -192,8 +192,8 @@ def funnel_dropoff(
         title=f"Dropped after step {step} ({done}; did not reach {missed}){scope}",
         definition=_definition(rule, *scope_rules(filters)),
         page_ids=None if page_ids is None else tuple(page_ids),
-        description=f"Entered the funnel {' > '.join(words)} between {filters.start} and "
-        f"{filters.end} and stopped after {done.lower()}{scope}.",
+        description=f"Entered the funnel {' > '.join(words)} {days_words(filters)} and "
+        f"stopped after {done.lower()}{scope}.",
         name=f"Dropped after {done.lower()}",
     )
 
@@ -232,12 +232,26 @@ def cohort_cell(cohort: str, months_since: int, filters: Filters) -> Selection:
         rules.append({"field": "country", "op": "in", "value": list(filters.countries)})
     scope = _filters_words(filters)
     again = f", bought again {months_since} months later" if months_since else ""
+    month = month_words(cohort)
     return Selection(
-        title=f"First purchase in {cohort[:7]}{again}{scope}",
+        title=f"First purchase in {month}{again}{scope}",
         definition=_definition(*rules),
-        description=f"Cohort {cohort[:7]}{again}{scope}, from the KPI overview.",
-        name=f"Cohort {cohort[:7]}" + (f" month {months_since}" if months_since else ""),
+        description=f"Cohort {month}{again}{scope}, from the KPI overview.",
+        name=f"Cohort {month}" + (f" month {months_since}" if months_since else ""),
     )
+
+
+def days_words(filters: Filters) -> str:
+    """The period in words: "between 1 Mar 2026 and 31 Mar 2026", "on 30 Nov 2025"."""
+    if filters.start == filters.end:
+        return f"on {filters.start:%-d %b %Y}"
+    return f"between {filters.start:%-d %b %Y} and {filters.end:%-d %b %Y}"
+
+
+def month_words(cohort: str) -> str:
+    """A cohort month as people write it: "2025-11" -> "Nov 2025"."""
+    year, month = (int(part) for part in cohort[:7].split("-"))
+    return f"{date(year, month, 1):%b %Y}"
 
 
 def customer(customer_id: int, title: str | None = None) -> Selection:
@@ -401,8 +415,13 @@ def trend_period(start: date, grain: str, filters: Filters) -> Selection:
         rules.append({"field": "country", "op": "in", "value": list(filters.countries)})
     scope = _filters_words(filters)
     when = period_words(start, grain)
+    part = (
+        f"{first_day:%-d %b %Y}"
+        if first_day == last_day
+        else f"{first_day:%-d %b} - {last_day:%-d %b %Y}"
+    )
     clipped = (
-        f" (the period's part: {first_day:%d %b} - {last_day:%d %b %Y})"
+        f" (the period's part: {part})"
         if (first_day, last_day) != (start, _period_end(start, grain))
         else ""
     )
@@ -497,7 +516,7 @@ def survey_group(
         title=title,
         definition=_definition(*rules, *scope_rules(filters)),
         page_ids=None if page_ids is None else tuple(int(i) for i in page_ids),
-        description=f"{title}, answered {filters.start} - {filters.end}, from the NPS & CSAT page.",
+        description=f"{title}, answered {days_words(filters)}, from the NPS & CSAT page.",
         name=f"{who} {words}"[: segments.MAX_NAME_LENGTH],
     )
 

@@ -1190,6 +1190,13 @@ def record_size(store: Store, segment: SavedSegment) -> int:
     return int(count)
 
 
+def record_all_sizes(store: Store) -> dict[str, int]:
+    """Measure every saved segment (latest version) now and record it: name -> size."""
+    return {
+        name: record_size(store, load_segment(store, name)) for name in list_segments(store)["name"]
+    }
+
+
 def duplicate_segment(
     store: Store, name: str, new_name: str, *, owner: str, role: str | None = None
 ) -> SavedSegment:

@@ -270,6 +270,10 @@ def customer_rows(frame: Any, key: str, **options: Any) -> None:
 # --- one drillable chart per view (the pages call these where the chart is drawn) -----------
 
 
+def _upper_first(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def _download(download: tuple[pd.DataFrame, str, str] | None) -> None:
     if download is not None:
         frame, file_name, label = download
@@ -342,9 +346,10 @@ def funnel(
 ) -> None:
     """The event funnel: click a step's bar for the customers who dropped just before it."""
     steps = result.step_names
+    words = display.value_labels("event_type", steps)  # "product_view" -> "Product view"
     dropped = result.steps["dropped"].astype(int).tolist()
     options = {
-        str(k): f"Dropped after step {k} ({steps[k - 1]}; did not do {steps[k]}): "
+        str(k): f"Dropped after step {k} ({words[k - 1]}; did not reach {words[k].lower()}): "
         f"{dropped[k]:,} customers"
         for k in range(1, len(steps))
     }
@@ -374,9 +379,10 @@ def risk_bands(
 ) -> None:
     """The churn-risk bands: click a band's bar for its customers."""
     counts = at_risk.groupby("churn_band").size()
+    order = {"high": 0, "medium": 1, "low": 2}  # as the bars run, riskiest first
     options = {
         str(b): f"{display.value_label('churn_band', b)} risk ({int(n):,} customers)"
-        for b, n in counts.items()
+        for b, n in sorted(counts.items(), key=lambda item: order.get(str(item[0]), 3))
     }
     band = drill_chart(figure, "risk_bands", options, lambda p: p.get("x"))
     _download(download)
@@ -399,7 +405,8 @@ def cohort_grid(
             if pd.notna(share) and share > 0:
                 count = round(float(share) * int(row["customers"]))
                 options[f"{cohort[:7]}|{months}"] = (
-                    f"{cohort[:7]}, month {months}: {count:,} customers ({share:.0%})"
+                    f"{drill.month_words(cohort)}, month {months}: {count:,} customers "
+                    f"({share:.0%})"
                 )
     # rows are labelled "2025-07 (44)" (cohort month, customers), columns by months since
     figure = clickable_cells(figure, lambda x, y: f"{y[:7]}|{x}")
@@ -473,7 +480,7 @@ def revenue_trend(
     grain = str(trend["grain"].iloc[0])
     keys = [f"{p:%Y-%m-%d}" for p in trend["period"]]
     options = {
-        k: f"{drill.period_words(p.date(), grain)}: {int(n):,} active customers"
+        k: f"{_upper_first(drill.period_words(p.date(), grain))}: {int(n):,} active customers"
         for k, p, n in zip(keys, trend["period"], trend["active_customers"], strict=True)
         if n > 0
     }
@@ -541,9 +548,9 @@ def nps_breakdown(
     by: str,
     filters: Filters,
     download: tuple[pd.DataFrame, str, str] | None = None,
-) -> None:
-    """The NPS-by-group bars: click a group for who answered the NPS survey in it (all
-    respondents, or its detractors, passives or promoters)."""
+) -> str | None:
+    """The NPS-by-group bars: click a group (or pick it) for who answered the NPS survey in
+    it; returns the chosen group for `nps_panel` (drawn full width, below the charts)."""
     shown = table.dropna(subset=["nps"])  # what the chart draws, in its order
     keys = [str(v) for v in shown[by]]
     words = dict(zip(keys, display.value_labels(by, shown[by]), strict=True))
@@ -561,7 +568,15 @@ def nps_breakdown(
         "survey in it.",
     )
     _download(download)
+    return group
+
+
+def nps_panel(group: str | None, table: pd.DataFrame, by: str, filters: Filters) -> None:
+    """The customers behind an NPS group of the breakdown `table`: all respondents, or its
+    detractors, passives or promoters."""
     if group:
+        counted = table.loc[table[by].astype(str) == group, "nps_responses"]
+        answers = int(counted.iloc[0]) if len(counted) else None
         bucket = st.radio(
             "Who",
             BUCKETS,
@@ -573,6 +588,11 @@ def nps_breakdown(
         selection = drill.survey_group(
             by, group, filters, bucket=None if bucket == "all" else bucket
         )
+        if answers:
+            st.caption(
+                f"The bar counts {answers:,} answers; below are customers, each counted once "
+                "however often they answered."
+            )
         panel(selection, "drill_nps")
 
 

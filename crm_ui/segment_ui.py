@@ -23,6 +23,7 @@ from crm_ui.data import store
 _LAYOUT = "seg_layout"  # [{"id": n} | {"id": n, "group": [child ids]}]
 _NEXT = "seg_next_id"
 OPENED = "seg_opened"  # name of the saved segment loaded into the builder, or None
+DESCRIPTION = "seg_description"  # the builder's Description box (kept when a segment opens)
 RULE_PARTS = ("field", "op", "value")  # a rule row's parts: container keys rule_<part>_<id>
 
 
@@ -196,10 +197,13 @@ def _load_rule(rule: dict[str, Any]) -> int:
     return rid
 
 
-def load_definition(definition: dict[str, Any] | None, opened: str | None = None) -> None:
-    """Put a definition into the builder's widgets (None: an empty builder)."""
+def load_definition(
+    definition: dict[str, Any] | None, opened: str | None = None, description: str | None = None
+) -> None:
+    """Put a definition (and its description) into the builder's widgets (None: empty)."""
     _clear_builder()
     st.session_state[OPENED] = opened
+    st.session_state[DESCRIPTION] = description or ""
     if not definition:
         return
     st.session_state["seg_match"] = definition["match"]
@@ -492,11 +496,10 @@ def save_as_segment(
         st.caption("Saving these customers as a segment is for admins, marketers and analysts.")
         return
     with st.form(key, border=False):
-        name_col, button_col = st.columns([3, 1], vertical_alignment="bottom")
-        name = name_col.text_input(
+        name = st.text_input(  # name above the button: neither is cut in a narrow panel
             "Segment name", value=default_name[: segments.MAX_NAME_LENGTH], key=f"{key}_name"
         )
-        if button_col.form_submit_button("Save as segment", help=help_):
+        if st.form_submit_button("Save as segment", help=help_):
             try:
                 saved = segments.save_segment(
                     store(),

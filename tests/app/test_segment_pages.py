@@ -275,3 +275,25 @@ def test_admin_export_log_lists_everyones_exports_by_file_name(own_store):
     labels = [b.label for b in at.get("download_button")]
     assert labels == [f"Download {done.path.name}", "Download the manifest (JSON)"]
     assert str(own_store.parent) not in _rendered(at)
+
+
+def test_an_opened_segment_keeps_its_description_and_sizes_can_be_measured(own_store):
+    from crm_core import drill, segments
+
+    store = get_store()
+    fixed = drill.fixed_list("Movers", [1, 2, 3], "no rule can say who moved")
+    definition, description = drill.to_save(fixed, fixed=True)
+    segments.save_segment(store, "Movers", definition, owner="marketer", description=description)
+    at = _builder("marketer")
+    next(box for box in at.selectbox if box.label == "Segment").select("Movers").run()
+    next(b for b in at.button if b.label == "Open in the builder").click().run()
+    assert at.text_input(key="seg_description").value == description
+    next(b for b in at.button if b.label == "Save segment").click().run()
+    assert not errors(at)
+    again = segments.load_segment(store, "Movers")
+    assert again.version == 2 and again.description.startswith("Movers. FIXED LIST of 3")
+
+    before = len(segments.size_history(store, again.segment_id))
+    next(b for b in at.button if b.label == "Measure all sizes now").click().run()
+    assert not errors(at)
+    assert len(segments.size_history(store, again.segment_id)) == before + 1
