@@ -56,9 +56,11 @@ bench-small: install-dev
 	$(PY) -m bench --customers 100000 $(BENCH_ARGS)
 
 ## make run: install, create the demo store and admin user on first start, serve the app
+## with the scheduler inside the same process (crm_ui/server.py: DuckDB lets one process
+## open the store; Ctrl+C stops both; CRM_SCHEDULER=off serves the app alone)
 run: install
 	$(PY) -m crm_core init
-	$(PY) -m streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT)
+	$(PY) -m crm_ui.server --server.address 127.0.0.1 --server.port $(PORT)
 
 ## make test: install with dev tools and system packages, lint, run the whole suite
 ## (DuckDB and a throwaway PostgreSQL 15, browser tests in headless Chromium)

@@ -470,6 +470,290 @@ def cmd_churn(args: argparse.Namespace, store: Store) -> int:
     return 0
 
 
+# --- alerts (crm_core/alerts.py) ---------------------------------------------------------
+
+
+def _rule_from_args(args: argparse.Namespace) -> dict | str:
+    """The alert definition from --rule (JSON text or a file) or the measure/condition flags."""
+    from pathlib import Path
+
+    if args.rule:
+        text = args.rule
+        if not text.lstrip().startswith("{"):
+            try:
+                text = Path(text).read_text()
+            except OSError as exc:
+                raise CRMError(f"Cannot read the rule file {args.rule}: {exc.strerror}.") from None
+        return text  # alerts.validate parses it and says what is wrong
+    if args.kpi:
+        measure: dict = {"kind": "kpi", "metric": args.kpi, "grain": args.grain}
+        measure |= {"countries": args.country or [], "channels": args.channel or []}
+    elif args.segment:
+        measure = {"kind": "segment_size", "segment": args.segment}
+    elif args.score:
+        measure = {"kind": "score", "aggregate": args.score}
+    else:
+        raise CRMError(
+            "Alert: say what to watch: --kpi METRIC, --segment NAME, --score AGGREGATE or "
+            "--rule JSON."
+        )
+    if args.below is not None or args.above is not None:
+        op = "below" if args.below is not None else "above"
+        condition: dict = {
+            "kind": "threshold",
+            "op": op,
+            "value": args.below if op == "below" else args.above,
+        }
+    elif args.change is not None:
+        condition = {
+            "kind": "change",
+            "against": args.against,
+            "direction": args.direction,
+            "percent": args.change,
+        }
+    else:  # --anomaly, the default
+        condition = {"kind": "anomaly", "level": args.level}
+    return {"measure": measure, "condition": condition}
+
+
+def _print_backtest(result) -> None:  # result: alerts.Backtest
+    print(result.summary)
+    for model in result.detail.get("models", []):
+        print(f"  forecast: {model}")
+
+
+def cmd_alerts(args: argparse.Namespace, store: Store) -> int:
+    """Add, list, test (evaluate now, deliver if it fires), backtest, pause or delete alerts."""
+    from crm_core import alerts
+
+    store.init_schema()
+    command = args.alerts_command
+    if command == "add":
+        definition = alerts.validate(_rule_from_args(args))
+        if not args.no_backtest:
+            _print_backtest(alerts.backtest(store, definition))
+        saved = alerts.save_alert(
+            store, args.name, definition, owner=args.owner, description=args.description or ""
+        )
+        print(f"Saved alert {saved.name!r} version {saved.version}: {alerts.describe(definition)}")
+        print(f"  schedule it: python -m crm_core schedules add NAME --alert {saved.name!r} ...")
+    elif command == "list":
+        frame = alerts.list_alerts(store)
+        if args.json:
+            print(json.dumps(frame.to_dict(orient="records"), indent=2, default=str))
+            return 0
+        if frame.empty:
+            print("No alerts yet; add one with `python -m crm_core alerts add`.")
+        for row in frame.itertuples(index=False):
+            print(f"{row.name:<24} v{row.version:<3} owner {row.owner:<10} {row.rule}")
+    elif command == "test":
+        saved = alerts.load_alert(store, args.name)
+        result = alerts.evaluate(store, saved.definition, at=args.at)
+        if args.json:
+            print(json.dumps({"name": saved.name, **_result_dict(result)}, indent=2, default=str))
+        else:
+            print(("FIRES: " if result.fired else "quiet: ") + result.message)
+        if result.fired and args.at is not None and not args.no_deliver:
+            print("  not delivered: --at replays a past day; schedules deliver the latest period.")
+        elif result.fired and not args.no_deliver:
+            return _deliver_alert(store, saved.name)
+    elif command == "backtest":
+        definition = (
+            alerts.load_alert(store, args.name).definition if args.name else _rule_from_args(args)
+        )
+        result = alerts.backtest(store, definition, end=args.end, months=args.months)
+        if args.json:
+            frame = result.frame.assign(period_start=result.frame["period_start"].dt.date)
+            payload = {"summary": result.summary, "firings": result.firings, **result.detail}
+            payload["frame"] = frame.to_dict(orient="records")
+            print(json.dumps(payload, indent=2, default=str))
+        else:
+            _print_backtest(result)
+    elif command == "pause":
+        saved = alerts.load_alert(store, args.name)
+        paused = _alert_schedules(store, saved.name, pause=True, by=args.user)
+        if paused:
+            print(f"Paused the schedules of alert {saved.name!r}: {', '.join(paused)}.")
+        else:
+            print(f"Alert {saved.name!r} has no running schedule; nothing to pause.")
+    else:
+        alerts.delete_alert(store, args.name, by=args.user)
+        print(f"Deleted alert {args.name!r} (its versions are kept for the record).")
+    return 0
+
+
+def _result_dict(result) -> dict:  # result: alerts.AlertResult
+    keys = ("fired", "value", "reference", "lower", "upper", "period", "message", "detail")
+    return {key: getattr(result, key) for key in keys}
+
+
+def _alert_schedules(store: Store, name: str, *, pause: bool = False, by: str = "cli") -> list[str]:
+    """Names of the running schedules that evaluate alert `name` (paused when `pause`)."""
+    from crm_core import schedules
+
+    frame = schedules.list_schedules(store)
+    mine = frame[(frame["kind"] == "alert") & (frame["target"].str.lower() == name.lower())]
+    names = [row.name for row in mine.itertuples(index=False) if not row.paused]
+    if pause:
+        for schedule in names:
+            schedules.pause(store, schedule, by=by)
+    return names
+
+
+def _deliver_alert(store: Store, name: str) -> int:
+    """Run the alert's schedules now, which evaluate it again and deliver (it fired)."""
+    from crm_core import schedules
+
+    names = _alert_schedules(store, name)
+    if not names:
+        print(
+            "  not delivered: no running schedule delivers this alert; add one with "
+            f"`python -m crm_core schedules add NAME --alert {name!r} --cron ... --email ...`."
+        )
+        return 0
+    ok = True
+    for schedule in names:
+        run = schedules.run_schedule(
+            store, schedules.load_schedule(store, schedule), due_at=None, runner="cli"
+        )
+        _print_run(run)
+        ok &= run.result in ("fired", "quiet", "sent")
+    return 0 if ok else 1
+
+
+def _destinations_from_args(args: argparse.Namespace) -> list[dict]:
+    """--email/--webhook/--folder as delivery destinations (a new secret per webhook)."""
+    from pathlib import Path
+
+    from crm_core import delivery
+
+    found: list[dict] = []
+    if args.email:
+        found.append({"kind": "email", "to": list(args.email)})
+    for url in args.webhook or ():
+        found.append({"kind": "webhook", "url": url, "secret": delivery.new_secret()})
+    for folder in args.folder or ():
+        found.append({"kind": "folder", "path": str(Path(folder).expanduser().resolve())})
+    return found
+
+
+def _print_run(run) -> None:  # run: schedules.Run
+    ids = ", ".join(str(i) for i in run.delivery_ids) or "none"
+    print(f"Run {run.run_id} of {run.schedule_name}: {run.result}. {run.message}")
+    print(f"  deliveries: {ids}" + (f"; file: {run.file_path}" if run.file_path else ""))
+
+
+def cmd_schedules(args: argparse.Namespace, store: Store) -> int:
+    """Add, list, run now, pause, resume, remove schedules, or show a schedule's run log."""
+    from crm_core import schedules
+
+    store.init_schema()
+    command = args.schedules_command
+    if command == "add":
+        kind, target = next(
+            (k, v)
+            for k, v in (("report", args.report), ("alert", args.alert), ("export", args.export))
+            if v
+        )
+        options: dict = {}
+        if kind == "export":
+            options = {"format": args.format, "channel": args.channel}
+            if args.columns:
+                options["columns"] = [c.strip() for c in args.columns.split(",")]
+        elif kind == "report":
+            options = {"compare": args.compare}
+        destinations = _destinations_from_args(args)
+        saved = schedules.add_schedule(
+            store,
+            args.name,
+            kind=kind,
+            target=target,
+            cron=args.cron,
+            timezone=args.timezone,
+            destinations=destinations,
+            owner=args.owner,
+            options=options,
+        )
+        print(
+            f"Added schedule {saved.name!r}: {saved.kind} {saved.target}, cron {saved.cron!r} "
+            f"({saved.timezone}); next run {saved.next_due_at:%Y-%m-%d %H:%M} UTC."
+        )
+        for destination in destinations:
+            if destination["kind"] == "webhook":
+                print(
+                    f"  webhook {destination['url']}: signing secret (shown once; the receiver "
+                    f"verifies X-CRM-Signature with it): {destination['secret']}"
+                )
+    elif command == "list":
+        frame = schedules.list_schedules(store)
+        if args.json:
+            print(json.dumps(frame.to_dict(orient="records"), indent=2, default=str))
+            return 0
+        if frame.empty:
+            print("No schedules yet; add one with `python -m crm_core schedules add`.")
+        for row in frame.itertuples(index=False):
+            due = "paused" if row.paused else f"next {row.next_due_at:%Y-%m-%d %H:%M} UTC"
+            last = row.last_result if isinstance(row.last_result, str) else "never run"
+            print(
+                f"{row.name:<24} {row.kind:<7} {row.target:<20} {row.cron!r} {row.timezone:<16} "
+                f"{due:<27} last: {last}  owner {row.owner}"
+            )
+    elif command == "run":
+        schedule = schedules.load_schedule(store, args.name)
+        run = schedules.run_schedule(store, schedule, due_at=None, runner="cli")
+        _print_run(run)
+        return 0 if run.result in ("fired", "quiet", "sent") else 1
+    elif command in ("pause", "resume"):
+        change = schedules.pause if command == "pause" else schedules.resume
+        saved = change(store, args.name, by=args.user)
+        after = "paused" if saved.paused else f"next run {saved.next_due_at:%Y-%m-%d %H:%M} UTC"
+        print(f"Schedule {saved.name!r}: {after}.")
+    elif command == "remove":
+        schedules.delete_schedule(store, args.name, by=args.user)
+        print(f"Removed schedule {args.name!r}; its run log stays.")
+    else:
+        frame = schedules.runs(store, args.name, limit=args.limit)
+        if frame.empty:
+            print(f"{args.name} has not run yet.")
+        for row in frame.itertuples(index=False):
+            slot = isinstance(row.due_at, datetime) and row.due_at == row.due_at  # not NaT
+            due = f"slot {row.due_at:%Y-%m-%d %H:%M}" if slot else "by hand"
+            sent = ", ".join(f"{d['kind']} {d['status']}" for d in row.deliveries) or "none"
+            print(
+                f"{row.run_id:>6}  {row.started_at:%Y-%m-%d %H:%M:%S}  {due:<22} {row.result:<15} "
+                f"{row.runner}  deliveries: {sent}  {row.message}"
+            )
+    return 0
+
+
+def cmd_scheduler(args: argparse.Namespace, store: Store) -> int:
+    """Run due schedules: once (--once), or every poll until Ctrl+C."""
+    import logging
+    import threading
+
+    from crm_core import scheduler
+
+    store.init_schema()
+    if args.once:
+        for run in scheduler.run_pending(store):
+            _print_run(run)
+        return 0
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("crm_core").setLevel(logging.INFO)  # each run in one line
+    stop = threading.Event()
+    print(
+        f"Scheduler {scheduler.runner_name()} on {store!r}, polling every "
+        f"{args.poll or get_settings().scheduler_poll_seconds} s; Ctrl+C stops it.",
+        flush=True,
+    )
+    try:
+        scheduler.serve(store, poll_seconds=args.poll, stop=stop)
+    except KeyboardInterrupt:
+        stop.set()
+        print("Scheduler stopped.")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's arguments (also documented in README)."""
     settings = get_settings()
@@ -665,6 +949,122 @@ def build_parser() -> argparse.ArgumentParser:
     churn_cmd.add_argument("--as-of", type=date.fromisoformat, help="YYYY-MM-DD (default: last)")
     churn_cmd.add_argument("--json", action="store_true", help="print JSON")
     churn_cmd.set_defaults(handler=cmd_churn)
+
+    # --- alerts (crm_core/alerts.py) ---
+    from crm_core import alerts as alerts_mod
+    from crm_core.metrics import METRICS
+
+    alert = sub.add_parser("alerts", help="KPI, segment-size and score alerts: add, test, backtest")
+    alert_sub = alert.add_subparsers(dest="alerts_command", required=True)
+
+    def add_rule_args(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--rule", help="the definition as JSON text or a JSON file (README)")
+        what = command.add_mutually_exclusive_group()
+        what.add_argument("--kpi", choices=tuple(METRICS), help="watch a KPI")
+        what.add_argument("--segment", help="watch a saved segment's size")
+        what.add_argument(
+            "--score", choices=tuple(alerts_mod.SCORE_AGGREGATES), help="watch a score aggregate"
+        )
+        command.add_argument(
+            "--grain", choices=alerts_mod.GRAINS, default="week", help="KPI bucket"
+        )
+        command.add_argument("--country", action="append", help="KPI: only these countries")
+        command.add_argument("--channel", action="append", help="KPI: only these sales channels")
+        when = command.add_mutually_exclusive_group()
+        when.add_argument("--below", type=float, help="fire when the value is below this")
+        when.add_argument("--above", type=float, help="fire when the value is above this")
+        when.add_argument(
+            "--change", type=float, metavar="PERCENT", help="fire on a change this big"
+        )
+        when.add_argument(
+            "--anomaly", action="store_true", help="fire outside the forecast range (default)"
+        )
+        command.add_argument("--against", choices=tuple(alerts_mod.AGAINST), default="previous")
+        command.add_argument("--direction", choices=alerts_mod.DIRECTIONS, default="down")
+        command.add_argument(
+            "--level", type=float, default=alerts_mod.DEFAULT_LEVEL, help="anomaly interval"
+        )
+
+    aadd = alert_sub.add_parser("add", help="save an alert (or a new version); backtests it first")
+    aadd.add_argument("name")
+    add_rule_args(aadd)
+    aadd.add_argument("--description")
+    aadd.add_argument("--owner", default="cli", help="recorded as the alert's owner")
+    aadd.add_argument("--no-backtest", action="store_true", help="save without the 12-month replay")
+    alert_sub.add_parser("list", help="saved alerts in words").add_argument(
+        "--json", action="store_true", help="print JSON"
+    )
+    atest = alert_sub.add_parser(
+        "test", help="evaluate now; deliver through its schedules if it fires"
+    )
+    atest.add_argument("name")
+    atest.add_argument("--at", type=date.fromisoformat, help="evaluate as of this day (YYYY-MM-DD)")
+    atest.add_argument("--no-deliver", action="store_true", help="only print the result")
+    atest.add_argument("--json", action="store_true", help="print JSON")
+    aback = alert_sub.add_parser(
+        "backtest", help="how often a saved or given rule would have fired"
+    )
+    aback.add_argument("name", nargs="?", help="a saved alert (or give the rule's flags)")
+    add_rule_args(aback)
+    aback.add_argument(
+        "--end", type=date.fromisoformat, help="last day replayed (default: latest data)"
+    )
+    aback.add_argument("--months", type=int, default=alerts_mod.BACKTEST_MONTHS)
+    aback.add_argument("--json", action="store_true", help="print JSON (with the series)")
+    for verb, text in (
+        ("pause", "pause the schedules that evaluate this alert"),
+        ("delete", "delete an alert (its versions are kept)"),
+    ):
+        action = alert_sub.add_parser(verb, help=text)
+        action.add_argument("name")
+        action.add_argument("--user", default="cli", help="who acts (logged)")
+    alert.set_defaults(handler=cmd_alerts)
+
+    # --- schedules and the scheduler (crm_core/schedules.py, crm_core/scheduler.py) ---
+    sched = sub.add_parser("schedules", help="alerts, reports and exports on a cron schedule")
+    sched_sub = sched.add_subparsers(dest="schedules_command", required=True)
+    sadd = sched_sub.add_parser("add", help="add a schedule")
+    sadd.add_argument("name")
+    job = sadd.add_mutually_exclusive_group(required=True)
+    job.add_argument("--report", choices=("overview",), help="e-mail the KPI overview")
+    job.add_argument("--alert", metavar="NAME", help="evaluate a saved alert; deliver if it fires")
+    job.add_argument("--export", metavar="SEGMENT", help="export a saved segment")
+    sadd.add_argument("--cron", required=True, help='five fields, e.g. "0 7 * * *" (07:00 daily)')
+    sadd.add_argument("--timezone", default="UTC", help="IANA zone the cron reads (default UTC)")
+    sadd.add_argument("--email", action="append", help="recipient (repeat for several)")
+    sadd.add_argument("--webhook", action="append", help="URL to POST a signed JSON payload to")
+    sadd.add_argument("--folder", action="append", help="folder to write the result into")
+    sadd.add_argument("--format", choices=FORMATS, default="csv", help="export file format")
+    sadd.add_argument("--channel", choices=CHANNELS, default="email", help="export channel")
+    sadd.add_argument("--columns", help="export: comma-separated 360 fields (default: by role)")
+    sadd.add_argument(
+        "--compare", choices=tuple(COMPARISONS), default="previous", help="report comparison"
+    )
+    sadd.add_argument(
+        "--owner", required=True, help="user whose rights the schedule uses (export: PII by role)"
+    )
+    slist = sched_sub.add_parser("list", help="schedules, next run and last result")
+    slist.add_argument("--json", action="store_true", help="print JSON")
+    sched_sub.add_parser("run", help="run a schedule now and deliver").add_argument("name")
+    for verb, text in (
+        ("pause", "stop a schedule until resumed"),
+        ("resume", "run a paused schedule again from its next slot"),
+        ("remove", "delete a schedule (its run log stays)"),
+    ):
+        action = sched_sub.add_parser(verb, help=text)
+        action.add_argument("name")
+        action.add_argument("--user", default="cli", help="who acts (logged)")
+    hist = sched_sub.add_parser("history", help="a schedule's runs and deliveries, newest first")
+    hist.add_argument("name")
+    hist.add_argument("--limit", type=int, default=20)
+    sched.set_defaults(handler=cmd_schedules)
+
+    sch = sub.add_parser("scheduler", help="run due schedules every poll (servers)")
+    sch.add_argument("--once", action="store_true", help="run what is due now, then exit")
+    sch.add_argument(
+        "--poll", type=float, help="seconds between polls (CRM_SCHEDULER_POLL_SECONDS)"
+    )
+    sch.set_defaults(handler=cmd_scheduler)
     return parser
 
 

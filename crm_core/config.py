@@ -58,9 +58,23 @@ class Settings:
         default="",
         metadata={"help": "Sender address of the e-mails, e.g. crm@example.com."},
     )
+    chromium: str = field(
+        default="/usr/bin/chromium",
+        metadata={
+            "help": "Chromium binary that draws the charts of e-mailed reports as images "
+            "(missing: reports are sent without them)."
+        },
+    )
     scheduler_poll_seconds: float = field(
         default=30.0,
         metadata={"help": "How often the scheduler looks for due alerts, reports and exports."},
+    )
+    scheduler: str = field(
+        default="app",
+        metadata={
+            "help": "app: the server `make run` starts also runs due schedules; off: it does "
+            "not (run `python -m crm_core scheduler` instead)."
+        },
     )
 
     @property

@@ -14,7 +14,9 @@ Everything is generated with vectorised numpy from one ``np.random.default_rng(s
 - orders have lines from a fixed catalogue (`catalogue()`: categories, three price levels)
   that add up to the order exactly, with items bought together (declared complements) and
   consumables bought again on a cycle (drawn from a generator of their own);
-- web/app sessions form a visit -> product_view -> add_to_cart -> checkout -> purchase funnel.
+- web/app sessions form a visit -> product_view -> add_to_cart -> checkout -> purchase funnel;
+- one planted checkout outage (`PLANTED_DROP`: 60% of a week's purchases cancelled) is the
+  true anomaly alert rules are tested on.
 
 The true parameters are in ``BGNBD_PARAMS`` and ``GAMMA_GAMMA_PARAMS``.
 """
@@ -46,6 +48,15 @@ GAMMA_GAMMA_PARAMS = {"p": 6.0, "q": 4.0, "v": 40.0}
 
 BUYER_SHARE = 0.96
 """Customers who place a first order; the others signed up and never bought."""
+
+PLANTED_DROP: tuple[date, date] = (date(2026, 4, 13), date(2026, 4, 19))
+"""A planted checkout outage (Monday to Sunday, both days included): in that week
+`PLANTED_DROP_SHARE` of the purchases fail and are recorded as cancelled, so completed orders
+and revenue fall by about 60%. It is the one true anomaly of the demo's order history (the
+November/December peaks are its normal seasonality); alert backtests are tested on it."""
+
+PLANTED_DROP_SHARE = 0.6
+"""Share of the outage week's purchases that failed (status cancelled)."""
 
 Progress = Callable[[float, str], None]
 
@@ -588,6 +599,7 @@ class _Demo:
         self.n = int(customers)
         self.rng = np.random.default_rng(seed)
         self.lrng = np.random.default_rng([seed, 13])  # order lines (a stream of their own)
+        self.drng = np.random.default_rng([seed, 29])  # the planted outage (its own stream)
         self.period = _Period.ending(end)
         self.horizon = float(self.period.days)
         self.last = self.horizon - 2 * _SECOND  # latest allowed time (days)
@@ -1505,7 +1517,8 @@ class _Demo:
         columns["category"] = _cat(_CATALOGUE.category[lines["product"][largest]], _CATEGORIES)
         del largest
         columns["channel"] = _cat(self.o_channel[order], _ORDER_CHANNELS)
-        columns["status"] = _cat(self.o_status[order], _ORDER_STATUSES)
+        status = self._planted_outage(columns["ordered_at"], self.o_status[order])
+        columns["status"] = _cat(status, _ORDER_STATUSES)
         camp = self.o_campaign[order]
         del self.o_channel, self.o_status, self.o_campaign, order
         columns["campaign_id"] = _nullable_int(np.where(camp >= 0, camp + 1, -1))
@@ -1523,6 +1536,15 @@ class _Demo:
             copy=False,
         )
         return pd.DataFrame(columns, copy=False)
+
+    def _planted_outage(self, ordered_at: np.ndarray, status: np.ndarray) -> np.ndarray:
+        """Statuses with `PLANTED_DROP_SHARE` of the purchases in `PLANTED_DROP` cancelled
+        (drawn from a stream of their own: every other table stays as it was)."""
+        first, last = (np.datetime64(d, "us") for d in PLANTED_DROP)
+        hit = (ordered_at >= first) & (ordered_at < last + np.timedelta64(1, "D")) & (status == 0)
+        status = status.copy()
+        status[hit & (self.drng.random(len(status)) < PLANTED_DROP_SHARE)] = 2  # cancelled
+        return status
 
     def frames(self) -> dict[str, pd.DataFrame]:
         """Every table as a DataFrame with the schema's columns in order."""

@@ -41,3 +41,19 @@ class AuthError(CRMError):
 
 class NotAllowedError(AuthError):
     """The signed-in role may not see this view or take this action."""
+
+
+class DeliveryError(CRMError):
+    """A delivery destination (e-mail, webhook, folder) or a mail setting is not usable."""
+
+
+class ScheduleError(CRMError):
+    """A schedule (name, cron, time zone, target) is not valid or does not exist."""
+
+
+class ChartImageError(CRMError):
+    """A chart could not be drawn as an image (no Chromium or kaleido): reports go without it."""
+
+
+class AlertError(CRMError):
+    """An alert rule is invalid, unknown, or cannot be evaluated on the store's data."""

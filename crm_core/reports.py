@@ -1,4 +1,5 @@
-"""Every view's figures as plain JSON-ready data, under the same filters as the app.
+"""Every view's figures as plain JSON-ready data, under the same filters as the app, and the
+KPI overview as an e-mail (`overview_report`) for scheduled reports.
 
 `python -m crm_core report VIEW --json` prints these; scripts, notebooks and tests read the
 numbers the pages show without a browser. Each report says which filters it used.
@@ -6,19 +7,29 @@ numbers the pages show without a browser. Each report says which filters it used
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import os
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import date
-from typing import Any
+from html import escape
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from crm_core import metrics
+from crm_core import display, metrics, summaries
 from crm_core.analytics import churn, clv, cohorts, funnels, rfm, surveys
-from crm_core.errors import CRMError
-from crm_core.filters import Filters
+from crm_core.config import Settings, get_settings
+from crm_core.delivery import Attachment, Message
+from crm_core.errors import ChartImageError, CRMError
+from crm_core.filters import COMPARISONS, Filters, plural
 from crm_core.store import Store
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -179,4 +190,265 @@ def resolve_filters(
         countries=countries,
         channels=channels,
         compare=compare,
+    )
+
+
+# --- the KPI overview as an e-mail (scheduled reports) ------------------------------------
+
+REPORT_WIDTH = 640
+"""Width in pixels of an e-mailed report's card (what Gmail and Outlook show comfortably)."""
+CHART_WIDTH = 584
+CHART_HEIGHT = 330
+_FONT = "Arial, Helvetica, sans-serif"
+_INK, _MUTED, _LINE = "#111827", "#4b5563", "#e5e7eb"
+_GOOD, _BAD = "#047857", "#b91c1c"
+
+
+def figure_png(
+    fig: go.Figure,
+    *,
+    width: int = CHART_WIDTH,
+    height: int = CHART_HEIGHT,
+    scale: float = 2.0,
+    settings: Settings | None = None,
+) -> bytes:
+    """A Plotly figure as PNG bytes, drawn by kaleido in the system Chromium (CRM_CHROMIUM,
+    default /usr/bin/chromium; no download, no network).
+
+    ChartImageError (with the reason) when no Chromium or kaleido is at hand; reports then
+    go without the image."""
+    settings = settings or get_settings()
+    browser = settings.chromium
+    if not browser or not Path(browser).is_file() or not os.access(browser, os.X_OK):
+        raise ChartImageError(
+            f"no Chromium at {browser!r} to draw the chart (set CRM_CHROMIUM to its path)"
+        )
+    try:
+        import kaleido
+    except ImportError as exc:
+        raise ChartImageError("kaleido is not installed (pip install -r requirements.txt)") from exc
+    figure = fig.to_dict() if hasattr(fig, "to_dict") else fig
+    try:
+        data = kaleido.calc_fig_sync(
+            figure,
+            opts={"format": "png", "width": width, "height": height, "scale": scale},
+            # the browser given outright, not through kaleido's BROWSER_PATH variable
+            kopts={"timeout": 60, "path": browser},
+        )
+    except Exception as exc:  # a browser that fails to start or to draw: no image, no crash
+        raise ChartImageError(
+            f"the chart could not be drawn ({type(exc).__name__}: {exc})"
+        ) from exc
+    if not isinstance(data, bytes | bytearray) or not bytes(data).startswith(b"\x89PNG"):
+        raise ChartImageError("the chart renderer returned no PNG image")
+    return bytes(data)
+
+
+def email_figure(fig: go.Figure) -> go.Figure:
+    """A copy of an app figure styled for a white e-mail (no hover, fixed size)."""
+    figure = type(fig)(fig)
+    figure.update_layout(
+        template="plotly_white",
+        width=CHART_WIDTH,
+        height=CHART_HEIGHT,
+        paper_bgcolor="#ffffff",
+        plot_bgcolor="#ffffff",
+        font={"family": _FONT, "size": 12, "color": _INK},
+    )
+    return figure
+
+
+def chart_block(
+    fig: go.Figure, name: str, title: str, *, settings: Settings | None = None
+) -> tuple[Attachment | None, str]:
+    """A chart as an inline PNG and the HTML that shows it (cid:<name>), or, without an image,
+    one line that says so."""
+    try:
+        png = figure_png(email_figure(fig), settings=settings)
+    except ChartImageError as exc:
+        note = (
+            f'<p style="margin:0;font-size:13px;color:{_MUTED};">The chart "{escape(title)}" '
+            f"is not included: {escape(str(exc))}. Open the app to see it.</p>"
+        )
+        return None, note
+    image = Attachment(name=name, data=png, mime="image/png")
+    html = (
+        f'<img src="cid:{escape(name)}" width="{CHART_WIDTH}" alt="{escape(title)}" '
+        f'style="display:block;width:100%;max-width:{CHART_WIDTH}px;height:auto;border:0;">'
+    )
+    return image, html
+
+
+def _change_style(kpi: metrics.KPIValue) -> tuple[str, str]:
+    """The change's text with an arrow, and its colour (green when it is good news)."""
+    text = metrics.format_change(kpi)
+    if text is None or not kpi.change:
+        return (text or "–"), _MUTED
+    up = kpi.change > 0
+    good = up == kpi.metric.higher_is_better
+    return ("▲ " if up else "▼ ") + text, (_GOOD if good else _BAD)
+
+
+def _period_lines(filters: Filters) -> list[str]:
+    """The period, the one it is compared with, and the countries and channels, in words."""
+    compared = filters.comparison()
+    countries = (
+        f"Countries: {', '.join(filters.countries)}" if filters.countries else "All countries"
+    )
+    channels = f"channels: {', '.join(filters.channels)}" if filters.channels else "all channels"
+    return [
+        f"{filters.start:%d %b %Y} – {filters.end:%d %b %Y} ({plural(filters.days, 'day')}).",
+        f"Compared with the {COMPARISONS[filters.compare].lower()}: "
+        f"{compared.start:%d %b %Y} – {compared.end:%d %b %Y}.",
+        f"{countries}; {channels}.",
+    ]
+
+
+def kpi_csv(kpis: dict[str, metrics.KPIValue], filters: Filters) -> bytes:
+    """The KPIs as CSV: raw values for spreadsheets and the overview's formatted text."""
+    compared = filters.comparison()
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        [
+            "kpi", "label", "value", "compared_value", "change", "shown", "shown_change",
+            "period_start", "period_end", "compared_start", "compared_end", "countries",
+            "channels",
+        ]
+    )  # fmt: skip
+    for name, kpi in kpis.items():
+        writer.writerow(
+            [
+                name,
+                kpi.metric.label,
+                "" if kpi.value is None else kpi.value,
+                "" if kpi.previous is None else kpi.previous,
+                "" if kpi.change is None else kpi.change,
+                metrics.format_value(kpi.metric, kpi.value, display.CURRENCY),
+                metrics.format_change(kpi) or "",
+                filters.start.isoformat(),
+                filters.end.isoformat(),
+                compared.start.isoformat(),
+                compared.end.isoformat(),
+                " ".join(filters.countries),
+                " ".join(filters.channels),
+            ]
+        )
+    return out.getvalue().encode("utf-8")
+
+
+def _kpi_rows(kpis: dict[str, metrics.KPIValue]) -> str:
+    cell = f"padding:9px 10px;border-top:1px solid {_LINE};font-size:14px;"
+    rows = []
+    for kpi in kpis.values():
+        change, colour = _change_style(kpi)
+        rows.append(
+            "<tr>"
+            f'<td style="{cell}color:{_INK};">{escape(kpi.metric.label)}</td>'
+            f'<td align="right" style="{cell}color:{_INK};font-weight:bold;">'
+            f"{escape(metrics.format_value(kpi.metric, kpi.value, display.CURRENCY))}</td>"
+            f'<td align="right" style="{cell}color:{_MUTED};">'
+            f"{escape(metrics.format_value(kpi.metric, kpi.previous, display.CURRENCY))}</td>"
+            f'<td align="right" style="{cell}color:{colour};white-space:nowrap;">'
+            f"{escape(change)}</td>"
+            "</tr>"
+        )
+    return "".join(rows)
+
+
+def overview_report(store: Store, filters: Filters, *, title: str | None = None) -> Message:
+    """The KPI overview as an e-mail: every KPI with its change, the revenue and active
+    customers trend as an inline PNG (or a line saying why not), the KPIs as CSV."""
+    from crm_core.figures import charts  # Plotly: only when a report is drawn
+
+    title = title or "KPI overview"
+    kpis = metrics.compute_kpis(store, filters)
+    trend = metrics.revenue_trend(store, filters)
+    grain = str(trend["grain"].iloc[0])
+    period_lines = _period_lines(filters)
+    sentences = summaries.overview(kpis, f"the {COMPARISONS[filters.compare].lower()}")
+    chart_title = f"Revenue and active customers by {grain}"
+    image: Attachment | None = None
+    if trend["orders"].any():
+        image, chart_html = chart_block(
+            charts.revenue_active_trend(trend), "revenue-trend.png", chart_title
+        )
+        if image is not None and trend["partial"].any():
+            chart_html += (
+                f'<p style="margin:6px 0 0;font-size:12px;color:{_MUTED};">Lighter bars: a '
+                f"{grain} the period covers only in part.</p>"
+            )
+    else:
+        chart_html = (
+            f'<p style="margin:0;font-size:13px;color:{_MUTED};">No completed orders in this '
+            "period and filter, so there is no trend to draw.</p>"
+        )
+    csv_name = f"kpis_{filters.start:%Y-%m-%d}_{filters.end:%Y-%m-%d}.csv"
+    head = f"padding:8px 10px;font-size:12px;color:{_MUTED};text-transform:uppercase;"
+    paragraphs = "".join(
+        f'<p style="margin:0 0 8px;font-size:14px;line-height:20px;color:{_INK};">{escape(s)}</p>'
+        for s in sentences
+    )
+    table = 'role="presentation" cellpadding="0" cellspacing="0" border="0"'
+    card = (
+        f"width:100%;max-width:{REPORT_WIDTH}px;background:#ffffff;border:1px solid {_LINE};"
+        f"font-family:{_FONT};color:{_INK};"
+    )
+    muted = f"font-size:14px;line-height:20px;color:{_MUTED};"
+    h2 = f"margin:0 0 8px;font-size:16px;line-height:22px;color:{_INK};"
+    headers = "".join(
+        f'<th align="{side}" style="{head}">{label}</th>'
+        for side, label in (
+            ("left", "KPI"),
+            ("right", "This period"),
+            ("right", "Compared period"),
+            ("right", "Change"),
+        )
+    )
+    about = "\n".join(
+        f'<p style="margin:{"6px" if i == 0 else "2px"} 0 0;{muted}">{escape(line)}</p>'
+        for i, line in enumerate(period_lines)
+    )
+    html = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{escape(title)}</title></head>
+<body style="margin:0;padding:0;background:#f3f4f6;">
+<table {table} width="100%" style="background:#f3f4f6;">
+<tr><td align="center" style="padding:24px 12px;">
+<table {table} width="{REPORT_WIDTH}" style="{card}">
+<tr><td style="padding:24px 28px 8px;">
+<h1 style="margin:0;font-size:22px;line-height:28px;color:{_INK};">{escape(title)}</h1>
+{about}
+</td></tr>
+<tr><td style="padding:12px 28px 4px;">{paragraphs}</td></tr>
+<tr><td style="padding:8px 28px 16px;">
+<table {table} width="100%" style="border-collapse:collapse;font-family:{_FONT};">
+<tr>{headers}</tr>
+{_kpi_rows(kpis)}
+</table></td></tr>
+<tr><td style="padding:8px 28px 4px;"><h2 style="{h2}">{escape(chart_title)}</h2>
+{chart_html}</td></tr>
+<tr><td style="padding:16px 28px 24px;font-size:12px;line-height:18px;color:{_MUTED};">
+Sent by CRM Insights. The KPIs are attached as {escape(csv_name)}. Changes in green are good
+news, in red bad news; rates and scores change in points.</td></tr>
+</table></td></tr></table>
+</body></html>
+"""
+    lines = [title, *period_lines, "", *sentences, ""]
+    for kpi in kpis.values():
+        value = metrics.format_value(kpi.metric, kpi.value, display.CURRENCY)
+        change = metrics.format_change(kpi)
+        lines.append(f"{kpi.metric.label}: {value}" + (f" ({change})" if change else ""))
+    if image is None and trend["orders"].any():
+        lines += ["", "The trend chart is not included (no image could be drawn)."]
+    lines += ["", f"The KPIs are attached as {csv_name}."]
+    return Message(
+        subject=f"{title}: {filters.start:%d %b %Y} – {filters.end:%d %b %Y}",
+        text="\n".join(lines),
+        html=html,
+        attachments=[Attachment(csv_name, kpi_csv(kpis, filters), "text/csv")],
+        images=[image] if image else [],
+        payload={"title": title, **metrics.kpis_as_dict(kpis, filters)},
+        kind="report",
     )

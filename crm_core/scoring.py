@@ -24,7 +24,7 @@ import pandas as pd
 
 from crm_core import features
 from crm_core.analytics import churn, clv
-from crm_core.schema import customer_scores
+from crm_core.schema import customer_scores, score_runs
 from crm_core.store import Store, lock_tables, utcnow
 
 Progress = Callable[[float, str], None]
@@ -98,7 +98,7 @@ class ScoreResult:
         return [*lines, *left, *(f"Note: {note}" for note in self.notes)]
 
 
-TABLES_WRITTEN = ("customer_scores",)
+TABLES_WRITTEN = ("customer_scores", "score_runs")
 """What a scoring run writes (the 360 table is rebuilt from it), for the app's caches."""
 
 
@@ -162,6 +162,38 @@ def write_scores(store: Store, frame: pd.DataFrame) -> int:
         return rows
 
 
+def run_aggregates(frame: pd.DataFrame) -> dict[str, float | None]:
+    """A scoring run's aggregates (the `score_runs` columns alerts watch); None when a model
+    was left out."""
+
+    def value(x: float) -> float | None:
+        return None if pd.isna(x) else float(x)
+
+    risk, clv_ = frame["churn_risk"].astype(float), frame["clv"].astype(float)
+    at_risk = (risk * clv_).sum(min_count=1)
+    return {
+        "customers": len(frame),
+        "mean_churn_risk": value(risk.mean()),
+        "value_at_risk": value(at_risk),
+        "mean_clv": value(clv_.mean()),
+        "total_clv": value(clv_.sum(min_count=1)),
+        "mean_p_alive": value(frame["p_alive"].astype(float).mean()),
+    }
+
+
+def record_run(store: Store, frame: pd.DataFrame, scored_at: datetime, version: str) -> None:
+    """Append the run's aggregates to `score_runs` (one row per scoring run)."""
+    if "score_runs" not in store.table_names():  # a store from before schema version 4
+        with store.begin() as conn:
+            score_runs.create(conn, checkfirst=True)
+    with store.begin() as conn:
+        conn.execute(
+            score_runs.insert().values(
+                scored_at=scored_at, model_version=version, **run_aggregates(frame)
+            )
+        )
+
+
 def score(
     store: Store,
     clv_settings: clv.CLVSettings | None = None,
@@ -204,6 +236,7 @@ def score(
     frame = build_scores(clv_report, churn_report, version, scored_at)
     report(0.97, f"Writing {len(frame):,} scores")
     rows = write_scores(store, frame)
+    record_run(store, frame, scored_at, version)
     report(1.0, "Done")
     return ScoreResult(
         rows=rows,

@@ -3,6 +3,8 @@ equals an independent pandas computation over the same tables."""
 
 from __future__ import annotations
 
+import html
+import io
 import json
 from dataclasses import replace
 from datetime import date, timedelta
@@ -12,10 +14,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crm_core import reports
+from crm_core import delivery, metrics, reports
+from crm_core.config import Settings
 from crm_core.errors import CRMError
 from crm_core.filters import Filters, default_filters
 from crm_core.store import Store
+from tests.core.receivers import smtp_server
 
 pytestmark = pytest.mark.slow
 
@@ -204,3 +208,86 @@ def test_cli_report_matches_countries_in_any_case_and_refuses_unknown_ones(
     assert "--country 'GBR' is not in the store. Did you mean GB?" in capsys.readouterr().err
     assert main(["kpis", "--channel", "bogus"]) == 2
     assert "Allowed: app, store, web." in capsys.readouterr().err
+
+
+# --- the KPI overview as an e-mail (scheduled reports) ------------------------------------
+
+
+def _chromium_available() -> bool:
+    return Path(Settings.from_env().chromium).is_file()
+
+
+def test_overview_report_email_reaches_a_real_smtp_server(demo, store):
+    """Drawn from the demo store, sent through a real SMTP server on loopback (the delivery
+    row goes to an empty store of its own)."""
+    data, _ = demo
+    filters = default_filters(data)
+    message = reports.overview_report(data, filters, title="Daily KPIs")
+    with smtp_server() as inbox:
+        settings = Settings(smtp_url=f"smtp://127.0.0.1:{inbox.port}", mail_from="crm@example.com")
+        [result] = delivery.deliver(
+            store,
+            message,
+            [{"kind": "email", "to": ["ops@example.com"]}],
+            settings=settings,
+            sleep=lambda seconds: None,
+        )
+    assert result.ok, result.error
+    [mail] = inbox.messages
+    assert mail["Subject"] == f"Daily KPIs: {filters.start:%d %b %Y} – {filters.end:%d %b %Y}"
+    body = mail.get_body(("html",)).get_content()
+    kpis = metrics.compute_kpis(data, filters)
+    compared = filters.comparison()
+    assert f"{compared.start:%d %b %Y} – {compared.end:%d %b %Y}" in body
+    for kpi in kpis.values():
+        assert kpi.metric.label in body
+        assert metrics.format_value(kpi.metric, kpi.value) in body
+        if metrics.format_change(kpi):
+            assert metrics.format_change(kpi) in body
+    # e-mail friendly: inline styles only, nothing fetched, nothing run
+    lowered = body.lower()
+    for banned in ("<script", "<link", "<style", "http://", "https://", "<iframe"):
+        assert banned not in lowered
+    text = mail.get_body(("plain",)).get_content()
+    assert "Revenue: " + metrics.format_value(kpis["revenue"].metric, kpis["revenue"].value) in text
+    if _chromium_available():
+        [image] = [p for p in mail.walk() if p.get_content_type() == "image/png"]
+        png = image.get_content()
+        assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+        assert image["Content-ID"] == "<revenue-trend.png>"
+        assert 'src="cid:revenue-trend.png"' in body
+        assert "is not included" not in body
+    else:
+        assert "is not included: no Chromium" in body
+    [attachment] = list(mail.iter_attachments())
+    assert attachment.get_content_type() == "text/csv"
+    assert attachment.get_filename() == f"kpis_{filters.start}_{filters.end}.csv"
+    table = pd.read_csv(io.BytesIO(attachment.get_content().encode()))
+    assert list(table["kpi"]) == list(metrics.METRICS)
+    for row in table.itertuples():
+        expected = kpis[row.kpi].value
+        assert (pd.isna(row.value) and expected is None) or row.value == pytest.approx(expected)
+        assert row.compared_start == compared.start.isoformat()
+
+
+def test_overview_report_without_chromium_is_sent_without_the_chart_and_says_so(demo, monkeypatch):
+    data, _ = demo
+    monkeypatch.setenv("CRM_CHROMIUM", "/nowhere/chromium")
+    message = reports.overview_report(data, default_filters(data))
+    assert message.images == []
+    assert 'The chart "Revenue and active customers by month" is not included' in message.html
+    assert "no Chromium at '/nowhere/chromium'" in html.unescape(message.html)
+    assert "The trend chart is not included" in message.text
+    assert [a.name for a in message.attachments] == [
+        f"kpis_{default_filters(data).start}_{default_filters(data).end}.csv"
+    ]
+    assert message.payload["kpis"]["revenue"]["value"] > 0 and message.kind == "report"
+
+
+def test_overview_report_of_a_period_without_orders_draws_no_chart(demo, monkeypatch):
+    data, _ = demo
+    monkeypatch.setenv("CRM_CHROMIUM", "/nowhere/chromium")  # never reached: nothing to draw
+    message = reports.overview_report(data, Filters(date(1990, 1, 1), date(1990, 1, 31)))
+    assert message.images == []
+    assert "No completed orders in this period and filter" in message.html
+    assert "n/a" in message.html and "is not included" not in message.html
