@@ -455,3 +455,34 @@ def test_report_schedule_sends_the_overview(shop, tmp_path):
     assert any(name.endswith(".csv") for name in files), files
     # A run by hand leaves the schedule's slot alone.
     assert schedules.load_schedule(shop, "daily-kpis").next_due_at == T0 + timedelta(hours=1)
+
+
+def test_a_firing_alert_reaches_a_real_smtp_server(shop, monkeypatch):
+    """The alert's sentence arrives by e-mail through an SMTP server on loopback."""
+    alerts = pytest.importorskip("crm_core.alerts")
+    from tests.core.receivers import smtp_server
+
+    definition = {
+        "measure": {"kind": "segment_size", "segment": "Everyone"},
+        "condition": {"kind": "threshold", "op": "above", "value": 1},
+    }
+    alerts.save_alert(shop, "everyone-size", definition, owner="mia")
+    schedules.add_schedule(
+        shop,
+        "size-mail",
+        kind="alert",
+        target="everyone-size",
+        cron="0 7 * * *",
+        destinations=[{"kind": "email", "to": ["ops@example.com"]}],
+        owner="mia",
+        now=T0,
+    )
+    with smtp_server() as inbox:
+        monkeypatch.setenv("CRM_SMTP_URL", f"smtp://127.0.0.1:{inbox.port}")
+        monkeypatch.setenv("CRM_MAIL_FROM", "crm@example.com")
+        (run,) = scheduler.run_pending(shop, now=T0 + timedelta(days=1), runner="a")
+    assert run.result == "fired", run.message
+    [mail] = inbox.messages
+    assert mail["To"] == "ops@example.com" and mail["From"] == "crm@example.com"
+    expected = alerts.evaluate(shop, definition).message
+    assert expected in mail.get_body(preferencelist=("plain",)).get_content()
