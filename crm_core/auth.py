@@ -46,6 +46,7 @@ VIEW_ROLES: dict[str, frozenset[str]] = {
     "data_import": frozenset({"admin"}),
     "admin": frozenset({"admin"}),
     "glossary": _ALL,
+    "alerts": _ALL,
 }
 """Which roles may open each view (pages also check this themselves)."""
 
@@ -58,6 +59,12 @@ ACTION_ROLES: dict[str, frozenset[str]] = {
     "manage_users": frozenset({"admin"}),
     "view_export_log": frozenset({"admin"}),
     "publish_home": frozenset({"admin"}),
+    "manage_alerts": frozenset({"admin", "manager", "analyst"}),
+    "subscribe_alerts": _ALL,
+    "schedule_reports": frozenset({"admin", "manager", "marketer"}),
+    "schedule_exports": frozenset({"admin", "marketer"}),
+    "manage_all_schedules": frozenset({"admin"}),
+    "deliver_to_folder": frozenset({"admin"}),
 }
 """Which roles may take each action."""
 
@@ -70,6 +77,12 @@ ACTION_HELP = {
     "manage_users": "Add, deactivate, remove users; change roles; reset passwords",
     "view_export_log": "Read the export audit log",
     "publish_home": "Publish a Home page as the default for a role",
+    "manage_alerts": "Create, backtest and delete their own alert rules",
+    "subscribe_alerts": "Schedule a saved alert rule to be checked and delivered",
+    "schedule_reports": "Schedule the KPI overview report by e-mail, webhook or folder",
+    "schedule_exports": "Schedule exports of their own saved segments",
+    "manage_all_schedules": "See, run, pause and delete everyone's schedules and alert rules",
+    "deliver_to_folder": "Deliver scheduled reports and exports to a folder on the server",
 }
 
 MIN_PASSWORD_LENGTH = 10

@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from cronsim import CronSim, CronSimError
 
 from crm_core import auth
+from crm_core.config import get_settings
 from crm_core.errors import CRMError, ScheduleError
 from crm_core.schema import (
     SCHEDULE_KINDS,
@@ -191,6 +192,54 @@ def _check_target(store: Store, kind: str, target: str, owner: str, options: dic
     return target
 
 
+KIND_ACTIONS = {
+    "alert": "subscribe_alerts",
+    "report": "schedule_reports",
+    "export": "schedule_exports",
+}
+"""The action (crm_core.auth.ACTION_ROLES) a schedule's owner needs for each kind."""
+
+
+def _check_rights(
+    store: Store, kind: str, target: str, owner: str, destinations: list[dict[str, Any]]
+) -> None:
+    """The owner's role may schedule this kind (a marketer exports only their own segments;
+    other roles deliver to folders inside the data folder only), so page and CLI agree."""
+    user = auth.get_user(store, owner)
+    if user is None:
+        raise ScheduleError(
+            f"Schedule owner: no user {owner!r}; the schedule runs with its owner's rights, so "
+            "give an existing user (see `python -m crm_core users list`)."
+        )
+    if not auth.can(user.role, KIND_ACTIONS[kind]):
+        raise ScheduleError(
+            f"Schedule owner {owner!r}: the {user.role} role may not schedule {kind}s "
+            f"(allowed: {', '.join(sorted(auth.ACTION_ROLES[KIND_ACTIONS[kind]]))})."
+        )
+    if kind == "export" and not auth.can(user.role, "manage_all_schedules"):
+        from crm_core import segments
+
+        segment_owner = segments.load_segment(store, target).owner
+        if segment_owner != owner:
+            raise ScheduleError(
+                f"Export of {target!r}: it belongs to {segment_owner or 'nobody'}; a "
+                f"{user.role} schedules exports of their own segments only (ask an admin)."
+            )
+    if auth.can(user.role, "deliver_to_folder"):
+        return
+    data_dir = get_settings().data_dir.resolve()
+    for destination in destinations:
+        folder = Path(destination.get("path", "")).resolve()
+        if destination["kind"] == "folder" and (
+            folder == data_dir or not folder.is_relative_to(data_dir)
+        ):
+            raise ScheduleError(
+                f"Folder destination {str(folder)!r}: the {user.role} role may deliver only to "
+                f"folders inside the app's data folder ({data_dir}, e.g. {data_dir / 'outbox'}); "
+                "admins may name any folder on the server."
+            )
+
+
 def _validate_destinations(value: Any) -> list[dict[str, Any]]:
     """Checked destinations; none at all is [] (an export may only be written to disk)."""
     from crm_core import delivery
@@ -259,6 +308,7 @@ def add_schedule(
         )
     checked_options = _check_options(kind, options)
     target = _check_target(store, kind, target, owner, checked_options)
+    _check_rights(store, kind, target, owner, checked_destinations)
     now = now or utcnow()
     due = next_due(cron, timezone, now)
     with store.begin() as conn:

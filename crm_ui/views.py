@@ -40,6 +40,18 @@ VIEWS: tuple[View, ...] = (
         "Every figure uses the sidebar's period, comparison, country and sales channel.",
     ),
     View(
+        "alerts",
+        "Alerts & schedules",
+        ":material/notifications:",
+        "Overview",
+        "app_pages/alerts.py",
+        (
+            "A new KPI alert starts from the sidebar's countries and channels (kept in the rule); "
+            "the period is not used: a rule watches the latest complete day, week or month, and "
+            "its backtest the 12 months before."
+        ),
+    ),
+    View(
         "customer_360",
         "Customer 360",
         ":material/person_search:",

@@ -46,6 +46,8 @@ def quick_reports(monkeypatch):
 
 
 def _add_report(store: Store, name: str, folder, *, cron: str = "0 7 * * *", now=T0, tz="UTC"):
+    if auth.get_user(store, "ops") is None:  # an admin: reports to a folder on the server
+        auth.add_user(store, "ops", "admin", "a long enough password")
     return schedules.add_schedule(
         store,
         name,
@@ -443,7 +445,7 @@ def test_report_schedule_sends_the_overview(shop, tmp_path):
         target="overview",
         cron="0 7 * * *",
         destinations=[{"kind": "folder", "path": str(outbox)}],
-        owner="ops",
+        owner="mia",
         now=T0,
     )
     run = schedules.run_schedule(
@@ -486,3 +488,34 @@ def test_a_firing_alert_reaches_a_real_smtp_server(shop, monkeypatch):
     assert mail["To"] == "ops@example.com" and mail["From"] == "crm@example.com"
     expected = alerts.evaluate(shop, definition).message
     assert expected in mail.get_body(preferencelist=("plain",)).get_content()
+
+
+def test_a_schedule_runs_with_its_owners_rights(shop, tmp_path):
+    """Roles decide what a schedule may do, in the core (so the CLI and the page agree)."""
+    segments.save_segment(shop, "Anas list", EVERYONE, owner="ana")
+    auth.add_user(shop, "max", "manager", "a long enough password")
+    inside = tmp_path / "outbox"  # the data folder of the `store` fixture is tmp_path
+
+    def add(name: str, owner: str, kind: str, target: str, folder) -> None:
+        schedules.add_schedule(
+            shop,
+            name,
+            kind=kind,
+            target=target,
+            cron="0 7 * * *",
+            destinations=[{"kind": "folder", "path": str(folder)}],
+            owner=owner,
+            now=T0,
+        )
+
+    with pytest.raises(ScheduleError, match="its owner's rights"):
+        add("a", "nobody", "report", "overview", inside)
+    with pytest.raises(CRMError, match="may not (schedule )?export"):
+        add("b", "max", "export", "Everyone", inside)
+    with pytest.raises(ScheduleError, match="belongs to ana"):
+        add("c", "mia", "export", "Anas list", inside)
+    with pytest.raises(ScheduleError, match="inside the app's data folder"):
+        add("d", "mia", "export", "Everyone", tmp_path.parent / "elsewhere")
+    add("e", "mia", "export", "Everyone", inside)
+    add("f", "max", "report", "overview", inside)
+    assert set(schedules.list_schedules(shop)["name"]) == {"e", "f"}
