@@ -131,8 +131,17 @@ def check_glossary(at: AppTest) -> None:
     assert any(md.value.startswith("#### Churn risk") for md in at.markdown)
 
 
+def check_alerts(at: AppTest) -> None:
+    """The default rule's 12-month backtest (revenue per week) reads the store's orders."""
+    next(b for b in at.button if b.label == "Backtest").click().run()
+    assert not at.exception and not errors(at), errors(at)
+    assert any(i.value.startswith("Would") for i in at.info), [i.value for i in at.info]
+    assert len(at.get("plotly_chart")) == 1
+
+
 CHECKS: dict[str, Callable[[AppTest], None]] = {
     "home": check_home,
+    "alerts": check_alerts,
     "overview": check_overview,
     "customer_360": check_customer_360,
     "segmentation": check_segmentation,
