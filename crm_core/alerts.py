@@ -42,7 +42,14 @@ from crm_core.filters import (
     order_date_range,
 )
 from crm_core.metrics import METRICS, Metric
-from crm_core.schema import ALERT_MEASURES, alert_rules, orders, score_runs, survey_responses
+from crm_core.schema import (
+    ALERT_MEASURES,
+    alert_rules,
+    orders,
+    schedules,
+    score_runs,
+    survey_responses,
+)
 from crm_core.store import Store, lock_tables, utcnow
 
 TABLES_WRITTEN = ("alert_rules",)
@@ -460,8 +467,21 @@ def list_alerts(store: Store) -> pd.DataFrame:
 
 
 def delete_alert(store: Store, name: str, *, by: str) -> int:
-    """Mark every version of alert `name` deleted (kept for the record); returns its id."""
+    """Mark every version of alert `name` deleted (kept for the record); returns its id.
+    Refused while a schedule still evaluates it (its runs would fail from then on)."""
     alert = load_alert(store, name)
+    with store.connect() as conn:
+        users = conn.execute(
+            sa.select(schedules.c.name)
+            .where(schedules.c.kind == "alert", schedules.c.target == alert.name)
+            .order_by(schedules.c.name)
+        ).scalars()
+        in_use = list(users)
+    if in_use:
+        raise AlertError(
+            f"Alert {alert.name!r} is evaluated by the schedule(s) {', '.join(in_use)}; remove "
+            "them first (Alerts & schedules, or `python -m crm_core schedules remove NAME`)."
+        )
     with store.begin() as conn:
         conn.execute(
             alert_rules.update()

@@ -519,3 +519,27 @@ def test_a_schedule_runs_with_its_owners_rights(shop, tmp_path):
     add("e", "mia", "export", "Everyone", inside)
     add("f", "max", "report", "overview", inside)
     assert set(schedules.list_schedules(shop)["name"]) == {"e", "f"}
+
+
+def test_an_alert_in_use_by_a_schedule_cannot_be_deleted(shop, tmp_path):
+    alerts = pytest.importorskip("crm_core.alerts")
+    definition = {
+        "measure": {"kind": "segment_size", "segment": "Everyone"},
+        "condition": {"kind": "threshold", "op": "above", "value": 1},
+    }
+    alerts.save_alert(shop, "everyone-size", definition, owner="mia")
+    schedules.add_schedule(
+        shop,
+        "size-watch",
+        kind="alert",
+        target="everyone-size",
+        cron="0 7 * * *",
+        destinations=[{"kind": "folder", "path": str(tmp_path / "outbox")}],
+        owner="mia",
+        now=T0,
+    )
+    with pytest.raises(CRMError, match="evaluated by the schedule\\(s\\) size-watch"):
+        alerts.delete_alert(shop, "everyone-size", by="mia")
+    schedules.delete_schedule(shop, "size-watch", by="mia")
+    alerts.delete_alert(shop, "everyone-size", by="mia")
+    assert alerts.list_alerts(shop).empty
