@@ -50,7 +50,7 @@ from crm_core.schema import (
     score_runs,
     survey_responses,
 )
-from crm_core.store import Store, lock_tables, utcnow
+from crm_core.store import Store, live_id, lock_tables, next_id, next_version, utcnow
 
 TABLES_WRITTEN = ("alert_rules",)
 """What saving or deleting a rule writes, for the app's caches."""
@@ -75,6 +75,17 @@ history holds at least two full periods."""
 
 MAX_HISTORY = {"day": 730, "week": 520, "month": 240}
 """Most recent values a forecast is fitted on (older ones add time, not accuracy)."""
+
+YEAR_LAG = 364
+"""Days back to the same weekday a year earlier: a daily forecast's regressor."""
+YEARLY_MIN_DAYS = YEAR_LAG + 56
+"""Days of history (about 14 months) a daily forecast needs before it uses yearly regressors
+(last year's value on the same weekday, Fourier terms of the year): eight weeks are then
+fitted with last year's values beside them. With less, it uses the weekly period only."""
+YEAR_HARMONICS = 4
+"""Fourier pairs (sine, cosine) of the year in a daily forecast with yearly regressors."""
+WEEK_HARMONICS = 2
+"""Fourier pairs of the week in a daily forecast with yearly regressors."""
 
 SCORE_AGGREGATES: dict[str, Metric] = {
     m.name: m
@@ -339,21 +350,6 @@ class SavedAlert:
     created_at: datetime
 
 
-def _ensure_table(store: Store) -> None:
-    if "alert_rules" not in store.table_names():
-        with store.begin() as conn:
-            alert_rules.create(conn, checkfirst=True)
-
-
-def _live_id(conn: sa.Connection, name: str) -> int | None:
-    return conn.execute(
-        sa.select(alert_rules.c.alert_id)
-        .where(sa.func.lower(alert_rules.c.name) == name.strip().lower())
-        .where(alert_rules.c.deleted_at.is_(None))
-        .group_by(alert_rules.c.alert_id)
-    ).scalar()
-
-
 def save_alert(
     store: Store, name: str, definition: Any, *, owner: str, description: str = ""
 ) -> SavedAlert:
@@ -364,26 +360,14 @@ def save_alert(
             "name", name, f"1-{MAX_NAME_LENGTH} characters", "Give the alert a short name."
         )
     checked = validate(definition)
-    _ensure_table(store)
     now = utcnow()
     with store.begin() as conn:
         lock_tables(conn, alert_rules)  # the name check and the next id: one saver at a time
-        alert_id = _live_id(conn, name)
+        alert_id = live_id(conn, alert_rules.c.alert_id, name)
         if alert_id is None:
-            alert_id = 1 + int(
-                conn.execute(
-                    sa.select(sa.func.coalesce(sa.func.max(alert_rules.c.alert_id), 0))
-                ).scalar()
-            )
-            version = 1
-        else:
-            version = 1 + int(
-                conn.execute(
-                    sa.select(sa.func.max(alert_rules.c.version)).where(
-                        alert_rules.c.alert_id == alert_id
-                    )
-                ).scalar()
-            )
+            alert_id, version = next_id(conn, alert_rules.c.alert_id), 1
+        else:  # live, so never None: a deletion marks every version
+            version = next_version(conn, alert_rules.c.alert_id, alert_id)
         conn.execute(
             alert_rules.insert().values(
                 alert_id=alert_id,
@@ -412,9 +396,8 @@ def _row_to_alert(row: Any) -> SavedAlert:
 
 def load_alert(store: Store, name: str, version: int | None = None) -> SavedAlert:
     """The latest (or a given) version of the live alert called `name` (AlertError if none)."""
-    _ensure_table(store)
     with store.connect() as conn:
-        alert_id = _live_id(conn, name or "")
+        alert_id = live_id(conn, alert_rules.c.alert_id, name or "")
         row = None
         if alert_id is not None:
             stmt = sa.select(alert_rules).where(alert_rules.c.alert_id == alert_id)
@@ -434,7 +417,6 @@ def load_alert(store: Store, name: str, version: int | None = None) -> SavedAler
 def list_alerts(store: Store) -> pd.DataFrame:
     """Live alerts, latest version each: name, version, rule (in words), owner, saved_at,
     description, definition (JSON)."""
-    _ensure_table(store)
     latest = (
         sa.select(alert_rules.c.alert_id, sa.func.max(alert_rules.c.version).label("version"))
         .where(alert_rules.c.deleted_at.is_(None))
@@ -679,7 +661,27 @@ def _model_spec(n: int, grain: str | None) -> tuple[tuple[int, int, int], tuple[
         seasonal = (0, 0, 0, 0)
         why = f"under {2 * period} {grain}s of history" if period else "irregular measurements"
         words = f"ARIMA{order} without seasonality ({why})"
+    if grain == "day":
+        words += f"; no yearly terms (under {YEARLY_MIN_DAYS} days of history)"
     return order, seasonal, words
+
+
+def _yearly_exog(source: np.ndarray, steps: int) -> np.ndarray:
+    """Regressors of a daily series from its day `YEAR_LAG` to `steps` days past its end: the
+    value on the same weekday a year earlier, and Fourier terms of the year and the week (on
+    the day's position: the fitted coefficients absorb the phase)."""
+    t = np.arange(YEAR_LAG, len(source) + steps)
+    columns = [source[t - YEAR_LAG]]
+    for period, pairs in ((365.25, YEAR_HARMONICS), (7.0, WEEK_HARMONICS)):
+        for k in range(1, pairs + 1):
+            angle = 2 * np.pi * k * t / period
+            columns += [np.sin(angle), np.cos(angle)]
+    return np.column_stack(columns)
+
+
+def _filled(y: np.ndarray) -> np.ndarray:
+    """`y` with missing values interpolated (a regressor may not be missing)."""
+    return pd.Series(y).interpolate(limit_direction="both").to_numpy(copy=True)
 
 
 def forecast(history: np.ndarray, steps: int, grain: str | None, level: float) -> Forecast:
@@ -687,21 +689,36 @@ def forecast(history: np.ndarray, steps: int, grain: str | None, level: float) -
     predict the next `steps` values with a `level` prediction interval."""
     from statsmodels.tsa.statespace.sarimax import SARIMAX  # slow to import: only when used
 
-    history = np.asarray(history, dtype=float)[-MAX_HISTORY.get(grain or "", 365) :]
-    if len(history) < MIN_HISTORY:
+    history = np.asarray(history, dtype=float)
+    history = history[-MAX_HISTORY.get(grain or "", 365) - (YEAR_LAG if grain == "day" else 0) :]
+    known = int(np.count_nonzero(~np.isnan(history)))
+    if known < MIN_HISTORY:
         raise AlertError(
-            f"Anomaly rule: got {len(history)} past values; allowed: at least {MIN_HISTORY}. "
+            f"Anomaly rule: got {known} past values; allowed: at least {MIN_HISTORY}. "
             "Wait for more history, or use a threshold or change rule."
         )
     log = bool(np.nanmin(history) >= 0)
     y = np.log1p(history) if log else history
-    order, seasonal, words = _model_spec(len(y), grain)
+    yearly = grain == "day" and len(y) >= YEARLY_MIN_DAYS and steps <= YEAR_LAG
+    if yearly:  # regression on last year's same weekday and the seasons, ARIMA errors
+        source = _filled(y)
+        y = y[YEAR_LAG:]
+        order, seasonal = (1, 1, 1), (0, 0, 0, 0)
+        words = (
+            f"SARIMAX{order} with yearly regressors (last year's value on the same weekday, "
+            f"{YEAR_HARMONICS} Fourier pairs of the year, {WEEK_HARMONICS} of the week)"
+        )
+    else:
+        y = y[-MAX_HISTORY.get(grain or "", 365) :]
+        order, seasonal, words = _model_spec(len(y), grain)
     spec = {"order": order, "seasonal_order": seasonal, "concentrate_scale": True}
+    exog = _yearly_exog(source, steps) if yearly else None
+    past = None if exog is None else exog[: len(y)]
     # One BLAS thread: the matrices are tiny, and threads fighting over a busy machine's cores
     # made each fit several times slower.
     with warnings.catch_warnings(), threadpool_limits(limits=1):
         warnings.simplefilter("ignore")  # convergence chatter on short or flat series
-        fitted = _fit(SARIMAX, y, spec)
+        fitted = _fit(SARIMAX, y, spec, past)
         # Past outliers (an outage) become missing values, which the Kalman filter skips, and
         # the model is fitted again: otherwise the weeks after an outage, and the same weeks a
         # year later, would read as unusual.
@@ -709,9 +726,14 @@ def forecast(history: np.ndarray, steps: int, grain: str | None, level: float) -
         outliers = np.zeros(len(y), dtype=bool)
         outliers[fitted.loglikelihood_burn :] = errors[fitted.loglikelihood_burn :] > OUTLIER_Z
         if outliers.any():
+            if yearly:  # next year's regressor reads the expected value, not the outage
+                source[YEAR_LAG:][outliers] = fitted.fittedvalues[outliers]
+                exog = _yearly_exog(source, steps)
+                past = exog[: len(y)]
             y = np.where(outliers, np.nan, y)
-            fitted = _fit(SARIMAX, y, spec)
-        frame = fitted.get_forecast(steps).summary_frame(alpha=1 - level)
+            fitted = _fit(SARIMAX, y, spec, past)
+        future = None if exog is None else exog[len(y) :]
+        frame = fitted.get_forecast(steps, exog=future).summary_frame(alpha=1 - level)
     mean = frame["mean"].to_numpy()
     lower, upper = frame["mean_ci_lower"].to_numpy(), frame["mean_ci_upper"].to_numpy()
     if log:
@@ -721,11 +743,11 @@ def forecast(history: np.ndarray, steps: int, grain: str | None, level: float) -
     return Forecast(mean, lower, upper, words, int(outliers.sum()))
 
 
-def _fit(sarimax: type, y: np.ndarray, spec: dict[str, Any]) -> Any:
+def _fit(sarimax: type, y: np.ndarray, spec: dict[str, Any], exog: np.ndarray | None) -> Any:
     """Parameters from the model on the differenced series (a small state: fast), then one
     Kalman pass of the same model on the levels, which forecasts the levels."""
-    fast = sarimax(y, **spec, simple_differencing=True).fit(disp=False, cov_type="none")
-    return sarimax(y, **spec).filter(fast.params, cov_type="none")
+    fast = sarimax(y, exog, **spec, simple_differencing=True).fit(disp=False, cov_type="none")
+    return sarimax(y, exog, **spec).filter(fast.params, cov_type="none")
 
 
 # --- evaluation -----------------------------------------------------------------------------
@@ -879,8 +901,7 @@ def evaluate(store: Store, definition: Any, at: date | None = None) -> AlertResu
         fired = _check(cond, value, ref)
         lower, upper = _change_bounds(cond, ref)
     else:
-        history = frame["value"].iloc[:i].dropna().to_numpy()
-        history = _trim_start(history, grain)
+        history = _trim_start(_past(frame["value"].iloc[:i].to_numpy(dtype=float), grain), grain)
         fc = forecast(history, 1, grain, cond["level"])
         ref, lower, upper = float(fc.mean[0]), float(fc.lower[0]), float(fc.upper[0])
         fired = value is not None and not lower <= value <= upper
@@ -893,6 +914,12 @@ def evaluate(store: Store, definition: Any, at: date | None = None) -> AlertResu
     message = _rule_message(rule, metric, period, value, ref, lower, upper, fired, ref_period)
     detail["period_start"] = start.date().isoformat()
     return AlertResult(fired, value, ref, lower, upper, period, message, detail)
+
+
+def _past(values: np.ndarray, grain: str | None) -> np.ndarray:
+    """The values a forecast is fitted on: missing ones dropped, except in a daily series,
+    which keeps its days in place (a year back must be 364 positions back)."""
+    return values if grain == "day" else values[~np.isnan(values)]
 
 
 def _trim_start(history: np.ndarray, grain: str | None) -> np.ndarray:
@@ -974,9 +1001,8 @@ def _backtest_anomaly(
     for _, positions in months.groupby(months, sort=True).groups.items():
         rows = window[np.asarray(positions)]
         origin = int(rows[0])
-        history = values[:origin]
-        history = _trim_start(history[~np.isnan(history)], grain)
-        if len(history) < MIN_HISTORY:
+        history = _trim_start(_past(values[:origin], grain), grain)
+        if np.count_nonzero(~np.isnan(history)) < MIN_HISTORY:
             continue  # too little history yet: these points stay unchecked
         steps = int(rows[-1]) - origin + 1
         fc = forecast(history, steps, grain, level)

@@ -45,7 +45,7 @@ import sqlalchemy as sa
 from crm_core.config import Settings, get_settings
 from crm_core.errors import DeliveryError
 from crm_core.schema import DELIVERY_KINDS, deliveries
-from crm_core.store import Store, lock_tables, utcnow
+from crm_core.store import Store, lock_tables, next_id, utcnow
 
 MESSAGE_KINDS = ("alert", "report", "export", "test")
 SMTP_TIMEOUT_SECONDS = 30.0
@@ -546,11 +546,7 @@ def _error_text(exc: BaseException) -> str:
 def _new_row(store: Store, run_id: int | None, destination: Mapping[str, Any], retries: int) -> int:
     with store.begin() as conn:
         lock_tables(conn, deliveries)  # next id = max + 1: one writer at a time
-        delivery_id = 1 + int(
-            conn.execute(
-                sa.select(sa.func.coalesce(sa.func.max(deliveries.c.delivery_id), 0))
-            ).scalar()
-        )
+        delivery_id = next_id(conn, deliveries.c.delivery_id)
         conn.execute(
             deliveries.insert().values(
                 delivery_id=delivery_id,

@@ -35,7 +35,7 @@ from crm_core import auth, features, segments
 from crm_core.config import get_settings
 from crm_core.errors import CRMError, NotAllowedError
 from crm_core.schema import campaign_contacts, campaigns, customers, export_log, suppressions
-from crm_core.store import Store, lock_tables, utcnow
+from crm_core.store import Store, lock_tables, next_id, utcnow
 
 CHANNELS = ("email", "sms", "none")
 """email and sms need consent and an address; none (e.g. an ad audience) needs neither."""
@@ -400,11 +400,7 @@ def export_segment(
         now = utcnow()
         with store.begin() as conn:
             lock_tables(conn, export_log, campaigns)  # next ids: one exporter at a time
-            export_id = 1 + int(
-                conn.execute(
-                    sa.select(sa.func.coalesce(sa.func.max(export_log.c.export_id), 0))
-                ).scalar()
-            )
+            export_id = next_id(conn, export_log.c.export_id)
             campaign_id = None
             if n_control:
                 campaign_id = _record_campaign(
@@ -460,9 +456,7 @@ def _record_campaign(
     control: np.ndarray,
 ) -> int:
     """A campaign for this export, with treatment and held-out control contacts."""
-    campaign_id = 1 + int(
-        conn.execute(sa.select(sa.func.coalesce(sa.func.max(campaigns.c.campaign_id), 0))).scalar()
-    )
+    campaign_id = next_id(conn, campaigns.c.campaign_id)
     conn.execute(
         campaigns.insert().values(
             campaign_id=campaign_id,

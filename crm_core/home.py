@@ -25,7 +25,7 @@ from crm_core.errors import CRMError, NotAllowedError
 from crm_core.filters import COMPARISONS, PRESETS, Filters, preset_range
 from crm_core.metrics import METRICS
 from crm_core.schema import home_pins
-from crm_core.store import Store, lock_tables, utcnow
+from crm_core.store import Store, lock_tables, next_id, utcnow
 
 KINDS = ("kpi", "chart")
 ROLE_PREFIX = "role:"
@@ -210,20 +210,13 @@ def published_roles(store: Store) -> dict[str, int]:
     return {role: counts[role] for role in auth.ROLES if role in counts}
 
 
-def _next_id(conn: sa.Connection) -> int:
-    return (
-        int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(home_pins.c.pin_id), 0))).scalar())
-        + 1
-    )
-
-
 def _copy(conn: sa.Connection, pins: list[Pin], owner: str, by: str) -> int:
     """Insert copies of `pins` for `owner`, positions 0.., fresh ids."""
-    next_id, now = _next_id(conn), utcnow()
+    first_id, now = next_id(conn, home_pins.c.pin_id), utcnow()
     for position, pin in enumerate(pins):
         conn.execute(
             home_pins.insert().values(
-                pin_id=next_id + position,
+                pin_id=first_id + position,
                 owner=owner,
                 position=position,
                 kind=pin.kind,
@@ -276,7 +269,7 @@ def add_pin(
                     f"(place {pin.position + 1}). Change a filter or setting to pin another one."
                 )
         pin = Pin(
-            pin_id=_next_id(conn),
+            pin_id=next_id(conn, home_pins.c.pin_id),
             owner=user.username,
             position=max((p.position for p in mine), default=-1) + 1,
             kind=spec.kind,

@@ -55,7 +55,7 @@ from sqlalchemy.engine import Connection
 
 from crm_core import detect, features, schema
 from crm_core.errors import CRMError, ImportValidationError
-from crm_core.store import Store, lock_tables, utcnow
+from crm_core.store import Store, lock_tables, next_id, utcnow
 
 MODES = ("append", "upsert")
 """append: every key must be new; upsert: rows whose key exists replace the stored row."""
@@ -1463,8 +1463,7 @@ def _rejects_csv(parts: list[pa.Table]) -> bytes:
 
 def _next_batch_id(conn: Connection) -> int:
     lock_tables(conn, schema.import_batches)
-    stmt = sa.select(sa.func.coalesce(sa.func.max(schema.import_batches.c.batch_id), 0))
-    return int(conn.execute(stmt).all()[0][0]) + 1  # all(): DuckDB needs the result drained
+    return next_id(conn, schema.import_batches.c.batch_id)
 
 
 def file_chunks(

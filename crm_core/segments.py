@@ -26,7 +26,7 @@ from crm_core.filters import IS_PURCHASE, Filters
 from crm_core.metrics import NPS_DETRACTOR_MAX, NPS_PROMOTER_MIN
 from crm_core.privacy import mask_pii
 from crm_core.schema import customers, segments
-from crm_core.store import Store, lock_tables, utcnow
+from crm_core.store import Store, live_id, lock_tables, next_id, next_version, utcnow
 
 customer_360 = features.customer_360
 
@@ -986,15 +986,6 @@ def _check_may_save(role: str | None) -> None:
         raise NotAllowedError(f"Not allowed: the {role} role may not save or delete segments.")
 
 
-def _live_id(conn: sa.Connection, name: str) -> int | None:
-    return conn.execute(
-        sa.select(segments.c.segment_id)
-        .where(sa.func.lower(segments.c.name) == name.strip().lower())
-        .where(segments.c.deleted_at.is_(None))
-        .group_by(segments.c.segment_id)
-    ).scalar()
-
-
 def save_segment(
     store: Store,
     name: str,
@@ -1016,31 +1007,18 @@ def save_segment(
     now = utcnow()
     with store.begin() as conn:
         lock_tables(conn, segments)  # name check and next id: one saver at a time
-        clash = _live_id(conn, name)
+        clash = live_id(conn, segments.c.segment_id, name)
         if clash is not None and clash != segment_id:
             raise SegmentError(
                 f"A segment called {name!r} already exists; open it to save a new version, "
                 "or choose another name."
             )
         if segment_id is None:
-            segment_id = (
-                int(
-                    conn.execute(
-                        sa.select(sa.func.coalesce(sa.func.max(segments.c.segment_id), 0))
-                    ).scalar()
-                )
-                + 1
-            )
-            version = 1
+            segment_id, version = next_id(conn, segments.c.segment_id), 1
         else:
-            latest = conn.execute(
-                sa.select(
-                    sa.func.max(segments.c.version), sa.func.max(segments.c.deleted_at)
-                ).where(segments.c.segment_id == segment_id)
-            ).one()
-            if latest[0] is None or latest[1] is not None:
+            version = next_version(conn, segments.c.segment_id, segment_id)
+            if version is None:
                 raise SegmentError(f"Segment {segment_id} does not exist or was deleted.")
-            version = int(latest[0]) + 1
         conn.execute(
             segments.insert().values(
                 segment_id=segment_id,
@@ -1072,7 +1050,7 @@ def _row_to_segment(row: Any) -> SavedSegment:
 def load_segment(store: Store, name: str, version: int | None = None) -> SavedSegment:
     """The latest (or a given) version of the live segment called `name`."""
     with store.connect() as conn:
-        segment_id = _live_id(conn, name)
+        segment_id = live_id(conn, segments.c.segment_id, name)
         if segment_id is None:
             known = ", ".join(list_segments(store)["name"]) or "none yet"
             raise SegmentError(f"No saved segment called {name!r}. Saved segments: {known}.")
@@ -1294,7 +1272,7 @@ def restore_segment(
     _check_owner_or_admin(row.name, row.owner, user, "restore")
     with store.begin() as conn:
         lock_tables(conn, segments)  # the name check and the restore: one writer at a time
-        if _live_id(conn, row.name) is not None:
+        if live_id(conn, segments.c.segment_id, row.name) is not None:
             raise SegmentError(
                 f"A segment called {row.name!r} exists already; rename or delete it, then "
                 "restore this one."

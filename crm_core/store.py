@@ -352,6 +352,41 @@ def lock_tables(conn: Connection, *tables: sa.Table) -> None:
     conn.execute(sa.text(f"LOCK TABLE {names} IN EXCLUSIVE MODE"))
 
 
+def next_id(conn: Connection, column: sa.Column[Any]) -> int:
+    """The next key of `column` (max + 1, 1 if empty); the caller holds its table's lock."""
+    stmt = sa.select(sa.func.coalesce(sa.func.max(column), 0))
+    return int(conn.execute(stmt).all()[0][0]) + 1  # all(): DuckDB needs the result drained
+
+
+def live_id(conn: Connection, id_column: sa.Column[Any], name: str) -> int | None:
+    """The id of the live (not deleted) versioned row called `name`, case-insensitive.
+
+    For versioned tables (segments, alert_rules): `id_column`'s table has `name` and
+    `deleted_at` columns, one row per version.
+    """
+    table = id_column.table
+    return conn.execute(
+        sa.select(id_column)
+        .where(sa.func.lower(table.c.name) == name.strip().lower())
+        .where(table.c.deleted_at.is_(None))
+        .group_by(id_column)
+    ).scalar()
+
+
+def next_version(conn: Connection, id_column: sa.Column[Any], row_id: int) -> int | None:
+    """The next version number of versioned row `row_id` (latest + 1), or None when it has
+    no version or was deleted; the caller holds the table's lock."""
+    table = id_column.table
+    latest, deleted = conn.execute(
+        sa.select(sa.func.max(table.c.version), sa.func.max(table.c.deleted_at)).where(
+            id_column == row_id
+        )
+    ).one()
+    if latest is None or deleted is not None:
+        return None
+    return int(latest) + 1
+
+
 _INFO_COLUMNS = sa.table(
     "columns",
     sa.column("table_name"),
