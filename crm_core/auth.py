@@ -79,7 +79,9 @@ ACTION_HELP = {
     "publish_home": "Publish a Home page as the default for a role",
     "manage_alerts": "Create, backtest and delete their own alert rules",
     "subscribe_alerts": "Schedule a saved alert rule to be checked and delivered",
-    "schedule_reports": "Schedule the KPI overview report by e-mail, webhook or folder",
+    "schedule_reports": (
+        "Schedule the KPI overview or their Home page as a report by e-mail, webhook or folder"
+    ),
     "schedule_exports": "Schedule exports of their own saved segments",
     "manage_all_schedules": "See, run, pause and delete everyone's schedules and alert rules",
     "deliver_to_folder": "Deliver scheduled reports and exports to a folder on the server",

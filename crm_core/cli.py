@@ -7,8 +7,9 @@ import getpass
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from crm_core import auth, reports, schema
 from crm_core.config import get_settings
@@ -23,9 +24,29 @@ from crm_core.filters import (
 from crm_core.metrics import compute_kpis, format_value, kpis_as_dict
 from crm_core.store import Store, get_store
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 
 def _print_progress(fraction: float, message: str) -> None:
     print(f"  [{fraction:4.0%}] {message}", flush=True)
+
+
+def _print_rows(
+    frame: pd.DataFrame,
+    line: Callable[[Any], str],
+    *,
+    empty: str | None = None,
+    as_json: bool = False,
+) -> None:
+    """Print a listing: JSON records (as_json), else `empty` if no rows, else line(row) each."""
+    if as_json:
+        print(json.dumps(frame.to_dict(orient="records"), indent=2, default=str))
+        return
+    if frame.empty and empty is not None:
+        print(empty)
+    for row in frame.itertuples(index=False):
+        print(line(row))
 
 
 def cmd_init(args: argparse.Namespace, store: Store) -> int:
@@ -156,19 +177,19 @@ def cmd_imports(args: argparse.Namespace, store: Store) -> int:
     from crm_core import ingest
 
     if args.imports_command == "history":
-        history = ingest.history(store, limit=args.limit)
-        if history.empty:
-            print("No imports yet.")
-        for batch in history.itertuples(index=False):
-            line = (
+
+        def line(batch) -> str:
+            text = (
                 f"{batch.batch_id:>5}  {batch.imported_at:%Y-%m-%d %H:%M}  {batch.imported_by}  "
                 f"{batch.file_name} ({batch.mode}): {ingest.rows_text(batch.rows)}"
             )
             if batch.rejected_rows:
-                line += f"; {int(batch.rejected_rows):,} rejected"
+                text += f"; {int(batch.rejected_rows):,} rejected"
             if isinstance(batch.undone_at, datetime) and batch.undone_at == batch.undone_at:
-                line += f"; undone {batch.undone_at:%Y-%m-%d %H:%M} by {batch.undone_by}"
-            print(line)
+                text += f"; undone {batch.undone_at:%Y-%m-%d %H:%M} by {batch.undone_by}"
+            return text
+
+        _print_rows(ingest.history(store, limit=args.limit), line, empty="No imports yet.")
         return 0
     print(ingest.undo(store, batch_id=args.batch, table=args.table, user=args.user))
     return 0
@@ -331,9 +352,12 @@ def cmd_segments(args: argparse.Namespace, store: Store) -> int:
             back = segments.restore_segment(store, args.name, user=user)
             print(f"Restored segment {back.name!r} version {back.version}.")
     elif args.segments_command == "list":
-        for row in segments.list_segments(store).itertuples():
+
+        def line(row) -> str:
             size = "?" if row.customers != row.customers else f"{int(row.customers):,}"
-            print(f"{row.name:<30} v{row.version:<4} {size:>10} customers  owner {row.owner}")
+            return f"{row.name:<30} v{row.version:<4} {size:>10} customers  owner {row.owner}"
+
+        _print_rows(segments.list_segments(store), line)
     else:
         features.ensure_fresh(store)
         saved = segments.load_segment(store, args.name)
@@ -538,14 +562,12 @@ def cmd_alerts(args: argparse.Namespace, store: Store) -> int:
         print(f"Saved alert {saved.name!r} version {saved.version}: {alerts.describe(definition)}")
         print(f"  schedule it: python -m crm_core schedules add NAME --alert {saved.name!r} ...")
     elif command == "list":
-        frame = alerts.list_alerts(store)
-        if args.json:
-            print(json.dumps(frame.to_dict(orient="records"), indent=2, default=str))
-            return 0
-        if frame.empty:
-            print("No alerts yet; add one with `python -m crm_core alerts add`.")
-        for row in frame.itertuples(index=False):
-            print(f"{row.name:<24} v{row.version:<3} owner {row.owner:<10} {row.rule}")
+        _print_rows(
+            alerts.list_alerts(store),
+            lambda row: f"{row.name:<24} v{row.version:<3} owner {row.owner:<10} {row.rule}",
+            empty="No alerts yet; add one with `python -m crm_core alerts add`.",
+            as_json=args.json,
+        )
     elif command == "test":
         saved = alerts.load_alert(store, args.name)
         result = alerts.evaluate(store, saved.definition, at=args.at)
@@ -685,19 +707,21 @@ def cmd_schedules(args: argparse.Namespace, store: Store) -> int:
                     f"verifies X-CRM-Signature with it): {destination['secret']}"
                 )
     elif command == "list":
-        frame = schedules.list_schedules(store)
-        if args.json:
-            print(json.dumps(frame.to_dict(orient="records"), indent=2, default=str))
-            return 0
-        if frame.empty:
-            print("No schedules yet; add one with `python -m crm_core schedules add`.")
-        for row in frame.itertuples(index=False):
+
+        def line(row) -> str:
             due = "paused" if row.paused else f"next {row.next_due_at:%Y-%m-%d %H:%M} UTC"
             last = row.last_result if isinstance(row.last_result, str) else "never run"
-            print(
+            return (
                 f"{row.name:<24} {row.kind:<7} {row.target:<20} {row.cron!r} {row.timezone:<16} "
                 f"{due:<27} last: {last}  owner {row.owner}"
             )
+
+        _print_rows(
+            schedules.list_schedules(store),
+            line,
+            empty="No schedules yet; add one with `python -m crm_core schedules add`.",
+            as_json=args.json,
+        )
     elif command == "run":
         schedule = schedules.load_schedule(store, args.name)
         run = schedules.run_schedule(store, schedule, due_at=None, runner="cli")
@@ -712,17 +736,18 @@ def cmd_schedules(args: argparse.Namespace, store: Store) -> int:
         schedules.delete_schedule(store, args.name, by=args.user)
         print(f"Removed schedule {args.name!r}; its run log stays.")
     else:
-        frame = schedules.runs(store, args.name, limit=args.limit)
-        if frame.empty:
-            print(f"{args.name} has not run yet.")
-        for row in frame.itertuples(index=False):
+
+        def line(row) -> str:
             slot = isinstance(row.due_at, datetime) and row.due_at == row.due_at  # not NaT
             due = f"slot {row.due_at:%Y-%m-%d %H:%M}" if slot else "by hand"
             sent = ", ".join(f"{d['kind']} {d['status']}" for d in row.deliveries) or "none"
-            print(
+            return (
                 f"{row.run_id:>6}  {row.started_at:%Y-%m-%d %H:%M:%S}  {due:<22} {row.result:<15} "
                 f"{row.runner}  deliveries: {sent}  {row.message}"
             )
+
+        frame = schedules.runs(store, args.name, limit=args.limit)
+        _print_rows(frame, line, empty=f"{args.name} has not run yet.")
     return 0
 
 
@@ -1026,7 +1051,11 @@ def build_parser() -> argparse.ArgumentParser:
     sadd = sched_sub.add_parser("add", help="add a schedule")
     sadd.add_argument("name")
     job = sadd.add_mutually_exclusive_group(required=True)
-    job.add_argument("--report", choices=("overview",), help="e-mail the KPI overview")
+    job.add_argument(
+        "--report",
+        choices=reports.SCHEDULED_REPORTS,
+        help="overview: the KPI overview; home: the owner's Home page (pinned KPIs and charts)",
+    )
     job.add_argument("--alert", metavar="NAME", help="evaluate a saved alert; deliver if it fires")
     job.add_argument("--export", metavar="SEGMENT", help="export a saved segment")
     sadd.add_argument("--cron", required=True, help='five fields, e.g. "0 7 * * *" (07:00 daily)')

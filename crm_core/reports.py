@@ -7,8 +7,6 @@ numbers the pages show without a browser. Each report says which filters it used
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 from collections.abc import Callable
@@ -26,7 +24,7 @@ from crm_core.config import Settings, get_settings
 from crm_core.delivery import Attachment, Message
 from crm_core.errors import ChartImageError, CRMError
 from crm_core.filters import COMPARISONS, Filters, plural
-from crm_core.store import Store
+from crm_core.store import Store, utcnow
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -199,6 +197,7 @@ REPORT_WIDTH = 640
 """Width in pixels of an e-mailed report's card (what Gmail and Outlook show comfortably)."""
 CHART_WIDTH = 584
 CHART_HEIGHT = 330
+TALL_CHART_HEIGHT = 500
 _FONT = "Arial, Helvetica, sans-serif"
 _INK, _MUTED, _LINE = "#111827", "#4b5563", "#e5e7eb"
 _GOOD, _BAD = "#047857", "#b91c1c"
@@ -244,13 +243,22 @@ def figure_png(
     return bytes(data)
 
 
+def _email_height(fig: go.Figure) -> int:
+    """Taller than usual when many long category labels (campaign names) slant under the
+    x axis and would leave the bars no room."""
+    axes = (getattr(trace, "x", None) for trace in fig.data)
+    values = (x for axis in axes if axis is not None for x in axis)
+    labels = {x for x in values if isinstance(x, str)}
+    return TALL_CHART_HEIGHT if len(labels) > 8 and max(map(len, labels)) > 12 else CHART_HEIGHT
+
+
 def email_figure(fig: go.Figure) -> go.Figure:
     """A copy of an app figure styled for a white e-mail (no hover, fixed size)."""
     figure = type(fig)(fig)
     figure.update_layout(
         template="plotly_white",
         width=CHART_WIDTH,
-        height=CHART_HEIGHT,
+        height=_email_height(figure),
         paper_bgcolor="#ffffff",
         plot_bgcolor="#ffffff",
         font={"family": _FONT, "size": 12, "color": _INK},
@@ -263,8 +271,9 @@ def chart_block(
 ) -> tuple[Attachment | None, str]:
     """A chart as an inline PNG and the HTML that shows it (cid:<name>), or, without an image,
     one line that says so."""
+    figure = email_figure(fig)
     try:
-        png = figure_png(email_figure(fig), settings=settings)
+        png = figure_png(figure, height=figure.layout.height, settings=settings)
     except ChartImageError as exc:
         note = (
             f'<p style="margin:0;font-size:13px;color:{_MUTED};">The chart "{escape(title)}" '
@@ -304,47 +313,114 @@ def _period_lines(filters: Filters) -> list[str]:
     ]
 
 
-def kpi_csv(kpis: dict[str, metrics.KPIValue], filters: Filters) -> bytes:
-    """The KPIs as CSV: raw values for spreadsheets and the overview's formatted text."""
+def kpi_frame(kpis: dict[str, metrics.KPIValue], filters: Filters) -> pd.DataFrame:
+    """The KPIs as a table: raw values for spreadsheets and the overview's formatted text."""
     compared = filters.comparison()
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(
+    return pd.DataFrame(
         [
-            "kpi", "label", "value", "compared_value", "change", "shown", "shown_change",
-            "period_start", "period_end", "compared_start", "compared_end", "countries",
-            "channels",
-        ]
-    )  # fmt: skip
-    for name, kpi in kpis.items():
-        writer.writerow(
-            [
-                name,
-                kpi.metric.label,
-                "" if kpi.value is None else kpi.value,
-                "" if kpi.previous is None else kpi.previous,
-                "" if kpi.change is None else kpi.change,
-                metrics.format_value(kpi.metric, kpi.value, display.CURRENCY),
-                metrics.format_change(kpi) or "",
-                filters.start.isoformat(),
-                filters.end.isoformat(),
-                compared.start.isoformat(),
-                compared.end.isoformat(),
-                " ".join(filters.countries),
-                " ".join(filters.channels),
-            ]
+            {
+                "kpi": name,
+                "label": kpi.metric.label,
+                "value": kpi.value,
+                "compared_value": kpi.previous,
+                "change": kpi.change,
+                "shown": metrics.format_value(kpi.metric, kpi.value, display.CURRENCY),
+                "shown_change": metrics.format_change(kpi) or "",
+                "period_start": filters.start.isoformat(),
+                "period_end": filters.end.isoformat(),
+                "compared_start": compared.start.isoformat(),
+                "compared_end": compared.end.isoformat(),
+                "countries": " ".join(filters.countries),
+                "channels": " ".join(filters.channels),
+            }
+            for name, kpi in kpis.items()
+        ],
+        columns=KPI_COLUMNS,
+    )
+
+
+KPI_COLUMNS = [
+    "kpi", "label", "value", "compared_value", "change", "shown", "shown_change",
+    "period_start", "period_end", "compared_start", "compared_end", "countries", "channels",
+]  # fmt: skip
+"""The columns of a report's KPI table and CSV attachment."""
+
+
+def kpi_csv(kpis: dict[str, metrics.KPIValue], filters: Filters) -> bytes:
+    """The KPIs as CSV (`kpi_frame`)."""
+    return kpi_frame(kpis, filters).to_csv(index=False).encode("utf-8")
+
+
+_TABLE = 'role="presentation" cellpadding="0" cellspacing="0" border="0"'
+_H2 = f"margin:0 0 8px;font-size:16px;line-height:22px;color:{_INK};"
+_SMALL = f"font-size:12px;line-height:18px;color:{_MUTED};"
+
+
+def _email_page(title: str, about_lines: list[str], sections: list[str], footer: str) -> str:
+    """An e-mail-friendly HTML page: a white card of table rows with inline styles (what
+    Gmail and Outlook render), a title, lines about the report, its sections, a footer."""
+    card = (
+        f"width:100%;max-width:{REPORT_WIDTH}px;background:#ffffff;border:1px solid {_LINE};"
+        f"font-family:{_FONT};color:{_INK};"
+    )
+    muted = f"font-size:14px;line-height:20px;color:{_MUTED};"
+    about = "\n".join(
+        f'<p style="margin:{"6px" if i == 0 else "2px"} 0 0;{muted}">{escape(line)}</p>'
+        for i, line in enumerate(about_lines)
+    )
+    body = "\n".join(sections)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{escape(title)}</title></head>
+<body style="margin:0;padding:0;background:#f3f4f6;">
+<table {_TABLE} width="100%" style="background:#f3f4f6;">
+<tr><td align="center" style="padding:24px 12px;">
+<table {_TABLE} width="{REPORT_WIDTH}" style="{card}">
+<tr><td style="padding:24px 28px 8px;">
+<h1 style="margin:0;font-size:22px;line-height:28px;color:{_INK};">{escape(title)}</h1>
+{about}
+</td></tr>
+{body}
+<tr><td style="padding:16px 28px 24px;{_SMALL}">
+{footer}</td></tr>
+</table></td></tr></table>
+</body></html>
+"""
+
+
+def _kpi_section(rows: str) -> str:
+    """The KPI table's section: KPI, this period, compared period, change."""
+    head = f"padding:8px 10px;font-size:12px;color:{_MUTED};text-transform:uppercase;"
+    headers = "".join(
+        f'<th align="{side}" style="{head}">{label}</th>'
+        for side, label in (
+            ("left", "KPI"),
+            ("right", "This period"),
+            ("right", "Compared period"),
+            ("right", "Change"),
         )
-    return out.getvalue().encode("utf-8")
+    )
+    return (
+        '<tr><td style="padding:8px 28px 16px;">'
+        f'<table {_TABLE} width="100%" style="border-collapse:collapse;font-family:{_FONT};">'
+        f"<tr>{headers}</tr>\n{rows}\n</table></td></tr>"
+    )
 
 
-def _kpi_rows(kpis: dict[str, metrics.KPIValue]) -> str:
+def _kpi_rows(kpis: dict[str, metrics.KPIValue], notes: dict[str, str] | None = None) -> str:
+    """One table row per KPI; `notes` adds a small line under a KPI's name (its filters)."""
     cell = f"padding:9px 10px;border-top:1px solid {_LINE};font-size:14px;"
     rows = []
-    for kpi in kpis.values():
+    for name, kpi in kpis.items():
         change, colour = _change_style(kpi)
+        note = (notes or {}).get(name)
+        label = escape(kpi.metric.label) + (
+            f'<br><span style="{_SMALL}">{escape(note)}</span>' if note else ""
+        )
         rows.append(
             "<tr>"
-            f'<td style="{cell}color:{_INK};">{escape(kpi.metric.label)}</td>'
+            f'<td style="{cell}color:{_INK};">{label}</td>'
             f'<td align="right" style="{cell}color:{_INK};font-weight:bold;">'
             f"{escape(metrics.format_value(kpi.metric, kpi.value, display.CURRENCY))}</td>"
             f'<td align="right" style="{cell}color:{_MUTED};">'
@@ -384,57 +460,21 @@ def overview_report(store: Store, filters: Filters, *, title: str | None = None)
             "period and filter, so there is no trend to draw.</p>"
         )
     csv_name = f"kpis_{filters.start:%Y-%m-%d}_{filters.end:%Y-%m-%d}.csv"
-    head = f"padding:8px 10px;font-size:12px;color:{_MUTED};text-transform:uppercase;"
     paragraphs = "".join(
         f'<p style="margin:0 0 8px;font-size:14px;line-height:20px;color:{_INK};">{escape(s)}</p>'
         for s in sentences
     )
-    table = 'role="presentation" cellpadding="0" cellspacing="0" border="0"'
-    card = (
-        f"width:100%;max-width:{REPORT_WIDTH}px;background:#ffffff;border:1px solid {_LINE};"
-        f"font-family:{_FONT};color:{_INK};"
+    sections = [
+        f'<tr><td style="padding:12px 28px 4px;">{paragraphs}</td></tr>',
+        _kpi_section(_kpi_rows(kpis)),
+        f'<tr><td style="padding:8px 28px 4px;"><h2 style="{_H2}">{escape(chart_title)}</h2>'
+        f"\n{chart_html}</td></tr>",
+    ]
+    footer = (
+        f"Sent by CRM Insights. The KPIs are attached as {escape(csv_name)}. Changes in green "
+        "are good news, in red bad news; rates and scores change in points."
     )
-    muted = f"font-size:14px;line-height:20px;color:{_MUTED};"
-    h2 = f"margin:0 0 8px;font-size:16px;line-height:22px;color:{_INK};"
-    headers = "".join(
-        f'<th align="{side}" style="{head}">{label}</th>'
-        for side, label in (
-            ("left", "KPI"),
-            ("right", "This period"),
-            ("right", "Compared period"),
-            ("right", "Change"),
-        )
-    )
-    about = "\n".join(
-        f'<p style="margin:{"6px" if i == 0 else "2px"} 0 0;{muted}">{escape(line)}</p>'
-        for i, line in enumerate(period_lines)
-    )
-    html = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{escape(title)}</title></head>
-<body style="margin:0;padding:0;background:#f3f4f6;">
-<table {table} width="100%" style="background:#f3f4f6;">
-<tr><td align="center" style="padding:24px 12px;">
-<table {table} width="{REPORT_WIDTH}" style="{card}">
-<tr><td style="padding:24px 28px 8px;">
-<h1 style="margin:0;font-size:22px;line-height:28px;color:{_INK};">{escape(title)}</h1>
-{about}
-</td></tr>
-<tr><td style="padding:12px 28px 4px;">{paragraphs}</td></tr>
-<tr><td style="padding:8px 28px 16px;">
-<table {table} width="100%" style="border-collapse:collapse;font-family:{_FONT};">
-<tr>{headers}</tr>
-{_kpi_rows(kpis)}
-</table></td></tr>
-<tr><td style="padding:8px 28px 4px;"><h2 style="{h2}">{escape(chart_title)}</h2>
-{chart_html}</td></tr>
-<tr><td style="padding:16px 28px 24px;font-size:12px;line-height:18px;color:{_MUTED};">
-Sent by CRM Insights. The KPIs are attached as {escape(csv_name)}. Changes in green are good
-news, in red bad news; rates and scores change in points.</td></tr>
-</table></td></tr></table>
-</body></html>
-"""
+    html = _email_page(title, period_lines, sections, footer)
     lines = [title, *period_lines, "", *sentences, ""]
     for kpi in kpis.values():
         value = metrics.format_value(kpi.metric, kpi.value, display.CURRENCY)
@@ -450,5 +490,134 @@ news, in red bad news; rates and scores change in points.</td></tr>
         attachments=[Attachment(csv_name, kpi_csv(kpis, filters), "text/csv")],
         images=[image] if image else [],
         payload={"title": title, **metrics.kpis_as_dict(kpis, filters)},
+        kind="report",
+    )
+
+
+# --- a Home page (pinned KPIs and charts) as an e-mail --------------------------------------
+
+HOME_REPORT = "home"
+"""The report target that sends the schedule owner's Home page (their pinned KPIs and
+charts, or their role's published default)."""
+SCHEDULED_REPORTS = ("overview", HOME_REPORT)
+"""Reports a schedule can send: the KPI overview, or the owner's Home page."""
+
+
+def _slug(text: str) -> str:
+    return "-".join("".join(c if c.isalnum() else " " for c in text.lower()).split())
+
+
+def _pin_record(item: Any) -> dict[str, Any]:
+    """One pin's content as JSON-able data (for a webhook's payload)."""
+    from crm_core import home
+
+    pin = item.pin
+    record: dict[str, Any] = {
+        "title": pin.title,
+        "view": pin.view,
+        "item": pin.item,
+        "kind": pin.kind,
+        "filters": home.filters_in_words(item.filters),
+        "settings": home.settings_in_words(pin.settings),
+    }
+    if item.empty:
+        record["empty"] = item.empty
+    elif item.table is not None:
+        record["rows"] = records(item.table)
+    return record
+
+
+def home_report(store: Store, user: Any, *, title: str | None = None) -> Message:
+    """`user`'s Home page as an e-mail: the pinned KPIs in one table, each pinned chart as an
+    inline PNG with its filters and settings in words, and the numbers behind each pin as CSV
+    attachments (one per chart, one for the KPIs)."""
+    from crm_core import home, pinned
+    from crm_core.filters import default_filters
+
+    title = title or f"Home page of {user.username}"
+    contents = pinned.home_contents(store, user)
+    if not contents:
+        raise CRMError(
+            f"Home report: {user.username} has no pins and their role ({user.role}) has no "
+            "published default Home, so there is nothing to send. Pin KPIs or charts from the "
+            "views (Pin to home), or ask an admin to publish a default Home for the role."
+        )
+    today = utcnow().date()  # dated file names: a folder keeps every day's report
+    kpi_items = [c for c in contents if c.pin.kind == "kpi"]
+    shared = pinned.standard_filters(default_filters(store))
+    about = [
+        f"{len(contents)} pinned item(s) as on {today:%d %b %Y}.",
+        *(_period_lines(shared) if shared else []),
+    ]
+    sections: list[str] = []
+    attachments: list[Attachment] = []
+    images: list[Attachment] = []
+    lines = [title, *about, ""]
+    kpis = {f"pin{c.pin.pin_id}": c.kpi for c in kpi_items if c.kpi is not None}
+    if kpis:
+        notes = {
+            f"pin{c.pin.pin_id}": home.filters_in_words(c.filters)
+            for c in kpi_items
+            if c.kpi is not None and c.filters != shared
+        }
+        sections.append(_kpi_section(_kpi_rows(kpis, notes)))
+        frames = [c.table for c in kpi_items if c.table is not None]
+        csv_name = f"{today:%Y-%m-%d}-kpis.csv"
+        attachments.append(
+            Attachment(csv_name, pd.concat(frames).to_csv(index=False).encode(), "text/csv")
+        )
+        for key, kpi in kpis.items():
+            value = metrics.format_value(kpi.metric, kpi.value, display.CURRENCY)
+            change = metrics.format_change(kpi)
+            note = f" [{notes[key]}]" if key in notes else ""
+            lines.append(f"{kpi.metric.label}: {value}" + (f" ({change})" if change else "") + note)
+        lines.append("")
+    for number, item in enumerate(contents, start=1):
+        if item.pin.kind == "kpi" and item.empty is None:
+            continue
+        words = [home.filters_in_words(item.filters)] if item.filters != shared else []
+        if item.pin.settings:
+            words.append(home.settings_in_words(item.pin.settings).capitalize() + ".")
+        if item.caption:
+            words.append(item.caption + ".")
+        about_pin = "".join(f'<p style="margin:0 0 6px;{_SMALL}">{escape(w)}</p>' for w in words)
+        name = f"{today:%Y-%m-%d}-{number:02d}-{_slug(item.pin.title)}"
+        if item.figure is not None:
+            image, body = chart_block(item.figure, f"{name}.png", item.pin.title)
+            if image is not None:
+                images.append(image)
+            else:
+                lines.append(f"{item.pin.title}: the chart is not included (no image).")
+        else:
+            body = f'<p style="margin:0;font-size:13px;color:{_MUTED};">{escape(item.empty)}</p>'
+        if item.table is not None and item.pin.kind == "chart":
+            attachments.append(
+                Attachment(f"{name}.csv", item.table.to_csv(index=False).encode(), "text/csv")
+            )
+        sections.append(
+            f'<tr><td style="padding:8px 28px 12px;"><h2 style="{_H2}">'
+            f"{escape(item.pin.title)}</h2>{about_pin}{body}</td></tr>"
+        )
+        lines += [item.pin.title, *words]
+        if item.empty:
+            lines.append(item.empty)
+        lines.append("")
+    attached = ", ".join(a.name for a in attachments) or "nothing"
+    footer = (
+        f"Sent by CRM Insights from the Home page of {escape(user.username)}. Attached: "
+        f"{escape(attached)}. Changes in green are good news, in red bad news."
+    )
+    lines.append(f"Attached: {attached}.")
+    return Message(
+        subject=f"{title}: {today:%d %b %Y}",
+        text="\n".join(lines),
+        html=_email_page(title, about, sections, footer),
+        attachments=attachments,
+        images=images,
+        payload={
+            "title": title,
+            "home_of": user.username,
+            "pins": [_pin_record(c) for c in contents],
+        },
         kind="report",
     )

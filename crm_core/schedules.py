@@ -30,19 +30,20 @@ from cronsim import CronSim, CronSimError
 from crm_core import auth
 from crm_core.config import get_settings
 from crm_core.errors import CRMError, ScheduleError
+from crm_core.reports import SCHEDULED_REPORTS
 from crm_core.schema import (
     SCHEDULE_KINDS,
     deliveries,
     schedule_runs,
     schedules,
 )
-from crm_core.store import Store, lock_tables, utcnow
+from crm_core.store import Store, lock_tables, next_id, utcnow
 
 log = logging.getLogger(__name__)
 
 MAX_NAME_LENGTH = 80
-REPORT_TARGETS = ("overview",)
-"""Reports a schedule can send (pinned views come later)."""
+REPORT_TARGETS = SCHEDULED_REPORTS
+"""Reports a schedule can send: the KPI overview, or the owner's Home page (pinned views)."""
 EXPORT_FORMATS = ("csv", "xlsx", "parquet")
 EXPORT_CHANNELS = ("email", "sms", "none")
 DEFAULT_LEASE = timedelta(minutes=30)
@@ -166,12 +167,36 @@ def _check_options(kind: str, options: dict[str, Any] | None) -> dict[str, Any]:
     return options
 
 
-def _check_target(store: Store, kind: str, target: str, owner: str, options: dict) -> str:
+def _owner(store: Store, owner: str) -> auth.User:
+    """The schedule's owner: an existing user, whose rights the schedule runs with."""
+    user = auth.get_user(store, owner)
+    if user is None:
+        raise ScheduleError(
+            f"Schedule owner: no user {owner!r}; the schedule runs with its owner's rights (the "
+            "owner's role decides, for example, an export's personal columns), so give an "
+            "existing user (see `python -m crm_core users list`)."
+        )
+    return user
+
+
+def _check_target(store: Store, kind: str, target: str, user: auth.User, options: dict) -> str:
     """The job's target, checked now so that a typo fails at `add`, not at 7 am."""
     target = (target or "").strip()
     if kind == "report":
         if target not in REPORT_TARGETS:
-            raise ScheduleError(f"Report: got {target!r}; allowed: {', '.join(REPORT_TARGETS)}.")
+            raise ScheduleError(
+                f"Report: got {target!r}; allowed: {', '.join(REPORT_TARGETS)} (overview: the "
+                "KPI overview; home: the owner's Home page with its pinned KPIs and charts)."
+            )
+        if target == "home":
+            from crm_core import home
+
+            if not home.pins_for(store, user):
+                raise ScheduleError(
+                    f"Home report: {user.username} has no pins and the {user.role} role has no "
+                    "published default Home, so there would be nothing to send. Pin KPIs or "
+                    "charts from the views first (Pin to home)."
+                )
     elif kind == "alert":
         from crm_core import alerts
 
@@ -180,12 +205,6 @@ def _check_target(store: Store, kind: str, target: str, owner: str, options: dic
         from crm_core import export, segments
 
         target = segments.load_segment(store, target).name
-        user = auth.get_user(store, owner)
-        if user is None:
-            raise ScheduleError(
-                f"Export owner: no user {owner!r}; the owner's role decides the personal "
-                "columns, so give an existing user (see `python -m crm_core users list`)."
-            )
         export._check_request(
             user.role, options["channel"], options["format"], options.get("columns") or [], 0.0
         )
@@ -201,26 +220,20 @@ KIND_ACTIONS = {
 
 
 def _check_rights(
-    store: Store, kind: str, target: str, owner: str, destinations: list[dict[str, Any]]
+    store: Store, kind: str, target: str, user: auth.User, destinations: list[dict[str, Any]]
 ) -> None:
     """The owner's role may schedule this kind (a marketer exports only their own segments;
     other roles deliver to folders inside the data folder only), so page and CLI agree."""
-    user = auth.get_user(store, owner)
-    if user is None:
-        raise ScheduleError(
-            f"Schedule owner: no user {owner!r}; the schedule runs with its owner's rights, so "
-            "give an existing user (see `python -m crm_core users list`)."
-        )
     if not auth.can(user.role, KIND_ACTIONS[kind]):
         raise ScheduleError(
-            f"Schedule owner {owner!r}: the {user.role} role may not schedule {kind}s "
+            f"Schedule owner {user.username!r}: the {user.role} role may not schedule {kind}s "
             f"(allowed: {', '.join(sorted(auth.ACTION_ROLES[KIND_ACTIONS[kind]]))})."
         )
     if kind == "export" and not auth.can(user.role, "manage_all_schedules"):
         from crm_core import segments
 
         segment_owner = segments.load_segment(store, target).owner
-        if segment_owner != owner:
+        if segment_owner != user.username:
             raise ScheduleError(
                 f"Export of {target!r}: it belongs to {segment_owner or 'nobody'}; a "
                 f"{user.role} schedules exports of their own segments only (ask an admin)."
@@ -307,8 +320,9 @@ def add_schedule(
             "--folder); an export without one is only written to the exports folder."
         )
     checked_options = _check_options(kind, options)
-    target = _check_target(store, kind, target, owner, checked_options)
-    _check_rights(store, kind, target, owner, checked_destinations)
+    user = _owner(store, owner)
+    target = _check_target(store, kind, target, user, checked_options)
+    _check_rights(store, kind, target, user, checked_destinations)
     now = now or utcnow()
     due = next_due(cron, timezone, now)
     with store.begin() as conn:
@@ -317,11 +331,7 @@ def add_schedule(
             raise ScheduleError(
                 f"A schedule called {name!r} already exists; choose another name, or pause it."
             )
-        schedule_id = 1 + int(
-            conn.execute(
-                sa.select(sa.func.coalesce(sa.func.max(schedules.c.schedule_id), 0))
-            ).scalar()
-        )
+        schedule_id = next_id(conn, schedules.c.schedule_id)
         conn.execute(
             schedules.insert().values(
                 schedule_id=schedule_id,
@@ -612,10 +622,27 @@ def _escape(text: Any) -> str:
     return html.escape(str(text if text is not None else ""))
 
 
+def _run_as(store: Store, schedule: Schedule) -> auth.User:
+    """The schedule's owner, whose rights the run uses (ScheduleError if they were removed)."""
+    user = auth.get_user(store, schedule.owner)
+    if user is None:
+        raise ScheduleError(
+            f"The schedule's owner {schedule.owner!r} no longer exists; give the schedule "
+            "another owner (delete it and add it again)."
+        )
+    return user
+
+
 def _run_report(store: Store, schedule: Schedule) -> _Outcome:
     from crm_core import reports
     from crm_core.filters import default_filters
 
+    if schedule.target == reports.HOME_REPORT:
+        user = _run_as(store, schedule)
+        message = reports.home_report(store, user, title=schedule.options.get("title"))
+        pins = len(message.payload["pins"])
+        detail = {"report": schedule.target, "home_of": user.username, "pins": pins}
+        return _Outcome("sent", f"Home page of {user.username} ({pins} pins)", detail, message)
     filters = reports.resolve_filters(
         default_filters(store), compare=schedule.options.get("compare", "previous")
     )
@@ -628,12 +655,7 @@ def _run_report(store: Store, schedule: Schedule) -> _Outcome:
 def _run_export(store: Store, schedule: Schedule) -> _Outcome:
     from crm_core import delivery, export
 
-    user = auth.get_user(store, schedule.owner)
-    if user is None:
-        raise ScheduleError(
-            f"The schedule's owner {schedule.owner!r} no longer exists; give the schedule "
-            "another owner (delete it and add it again)."
-        )
+    user = _run_as(store, schedule)
     # Written into <data_dir>/exports first: a failed delivery never loses the file.
     result = export.export_segment(
         store,
@@ -684,12 +706,6 @@ def _run_export(store: Store, schedule: Schedule) -> _Outcome:
 JOBS = {"alert": _run_alert, "report": _run_report, "export": _run_export}
 
 
-def _next_run_id(conn: sa.Connection) -> int:
-    return 1 + int(
-        conn.execute(sa.select(sa.func.coalesce(sa.func.max(schedule_runs.c.run_id), 0))).scalar()
-    )
-
-
 def _start_run(
     store: Store, schedule: Schedule, *, due_at: datetime | None, now: datetime, runner: str
 ) -> int:
@@ -699,7 +715,7 @@ def _start_run(
         try:
             with store.begin() as conn:
                 lock_tables(conn, schedule_runs)
-                run_id = _next_run_id(conn)
+                run_id = next_id(conn, schedule_runs.c.run_id)
                 conn.execute(
                     schedule_runs.insert().values(
                         run_id=run_id,

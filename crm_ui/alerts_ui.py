@@ -315,6 +315,13 @@ def cron_widgets() -> tuple[str, str]:
     return cron, zone
 
 
+REPORT_NAMES = {
+    "overview": "KPI overview",
+    "home": "My Home page (pinned KPIs and charts)",
+}
+"""The report targets (crm_core.schedules.REPORT_TARGETS) as the form names them."""
+
+
 def new_schedule(
     user: auth.User, kind: str | None, alert_names: list[str], segs: pd.DataFrame
 ) -> None:
@@ -330,7 +337,10 @@ def new_schedule(
         "What",
         targets,
         key=f"sc_target_{kind}",
-        help="Exports: your own saved segments (an admin: anyone's).",
+        format_func=REPORT_NAMES.get if kind == "report" else str,
+        help="Reports: the KPI overview, or your Home page as it is when the report is sent "
+        "(its pinned KPIs and charts, each with its own filters). Exports: your own saved "
+        "segments (an admin: anyone's).",
     )
     if not targets:
         st.info("Nothing to schedule yet: save an alert rule or a segment of yours first.")

@@ -9,18 +9,16 @@ builders as the view the pin came from, so a pin shows what the view shows.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from datetime import date
 from typing import Any
 
 import streamlit as st
 
-from crm_core import auth, home
-from crm_core.analytics import churn, clv, funnels, rfm
-from crm_core.analytics.campaigns import DEFAULT_MODEL as DEFAULT_ATTRIBUTION
+from crm_core import auth, home, pinned
+from crm_core.analytics import clv, rfm
 from crm_core.errors import CRMError
 from crm_core.figures import charts, insight_charts, model_charts, segment_charts
-from crm_core.filters import DEFAULT_PRESET, Filters
+from crm_core.filters import Filters
 from crm_core.metrics import METRICS, format_change, format_value
 from crm_ui import data, filters_ui, insight_ui, model_ui, segment_ui
 from crm_ui.auth_ui import current_user
@@ -72,8 +70,7 @@ def _rfm_treemap(pin: home.Pin, filters: Filters) -> None:
     if last_order is None:
         st.info("No orders in the store yet.")
         return
-    window = pin.settings.get("window", next(iter(rfm.WINDOWS)))
-    scores = segment_ui.rfm_scores(min(filters.end, last_order), rfm.WINDOWS[window], filters)
+    scores = segment_ui.rfm_scores(min(filters.end, last_order), pinned.rfm_window(pin), filters)
     if scores.empty:
         st.info("No customer in this filter has bought by the end of the period.")
         return
@@ -81,28 +78,19 @@ def _rfm_treemap(pin: home.Pin, filters: Filters) -> None:
 
 
 def _model_end(filters: Filters) -> tuple[date, date] | None:
-    span = model_ui.order_span(filters.countries, filters.channels)
-    if not span:
+    span = pinned.model_span(data.store(), filters)
+    if span is None:
         st.info("No completed orders to model in these countries and channels.")
-        return None
-    return span[0], min(span[1], filters.end)
+    return span
 
 
 def _risk_bands(pin: home.Pin, filters: Filters) -> None:
     span = _model_end(filters)
     if span is None:
         return
-    settings = churn.ChurnSettings(
-        model=pin.settings.get("model", "hgb"),
-        window_days=int(pin.settings.get("window_days", churn.DEFAULT_WINDOW_DAYS)),
-        as_of=span[1],
-        countries=filters.countries,
-        channels=filters.channels,
+    bands = model_ui.band_summary(
+        pinned.churn_settings(pin, filters, span), pinned.risk_clv_settings(filters, span)
     )
-    clv_settings = clv.CLVSettings(
-        observation_end=span[1], countries=filters.countries, channels=filters.channels
-    )
-    bands = model_ui.band_summary(settings, clv_settings)
     if bands.empty:
         st.info("No customers active in the last year to score.")
         return
@@ -113,33 +101,13 @@ def _clv_histogram(pin: home.Pin, filters: Filters) -> None:
     span = _model_end(filters)
     if span is None:
         return
-    first, last = span
-    chosen = pin.settings.get("calibration_end")
-    calibration_end = date.fromisoformat(chosen) if chosen else None
-    if calibration_end is None or not first < calibration_end < last:
-        calibration_end = model_ui.default_calibration_end(first, last)
-    settings = clv.CLVSettings(
-        model=pin.settings.get("model", "bgnbd"),
-        time_unit=pin.settings.get("time_unit", "days"),
-        calibration_end=calibration_end,
-        observation_end=last,
-        horizon_months=int(pin.settings.get("horizon_months", 12)),
-        monthly_discount=float(pin.settings.get("monthly_discount", 0.01)),
-        countries=filters.countries,
-        channels=filters.channels,
-    )
-    parts = model_ui.clv_breakdowns(settings)
+    parts = model_ui.clv_breakdowns(pinned.clv_settings(pin, filters, span))
     _chart(pin, model_charts.clv_histogram(parts["histogram"], "$"))
 
 
 def _event_funnel(pin: home.Pin, filters: Filters) -> None:
-    steps = tuple(pin.settings.get("steps", funnels.DEFAULT_STEPS))
-    result = insight_ui.event_funnel(
-        filters,
-        steps,
-        pin.settings.get("order", funnels.ORDERS[0]),
-        int(pin.settings.get("window_days", 7)),
-    )
+    steps, order, window_days = pinned.funnel_options(pin)
+    result = insight_ui.event_funnel(filters, steps, order, window_days)
     if not result.steps["customers"].iloc[0]:
         st.info(f"No customer did '{steps[0]}' in this period.")
         return
@@ -148,11 +116,7 @@ def _event_funnel(pin: home.Pin, filters: Filters) -> None:
 
 
 def _campaign_roi(pin: home.Pin, filters: Filters) -> None:
-    roi = insight_ui.campaign_roi(
-        filters,
-        pin.settings.get("model", DEFAULT_ATTRIBUTION),
-        int(pin.settings.get("lookback_days", 30)),
-    )
+    roi = insight_ui.campaign_roi(filters, *pinned.campaign_options(pin))
     if roi.empty:
         st.info("No campaigns ran in this period.")
         return
@@ -182,10 +146,7 @@ DRAW: dict[tuple[str, str], Callable[[home.Pin, Filters], None]] = {
 
 def pin_filters(pin: home.Pin) -> Filters | None:
     """The filters `pin` is drawn with now (a preset counts back from the last data day)."""
-    latest = data.defaults()
-    if pin.filters is None:  # pinned without filters: the sidebar's default period
-        return latest and replace(latest, preset=DEFAULT_PRESET)
-    return home.current(pin.filters, latest.end if latest else None)
+    return pinned.pin_filters(pin, data.defaults())
 
 
 def draw(pin: home.Pin) -> None:

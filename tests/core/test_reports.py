@@ -291,3 +291,84 @@ def test_overview_report_of_a_period_without_orders_draws_no_chart(demo, monkeyp
     assert message.images == []
     assert "No completed orders in this period and filter" in message.html
     assert "n/a" in message.html and "is not included" not in message.html
+
+
+# --- a Home page (pinned KPIs and charts) as an e-mail ------------------------------------
+
+
+@pytest.fixture
+def home_store(demo_store_path: Path, tmp_path: Path):
+    """A copy of the demo store (pins are written) with a manager who pinned a KPI under a
+    country filter, the revenue trend, NPS by month and campaign ROI."""
+    import shutil
+
+    from crm_core import auth, home
+
+    path = tmp_path / "crm.duckdb"
+    shutil.copy(demo_store_path, path)
+    store = Store(f"duckdb:///{path}")
+    auth.add_user(store, "max", "manager", "a long enough password")
+    user = auth.get_user(store, "max")
+    germany = replace(default_filters(store), countries=("DE",), preset="last_90_days")
+    home.add_pin(store, user, "overview", "revenue", filters=germany)
+    home.add_pin(store, user, "overview", "active_customers")
+    home.add_pin(store, user, "overview", "revenue_trend")
+    home.add_pin(store, user, "surveys", "nps_trend")
+    home.add_pin(store, user, "campaigns", "campaign_roi", {"model": "linear"})
+    yield store, user, germany
+    store.dispose()
+
+
+def test_home_report_sends_every_pin_with_its_own_filters(home_store):
+    from crm_core import home, pinned
+    from crm_core.analytics import campaigns
+
+    store, user, germany = home_store
+    message = reports.home_report(store, user)
+    pins = home.pins_for(store, user)
+    latest = default_filters(store)
+    # KPIs: the German pin is computed under its own filters (the last 90 days up to the last
+    # order) and says so under its name; the other KPI uses the default period.
+    german = home.current(germany, latest.end)
+    revenue = metrics.compute_kpis(store, german)["revenue"]
+    assert german.countries == ("DE",) and (german.end - german.start).days == 89
+    assert metrics.format_value(revenue.metric, revenue.value) in message.html
+    assert html.escape(home.filters_in_words(german)) in message.html
+    active = metrics.compute_kpis(store, pinned.pin_filters(pins[1], latest))["active_customers"]
+    assert metrics.format_value(active.metric, active.value) in message.html
+    # Every chart pin has its heading, its image (or a line why not) and its numbers as CSV.
+    charts = [p for p in pins if p.kind == "chart"]
+    for pin in charts:
+        assert f">{html.escape(pin.title)}</h2>" in message.html
+    csvs = {a.name.split("-", 3)[-1]: a for a in message.attachments}
+    assert set(csvs) == {
+        "kpis.csv",
+        "03-revenue-and-active-customers.csv",
+        "04-nps-by-month.csv",
+        "05-campaign-roi.csv",
+    }
+    kpi_table = pd.read_csv(io.BytesIO(csvs["kpis.csv"].data))
+    assert list(kpi_table["kpi"]) == ["revenue", "active_customers"]
+    assert kpi_table["value"].iloc[0] == pytest.approx(revenue.value)
+    assert list(kpi_table["countries"].fillna("")) == ["DE", ""]
+    roi = pd.read_csv(io.BytesIO(csvs["05-campaign-roi.csv"].data))
+    expected = campaigns.campaign_roi(store, pinned.pin_filters(charts[2], latest), "linear", 30)
+    assert len(roi) == len(expected) > 0
+    assert roi["revenue"].sum() == pytest.approx(expected["revenue"].sum())
+    if _chromium_available():
+        assert len(message.images) == 3
+        for image in message.images:
+            assert image.data.startswith(b"\x89PNG") and f'src="cid:{image.name}"' in message.html
+    # The webhook payload carries the same numbers.
+    assert [p["title"] for p in message.payload["pins"]] == [p.title for p in pins]
+    assert message.payload["pins"][0]["rows"][0]["value"] == pytest.approx(revenue.value)
+    assert "Campaign ROI" in message.text and "Attached:" in message.text
+
+
+def test_home_report_of_an_empty_home_says_what_to_do(home_store):
+    from crm_core import auth
+
+    store, _, _ = home_store
+    auth.add_user(store, "nia", "analyst", "a long enough password")
+    with pytest.raises(CRMError, match="nia has no pins"):
+        reports.home_report(store, auth.get_user(store, "nia"))

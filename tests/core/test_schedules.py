@@ -108,6 +108,7 @@ def test_next_due_across_dst_like_cron():
     ],
 )
 def test_add_refuses_bad_input(store, tmp_path, changes, words):
+    auth.add_user(store, "ops", "admin", "a long enough password")  # the owner is checked first
     given = {
         "kind": "report",
         "target": "overview",
@@ -543,3 +544,40 @@ def test_an_alert_in_use_by_a_schedule_cannot_be_deleted(shop, tmp_path):
     schedules.delete_schedule(shop, "size-watch", by="mia")
     alerts.delete_alert(shop, "everyone-size", by="mia")
     assert alerts.list_alerts(shop).empty
+
+
+def test_a_home_report_sends_the_owners_pins(shop, tmp_path):
+    """`--report home` sends the owner's Home page; an empty Home is refused at `add`."""
+    from crm_core import home
+
+    auth.add_user(shop, "max", "manager", "a long enough password")
+    outbox = tmp_path / "outbox"
+
+    def add() -> schedules.Schedule:
+        return schedules.add_schedule(
+            shop,
+            "monday-home",
+            kind="report",
+            target="home",
+            cron="0 7 * * 1",
+            destinations=[{"kind": "folder", "path": str(outbox)}],
+            owner="max",
+            now=T0,
+        )
+
+    with pytest.raises(ScheduleError, match="max has no pins"):
+        add()
+    max_ = auth.get_user(shop, "max")
+    home.add_pin(shop, max_, "overview", "revenue")
+    home.add_pin(shop, max_, "overview", "revenue_trend")
+    add()
+    run = schedules.run_schedule(
+        shop, schedules.load_schedule(shop, "monday-home"), due_at=None, runner="cli"
+    )
+    assert run.result == "sent", run.message
+    assert "Home page of max (2 pins)" in run.message
+    files = sorted(p.name.split("-", 3)[-1] for p in outbox.iterdir() if p.suffix == ".csv")
+    assert files == ["01-revenue-and-active-customers.csv", "kpis.csv"] or files == [
+        "02-revenue-and-active-customers.csv",
+        "kpis.csv",
+    ], files
