@@ -89,9 +89,14 @@ with schedule_tab:
         buttons = st.container(horizontal=True)
         if buttons.button("Run now", help="Run and deliver now; its next slot stays as it is."):
             job = guard(schedules.load_schedule, store(), pick)
-            run = job and schedules.run_schedule(store(), job, due_at=None, runner="app")
+            with st.spinner(
+                f"Running {pick} and delivering it (a destination that does not answer is "
+                "tried 3 times, 1 s and 4 s apart)...",
+                show_time=True,
+            ):
+                run = job and schedules.run_schedule(store(), job, due_at=None, runner="app")
             if run:
-                alerts_ui.written(*alerts_ui.RUN_TABLES)
+                alerts_ui.written(*schedules.RUN_TABLES)
                 shown = st.error if run.result in alerts_ui.FAILED else st.success
                 shown(f"{alerts_ui.RESULT_BADGES.get(run.result, run.result)}: {run.message}")
         mine_to_change = alerts_ui.may_manage(user, row["owner"])

@@ -61,6 +61,9 @@ OPS = ("below", "above")
 AGAINST = {"previous": "the previous period", "year_ago": "the same period a year earlier"}
 DIRECTIONS = ("down", "up", "either")
 DEFAULT_LEVEL = 0.95
+DAILY_LEVEL = 0.99
+"""The default interval of a daily rule: it checks 365 days a year, so at 95% even a perfect
+forecast would fire about 18 times a year."""
 """Prediction interval of an anomaly rule when none is given."""
 MAX_NAME_LENGTH = 80
 BACKTEST_MONTHS = 12
@@ -257,6 +260,11 @@ def _check_condition(spec: Any) -> dict[str, Any]:
             "condition.level", level, "0.5 to 0.999", "Give e.g. 0.95 for a 95% interval."
         )
     return {"kind": kind, "level": level}
+
+
+def default_level(grain: str | None) -> float:
+    """The anomaly interval a rule gets unless one is chosen: 99% per day, else 95%."""
+    return DAILY_LEVEL if grain == "day" else DEFAULT_LEVEL
 
 
 def validate(definition: Any) -> dict[str, Any]:
@@ -654,15 +662,14 @@ class Forecast:
 def _model_spec(n: int, grain: str | None) -> tuple[tuple[int, int, int], tuple[int, ...], str]:
     period = SEASONAL_PERIODS.get(grain or "")
     order = (1, 1, 1) if n >= 30 else (0, 1, 1)
+    yearly = f"; no yearly terms: under {YEARLY_MIN_DAYS} days of history" if grain == "day" else ""
     if period and n >= 2 * period:
         seasonal = (0, 1, 0, period)
-        words = f"SARIMAX{order}x(0,1,0,{period}) (seasonal period {period} {grain}s)"
+        words = f"SARIMAX{order}x(0,1,0,{period}) (seasonal period {period} {grain}s{yearly})"
     else:
         seasonal = (0, 0, 0, 0)
         why = f"under {2 * period} {grain}s of history" if period else "irregular measurements"
-        words = f"ARIMA{order} without seasonality ({why})"
-    if grain == "day":
-        words += f"; no yearly terms (under {YEARLY_MIN_DAYS} days of history)"
+        words = f"ARIMA{order} without seasonality ({why}{yearly})"
     return order, seasonal, words
 
 
@@ -712,6 +719,8 @@ def forecast(history: np.ndarray, steps: int, grain: str | None, level: float) -
         y = y[-MAX_HISTORY.get(grain or "", 365) :]
         order, seasonal, words = _model_spec(len(y), grain)
     spec = {"order": order, "seasonal_order": seasonal, "concentrate_scale": True}
+    if yearly:  # regression coefficients in the state (Kalman filter): fewer parameters to
+        spec["mle_regression"] = False  # optimise, and their uncertainty in the interval
     exog = _yearly_exog(source, steps) if yearly else None
     past = None if exog is None else exog[: len(y)]
     # One BLAS thread: the matrices are tiny, and threads fighting over a busy machine's cores

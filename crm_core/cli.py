@@ -536,7 +536,10 @@ def _rule_from_args(args: argparse.Namespace) -> dict | str:
             "percent": args.change,
         }
     else:  # --anomaly, the default
-        condition = {"kind": "anomaly", "level": args.level}
+        from crm_core.alerts import default_level
+
+        level = args.level or default_level(measure.get("grain"))
+        condition = {"kind": "anomaly", "level": level}
     return {"measure": measure, "condition": condition}
 
 
@@ -639,7 +642,7 @@ def _deliver_alert(store: Store, name: str) -> int:
             store, schedules.load_schedule(store, schedule), due_at=None, runner="cli"
         )
         _print_run(run)
-        ok &= run.result in ("fired", "quiet", "sent")
+        ok &= run.result in schedules.OK_RESULTS
     return 0 if ok else 1
 
 
@@ -726,7 +729,7 @@ def cmd_schedules(args: argparse.Namespace, store: Store) -> int:
         schedule = schedules.load_schedule(store, args.name)
         run = schedules.run_schedule(store, schedule, due_at=None, runner="cli")
         _print_run(run)
-        return 0 if run.result in ("fired", "quiet", "sent") else 1
+        return 0 if run.result in schedules.OK_RESULTS else 1
     elif command in ("pause", "resume"):
         change = schedules.pause if command == "pause" else schedules.resume
         saved = change(store, args.name, by=args.user)
@@ -1007,7 +1010,9 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--against", choices=tuple(alerts_mod.AGAINST), default="previous")
         command.add_argument("--direction", choices=alerts_mod.DIRECTIONS, default="down")
         command.add_argument(
-            "--level", type=float, default=alerts_mod.DEFAULT_LEVEL, help="anomaly interval"
+            "--level",
+            type=float,
+            help="anomaly interval (default 0.99 for a daily KPI, else 0.95)",
         )
 
     aadd = alert_sub.add_parser("add", help="save an alert (or a new version); backtests it first")

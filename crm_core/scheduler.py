@@ -79,8 +79,10 @@ def serve(
     poll_seconds: float | None = None,
     stop: threading.Event,
     runner: str | None = None,
+    on_runs: Callable[[list[Run]], None] | None = None,
 ) -> None:
-    """Run due schedules every `poll_seconds` until `stop` is set (never raises)."""
+    """Run due schedules every `poll_seconds` until `stop` is set (never raises); `on_runs`
+    hears of each poll's runs (the app forgets its cached reads of what they wrote)."""
     poll = get_settings().scheduler_poll_seconds if poll_seconds is None else poll_seconds
     runner = runner or runner_name()
     log.info("scheduler %s: polling every %s s", runner, poll)
@@ -91,10 +93,13 @@ def serve(
         log.exception("scheduler %s: could not free abandoned claims", runner)
     while not stop.is_set():
         try:
-            for run in run_pending(store, now=clock(), runner=runner):
+            runs = run_pending(store, now=clock(), runner=runner)
+            for run in runs:
                 log.info(
                     "scheduler %s: %s -> %s %s", runner, run.schedule_name, run.result, run.message
                 )
+            if runs and on_runs is not None:
+                on_runs(runs)
         except Exception:  # e.g. the database restarts: keep polling
             log.exception("scheduler %s: poll failed", runner)
         stop.wait(max(0.05, float(poll)))
@@ -105,7 +110,9 @@ _APP_THREAD: threading.Thread | None = None
 _APP_STOP = threading.Event()
 
 
-def start_in_app(store: Store | None = None) -> bool:
+def start_in_app(
+    store: Store | None = None, on_runs: Callable[[list[Run]], None] | None = None
+) -> bool:
     """Start the scheduler as a daemon thread of this process, once (`make run`'s server,
     crm_ui/server.py, calls it); False when CRM_SCHEDULER=off."""
     global _APP_THREAD
@@ -118,7 +125,7 @@ def start_in_app(store: Store | None = None) -> bool:
         _APP_STOP.clear()
         _APP_THREAD = threading.Thread(
             target=serve,
-            kwargs={"store": target, "stop": _APP_STOP},
+            kwargs={"store": target, "stop": _APP_STOP, "on_runs": on_runs},
             name="crm-scheduler",
             daemon=True,
         )

@@ -46,6 +46,19 @@ REPORT_TARGETS = SCHEDULED_REPORTS
 """Reports a schedule can send: the KPI overview, or the owner's Home page (pinned views)."""
 EXPORT_FORMATS = ("csv", "xlsx", "parquet")
 EXPORT_CHANNELS = ("email", "sms", "none")
+RUN_TABLES = (
+    "schedules",
+    "schedule_runs",
+    "deliveries",
+    "export_log",
+    "segment_sizes",
+    "campaigns",
+    "campaign_contacts",
+)
+"""What a run may write: its slot and log, deliveries, an export's audit row, the segment's
+size and, with a control group, its campaign (the app forgets cached reads of these)."""
+OK_RESULTS = ("fired", "quiet", "sent", "repeat")
+"""Results of a run that went as it should (the CLI exits 0)."""
 DEFAULT_LEASE = timedelta(minutes=30)
 """How long a claim holds: a scheduler that died mid-run leaves the job to others after it."""
 DEFAULT_TIMEZONE = "UTC"
@@ -578,11 +591,52 @@ def _json_safe(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def _run_alert(store: Store, schedule: Schedule) -> _Outcome:
+GRAIN_DAYS = {"day": 1, "week": 7, "month": 31}
+"""Days of one period of an alert's grain: data older than that before today is stale."""
+
+
+def _last_sent(store: Store, schedule: Schedule) -> tuple[int, dict[str, Any]] | None:
+    """The schedule's last delivered firing (a run with result "fired"): its id and detail."""
+    with store.connect() as conn:
+        row = conn.execute(
+            sa.select(schedule_runs.c.run_id, schedule_runs.c.detail)
+            .where(
+                schedule_runs.c.schedule_id == schedule.schedule_id,
+                schedule_runs.c.result == "fired",
+            )
+            .order_by(schedule_runs.c.run_id.desc())
+            .limit(1)
+        ).first()
+    return None if row is None else (int(row.run_id), json.loads(row.detail or "{}"))
+
+
+def _data_ends(measure: dict[str, Any], at_text: str | None, now: datetime) -> str | None:
+    """Words saying a KPI's data ends on a day ("The data ends on 30 Jun 2026.") when its
+    latest data is more than one period of its grain before today, else None."""
+    days = GRAIN_DAYS.get(measure.get("grain") or "") if measure.get("kind") == "kpi" else None
+    if days is None or not at_text:
+        return None
+    at = datetime.fromisoformat(at_text).date()
+    if (now.date() - at).days <= days:
+        return None
+    return f"The data ends on {at:%d %b %Y}."
+
+
+def _run_alert(
+    store: Store, schedule: Schedule, *, now: datetime | None = None, force: bool = False
+) -> _Outcome:
+    """Evaluate the schedule's alert and deliver it when it fires, once per period: a due run
+    whose period was already sent (same rule version) delivers nothing and says so, unless
+    `force` (a run by hand). A KPI whose data stopped says on which day it ends."""
     from crm_core import alerts, delivery
 
     saved = alerts.load_alert(store, schedule.target)
     result = alerts.evaluate(store, saved.definition)
+    facts = dict(result.detail or {})
+    stale = _data_ends(facts.get("measure") or {}, facts.get("at"), now or utcnow())
+    if stale:
+        result.message = f"{result.message} {stale}"
+        result.detail = {**facts, "data_ends": facts["at"]}
     detail = {
         "alert": saved.name,
         "version": saved.version,
@@ -596,6 +650,16 @@ def _run_alert(store: Store, schedule: Schedule) -> _Outcome:
     }
     if not result.fired:
         return _Outcome("quiet", result.message, detail)
+    last = None if force else _last_sent(store, schedule)
+    if (
+        last is not None
+        and last[1].get("period_start") == detail.get("period_start")
+        and last[1].get("version") == saved.version
+    ):
+        words = f"Already sent for {result.period}; no new period since."
+        if stale:
+            words = f"{words} {stale}"
+        return _Outcome("repeat", words, {**detail, "already_sent_by_run": last[0]})
     describe = getattr(alerts, "describe", None)
     rule = describe(saved.definition) if describe else ""
     html = (
@@ -741,16 +805,23 @@ def run_schedule(
     due_at: datetime | None,
     now: datetime | None = None,
     runner: str,
+    force: bool | None = None,
 ) -> Run:
     """Run one schedule now: log it, run the job, deliver, and (for a slot, `due_at` given)
     move next_due_at to the first slot after `now` and release the claim. A run by hand
-    (`due_at` None) leaves the schedule's slots alone. Never raises for a failing job."""
+    (`due_at` None) leaves the schedule's slots alone. Never raises for a failing job.
+    `force` (default: a run by hand) delivers an alert whose period was already sent."""
     now = now or utcnow()
     started = time.monotonic()
     run_id = _start_run(store, schedule, due_at=due_at, now=now, runner=runner)
     outcome = _Outcome("failed", "")
     try:
-        outcome = JOBS[schedule.kind](store, schedule)
+        job = JOBS[schedule.kind]
+        if job is _run_alert:  # a run by hand delivers even a period already sent
+            forced = due_at is None if force is None else force
+            outcome = _run_alert(store, schedule, now=now, force=forced)
+        else:
+            outcome = job(store, schedule)
         if outcome.deliver is not None and schedule.destinations:
             outcome = _deliver(store, schedule, outcome, run_id)
     except CRMError as exc:
@@ -781,7 +852,9 @@ def _deliver(store: Store, schedule: Schedule, outcome: _Outcome, run_id: int) -
     except Exception as exc:  # deliver should not raise; if it does, the run says so
         log.exception("schedule %s run %s: delivery raised", schedule.name, run_id)
         outcome.result = "delivery_failed"
-        outcome.message += f". Delivery failed: {type(exc).__name__}: {exc}"
+        outcome.message = (
+            outcome.message.rstrip(".") + f". Delivery failed: {type(exc).__name__}: {exc}"
+        )
         return outcome
     failed = store.read_df(
         sa.select(deliveries.c.kind, deliveries.c.target, deliveries.c.error).where(
@@ -790,8 +863,10 @@ def _deliver(store: Store, schedule: Schedule, outcome: _Outcome, run_id: int) -
     )
     if len(failed):
         outcome.result = "delivery_failed"
-        outcome.message += ". Delivery failed: " + "; ".join(
-            f"{row.kind} {row.target}: {row.error}" for row in failed.itertuples()
+        outcome.message = (
+            outcome.message.rstrip(".")
+            + ". Delivery failed: "
+            + "; ".join(f"{row.kind} {row.target}: {row.error}" for row in failed.itertuples())
         )
         if outcome.file_path:
             outcome.message += f" (the file is kept at {outcome.file_path})"

@@ -336,7 +336,16 @@ home_pins = sa.Table(
 
 ALERT_MEASURES = ("kpi", "segment_size", "score")
 SCHEDULE_KINDS = ("alert", "report", "export")
-RUN_RESULTS = ("running", "fired", "quiet", "sent", "failed", "delivery_failed", "skipped")
+RUN_RESULTS = (
+    "running",
+    "fired",
+    "quiet",
+    "repeat",  # an alert that fired for a period already sent: nothing delivered
+    "sent",
+    "failed",
+    "delivery_failed",
+    "skipped",
+)
 DELIVERY_KINDS = ("email", "webhook", "folder")
 DELIVERY_STATUSES = ("sent", "failed")
 

@@ -32,8 +32,6 @@ COMMON_ZONES = (
     "Asia/Tokyo",
     "Australia/Sydney",
 )
-RUN_TABLES = ("schedules", "schedule_runs", "deliveries", "export_log", "segment_sizes")
-"""What a run by hand may write (the run log, deliveries, an export's audit row and size)."""
 SCHEDULE_KINDS = {
     "alert": ("An alert rule", "subscribe_alerts"),
     "report": ("A report", "schedule_reports"),
@@ -44,6 +42,7 @@ RESULT_BADGES = {
     "sent": "✅ sent",
     "fired": "🔔 fired",
     "quiet": "✅ quiet",
+    "repeat": "🔁 already sent",
     "running": "⏳ running",
     "skipped": "⏭ skipped",
     "failed": "❌ failed",
@@ -229,10 +228,12 @@ def _condition(measure: dict[str, Any]) -> dict[str, Any]:
     level = left.select_slider(
         "Expected range",
         options=[0.8, 0.9, 0.95, 0.99],
-        value=alerts.DEFAULT_LEVEL,
+        value=alerts.default_level(measure.get("grain")),
         format_func=lambda v: f"{v:.0%}",
-        key="al_level",
-        help="The prediction interval's level: wider (99%) fires less often.",
+        key=f"al_level_{measure.get('grain', 'none')}",
+        help="The prediction interval's level: wider (99%) fires less often. A daily rule "
+        "starts at 99%: it checks 365 days a year, and at 95% even a perfect forecast would "
+        "fire about 18 times.",
     )
     return {"kind": "anomaly", "level": float(level)}
 

@@ -14,13 +14,22 @@ from pathlib import Path
 APP = Path(__file__).resolve().parent.parent / "app.py"
 
 
+def forget_cached_reads(runs: list) -> None:
+    """After the scheduler thread ran jobs: forget the pages' cached reads of the tables a
+    run writes (run log, an export's audit row, a segment's size), so pages show them."""
+    from crm_core.schedules import RUN_TABLES
+    from crm_ui import data
+
+    data.tables_changed(*RUN_TABLES)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Start the scheduler thread, then serve app.py with the given Streamlit options."""
     from streamlit.web import cli
 
     from crm_core import scheduler
 
-    if scheduler.start_in_app():
+    if scheduler.start_in_app(on_runs=forget_cached_reads):
         print("Scheduler: running inside this server (CRM_SCHEDULER=off turns it off).")
     sys.argv = ["streamlit", "run", str(APP), *(sys.argv[1:] if argv is None else argv)]
     cli.main(prog_name="streamlit")

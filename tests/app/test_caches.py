@@ -61,3 +61,26 @@ def test_a_write_forgets_only_what_reads_the_tables_it_touched(app_env):
     data.tables_changed("leads")
     run_all()
     assert calls == {"kpis": 2, "leads": 2, "360": 3, "saved": 2}
+
+
+def test_the_in_app_scheduler_makes_pages_forget_what_its_runs_wrote(app_env):
+    """make run's server hands the scheduler thread a hook that forgets cached reads of the
+    run log and of what an export writes (its audit row, the segment's size)."""
+    from crm_core.schedules import RUN_TABLES
+    from crm_ui import server
+
+    calls: dict[str, int] = {}
+
+    @data.reads("export_log", show_spinner=False)
+    def exports(x: int) -> None:
+        calls["exports"] = calls.get("exports", 0) + x
+
+    @data.reads("orders", show_spinner=False)
+    def orders(x: int) -> None:
+        calls["orders"] = calls.get("orders", 0) + x
+
+    exports(1), orders(1), exports(1), orders(1)
+    server.forget_cached_reads([])
+    exports(1), orders(1)
+    assert calls == {"exports": 2, "orders": 1}
+    assert {"schedule_runs", "deliveries", "export_log", "segment_sizes"} <= set(RUN_TABLES)

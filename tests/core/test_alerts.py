@@ -315,3 +315,52 @@ def test_cli_adds_lists_tests_and_backtests(tiny_store, capsys):
     assert "Would have fired once in the last 2 months" in capsys.readouterr().out
     assert main(["alerts", "add", "bad", "--rule", '{"measure": {"kind": "kpi"}}']) == 2
     assert "Add a condition" in capsys.readouterr().err
+
+
+# --- daily anomaly rules: the year's peaks are normal -----------------------------------------
+
+YEARLY_WORDS = (
+    "SARIMAX(1, 1, 1) with yearly regressors (last year's value on the same weekday, "
+    "4 Fourier pairs of the year, 2 of the week) on log(1 + value)"
+)
+
+
+def test_daily_anomaly_backtest_reads_black_friday_as_normal_and_finds_the_drop(demo_store):
+    """Daily revenue: last year's value on the same weekday and Fourier terms of the year make
+    Black Friday and the holiday season normal, and the planted outage still fires. A daily
+    rule checks 365 days a year, so it is tested at 99% (at 95% a perfect model would still
+    raise about 18 false alarms a year)."""
+    rule = kpi("revenue", "day", {"kind": "anomaly", "level": 0.99})
+    result = alerts.backtest(demo_store, rule)
+    frame = result.frame.set_index("period_start")
+    assert len(frame) == 365 and frame["expected"].notna().all()
+    assert result.detail["models"] == [YEARLY_WORDS]
+    # Black Friday to Cyber Monday 2025 (Thanksgiving was 27 Nov): real peaks, read as normal.
+    black_friday = frame.loc["2025-11-28":"2025-12-01"]
+    assert (black_friday["value"] > 2 * frame["value"].median()).all()
+    peaks = frame[frame.index.month.isin([11, 12])]
+    assert len(peaks) == 61 and not peaks["fired"].any(), peaks[peaks["fired"]]
+    # The outage week: every day below its forecast, the worst days outside the interval.
+    drop = frame.loc[pd.Timestamp(demo.PLANTED_DROP[0]) : pd.Timestamp(demo.PLANTED_DROP[1])]
+    assert len(drop) == 7 and (drop["value"] < drop["expected"]).all()
+    assert drop["value"].sum() < 0.5 * drop["expected"].sum()
+    fired = drop[drop["fired"]]
+    assert demo.PLANTED_DROP[0] in result.firings and len(fired) >= 2
+    assert (fired["value"] < fired["lower"]).all()
+    assert len(result.firings) <= 4, result.summary  # the drop days and at most one other
+    # Evaluated on the day (a one-step forecast), Black Friday is normal and the outage is not.
+    friday = alerts.evaluate(demo_store, rule, at=date(2025, 11, 28))
+    assert not friday.fired and friday.detail["model"] == YEARLY_WORDS, friday.message
+    monday = alerts.evaluate(demo_store, rule, at=demo.PLANTED_DROP[0])
+    assert monday.fired and "below the expected range" in monday.message
+
+
+def test_daily_anomaly_without_a_year_of_history_uses_the_week_only(demo_store):
+    """Under YEARLY_MIN_DAYS of history the daily forecast falls back to the weekly period."""
+    rule = kpi("revenue", "day", {"kind": "anomaly", "level": 0.99})
+    early = alerts.evaluate(demo_store, rule, at=date(2024, 3, 1))
+    assert early.detail["history_points"] < alerts.YEARLY_MIN_DAYS
+    assert early.detail["model"] == (
+        "SARIMAX(1, 1, 1)x(0,1,0,7) (seasonal period 7 days; no yearly terms: under "
+        f"{alerts.YEARLY_MIN_DAYS} days of history) on log(1 + value)"
+    )

@@ -277,9 +277,16 @@ def test_serve_polls_until_stopped(store, tmp_path, quick_reports):
     _add_report(store, "daily", tmp_path)
     clock_now = [T0]
     stop = threading.Event()
+    heard: list[list] = []  # what the app's server hears (it forgets cached reads then)
     thread = threading.Thread(
         target=scheduler.serve,
-        kwargs={"store": store, "clock": lambda: clock_now[0], "poll_seconds": 0.05, "stop": stop},
+        kwargs={
+            "store": store,
+            "clock": lambda: clock_now[0],
+            "poll_seconds": 0.05,
+            "stop": stop,
+            "on_runs": heard.append,
+        },
     )
     thread.start()
     try:
@@ -295,6 +302,7 @@ def test_serve_polls_until_stopped(store, tmp_path, quick_reports):
         thread.join(10)
     assert not thread.is_alive()
     assert [row.result for row in _run_rows(store)] == ["sent"]
+    assert [[run.schedule_name for run in runs] for runs in heard] == [["daily"]]
 
 
 # --- scheduled exports -------------------------------------------------------------------
@@ -581,3 +589,91 @@ def test_a_home_report_sends_the_owners_pins(shop, tmp_path):
         "02-revenue-and-active-customers.csv",
         "kpis.csv",
     ], files
+
+
+# --- an alert is delivered once per period -----------------------------------------------
+
+
+def test_a_firing_alert_is_delivered_once_per_period_and_again_by_hand(shop, monkeypatch):
+    """A daily schedule of a weekly alert on a store whose data stopped: the first due run
+    e-mails and posts the finding, the next one sends nothing and says why, a run by hand
+    (`schedules run`, the page's Run now) delivers again."""
+    alerts = pytest.importorskip("crm_core.alerts")
+    from crm_core import delivery
+    from tests.core.receivers import smtp_server, webhook_receiver
+
+    definition = {  # revenue in the tiny store's last complete week (19-25 Feb 2024): $30
+        "measure": {"kind": "kpi", "metric": "revenue", "grain": "week"},
+        "condition": {"kind": "threshold", "op": "above", "value": 10},
+    }
+    alerts.save_alert(shop, "weekly-revenue", definition, owner="mia")
+    secret = delivery.new_secret()
+    with smtp_server() as inbox, webhook_receiver(secret) as hooks:
+        monkeypatch.setenv("CRM_SMTP_URL", f"smtp://127.0.0.1:{inbox.port}")
+        monkeypatch.setenv("CRM_MAIL_FROM", "crm@example.com")
+        schedules.add_schedule(
+            shop,
+            "revenue-watch",
+            kind="alert",
+            target="weekly-revenue",
+            cron="0 7 * * *",
+            destinations=[
+                {"kind": "email", "to": ["ops@example.com"]},
+                {"kind": "webhook", "url": hooks.url, "secret": secret},
+            ],
+            owner="mia",
+            now=T0,
+        )
+        (first,) = scheduler.run_pending(shop, now=T0 + timedelta(hours=1), runner="a")
+        (second,) = scheduler.run_pending(shop, now=T0 + timedelta(days=1, hours=1), runner="a")
+        assert (len(inbox.messages), len(hooks.requests)) == (1, 1)
+        forced = schedules.run_schedule(
+            shop, schedules.load_schedule(shop, "revenue-watch"), due_at=None, runner="cli"
+        )
+        assert (len(inbox.messages), len(hooks.requests)) == (2, 2)
+        (third,) = scheduler.run_pending(shop, now=T0 + timedelta(days=2, hours=1), runner="a")
+        assert (len(inbox.messages), len(hooks.requests)) == (2, 2)
+        # A new version of the rule is a new finding: the next due run delivers it.
+        stricter = {**definition, "condition": {**definition["condition"], "value": 20}}
+        alerts.save_alert(shop, "weekly-revenue", stricter, owner="mia")
+        (fourth,) = scheduler.run_pending(shop, now=T0 + timedelta(days=3, hours=1), runner="a")
+        assert (len(inbox.messages), len(hooks.requests)) == (3, 3)
+
+    assert first.result == "fired" and len(first.delivery_ids) == 2, first.message
+    assert first.message.startswith("Revenue in the week of 19 Feb 2024: $30.00, above")
+    assert first.message.endswith("The data ends on 01 Mar 2024.")  # the store's last order
+    assert first.detail["data_ends"] == "2024-03-01"
+    mail = inbox.messages[0].get_body(preferencelist=("plain",)).get_content()
+    assert "The data ends on 01 Mar 2024." in mail
+    assert second.result == "repeat" and second.delivery_ids == []
+    assert second.message == (
+        "Already sent for the week of 19 Feb 2024; no new period since. "
+        "The data ends on 01 Mar 2024."
+    )
+    assert second.detail["already_sent_by_run"] == first.run_id
+    assert forced.result == "fired" and len(forced.delivery_ids) == 2, forced.message
+    assert third.result == "repeat" and third.detail["already_sent_by_run"] == forced.run_id
+    assert fourth.result == "fired" and fourth.detail["version"] == 2, fourth.message
+
+
+def test_an_alert_on_fresh_data_does_not_say_the_data_ends(shop):
+    alerts = pytest.importorskip("crm_core.alerts")
+    definition = {
+        "measure": {"kind": "kpi", "metric": "revenue", "grain": "week"},
+        "condition": {"kind": "threshold", "op": "above", "value": 10},
+    }
+    alerts.save_alert(shop, "weekly-revenue", definition, owner="mia")
+    schedule = schedules.add_schedule(
+        shop,
+        "revenue-watch",
+        kind="alert",
+        target="weekly-revenue",
+        cron="0 7 * * *",
+        destinations=[{"kind": "email", "to": ["ops@example.com"]}],
+        owner="mia",
+        now=T0,
+    )
+    # Three days after the last order (Friday 1 Mar 2024): within a week, not stale.
+    outcome = schedules._run_alert(shop, schedule, now=datetime(2024, 3, 4, 7), force=True)
+    assert outcome.result == "fired" and "data ends" not in outcome.message
+    assert "data_ends" not in outcome.detail
