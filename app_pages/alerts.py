@@ -5,7 +5,7 @@ import streamlit as st
 
 from crm_core import alerts, schedules
 from crm_core.figures import alerts_charts
-from crm_ui import alerts_ui, auth_ui, filters_ui, segment_ui, tables, widgets
+from crm_ui import alerts_ui, auth_ui, filters_ui, segment_ui, widgets
 from crm_ui.alerts_ui import guard
 from crm_ui.data import store
 
@@ -16,17 +16,20 @@ alerts_ui.show_flash()
 alerts_ui.show_secret_once()
 saved = alerts_ui.saved_alerts()
 segs = segment_ui.saved_segments()
-alert_tab, schedule_tab, history_tab = st.tabs(["Alerts", "Schedules", "History"])
+# Keyed tabs that track the open one: a rerun (a flash message after Create or Delete) keeps
+# the reader on the tab they were on instead of jumping back to the first.
+alert_tab, schedule_tab, history_tab = st.tabs(
+    list(alerts_ui.TABS), key=alerts_ui.TAB_KEY, on_change="rerun"
+)
 
 with alert_tab:
     if saved.empty:
         st.info("No alert rules yet." + (" Create one below." if user.can("manage_alerts") else ""))
     else:
-        tables.show_table(saved[["name", "rule", "owner", "version", "saved_at"]])
+        alerts_ui.alerts_table(saved)
         pick = st.selectbox("Alert", saved["name"].tolist(), help="Test or delete this rule.")
         owner = saved.loc[saved["name"] == pick, "owner"].iloc[0]
-        left, right = st.columns(2)
-        if left.button("Test now", help="Evaluate the rule on the latest data; nothing is sent."):
+        if st.button("Test now", help="Evaluate the rule on the latest data; nothing is sent."):
             rule = guard(alerts.load_alert, store(), pick)
             result = rule and guard(alerts.evaluate, store(), rule.definition)
             if result:
@@ -34,7 +37,9 @@ with alert_tab:
         may_delete = alerts_ui.may_manage(user, owner) and user.can("manage_alerts")
         if (
             may_delete
-            and right.button("Delete alert", help="Hidden from lists; its versions are kept.")
+            and alerts_ui.confirm_delete(
+                "alert", pick, "al_delete", "Hidden from lists; its versions are kept."
+            )
             and guard(alerts.delete_alert, store(), pick, by=user.username) is not None
         ):
             alerts_ui.written(*alerts.TABLES_WRITTEN)
@@ -52,7 +57,9 @@ with alert_tab:
             if result is not None:
                 st.info(result.summary)
                 metric = alerts.measure_metric(definition["measure"])
-                chart = alerts_charts.backtest_chart(result.frame, metric.label, metric.format)
+                chart = alerts_charts.backtest_chart(
+                    result.frame, metric.label, metric.format, definition["condition"]
+                )
                 st.plotly_chart(chart, width="stretch")
                 with st.form("save_alert"):
                     name = st.text_input("Name", help="Unique among alert rules.")
@@ -73,6 +80,8 @@ with alert_tab:
                             st.rerun()
         elif key:
             st.caption("Run the backtest to see how often the rule would have fired; then save.")
+    else:
+        st.caption(alerts_ui.who_creates_alerts(user))
 
 with schedule_tab:
     mine = alerts_ui.visible(alerts_ui.schedule_list(), user)
@@ -83,9 +92,10 @@ with schedule_tab:
             else "You have no schedules yet."
         )
     else:
-        alerts_ui.schedule_table(mine)
+        table = st.container()  # drawn last: a Run now or Pause below shows in it at once
         pick = st.selectbox("Schedule", mine["name"].tolist(), help="Run, pause or delete it.")
         row = mine.loc[mine["name"] == pick].iloc[0]
+        summary = st.empty()
         buttons = st.container(horizontal=True)
         if buttons.button("Run now", help="Run and deliver now; its next slot stays as it is."):
             job = guard(schedules.load_schedule, store(), pick)
@@ -98,7 +108,8 @@ with schedule_tab:
             if run:
                 alerts_ui.written(*schedules.RUN_TABLES)
                 shown = st.error if run.result in alerts_ui.FAILED else st.success
-                shown(f"{alerts_ui.RESULT_BADGES.get(run.result, run.result)}: {run.message}")
+                said = alerts_ui.shown_message(run.message, run.file_path, user)
+                shown(f"{alerts_ui.result_words(run.result)}: {said}")
         mine_to_change = alerts_ui.may_manage(user, row["owner"])
         change = schedules.resume if row["paused"] else schedules.pause
         if (
@@ -110,11 +121,16 @@ with schedule_tab:
             st.rerun()
         if (
             mine_to_change
-            and buttons.button("Delete schedule", help="Its run history stays.")
+            and alerts_ui.confirm_delete("schedule", pick, "sc_delete", "Its run history stays.")
             and guard(alerts_ui.delete_schedule, pick, user) is not None
         ):
             alerts_ui.flash(f"Deleted schedule {pick}; its history stays.")
             st.rerun()
+        mine = alerts_ui.visible(alerts_ui.schedule_list(), user)  # as the actions left it
+        with table:
+            alerts_ui.schedule_table(mine)
+        for _, now in mine.loc[mine["name"] == pick].iterrows():
+            summary.caption(alerts_ui.schedule_summary(now))
     kinds = alerts_ui.allowed_kinds(user)
     st.subheader("New schedule")
     kind = st.radio(
@@ -134,4 +150,4 @@ with history_tab:
     if log.empty:
         st.info("No runs yet: a schedule's runs (and Run now) show here.")
     else:
-        alerts_ui.history_table(log)
+        alerts_ui.history_table(log, user)

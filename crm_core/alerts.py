@@ -31,7 +31,7 @@ import pandas as pd
 import sqlalchemy as sa
 from threadpoolctl import threadpool_limits
 
-from crm_core import metrics, segments
+from crm_core import auth, metrics, segments
 from crm_core.errors import AlertError, CRMError
 from crm_core.filters import (
     Filters,
@@ -40,6 +40,7 @@ from crm_core.filters import (
     filter_options,
     match_choices,
     order_date_range,
+    plural,
 )
 from crm_core.metrics import METRICS, Metric
 from crm_core.schema import (
@@ -247,6 +248,13 @@ def _check_condition(spec: Any) -> dict[str, Any]:
             raise _problem(
                 "condition.percent", percent, "a number above 0", "Give e.g. 20 for 20%."
             )
+        if spec.get("direction") == "down" and percent > 100:
+            raise _problem(
+                "condition.percent",
+                percent,
+                "up to 100 for a fall (a value cannot fall by more than 100%)",
+                "Give e.g. 20 for a fall of 20% or more.",
+            )
         return {
             "kind": kind,
             "against": _choice(spec, "against", list(AGAINST), "condition"),
@@ -281,6 +289,17 @@ def validate(definition: Any) -> dict[str, Any]:
             raise _problem(key, None, "an object", f"Add a {key} to the rule.")
     measure = _check_measure(spec["measure"])
     condition = _check_condition(spec["condition"])
+    metric = measure_metric(measure)
+    if condition["kind"] == "threshold" and metric.format == "percent":
+        value = condition["value"]
+        if not 0 <= value <= 1:
+            hint = f" Did you mean {value / 100:g} ({value:g}%)?" if 1 < value <= 100 else ""
+            raise _problem(
+                "condition.value",
+                value,
+                f"a share from 0 to 1 for {metric.label} (0.4 = 40%)",
+                f"Give the threshold as a share.{hint}",
+            )
     return {"measure": measure, "condition": condition}
 
 
@@ -358,16 +377,45 @@ class SavedAlert:
     created_at: datetime
 
 
+def _acting_user(store: Store, username: str, action: str) -> auth.User:
+    """The user acting on alert rules, whose role must allow `action`."""
+    user = auth.get_user(store, username)
+    if user is None:
+        raise AlertError(
+            f"Alert rules: no user {username!r}; act as an existing user (see "
+            "`python -m crm_core users list`)."
+        )
+    if not auth.can(user.role, action):
+        allowed = ", ".join(sorted(auth.ACTION_ROLES[action]))
+        raise AlertError(
+            f"Not allowed: the {user.role} role may not create or change alert rules "
+            f"(allowed: {allowed}); it may subscribe to saved rules on a schedule."
+        )
+    return user
+
+
+def _may_change(user: auth.User, rule_owner: str | None, name: str) -> None:
+    """Only a rule's owner or an admin changes or deletes it: a rule another user's schedules
+    evaluate must not change under them."""
+    if rule_owner != user.username and not auth.can(user.role, "manage_all_schedules"):
+        raise AlertError(
+            f"Not allowed: alert {name!r} belongs to {rule_owner or 'nobody'}; only its owner "
+            "or an admin may change or delete it. Save yours under another name."
+        )
+
+
 def save_alert(
     store: Store, name: str, definition: Any, *, owner: str, description: str = ""
 ) -> SavedAlert:
-    """Save rule `name`: a new alert, or a new version of the live alert of that name."""
+    """Save rule `name` as user `owner`: a new alert, or a new version of the live alert of
+    that name (its owner's or, for an admin, anyone's: the rule keeps its owner)."""
     name = (name or "").strip()
     if not name or len(name) > MAX_NAME_LENGTH:
         raise _problem(
             "name", name, f"1-{MAX_NAME_LENGTH} characters", "Give the alert a short name."
         )
     checked = validate(definition)
+    user = _acting_user(store, owner, "manage_alerts")
     now = utcnow()
     with store.begin() as conn:
         lock_tables(conn, alert_rules)  # the name check and the next id: one saver at a time
@@ -375,6 +423,13 @@ def save_alert(
         if alert_id is None:
             alert_id, version = next_id(conn, alert_rules.c.alert_id), 1
         else:  # live, so never None: a deletion marks every version
+            owner = conn.execute(
+                sa.select(alert_rules.c.owner)
+                .where(alert_rules.c.alert_id == alert_id)
+                .order_by(alert_rules.c.version.desc())
+                .limit(1)
+            ).scalar()
+            _may_change(user, owner, name)
             version = next_version(conn, alert_rules.c.alert_id, alert_id)
         conn.execute(
             alert_rules.insert().values(
@@ -460,6 +515,7 @@ def delete_alert(store: Store, name: str, *, by: str) -> int:
     """Mark every version of alert `name` deleted (kept for the record); returns its id.
     Refused while a schedule still evaluates it (its runs would fail from then on)."""
     alert = load_alert(store, name)
+    _may_change(_acting_user(store, by, "subscribe_alerts"), alert.owner, alert.name)
     with store.connect() as conn:
         users = conn.execute(
             sa.select(schedules.c.name)
@@ -996,8 +1052,29 @@ def backtest(
             out.loc[k, "fired"] = _check(cond, value, ref)
     out["fired"] = out["fired"].astype(bool)
     firings = [ts.date() for ts in out.loc[out["fired"], "period_start"]]
-    summary = _summary(firings, len(out), months, grain, metric)
+    # A period counts as checked when the rule could be judged: it has a value and, for a
+    # change or an anomaly, something to compare it with.
+    judged = out["value"].notna() & (out["expected"].notna() | (cond["kind"] == "threshold"))
+    checked = int(judged.sum())
+    detail["checked"] = checked
+    if checked:
+        summary = _summary(firings, checked, months, grain, metric)
+    else:
+        summary = _not_enough(cond, len(out), grain)
     return Backtest(out, firings, summary, detail)
+
+
+def _not_enough(cond: Mapping[str, Any], points: int, grain: str | None) -> str:
+    """Why a backtest could judge no period yet, and what it needs."""
+    unit = {"day": "day", "week": "week", "month": "month"}.get(grain or "", "measurement")
+    have = plural(points, unit if grain else "measurement")
+    need = {
+        "anomaly": f"an anomaly rule needs at least {MIN_HISTORY} earlier values to learn from",
+        "change": "a change rule needs the period it compares with",
+        "threshold": "a threshold rule needs a value",
+    }[cond["kind"]]
+    recorded = "recorded" if grain is None else "with data"
+    return f"Not enough history yet to backtest: {have} {recorded}; {need}."
 
 
 def _backtest_anomaly(
@@ -1029,8 +1106,8 @@ def _backtest_anomaly(
 def _summary(
     firings: list[date], checked: int, months: int, grain: str | None, metric: Metric
 ) -> str:
-    unit = {"day": "days", "week": "weeks", "month": "months"}.get(grain or "", "measurements")
-    span = f"in the last {months} months ({checked} {unit} checked)"
+    unit = {"day": "day", "week": "week", "month": "month"}.get(grain or "", "measurement")
+    span = f"in the last {months} months ({plural(checked, unit)} checked)"
     if not firings:
         return f"Would not have fired {span}."
     times = "once" if len(firings) == 1 else f"{len(firings)} times"

@@ -474,6 +474,10 @@ def _send_webhook(message: Message, destination: Mapping[str, Any], sent_at: dat
         raise DeliveryError(f"The receiver answered HTTP {status} (expected 2xx).")
 
 
+FILE_MODE = 0o644
+"""Permissions of a delivered file: the owner writes, everyone on the server reads."""
+
+
 def _write_atomic(folder: Path, name: str, data: bytes) -> Path:
     """Write `data` as folder/name whole or not at all (temporary file, then rename)."""
     final = folder / name
@@ -483,6 +487,9 @@ def _write_atomic(folder: Path, name: str, data: bytes) -> Path:
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
+        # mkstemp makes the file private (0600); a team's outbox is read by other accounts,
+        # as files in the exports folder are (0644).
+        os.chmod(temp, FILE_MODE)
         os.replace(temp, final)
     except BaseException:
         Path(temp).unlink(missing_ok=True)

@@ -169,6 +169,25 @@ COLUMNS: dict[str, tuple[str, str, str]] = {
     "failed_logins": ("Failed sign-ins", "count", ""),
     "last_login_at": ("Last sign-in (UTC)", "datetime", ""),
     "created_at": ("Created (UTC)", "datetime", ""),
+    # data quality (crm_core/quality.py)
+    "quality_score": ("Quality score", "score", "0-100: weighted share of values that pass."),
+    "check_label": ("Check", "text", ""),
+    "column": ("Column", "text", ""),
+    "failing": ("Failing rows", "count", ""),
+    "checked": ("Rows checked", "count", "Rows with a value the check could look at."),
+    "failing_share": ("Share failing", "percent", "Failing rows / rows checked."),
+    "detail": ("Detail", "text", ""),
+    "completeness": ("Completeness", "percent", "Required values filled in."),
+    "validity": ("Validity", "percent", "Values that pass the format and range checks."),
+    "integrity": ("References resolve", "percent", "References that point to a row."),
+    "uniqueness": ("Uniqueness", "percent", "Customers sharing no e-mail or phone."),
+    "in_range": ("Amounts in range", "percent", "Amounts inside the outlier fences."),
+    "findings": ("Findings", "count", "Checks with failing rows."),
+    "last_import_at": ("Last import (UTC)", "datetime", ""),
+    "last_record_at": ("Newest record (UTC)", "datetime", ""),
+    "recorded_at": ("Measured (UTC)", "datetime", ""),
+    "filled": ("Filled in", "percent", "Share of rows with a value."),
+    "required": ("Required", "boolean", ""),
 }
 
 _WORDS = {
@@ -518,3 +537,28 @@ def _format_when(value: object, kind: str) -> str:
     if isinstance(value, dt.date):
         return f"{value:%d %b %Y}"
     return str(value)
+
+
+def spreadsheet_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """A table as people read it in a spreadsheet (the app's CSV downloads and the CSVs of
+    e-mailed reports): headers are labels with their unit ("Revenue ($)", "Share of
+    customers (%)"), shares in percent, whole numbers without ".0", money in cents, other
+    numbers to 4 decimals; numbers stay numbers (a spreadsheet can still add them up)."""
+    out = frame.copy()
+    names = {}
+    for column in frame.columns:
+        name = str(column)
+        values = frame[column]
+        kind = describe(name).kind
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            numbers = pd.to_numeric(values, errors="coerce")
+            if kind == "percent":
+                out[column] = (100 * numbers).round(2)
+            elif pd.api.types.is_float_dtype(numbers):
+                whole = numbers.dropna()
+                if len(whole) and (whole == whole.round()).all() and whole.abs().max() < 2**53:
+                    out[column] = numbers.round().astype("Int64")
+                else:
+                    out[column] = numbers.round(2 if kind == "money" else 4)
+        names[column] = axis_title(name)
+    return out.rename(columns=names)

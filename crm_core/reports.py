@@ -8,6 +8,7 @@ numbers the pages show without a browser. Each report says which filters it used
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable
 from dataclasses import replace
@@ -243,26 +244,40 @@ def figure_png(
     return bytes(data)
 
 
-def _email_height(fig: go.Figure) -> int:
-    """Taller than usual when many long category labels (campaign names) slant under the
-    x axis and would leave the bars no room."""
+LABEL_CHARACTERS = 22
+"""Longest category label under an e-mailed chart's x axis; longer ones end in "…"."""
+
+
+def _category_labels(fig: go.Figure) -> list[str]:
+    """The text categories along the x axis, in order of first appearance."""
     axes = (getattr(trace, "x", None) for trace in fig.data)
     values = (x for axis in axes if axis is not None for x in axis)
-    labels = {x for x in values if isinstance(x, str)}
-    return TALL_CHART_HEIGHT if len(labels) > 8 and max(map(len, labels)) > 12 else CHART_HEIGHT
+    return list(dict.fromkeys(x for x in values if isinstance(x, str)))
 
 
 def email_figure(fig: go.Figure) -> go.Figure:
-    """A copy of an app figure styled for a white e-mail (no hover, fixed size)."""
+    """A copy of an app figure styled for a white e-mail (fixed size). Many long category
+    labels (campaign names) are shortened, slanted and given a taller chart, so that they
+    neither overlap nor leave the bars no room."""
     figure = type(fig)(fig)
+    labels = _category_labels(figure)
+    crowded = len(labels) > 8 and max(map(len, labels)) > 12
     figure.update_layout(
         template="plotly_white",
         width=CHART_WIDTH,
-        height=_email_height(figure),
+        height=TALL_CHART_HEIGHT if crowded else CHART_HEIGHT,
         paper_bgcolor="#ffffff",
         plot_bgcolor="#ffffff",
         font={"family": _FONT, "size": 12, "color": _INK},
     )
+    if crowded:
+        short = [
+            text if len(text) <= LABEL_CHARACTERS else text[: LABEL_CHARACTERS - 1] + "…"
+            for text in labels
+        ]
+        figure.update_xaxes(
+            tickmode="array", tickvals=labels, ticktext=short, tickangle=-50, tickfont_size=10
+        )
     return figure
 
 
@@ -313,6 +328,13 @@ def _period_lines(filters: Filters) -> list[str]:
     ]
 
 
+def _plain(value: float | None) -> float | int | None:
+    """A KPI value for a spreadsheet: counts as whole numbers, others to 6 decimals."""
+    if value is None or not math.isfinite(value):
+        return None
+    return int(value) if float(value).is_integer() else round(value, 6)
+
+
 def kpi_frame(kpis: dict[str, metrics.KPIValue], filters: Filters) -> pd.DataFrame:
     """The KPIs as a table: raw values for spreadsheets and the overview's formatted text."""
     compared = filters.comparison()
@@ -321,9 +343,9 @@ def kpi_frame(kpis: dict[str, metrics.KPIValue], filters: Filters) -> pd.DataFra
             {
                 "kpi": name,
                 "label": kpi.metric.label,
-                "value": kpi.value,
-                "compared_value": kpi.previous,
-                "change": kpi.change,
+                "value": _plain(kpi.value),
+                "compared_value": _plain(kpi.previous),
+                "change": None if kpi.change is None else round(kpi.change, 6),
                 "shown": metrics.format_value(kpi.metric, kpi.value, display.CURRENCY),
                 "shown_change": metrics.format_change(kpi) or "",
                 "period_start": filters.start.isoformat(),
@@ -336,6 +358,7 @@ def kpi_frame(kpis: dict[str, metrics.KPIValue], filters: Filters) -> pd.DataFra
             for name, kpi in kpis.items()
         ],
         columns=KPI_COLUMNS,
+        dtype=object,  # counts stay whole numbers beside money in the value columns
     )
 
 
@@ -546,7 +569,7 @@ def home_report(store: Store, user: Any, *, title: str | None = None) -> Message
     kpi_items = [c for c in contents if c.pin.kind == "kpi"]
     shared = pinned.standard_filters(default_filters(store))
     about = [
-        f"{len(contents)} pinned item(s) as on {today:%d %b %Y}.",
+        f"{plural(len(contents), 'pinned item')} as on {today:%d %b %Y}.",
         *(_period_lines(shared) if shared else []),
     ]
     sections: list[str] = []
@@ -591,9 +614,8 @@ def home_report(store: Store, user: Any, *, title: str | None = None) -> Message
         else:
             body = f'<p style="margin:0;font-size:13px;color:{_MUTED};">{escape(item.empty)}</p>'
         if item.table is not None and item.pin.kind == "chart":
-            attachments.append(
-                Attachment(f"{name}.csv", item.table.to_csv(index=False).encode(), "text/csv")
-            )
+            table = display.spreadsheet_frame(item.table).to_csv(index=False).encode()
+            attachments.append(Attachment(f"{name}.csv", table, "text/csv"))
         sections.append(
             f'<tr><td style="padding:8px 28px 12px;"><h2 style="{_H2}">'
             f"{escape(item.pin.title)}</h2>{about_pin}{body}</td></tr>"

@@ -30,6 +30,7 @@ from cronsim import CronSim, CronSimError
 from crm_core import auth
 from crm_core.config import get_settings
 from crm_core.errors import CRMError, ScheduleError
+from crm_core.filters import plural
 from crm_core.reports import SCHEDULED_REPORTS
 from crm_core.schema import (
     SCHEDULE_KINDS,
@@ -232,16 +233,20 @@ KIND_ACTIONS = {
 """The action (crm_core.auth.ACTION_ROLES) a schedule's owner needs for each kind."""
 
 
-def _check_rights(
-    store: Store, kind: str, target: str, user: auth.User, destinations: list[dict[str, Any]]
-) -> None:
-    """The owner's role may schedule this kind (a marketer exports only their own segments;
-    other roles deliver to folders inside the data folder only), so page and CLI agree."""
+def _check_kind(user: auth.User, kind: str) -> None:
+    """The owner's role may schedule this kind of job at all (checked before the target)."""
     if not auth.can(user.role, KIND_ACTIONS[kind]):
         raise ScheduleError(
             f"Schedule owner {user.username!r}: the {user.role} role may not schedule {kind}s "
             f"(allowed: {', '.join(sorted(auth.ACTION_ROLES[KIND_ACTIONS[kind]]))})."
         )
+
+
+def _check_rights(
+    store: Store, kind: str, target: str, user: auth.User, destinations: list[dict[str, Any]]
+) -> None:
+    """The owner's role may schedule this kind (a marketer exports only their own segments;
+    other roles deliver to folders inside the data folder only), so page and CLI agree."""
     if kind == "export" and not auth.can(user.role, "manage_all_schedules"):
         from crm_core import segments
 
@@ -329,11 +334,12 @@ def add_schedule(
     checked_destinations = _validate_destinations(destinations)
     if not checked_destinations and kind != "export":
         raise ScheduleError(
-            f"A {kind} schedule needs at least one destination (--email, --webhook or "
-            "--folder); an export without one is only written to the exports folder."
+            f"A {kind} schedule needs at least one destination: an e-mail address, a webhook "
+            "or a folder (an export without one is only written to the exports folder)."
         )
     checked_options = _check_options(kind, options)
     user = _owner(store, owner)
+    _check_kind(user, kind)
     target = _check_target(store, kind, target, user, checked_options)
     _check_rights(store, kind, target, user, checked_destinations)
     now = now or utcnow()
@@ -430,8 +436,24 @@ def list_schedules(store: Store) -> pd.DataFrame:
     return frame
 
 
+def _may_manage(store: Store, schedule: Schedule, by: str) -> None:
+    """Only a schedule's owner or an admin pauses, resumes or removes it."""
+    user = auth.get_user(store, by)
+    if user is None:
+        raise ScheduleError(
+            f"Schedule {schedule.name!r}: no user {by!r}; act as an existing user (see "
+            "`python -m crm_core users list`)."
+        )
+    if user.username != schedule.owner and not auth.can(user.role, "manage_all_schedules"):
+        raise ScheduleError(
+            f"Not allowed: schedule {schedule.name!r} belongs to {schedule.owner}; only its "
+            "owner or an admin may pause, resume or remove it."
+        )
+
+
 def _set_paused(store: Store, name: str, paused: bool, by: str, now: datetime | None) -> Schedule:
     schedule = load_schedule(store, name)
+    _may_manage(store, schedule, by)
     now = now or utcnow()
     due = None if paused else next_due(schedule.cron, schedule.timezone, now)
     with store.begin() as conn:
@@ -455,8 +477,9 @@ def resume(store: Store, name: str, *, by: str, now: datetime | None = None) -> 
 
 
 def delete_schedule(store: Store, name: str, *, by: str) -> None:
-    """Remove a schedule; its run log and deliveries stay."""
+    """Remove a schedule (its owner or an admin); its run log and deliveries stay."""
     schedule = load_schedule(store, name)
+    _may_manage(store, schedule, by)
     with store.begin() as conn:
         conn.execute(schedules.delete().where(schedules.c.schedule_id == schedule.schedule_id))
     log.info("schedule %s deleted by %s", schedule.name, by)
@@ -706,13 +729,14 @@ def _run_report(store: Store, schedule: Schedule) -> _Outcome:
         message = reports.home_report(store, user, title=schedule.options.get("title"))
         pins = len(message.payload["pins"])
         detail = {"report": schedule.target, "home_of": user.username, "pins": pins}
-        return _Outcome("sent", f"Home page of {user.username} ({pins} pins)", detail, message)
+        words = f"Home page of {user.username} ({plural(pins, 'pin')})"
+        return _Outcome("sent", words, detail, message)
     filters = reports.resolve_filters(
         default_filters(store), compare=schedule.options.get("compare", "previous")
     )
     message = reports.overview_report(store, filters, title=schedule.options.get("title"))
     detail = {"report": schedule.target, "start": str(filters.start), "end": str(filters.end)}
-    words = f"KPI overview {filters.start} .. {filters.end}"
+    words = f"KPI overview, {filters.start:%d %b %Y} – {filters.end:%d %b %Y}"
     return _Outcome("sent", words, detail, message)
 
 
@@ -868,8 +892,10 @@ def _deliver(store: Store, schedule: Schedule, outcome: _Outcome, run_id: int) -
             + ". Delivery failed: "
             + "; ".join(f"{row.kind} {row.target}: {row.error}" for row in failed.itertuples())
         )
-        if outcome.file_path:
-            outcome.message += f" (the file is kept at {outcome.file_path})"
+        if outcome.file_path:  # the name only: the app shows messages to every role
+            outcome.message += (
+                f" (the file is kept in the exports folder as {Path(outcome.file_path).name})"
+            )
     return outcome
 
 

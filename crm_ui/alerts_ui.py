@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import json
+from pathlib import PurePath
 from typing import Any
 from zoneinfo import available_timezones
 
 import pandas as pd
 import streamlit as st
+from cron_descriptor import (
+    ExpressionDescriptor,
+    FormatException,
+    MissingFieldException,
+    Options,
+    WrongArgumentException,
+)
 
 from crm_core import alerts, auth, delivery, metrics, schedules
 from crm_core.errors import CRMError
@@ -39,16 +47,21 @@ SCHEDULE_KINDS = {
 }
 """kind -> (words, the action a role needs to schedule it)."""
 RESULT_BADGES = {
-    "sent": "✅ sent",
-    "fired": "🔔 fired",
-    "quiet": "✅ quiet",
-    "repeat": "🔁 already sent",
-    "running": "⏳ running",
-    "skipped": "⏭ skipped",
-    "failed": "❌ failed",
-    "delivery_failed": "⚠️ delivery failed",
+    "fired": "Fired",
+    "quiet": "Quiet (did not fire)",
+    "sent": "Sent",
+    "delivery_failed": "Delivery failed",
+    "failed": "Failed",
+    "repeat": "Already sent (repeat)",
+    "running": "Running",
+    "skipped": "Skipped",
 }
+"""A run's result in words, used everywhere on the page (no emoji: the server's Chromium and
+some e-mail clients have no emoji font, and draw an empty box)."""
 FAILED = ("failed", "delivery_failed")
+TABS = ("Alerts", "Schedules", "History")
+TAB_KEY = "al_tab"
+"""Session key of the open tab (st.tabs tracks it, so a rerun keeps it open)."""
 SECRET_KEY = "sched_secret"
 """Session key of a new webhook's (schedule name, secret), shown once then dropped."""
 
@@ -116,6 +129,29 @@ def visible(frame: pd.DataFrame, user: auth.User, column: str = "owner") -> pd.D
 def may_manage(user: auth.User, owner: str | None) -> bool:
     """Whether `user` may change (pause, delete) something owned by `owner`."""
     return user.can("manage_all_schedules") or owner == user.username
+
+
+def who_creates_alerts(user: auth.User) -> str:
+    """Why `user` sees no new-rule form: their role subscribes, and which roles create rules."""
+    may = auth.ACTION_ROLES["manage_alerts"]
+    roles = [r for r in auth.ROLES if r in may and r != "admin"] + (
+        ["admin"] if "admin" in may else []
+    )
+    names = [f"{r}s" for r in roles]
+    listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" and {names[-1]}"
+    return (
+        f"Your role ({user.role}) subscribes to alert rules on the Schedules tab; "
+        f"{listed} create them."
+    )
+
+
+def confirm_delete(what: str, name: str, key: str, help_: str) -> bool:
+    """A "Yes, delete `what` `name`" tick box and a Delete button that stays disabled until
+    it is ticked (as segments and users are deleted); whether both were done."""
+    row = st.container(horizontal=True, vertical_alignment="center")
+    sure = row.checkbox(f"Yes, delete {what} {name}", key=f"{key}_sure_{name}", help=help_)
+    clicked = row.button(f"Delete {what}", type="primary", disabled=not sure, key=f"{key}_go")
+    return bool(clicked and sure)
 
 
 # --- the alert rule form --------------------------------------------------------------------
@@ -198,12 +234,15 @@ def _condition(measure: dict[str, Any]) -> dict[str, Any]:
         op = left.selectbox("Fire when the value is", alerts.OPS, key="al_op")
         percent = alerts.measure_metric(measure).format == "percent"
         value = right.number_input(
-            "Threshold",
+            "Threshold (%)" if percent else "Threshold",
             value=0.0,
             key="al_value",
-            help="In the measure's unit"
-            + (": a share, 0.25 for 25%." if percent else " (money in the store's currency)."),
+            help="In percent: 40 for 40%."
+            if percent
+            else "In the measure's unit (money in the store's currency).",
         )
+        if percent:
+            value = value / 100.0  # a share, as the rule keeps it
         return {"kind": "threshold", "op": op, "value": float(value)}
     if kind == "change":
         against = left.selectbox(
@@ -218,7 +257,17 @@ def _condition(measure: dict[str, Any]) -> dict[str, Any]:
             key="al_direction",
             help="down: fires on a fall; up: on a rise; either: on both.",
         )
-        percent = st.number_input("By at least (%)", min_value=0.1, value=20.0, key="al_percent")
+        most = 100.0 if direction == "down" else None  # a fall cannot exceed 100%
+        if most is not None and st.session_state.get("al_percent", 0.0) > most:
+            st.session_state["al_percent"] = most
+        percent = st.number_input(
+            "By at least (%)",
+            min_value=0.1,
+            max_value=most,
+            value=20.0,
+            key="al_percent",
+            help="A fall: at most 100%." if most else "Against the reference period's value.",
+        )
         return {
             "kind": "change",
             "against": against,
@@ -394,87 +443,203 @@ def next_due_local(when: Any, zone: str) -> str:
     return f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
 
 
+_CRON_WORDS = {cron: words for words, cron in CRON_PRESETS.items() if cron}
+_CRON_OPTIONS = Options()
+_CRON_OPTIONS.use_24hour_time_format = True
+KIND_WORDS = {"alert": "Alert", "report": "Report", "export": "Export"}
+WRAPPED_ROW_HEIGHT = 80
+"""Rows this high let long text wrap onto three lines (Streamlit 1.67 wraps a cell's text
+only when a row is taller than 4rem). Column widths below are in px and add up to about the
+960 px a page has at 1440 px with the sidebar open: the columns a reader needs come first,
+and on a narrower screen the rest scrolls sideways instead of being cut."""
+HISTORY_ROW_HEIGHT = 110
+"""History rows hold five lines: a failed delivery's message is long."""
+
+
+def cron_words(cron: str) -> str:
+    """A cron expression in words: a preset's own ("Mondays at 07:00"), else a sentence
+    (cron-descriptor: "At 06:30, Monday through Friday"), else "Custom schedule (cron)"."""
+    if cron in _CRON_WORDS:
+        return _CRON_WORDS[cron]
+    try:
+        return ExpressionDescriptor(cron, _CRON_OPTIONS).get_description()
+    except (FormatException, MissingFieldException, WrongArgumentException):
+        return f"Custom schedule ({cron})"
+
+
+def result_words(result: Any) -> str:
+    """A run's result in words (RESULT_BADGES); "Never run" when there is none."""
+    if not isinstance(result, str):
+        return "Never run"
+    return RESULT_BADGES.get(result, result.replace("_", " ").capitalize())
+
+
+def shown_path(path: Any, user: auth.User) -> str:
+    """Where a file is kept, as `user` may read it: the full server path for a role that may
+    deliver to folders (admins), only the file name for the others."""
+    if not isinstance(path, str) or not path:
+        return ""
+    return path if auth.can(user.role, "deliver_to_folder") else PurePath(path).name
+
+
+def shown_message(message: Any, path: Any, user: auth.User) -> str:
+    """A run's message with the kept file's server path cut to its name for `user`."""
+    text = message if isinstance(message, str) else ""
+    if isinstance(path, str) and path:
+        text = text.replace(path, shown_path(path, user))
+    return text
+
+
 def schedule_table(frame: pd.DataFrame) -> None:
-    """The schedules in words: what, when (next due in its zone), where, whose, last result."""
+    """The schedules in words, the columns a reader needs first (name, next run, last run),
+    then what, when, where and whose; long text wraps."""
     shown = pd.DataFrame(
         {
             "name": frame["name"],
-            "kind": frame["kind"],
-            "target": frame["target"],
-            "cron": frame["cron"],
             "next_due": [
-                "paused" if p else next_due_local(w, z)
+                "Paused" if p else next_due_local(w, z)
                 for p, w, z in zip(
                     frame["paused"], frame["next_due_at"], frame["timezone"], strict=True
                 )
             ],
+            "last_result": [result_words(r) for r in frame["last_result"]],
+            "what": [
+                f"{KIND_WORDS.get(k, k)}: {REPORT_NAMES.get(t, t) if k == 'report' else t}"
+                for k, t in zip(frame["kind"], frame["target"], strict=True)
+            ],
+            "when": [
+                f"{cron_words(c)} ({z})"
+                for c, z in zip(frame["cron"], frame["timezone"], strict=True)
+            ],
             "destinations": [
-                "; ".join(delivery.describe(d) for d in ds) or "exports folder only"
+                "; ".join(delivery.describe(d) for d in ds) or "Exports folder only"
                 for ds in frame["destinations"]
             ],
             "owner": frame["owner"],
-            "last_result": [
-                RESULT_BADGES.get(r, "") if isinstance(r, str) else "never run"
-                for r in frame["last_result"]
-            ],
         }
     )
+    text = st.column_config.TextColumn
     tables.show_table(
         shown,
         column_config={
-            "next_due": "Next run (its time zone)",
-            "destinations": "Delivered to",
-            "last_result": "Last run",
-            "cron": "Cron",
+            "name": text("Name", width=150),
+            "next_due": text("Next run", width=140, help="In the schedule's time zone."),
+            "last_result": text("Last run", width=90),
+            "what": text("What", width=160),
+            "when": text("When", width=160, help="The schedule's times, in its zone."),
+            "destinations": text("Delivered to", width=190),
+            "owner": text("Owner", width=80),
         },
+        row_height=WRAPPED_ROW_HEIGHT,
     )
 
 
-def _deliveries_words(items: list[dict[str, Any]]) -> str:
+def alerts_table(saved: pd.DataFrame) -> None:
+    """The saved alert rules: name, the rule in words (wrapped), owner, version, saved."""
+    text = st.column_config.TextColumn
+    tables.show_table(
+        saved[["name", "rule", "owner", "version", "saved_at"]],
+        column_config={
+            "name": text("Name", width=180),
+            "rule": text("Rule", width=460),
+            "owner": text("Owner", width=80),
+            "version": {"label": "Version", "width": 70},
+            "saved_at": {"label": "Saved", "width": 150},
+        },
+        row_height=WRAPPED_ROW_HEIGHT,
+    )
+
+
+_MARKDOWN = str.maketrans({c: f"\\{c}" for c in "\\`*_[]<>#|~$"})
+
+
+def plain(text: Any) -> str:
+    """`text` with Markdown's special characters escaped (names and messages shown as
+    written: no italics from underscores, no maths from dollars, no links)."""
+    return str(text).translate(_MARKDOWN)
+
+
+def schedule_summary(row: pd.Series) -> str:
+    """One schedule in a sentence under its picker (readable where the table scrolls)."""
+    what = f"{KIND_WORDS.get(row['kind'], row['kind'])}: " + (
+        REPORT_NAMES.get(row["target"], row["target"]) if row["kind"] == "report" else row["target"]
+    )
+    where = "; ".join(delivery.describe(d) for d in row["destinations"]) or "exports folder only"
+    last = result_words(row["last_result"])
+    if isinstance(row["last_result"], str) and not pd.isna(row["last_run_at"]):
+        last += f" on {pd.Timestamp(row['last_run_at']):%d %b %Y %H:%M} UTC"
+    next_run = "paused" if row["paused"] else next_due_local(row["next_due_at"], row["timezone"])
+    return (
+        f"**{plain(what)}**, {plain(cron_words(row['cron']))} ({row['timezone']}), to "
+        f"{plain(where)}; owner {plain(row['owner'] or 'nobody')}. Next run: {next_run}. "
+        f"Last run: {last}."
+    )
+
+
+def _deliveries_words(items: list[dict[str, Any]], user: auth.User) -> str:
     words = []
     for d in items:
-        text = f"{d['kind']} {d['target']}: {d['status']}"
+        target = shown_path(d["target"], user) if d["kind"] == "folder" else d["target"]
+        text = f"{d['kind']} {target}: {d['status']}"
         if d["status"] == "failed":
             text += f" after {d['attempts']} tries ({d['error']})"
         words.append(text)
-    return "; ".join(words) or "none"
+    return "; ".join(words) or "None"
 
 
-def history_table(frame: pd.DataFrame) -> None:
-    """The run log, failures first at a glance (a badge, and a warning above the table)."""
+def history_table(frame: pd.DataFrame, user: auth.User) -> None:
+    """The run log, failures first at a glance (a warning above the table), the result in
+    words and the message wrapped; a kept file's full path only for roles that deliver to
+    folders (the others see its name)."""
     failed = frame[frame["result"].isin(FAILED)]
     if not failed.empty:
+        latest = failed.drop_duplicates("schedule_name").head(5)  # newest first: the last one
         st.warning(
             f"{len(failed)} of these runs failed or could not deliver: "
-            + ", ".join(sorted(set(failed["schedule_name"].fillna("?")))),
+            + plain(", ".join(sorted(set(failed["schedule_name"].fillna("?")))))
+            + ". The latest of each:\n\n"
+            + "\n".join(
+                f"- **{plain(row.schedule_name)}** ({result_words(row.result)}, "
+                f"{pd.Timestamp(row.started_at):%d %b %Y %H:%M} UTC): "
+                f"{plain(shown_message(row.message, row.file_path, user))}"
+                for row in latest.itertuples(index=False)
+            ),
             icon=":material/error:",
         )
     shown = pd.DataFrame(
         {
-            "result": [RESULT_BADGES.get(r, r) for r in frame["result"]],
+            "result": [result_words(r) for r in frame["result"]],
             "job": frame["schedule_name"],
-            "due_at": frame["due_at"],
+            "message": [
+                shown_message(m, p, user)
+                for m, p in zip(frame["message"], frame["file_path"], strict=True)
+            ],
             "started_at": frame["started_at"],
+            "deliveries": [_deliveries_words(d, user) for d in frame["deliveries"]],
+            "file_path": [shown_path(p, user) for p in frame["file_path"]],
+            "due_at": frame["due_at"],
             "finished_at": frame["finished_at"],
-            "message": frame["message"],
-            "deliveries": [_deliveries_words(d) for d in frame["deliveries"]],
-            "file_path": frame["file_path"],
             "runner": frame["runner"],
         }
     )
+    text = st.column_config.TextColumn
     tables.show_table(
         shown,
         column_config={
-            "result": "Result",
-            "job": "Job",
-            "due_at": "Due (UTC; empty: run by hand)",
-            "started_at": "Started (UTC)",
-            "finished_at": "Finished (UTC)",
-            "message": "Message",
-            "deliveries": "Deliveries",
-            "file_path": "File kept at",
-            "runner": "Runner",
+            "result": text("Result", width=90),
+            "job": text("Job", width=130),
+            "message": text("Message", width=350),
+            "started_at": {"label": "Started (UTC)", "width": 140},
+            "deliveries": text("Deliveries", width=250),
+            "file_path": text(
+                "File kept at" if auth.can(user.role, "deliver_to_folder") else "File kept",
+                width=250,
+            ),
+            "due_at": {"label": "Due (UTC; empty: run by hand)", "width": 140},
+            "finished_at": {"label": "Finished (UTC)", "width": 140},
+            "runner": text("Runner", width=80),
         },
+        row_height=HISTORY_ROW_HEIGHT,
     )
 
 

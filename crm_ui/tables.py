@@ -184,17 +184,8 @@ def show_table(frame: pd.DataFrame | dict, **dataframe_options: Any) -> Any:
 
 
 def csv_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """The frame as people read it in a spreadsheet: headers are labels with their unit
-    ("Revenue ($)", "Share of customers (%)"), shares in percent, numbers left unformatted
-    (a spreadsheet can still add them up). Scripts use the CLI's ``--json`` instead."""
-    out = frame.copy()
-    names = {}
-    for column in frame.columns:
-        name = str(column)
-        if display.describe(name).kind == "percent" and _is_number(frame[column]):
-            out[column] = (100 * pd.to_numeric(frame[column], errors="coerce")).round(2)
-        names[column] = display.axis_title(name)
-    return out.rename(columns=names)
+    """The frame as people read it in a spreadsheet (crm_core.display.spreadsheet_frame)."""
+    return display.spreadsheet_frame(frame)
 
 
 def csv_bytes(frame: pd.DataFrame) -> bytes:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -9,11 +12,30 @@ from crm_core import display
 
 _LAYOUT = {"margin": {"l": 10, "r": 10, "t": 30, "b": 10}}
 _TICK_FORMATS = {"money": ",.0f", "percent": ".0%", "count": ",d", "score": ",.1f"}
+_REFERENCE_NAMES = {"year_ago": "A year earlier", "previous": "Previous period"}
 
 
-def backtest_chart(frame: pd.DataFrame, label: str, fmt: str = "count") -> go.Figure:
-    """The measured `label` per period, the expected value (forecast or reference) with its
-    band (lower..upper, one side only for a threshold), and the periods it fired as markers."""
+def reference_names(condition: Mapping[str, Any] | None) -> tuple[str, str]:
+    """(the reference line's name, the band's name) for a rule's condition: a change rule
+    compares with a past value ("A year earlier", "Previous period") and does not fire inside
+    its band; an anomaly rule expects its forecast within the expected range."""
+    if condition and condition.get("kind") == "change":
+        against = _REFERENCE_NAMES.get(condition.get("against", ""), "Previous period")
+        return against, "No alert inside"
+    return "Expected", "Expected range"
+
+
+def backtest_chart(
+    frame: pd.DataFrame,
+    label: str,
+    fmt: str = "count",
+    condition: Mapping[str, Any] | None = None,
+) -> go.Figure:
+    """The measured `label` per period, the expected value (forecast, or the past value a
+    change rule compares with, named by `condition`) with its band (lower..upper, one side
+    only for a threshold or a one-way change), and the periods it fired as markers."""
+    reference, band = reference_names(condition)
+
     x = pd.to_datetime(frame["period_start"])
     fig = go.Figure()
     lower, upper = frame["lower"].astype(float), frame["upper"].astype(float)
@@ -31,7 +53,7 @@ def backtest_chart(frame: pd.DataFrame, label: str, fmt: str = "count") -> go.Fi
                 line={"width": 0},
                 fill="tonexty",
                 fillcolor="rgba(99, 110, 250, 0.15)",
-                name="Expected range",
+                name=band,
                 hoverinfo="skip",
             )
         )
@@ -54,7 +76,7 @@ def backtest_chart(frame: pd.DataFrame, label: str, fmt: str = "count") -> go.Fi
                 x=x,
                 y=expected,
                 mode="lines",
-                name="Expected",
+                name=reference,
                 line={"dash": "dot", "color": "#636efa"},
             )
         )

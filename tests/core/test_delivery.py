@@ -299,6 +299,8 @@ def test_folder_receives_the_files_and_a_manifest(store, tmp_path):
     manifest_name = next(n for n in files if n.endswith(".manifest.json"))
     assert files == sorted(["segment_vip_v2.csv", manifest_name])  # no temporary files left
     assert (folder / "segment_vip_v2.csv").read_bytes() == export.data
+    for name in files:  # readable by the other accounts that pick up a team's outbox
+        assert (folder / name).stat().st_mode & 0o777 == 0o644
     manifest = json.loads((folder / manifest_name).read_text())
     assert manifest["kind"] == "export" and manifest["subject"] == "Revenue dropped"
     assert manifest["files"] == [

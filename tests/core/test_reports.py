@@ -350,11 +350,14 @@ def test_home_report_sends_every_pin_with_its_own_filters(home_store):
     kpi_table = pd.read_csv(io.BytesIO(csvs["kpis.csv"].data))
     assert list(kpi_table["kpi"]) == ["revenue", "active_customers"]
     assert kpi_table["value"].iloc[0] == pytest.approx(revenue.value)
+    assert f",{active.value:.0f}," in csvs["kpis.csv"].data.decode()  # a count, not 2124.0
     assert list(kpi_table["countries"].fillna("")) == ["DE", ""]
     roi = pd.read_csv(io.BytesIO(csvs["05-campaign-roi.csv"].data))
     expected = campaigns.campaign_roi(store, pinned.pin_filters(charts[2], latest), "linear", 30)
     assert len(roi) == len(expected) > 0
-    assert roi["revenue"].sum() == pytest.approx(expected["revenue"].sum())
+    # the app's spreadsheet rules: labelled headers with units, money in cents, counts whole
+    assert roi["Revenue ($)"].sum() == pytest.approx(expected["revenue"].sum(), abs=0.01 * len(roi))
+    assert "Conversions" in roi.columns and "revenue" not in roi.columns
     if _chromium_available():
         assert len(message.images) == 3
         for image in message.images:

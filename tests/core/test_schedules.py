@@ -369,7 +369,9 @@ def test_export_keeps_file_manifest_and_audit_row_when_delivery_fails(shop, tmp_
 
 
 def test_export_owner_role_decides_personal_columns(shop, tmp_path):
-    with pytest.raises(CRMError, match="personal columns"):
+    # An analyst may export lists without personal columns, but not schedule exports at all:
+    # the role is checked first, so the message names what the role may not do.
+    with pytest.raises(CRMError, match="analyst role may not schedule exports"):
         schedules.add_schedule(
             shop,
             "analyst-list",
@@ -407,7 +409,7 @@ def test_cli_add_list_run_pause_history(shop, tmp_path, capsys):
     assert main(["schedules", "run", "nightly-list"]) == 0
     out = capsys.readouterr().out
     assert "sent" in out and len(list(outbox.rglob("*.csv"))) == 1
-    assert main(["schedules", "pause", "nightly-list"]) == 0
+    assert main(["schedules", "pause", "nightly-list", "--user", "mia"]) == 0
     assert "paused" in capsys.readouterr().out
     assert main(["schedules", "history", "nightly-list"]) == 0
     out = capsys.readouterr().out
@@ -426,7 +428,7 @@ def test_alert_schedule_delivers_only_when_it_fires(shop, tmp_path, op, fires):
         "measure": {"kind": "segment_size", "segment": "Everyone"},
         "condition": {"kind": "threshold", "op": op, "value": 1},
     }
-    alerts.save_alert(shop, "everyone-size", definition, owner="mia")
+    alerts.save_alert(shop, "everyone-size", definition, owner="ana")
     outbox = tmp_path / "alerts"
     schedules.add_schedule(
         shop,
@@ -477,7 +479,7 @@ def test_a_firing_alert_reaches_a_real_smtp_server(shop, monkeypatch):
         "measure": {"kind": "segment_size", "segment": "Everyone"},
         "condition": {"kind": "threshold", "op": "above", "value": 1},
     }
-    alerts.save_alert(shop, "everyone-size", definition, owner="mia")
+    alerts.save_alert(shop, "everyone-size", definition, owner="ana")
     schedules.add_schedule(
         shop,
         "size-mail",
@@ -536,7 +538,7 @@ def test_an_alert_in_use_by_a_schedule_cannot_be_deleted(shop, tmp_path):
         "measure": {"kind": "segment_size", "segment": "Everyone"},
         "condition": {"kind": "threshold", "op": "above", "value": 1},
     }
-    alerts.save_alert(shop, "everyone-size", definition, owner="mia")
+    alerts.save_alert(shop, "everyone-size", definition, owner="ana")
     schedules.add_schedule(
         shop,
         "size-watch",
@@ -548,9 +550,9 @@ def test_an_alert_in_use_by_a_schedule_cannot_be_deleted(shop, tmp_path):
         now=T0,
     )
     with pytest.raises(CRMError, match="evaluated by the schedule\\(s\\) size-watch"):
-        alerts.delete_alert(shop, "everyone-size", by="mia")
+        alerts.delete_alert(shop, "everyone-size", by="ana")
     schedules.delete_schedule(shop, "size-watch", by="mia")
-    alerts.delete_alert(shop, "everyone-size", by="mia")
+    alerts.delete_alert(shop, "everyone-size", by="ana")
     assert alerts.list_alerts(shop).empty
 
 
@@ -606,7 +608,7 @@ def test_a_firing_alert_is_delivered_once_per_period_and_again_by_hand(shop, mon
         "measure": {"kind": "kpi", "metric": "revenue", "grain": "week"},
         "condition": {"kind": "threshold", "op": "above", "value": 10},
     }
-    alerts.save_alert(shop, "weekly-revenue", definition, owner="mia")
+    alerts.save_alert(shop, "weekly-revenue", definition, owner="ana")
     secret = delivery.new_secret()
     with smtp_server() as inbox, webhook_receiver(secret) as hooks:
         monkeypatch.setenv("CRM_SMTP_URL", f"smtp://127.0.0.1:{inbox.port}")
@@ -635,7 +637,7 @@ def test_a_firing_alert_is_delivered_once_per_period_and_again_by_hand(shop, mon
         assert (len(inbox.messages), len(hooks.requests)) == (2, 2)
         # A new version of the rule is a new finding: the next due run delivers it.
         stricter = {**definition, "condition": {**definition["condition"], "value": 20}}
-        alerts.save_alert(shop, "weekly-revenue", stricter, owner="mia")
+        alerts.save_alert(shop, "weekly-revenue", stricter, owner="ana")
         (fourth,) = scheduler.run_pending(shop, now=T0 + timedelta(days=3, hours=1), runner="a")
         assert (len(inbox.messages), len(hooks.requests)) == (3, 3)
 
@@ -662,7 +664,7 @@ def test_an_alert_on_fresh_data_does_not_say_the_data_ends(shop):
         "measure": {"kind": "kpi", "metric": "revenue", "grain": "week"},
         "condition": {"kind": "threshold", "op": "above", "value": 10},
     }
-    alerts.save_alert(shop, "weekly-revenue", definition, owner="mia")
+    alerts.save_alert(shop, "weekly-revenue", definition, owner="ana")
     schedule = schedules.add_schedule(
         shop,
         "revenue-watch",
@@ -677,3 +679,25 @@ def test_an_alert_on_fresh_data_does_not_say_the_data_ends(shop):
     outcome = schedules._run_alert(shop, schedule, now=datetime(2024, 3, 4, 7), force=True)
     assert outcome.result == "fired" and "data ends" not in outcome.message
     assert "data_ends" not in outcome.detail
+
+
+def test_only_the_owner_or_an_admin_pauses_resumes_or_removes_a_schedule(shop, tmp_path):
+    schedules.add_schedule(
+        shop,
+        "mias-report",
+        kind="report",
+        target="overview",
+        cron="0 7 * * *",
+        destinations=[{"kind": "email", "to": ["mia@example.com"]}],
+        owner="mia",
+        now=T0,
+    )
+    auth.add_user(shop, "ops", "admin", "a long enough password")
+    with pytest.raises(ScheduleError, match="belongs to mia; only its owner or an admin"):
+        schedules.pause(shop, "mias-report", by="ana")
+    with pytest.raises(ScheduleError, match="no user 'nobody'"):
+        schedules.delete_schedule(shop, "mias-report", by="nobody")
+    assert schedules.pause(shop, "mias-report", by="mia", now=T0).paused
+    assert not schedules.resume(shop, "mias-report", by="ops", now=T0).paused
+    schedules.delete_schedule(shop, "mias-report", by="ops")
+    assert schedules.list_schedules(shop).empty
