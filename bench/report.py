@@ -44,6 +44,11 @@ STEPS: dict[str, Step] = {
         Step("clv_page", "CLV page: backtest, refit, values and attributes", "report it"),
         Step("churn", "churn model training and scoring", "< 90 s", 90),
         Step("export", "export of {exported} rows to CSV", "< 10 s", 10),
+        Step(
+            "duplicates",
+            "duplicate detection of {customers} customers (Splink: train, score, cluster)",
+            "report it",
+        ),
         Step("render", "overview page render in AppTest, warm", "< 1 s", 1),
     )
 }

@@ -11,6 +11,7 @@
 | churn           | churn.analyse (what scoring.score runs: train, validate, score)        |
 | export          | export.export_segment (segment builder page, `crm_core export`)        |
 | overview render | app.py signed in, overview page, in Streamlit's AppTest                |
+| duplicates      | dedupe.find_duplicates (`python -m crm_core duplicates find`), a child |
 """
 
 from __future__ import annotations
@@ -215,6 +216,28 @@ def export_everyone(store: Store, out: Path) -> export.ExportResult:
     return export.export_segment(
         store, EXPORT_SEGMENT, user=user, channel=EXPORT_CHANNEL, fmt="csv", out=out, seed=0
     )
+
+
+def find_duplicates(store_path: str) -> dict[str, Any]:
+    """Run duplicate detection on the store (in a child process: its peak memory is its
+    own); its time, the counts, and precision and recall against the planted duplicates."""
+    from crm_core import dedupe
+
+    store = Store(store_url(Path(store_path)))
+    started = time.perf_counter()
+    run = dedupe.find_duplicates(store, by="bench")
+    seconds = time.perf_counter() - started
+    precision, recall = dedupe.precision_recall(run.pairs, dedupe.planted_truth(store))
+    store.dispose()
+    return {
+        "seconds": seconds,
+        "customers": run.customers,
+        "pairs": len(run.pairs),
+        "clusters": len(run.clusters),
+        "precision": precision,
+        "recall": recall,
+        "peak_rss": peak_rss_bytes(),
+    }
 
 
 _APP_ENV = ("CRM_DATABASE_URL", "CRM_DATA_DIR")

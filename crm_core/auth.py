@@ -47,6 +47,8 @@ VIEW_ROLES: dict[str, frozenset[str]] = {
     "admin": frozenset({"admin"}),
     "glossary": _ALL,
     "alerts": _ALL,
+    "data_quality": frozenset({"admin", "analyst"}),
+    "duplicates": frozenset({"admin"}),
 }
 """Which roles may open each view (pages also check this themselves)."""
 
@@ -65,6 +67,7 @@ ACTION_ROLES: dict[str, frozenset[str]] = {
     "schedule_exports": frozenset({"admin", "marketer"}),
     "manage_all_schedules": frozenset({"admin"}),
     "deliver_to_folder": frozenset({"admin"}),
+    "merge_customers": frozenset({"admin"}),
 }
 """Which roles may take each action."""
 
@@ -85,6 +88,7 @@ ACTION_HELP = {
     "schedule_exports": "Schedule exports of their own saved segments",
     "manage_all_schedules": "See, run, pause and delete everyone's schedules and alert rules",
     "deliver_to_folder": "Deliver scheduled reports and exports to a folder on the server",
+    "merge_customers": "Find duplicate customers, merge them and undo merges",
 }
 
 MIN_PASSWORD_LENGTH = 10

@@ -754,6 +754,100 @@ def cmd_schedules(args: argparse.Namespace, store: Store) -> int:
     return 0
 
 
+def cmd_quality(args: argparse.Namespace, store: Store) -> int:
+    """Data quality per table: completeness, validity, uniqueness, references, freshness,
+    outliers and a score (issue 16; crm_core/quality.py)."""
+    from crm_core import quality
+
+    report = quality.assess(store, args.table)
+    if args.record:
+        quality.record(store, report)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2, default=str))
+        return 0
+    for line in report.summary():
+        print(line)
+    print(f"Assessed in {report.seconds:.1f} s.")
+    if args.record:
+        print(f"Recorded the scores of {len(report.tables)} table(s) (their trend).")
+    return 0
+
+
+def cmd_duplicates(args: argparse.Namespace, store: Store) -> int:
+    """Likely duplicate customers (find, crm_core/dedupe.py) and reversible merges (merge,
+    unmerge, history; crm_core/merge.py)."""
+    command = args.duplicates_command
+    if command == "find":
+        return _duplicates_find(args, store)
+    if command == "merge":
+        return _duplicates_merge(args, store)
+    if command == "unmerge":
+        return _duplicates_unmerge(args, store)
+    return _duplicates_history(args, store)
+
+
+def _duplicates_find(args: argparse.Namespace, store: Store) -> int:
+    """Score pairs of live customers with Splink, store the run; print pairs and clusters."""
+    from crm_core import dedupe
+
+    run = dedupe.find_duplicates(
+        store,
+        threshold=args.threshold,
+        by=args.user,
+        progress=None if args.json else _print_progress,
+    )
+    if args.json:
+        print(json.dumps(run.as_dict(), indent=2))
+    else:
+        print("\n".join(run.summary()))
+    return 0
+
+
+def _duplicates_merge(args: argparse.Namespace, store: Store) -> int:
+    from crm_core import merge
+
+    store.init_schema()
+    done = merge.merge_customers(
+        store, args.keep, args.others, by=args.user, reason=args.reason or ""
+    )
+    print("\n".join(done.summary()))
+    return 0
+
+
+def _duplicates_unmerge(args: argparse.Namespace, store: Store) -> int:
+    from crm_core import merge
+
+    store.init_schema()
+    done = merge.unmerge(store, args.merge_id, by=args.user)
+    print("\n".join(done.summary()))
+    return 0
+
+
+def _duplicates_history(args: argparse.Namespace, store: Store) -> int:
+    from crm_core import merge
+
+    store.init_schema()
+
+    def line(row: Any) -> str:
+        undone = (
+            f"; undone {row.unmerged_at:%Y-%m-%d %H:%M} by {row.unmerged_by}"
+            if row.status == "undone"
+            else ""
+        )
+        why = f" ({row.reason})" if isinstance(row.reason, str) and row.reason else ""
+        return (
+            f"merge {row.merge_id}: {row.merged_ids} into {row.kept_id}{why}, "
+            f"{row.merged_at:%Y-%m-%d %H:%M} by {row.merged_by}, {row.rows_moved:,} rows "
+            f"re-pointed; {row.status}{undone}"
+        )
+
+    frame = merge.history(store)
+    if args.json:  # empty times as null, not NaT
+        frame = frame.astype(object).where(frame.notna(), None)
+    _print_rows(frame, line, empty="No merges yet.", as_json=args.json)
+    return 0
+
+
 def cmd_scheduler(args: argparse.Namespace, store: Store) -> int:
     """Run due schedules: once (--once), or every poll until Ctrl+C."""
     import logging
@@ -1019,7 +1113,9 @@ def build_parser() -> argparse.ArgumentParser:
     aadd.add_argument("name")
     add_rule_args(aadd)
     aadd.add_argument("--description")
-    aadd.add_argument("--owner", default="cli", help="recorded as the alert's owner")
+    aadd.add_argument(
+        "--owner", required=True, help="user who saves it (a manager, analyst or admin)"
+    )
     aadd.add_argument("--no-backtest", action="store_true", help="save without the 12-month replay")
     alert_sub.add_parser("list", help="saved alerts in words").add_argument(
         "--json", action="store_true", help="print JSON"
@@ -1047,7 +1143,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         action = alert_sub.add_parser(verb, help=text)
         action.add_argument("name")
-        action.add_argument("--user", default="cli", help="who acts (logged)")
+        action.add_argument("--user", required=True, help="who acts (the owner or an admin)")
     alert.set_defaults(handler=cmd_alerts)
 
     # --- schedules and the scheduler (crm_core/schedules.py, crm_core/scheduler.py) ---
@@ -1087,7 +1183,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         action = sched_sub.add_parser(verb, help=text)
         action.add_argument("name")
-        action.add_argument("--user", default="cli", help="who acts (logged)")
+        action.add_argument("--user", required=True, help="who acts (the owner or an admin)")
     hist = sched_sub.add_parser("history", help="a schedule's runs and deliveries, newest first")
     hist.add_argument("name")
     hist.add_argument("--limit", type=int, default=20)
@@ -1099,6 +1195,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--poll", type=float, help="seconds between polls (CRM_SCHEDULER_POLL_SECONDS)"
     )
     sch.set_defaults(handler=cmd_scheduler)
+
+    # --- data quality and duplicates (crm_core/quality.py, dedupe.py, merge.py) ---
+    qual = sub.add_parser("quality", help="data quality per table (completeness, validity, ...)")
+    qual.add_argument("--json", action="store_true", help="print JSON")
+    qual.add_argument("--table", action="append", help="only this table (repeat for several)")
+    qual.add_argument("--record", action="store_true", help="store the scores (their trend)")
+    qual.set_defaults(handler=cmd_quality)
+
+    dup = sub.add_parser("duplicates", help="find likely duplicate customers; merge, unmerge")
+    dup_sub = dup.add_subparsers(dest="duplicates_command", required=True)
+    find = dup_sub.add_parser("find", help="score pairs of customers, cluster likely duplicates")
+    find.add_argument("--threshold", type=float, help="match probability to list a pair")
+    find.add_argument("--json", action="store_true", help="print JSON")
+    find.add_argument("--user", default="cli", help="who acts (logged)")
+    merge = dup_sub.add_parser("merge", help="merge customers into one (reversible)")
+    merge.add_argument("keep", type=int, help="the customer id to keep")
+    merge.add_argument("others", type=int, nargs="+", help="customer ids merged into it")
+    merge.add_argument("--user", default="cli", help="who acts (logged)")
+    merge.add_argument("--reason", help="why they are one person (kept in the history)")
+    unmerge = dup_sub.add_parser("unmerge", help="undo a merge exactly")
+    unmerge.add_argument("merge_id", type=int)
+    unmerge.add_argument("--user", default="cli", help="who acts (logged)")
+    dup_hist = dup_sub.add_parser("history", help="merges and unmerges, newest first")
+    dup_hist.add_argument("--json", action="store_true", help="print JSON")
+    dup.set_defaults(handler=cmd_duplicates)
     return parser
 
 

@@ -16,7 +16,22 @@ Everything is generated with vectorised numpy from one ``np.random.default_rng(s
   consumables bought again on a cycle (drawn from a generator of their own);
 - web/app sessions form a visit -> product_view -> add_to_cart -> checkout -> purchase funnel;
 - one planted checkout outage (`PLANTED_DROP`: 60% of a week's purchases cancelled) is the
-  true anomaly alert rules are tested on.
+  true anomaly alert rules are tested on;
+- planted duplicate customers (`DUPLICATE_SHARE`, 3% of people sign up again, a tenth of
+  them a third time; a random stream of its own, so every other number stays the same): each
+  copy gets the next customer ids, signs up later and differs in one or two ways
+  (`DUPLICATE_KINDS`: a typo in the first or last name, the e-mail in another case or with a
+  +tag, first and last name swapped, the phone written nationally or with the 00 exit code,
+  a moved city; a copy with no e-mail kind has no e-mail, `no_email`); about half of the
+  person's later orders, web/app sessions, tickets and surveys go to the copy (RFM and CLV
+  are split, as in real life), and a third of the copies opted out of e-mail or SMS where
+  the original did not. The truth is the `planted_duplicates` table (customer_id,
+  duplicate_of, kind). Gmail dots and +tags are not planted: demo addresses stay on
+  reserved domains (a +tag on them is another mailbox, `email_tag`);
+- planted data-quality problems for the quality view: a few e-mails that are not addresses
+  ("anna.weber12 at example.com", "anna.weber12@example") and a few birth dates a century
+  in the future (a mistyped year), `max(2, customers // 5000)` of each, never on a planted
+  duplicate.
 
 The true parameters are in ``BGNBD_PARAMS`` and ``GAMMA_GAMMA_PARAMS``.
 """
@@ -123,14 +138,17 @@ _PLACES = {
         ("Basque Country", "Bilbao"),
     ],
 }
-_PHONE_PREFIX = {
-    "US": "+1 555",
-    "GB": "+44 7700",
-    "DE": "+49 151",
-    "FR": "+33 6",
-    "NL": "+31 6",
-    "ES": "+34 6",
+_PHONES = {
+    "US": ("+1 212", "23456789", 7),
+    "GB": ("+44 20", "378", 8),
+    "DE": ("+49 151", "0123456789", 8),
+    "FR": ("+33 6", "01245678", 8),
+    "NL": ("+31 6", "12345", 8),
+    "ES": ("+34 6", "0123456789", 8),
 }
+"""Phone numbers per country: country code and area, the digits a number may start with
+after it, and its length after the area; every number made this way is a valid number of
+its country (phonenumbers), as real customers' numbers mostly are."""
 # (female first names, male first names, last names) per country; ASCII so e-mails derive.
 _NAMES = {
     "US": (
@@ -175,7 +193,7 @@ _NL_LAST = (
     "de Groot|Bos|Vos|Peters|Hendriks"
 )
 # Reserved domains (RFC 2606 / 6761): demo addresses can never reach a real inbox.
-_EMAIL_DOMAINS = ("example.com", "example.org", "example.net", "mail.example", "inbox.test")
+_EMAIL_DOMAINS = ("example.com", "example.org", "example.net", "mail.example", "inbox.example")
 _GENDERS = ("female", "male", "non_binary")
 _ACQ_CHANNELS = (
     "organic_search",
@@ -315,6 +333,23 @@ def _dedupe(texts: list[str], codes: np.ndarray) -> tuple[list[str], np.ndarray]
 def _pad(numbers: np.ndarray, width: int) -> pd.Series:
     """Zero-padded decimal strings."""
     return pd.Series(numbers, dtype=np.int64).astype("str").str.zfill(width)
+
+
+def _phone_numbers(ids: np.ndarray, country: np.ndarray) -> pd.Series:
+    """A valid phone number per customer ("+49 151 2345 6789"), unique within its country:
+    ids through a bijection of 0..size-1 (7919 is prime, so coprime to every size, which
+    has no factors but 2 and 5 and the count of allowed first digits, 3, 5 or 8)."""
+    phone = pd.Series(pd.NA, index=range(len(ids)), dtype="string")
+    for code, (prefix, starts, length) in _PHONES.items():
+        mine = country == _COUNTRIES.index(code)
+        free = 10 ** (length - 1)
+        number = (ids[mine] * 7_919 + 13_579_246) % (len(starts) * free)
+        lead = pd.Series(np.asarray(list(starts), dtype=object)[number // free], dtype="str")
+        rest = (lead + _pad(number % free, length - 1)).to_numpy(dtype=object)
+        cut = length - 4
+        grouped = [f"{prefix} {r[:cut]} {r[cut:]}" for r in rest]
+        phone[np.flatnonzero(mine)] = grouped
+    return phone.astype("object")
 
 
 # --- the product catalogue ------------------------------------------------------------------
@@ -600,6 +635,7 @@ class _Demo:
         self.rng = np.random.default_rng(seed)
         self.lrng = np.random.default_rng([seed, 13])  # order lines (a stream of their own)
         self.drng = np.random.default_rng([seed, 29])  # the planted outage (its own stream)
+        self.prng = np.random.default_rng([seed, 31])  # planted duplicates (its own stream)
         self.period = _Period.ending(end)
         self.horizon = float(self.period.days)
         self.last = self.horizon - 2 * _SECOND  # latest allowed time (days)
@@ -1442,13 +1478,7 @@ class _Demo:
         domains = np.asarray(_EMAIL_DOMAINS, dtype=object)[self.domain]
         email = local + _pad(ids, 1) + "@" + pd.Series(domains, dtype="str")
         email[~self.has_email | er] = None
-        # Unique phone numbers: ids through a bijection of 0..10^8-1 (7919 is coprime to 10^8).
-        digits = _pad((ids * 7_919 + 13_579_246) % 100_000_000, 8)
-        prefix = pd.Series(
-            np.asarray([_PHONE_PREFIX[c] for c in _COUNTRIES], dtype=object)[self.country],
-            dtype="str",
-        )
-        phone = prefix + " " + digits.str.slice(0, 4) + " " + digits.str.slice(4)
+        phone = _phone_numbers(ids, self.country)
         phone[~self.has_phone | er] = None
         self.email, self.phone = email, phone
 
@@ -1616,8 +1646,9 @@ class _Demo:
             }
         )
         out["suppressions"] = self.suppressions()
+        _Planter(self.prng, self.period).plant(out)
         tables = {}
-        for name in (*schema.DATA_TABLES, "suppressions"):
+        for name in (*schema.DATA_TABLES, "suppressions", "planted_duplicates"):
             columns = [c.name for c in schema.table(name).columns if not c.info.get("bookkeeping")]
             frame = out.pop(name)
             tables[name] = frame if list(frame.columns) == columns else frame[columns]
@@ -1648,15 +1679,328 @@ class _Demo:
         )
 
 
+# --- planted duplicates and data-quality problems --------------------------------------------
+
+DUPLICATE_SHARE = 0.03
+"""Share of people (live, signed up before the last 90 days) who signed up a second time."""
+
+THIRD_RECORD_SHARE = 0.1
+"""Share of those who signed up a third time."""
+
+DUPLICATE_KINDS = (
+    "name_typo",
+    "email_case",
+    "email_tag",
+    "swapped_names",
+    "phone_format",
+    "moved_city",
+)
+"""What a planted copy changes (one or two of them); a copy without an e-mail kind has no
+e-mail (`no_email`: a store sign-up), so every copy differs from its original somewhere."""
+
+_KIND_SHARE = (0.22, 0.2, 0.1, 0.13, 0.2, 0.15)
+_MOVE_SHARE = 0.5
+"""Chance that one of the person's orders, sessions, tickets or surveys after a copy's
+sign-up (plus a day) went to the copy instead (split evenly among the copies then open)."""
+_TRUNK = {"US": "1 ", "GB": "0", "DE": "0", "FR": "0", "NL": "0", "ES": ""}
+_EXIT = {"US": "011 ", "GB": "00", "DE": "00", "FR": "00", "NL": "00", "ES": "00"}
+_KEYBOARD_NEAR = dict(zip("aeiounmrstl", "eiauomnetar", strict=True))
+
+
+def _typo(name: str, u: np.ndarray) -> str:
+    """`name` with one typing mistake (swapped, dropped, doubled or mistyped letter)."""
+    if len(name) < 3:
+        return name + name[-1]
+    i = 1 + int(u[0] * (len(name) - 2))  # never the first letter
+    op = int(u[1] * 4)
+    if op == 0 and name[i] != name[i + 1]:
+        out = name[:i] + name[i + 1] + name[i] + name[i + 2 :]
+    elif op == 2:
+        out = name[:i] + name[i] + name[i:]
+    elif op == 3 and name[i].lower() in _KEYBOARD_NEAR:
+        out = name[:i] + _KEYBOARD_NEAR[name[i].lower()] + name[i + 1 :]
+    else:
+        out = name[:i] + name[i + 1 :]
+    return out if out != name else name + name[-1]
+
+
+def _phone_variant(phone: str, country: str, u: float) -> str:
+    """The same number written another way: national ("0151 12345678") or with the
+    international exit code ("0049151 12345678")."""
+    code, area, *number = phone[1:].split(" ")
+    if u < 0.5:
+        return _TRUNK[country] + area + " " + "".join(number)
+    return _EXIT[country] + code + area + "".join(number)
+
+
+def _email_variant(email: str, kind: str, u: float) -> str:
+    """The same address in another case, or with a +tag."""
+    local, _, domain = email.partition("@")
+    if kind == "email_tag":
+        tag = ("shop", "news", "promo")[int(u * 3)]
+        return f"{local}+{tag}@{domain}"
+    if u < 0.5:
+        return email.upper()
+    return ".".join(p[:1].upper() + p[1:] for p in local.split(".")) + "@" + domain.title()
+
+
+class _Planter:
+    """Plants duplicate customers and a few data-quality problems into generated frames,
+    from a random stream of its own (every other number the demo draws stays the same)."""
+
+    def __init__(self, rng: np.random.Generator, period: _Period) -> None:
+        self.rng = rng
+        self.period = period
+
+    def plant(self, out: dict[str, pd.DataFrame]) -> None:
+        """Append copies to customers, move some later activity to them, fill
+        out["planted_duplicates"]; then spoil a few e-mails and birth dates."""
+        cust = out["customers"]
+        n = len(cust)
+        copies = self._copies(cust)
+        out["planted_duplicates"] = pd.DataFrame(
+            {
+                "customer_id": copies["customer_id"].to_numpy(np.int64),
+                "duplicate_of": copies["duplicate_of"].to_numpy(np.int64),
+                "kind": pd.array(copies["kind"].tolist(), dtype="str"),
+            }
+        )
+        self._move_activity(out, copies, n)
+        rows = self._copy_rows(cust, copies)
+        both = pd.concat([cust.astype({c: "object" for c in _TEXT}), rows], ignore_index=True)
+        self._loyalty(both, out["orders"], copies)
+        planted = set(copies["duplicate_of"]) | set(copies["customer_id"])
+        self._spoil(both, planted, set(out["suppressions"]["value"]))
+        for col in _TEXT:
+            if col in ("email", "phone"):
+                both[col] = both[col].astype("str")
+            else:
+                known = list(cust[col].cat.categories)
+                extra = sorted(set(both[col].dropna()) - set(known))
+                both[col] = pd.Categorical(both[col], categories=known + extra)
+        out["customers"] = both
+
+    def _copies(self, cust: pd.DataFrame) -> pd.DataFrame:
+        """Who signs up again, when, and what differs (ids appended in sign-up order)."""
+        rng = self.rng
+        n = len(cust)
+        end = np.datetime64(self.period.start, "us") + np.timedelta64(self.period.days, "D")
+        signup = cust["signup_at"].to_numpy()
+        pool = np.flatnonzero(
+            cust["erased_at"].isna().to_numpy() & (signup < end - np.timedelta64(120, "D"))
+        )
+        k = min(len(pool), int(round(DUPLICATE_SHARE * n)))
+        people = np.sort(rng.choice(pool, size=k, replace=False)) if k else np.zeros(0, int)
+        third = rng.random(k) < THIRD_RECORD_SHARE
+        orig = np.concatenate([people, people[third]])
+        m = len(orig)
+        lo = signup[orig] + np.timedelta64(30, "D")
+        span = (end - np.timedelta64(30, "D") - lo).astype(np.int64)
+        when = lo + (rng.random(m) * span).astype(np.int64).astype("timedelta64[us]")
+        when = when.astype("datetime64[s]").astype("datetime64[us]")
+        two = rng.random(m) < 0.4
+        p = np.asarray(_KIND_SHARE) / sum(_KIND_SHARE)
+        kinds = []
+        for i in range(m):  # a few hundred copies per 10,000 customers
+            picked = list(rng.choice(len(DUPLICATE_KINDS), size=2, replace=False, p=p))
+            chosen = {DUPLICATE_KINDS[j] for j in picked[: 1 + two[i]]}
+            if {"email_case", "email_tag"} <= chosen:
+                chosen.discard("email_tag")
+            kinds.append(chosen)
+        order = np.argsort(when, kind="stable")
+        frame = pd.DataFrame(
+            {
+                "customer_id": np.arange(n + 1, n + m + 1, dtype=np.int64),
+                "duplicate_of": cust["customer_id"].to_numpy()[orig[order]],
+                "signup_at": when[order],
+                "kinds": [kinds[i] for i in order],
+            }
+        )
+        has_email = cust["email"].notna().to_numpy()[orig[order]]
+        for ks, e in zip(frame["kinds"], has_email, strict=True):
+            if e and not ks & {"email_case", "email_tag"}:
+                ks.add("no_email")
+            elif not e:
+                ks -= {"email_case", "email_tag"}
+                if not ks:  # nothing left that differs: a typo in the name
+                    ks.add("name_typo")
+        frame["kind"] = [
+            ",".join(k for k in (*DUPLICATE_KINDS, "no_email") if k in ks) for ks in frame["kinds"]
+        ]
+        return frame
+
+    def _copy_rows(self, cust: pd.DataFrame, copies: pd.DataFrame) -> pd.DataFrame:
+        """The copies' customer rows: the original's details with the planted differences."""
+        rng = self.rng
+        src = cust.set_index("customer_id").loc[copies["duplicate_of"]].reset_index(drop=True)
+        rows = src.astype({c: "object" for c in _TEXT}).copy()
+        m = len(rows)
+        u = rng.random((m, 4))
+        places = {c: [(r, city) for r, city in _PLACES[c]] for c in _COUNTRIES}
+        used: set[str] = set()
+        for i, kinds in enumerate(copies["kinds"]):
+            first, last = rows.at[i, "first_name"], rows.at[i, "last_name"]
+            country = str(rows.at[i, "country"])
+            if "name_typo" in kinds:
+                if u[i, 0] < 0.5:
+                    first = _typo(first, u[i, 1:])
+                else:
+                    last = _typo(last, u[i, 1:])
+            if "swapped_names" in kinds:
+                first, last = last, first
+            rows.at[i, "first_name"], rows.at[i, "last_name"] = first, last
+            email = rows.at[i, "email"]
+            if isinstance(email, str):
+                email_kind = sorted(kinds & {"email_case", "email_tag"})
+                if email_kind:  # a third record writes it differently from the second
+                    tries = (
+                        _email_variant(email, email_kind[0], (u[i, 3] + s) % 1)
+                        for s in (0, 0.5, 0.34)
+                    )
+                    email = next(e for e in tries if e not in used)
+                    used.add(email)
+                rows.at[i, "email"] = email if email_kind else None
+            phone = rows.at[i, "phone"]
+            if "phone_format" in kinds and isinstance(phone, str):
+                rows.at[i, "phone"] = _phone_variant(phone, country, u[i, 2])
+            if "moved_city" in kinds:
+                options = [p for p in places[country] if p[1] != rows.at[i, "city"]]
+                region, city = options[int(u[i, 3] * len(options))]
+                rows.at[i, "region"], rows.at[i, "city"] = region, city
+        rows["customer_id"] = copies["customer_id"].to_numpy()
+        rows["signup_at"] = copies["signup_at"].to_numpy()
+        rows["acquisition_channel"] = np.asarray(_ACQ_CHANNELS, dtype=object)[
+            _pick(rng, m, _ACQ_SHARE)
+        ]
+        opted_out = rng.random((m, 2)) < 0.35  # the copy opted out where the original did not
+        rows["consent_email"] = rows["consent_email"].to_numpy(bool) & ~opted_out[:, 0]
+        rows["consent_email"] &= rows["email"].notna()
+        rows["consent_sms"] = rows["consent_sms"].to_numpy(bool) & ~opted_out[:, 1]
+        return rows[cust.columns]
+
+    def _move_activity(self, out: dict[str, pd.DataFrame], copies: pd.DataFrame, n: int) -> None:
+        """Some of each person's orders, web/app sessions, tickets and surveys after a
+        copy's sign-up went to the copy (purchase sessions follow their order)."""
+        rng = self.rng
+        day = np.timedelta64(1, "D")
+        never = np.datetime64("9999-01-01", "us")
+        opens = np.full((n + 1, 2), never, dtype="datetime64[us]")
+        ids = np.zeros((n + 1, 2), dtype=np.int64)
+        for _, row in copies.sort_values("customer_id").iterrows():  # a few per 100 people
+            slot = 0 if ids[row["duplicate_of"], 0] == 0 else 1
+            ids[row["duplicate_of"], slot] = row["customer_id"]
+            opens[row["duplicate_of"], slot] = row["signup_at"] + day
+
+        def target(who: np.ndarray, when: np.ndarray) -> np.ndarray:
+            m = (when >= opens[who, 0]).astype(np.int64) + (when >= opens[who, 1])
+            pick = np.floor(rng.random(len(who)) * (m + 1 / _MOVE_SHARE - 1)).astype(np.int64)
+            pick = np.where(pick > m, 0, pick)  # the original keeps the rest
+            return np.where(pick == 1, ids[who, 0], np.where(pick == 2, ids[who, 1], who))
+
+        has_copy = ids[:, 0] > 0
+        orders = out["orders"]
+        cid = orders["customer_id"].to_numpy()
+        sel = np.flatnonzero(has_copy[cid])
+        new = target(cid[sel], orders["ordered_at"].to_numpy()[sel])
+        moved_order = pd.DataFrame(
+            {
+                "customer_id": cid[sel],
+                "occurred_at": orders["ordered_at"].to_numpy()[sel],
+                "new": new,
+            }
+        )
+        cid = cid.copy()
+        cid[sel] = new
+        orders["customer_id"] = cid
+
+        events = out["events"]
+        ecid = events["customer_id"].to_numpy()
+        sess = events["session_id"]
+        sel = np.flatnonzero(has_copy[ecid] & sess.notna().to_numpy())
+        sub = pd.DataFrame(
+            {
+                "row": sel,
+                "customer_id": ecid[sel],
+                "session_id": sess.to_numpy(dtype=np.int64, na_value=0)[sel],
+                "occurred_at": events["occurred_at"].to_numpy()[sel],
+                "purchase": (events["event_type"].to_numpy()[sel] == "purchase"),
+            }
+        )
+        per = sub.groupby("session_id", sort=True).agg(
+            customer_id=("customer_id", "first"), start=("occurred_at", "min")
+        )
+        per["new"] = target(per["customer_id"].to_numpy(), per["start"].to_numpy())
+        bought = sub[sub["purchase"]].merge(moved_order, on=["customer_id", "occurred_at"])
+        per.loc[bought["session_id"].to_numpy(), "new"] = bought["new"].to_numpy()
+        ecid = ecid.copy()
+        ecid[sub["row"].to_numpy()] = per.loc[sub["session_id"], "new"].to_numpy()
+        events["customer_id"] = ecid
+
+        for name, column in (("support_tickets", "opened_at"), ("survey_responses", "answered_at")):
+            frame = out[name]
+            tcid = frame["customer_id"].to_numpy().copy()
+            sel = np.flatnonzero(has_copy[tcid])
+            tcid[sel] = target(tcid[sel], frame[column].to_numpy()[sel])
+            frame["customer_id"] = tcid
+
+    def _loyalty(self, cust: pd.DataFrame, orders: pd.DataFrame, copies: pd.DataFrame) -> None:
+        """Loyalty tier and points of the originals and copies from the orders each has now."""
+        who = np.concatenate([copies["duplicate_of"].unique(), copies["customer_id"]])
+        mine = orders[orders["customer_id"].isin(who) & (orders["status"] == "completed")]
+        end = np.datetime64(self.period.start, "us") + np.timedelta64(self.period.days, "D")
+        spend = mine.groupby("customer_id")["amount"].sum().reindex(who, fill_value=0.0)
+        recent = mine[mine["ordered_at"].to_numpy() >= end - np.timedelta64(365, "D")]
+        spend_12m = recent.groupby("customer_id")["amount"].sum().reindex(who, fill_value=0.0)
+        rows = who - 1  # customer ids are 1..n+m in order
+        tier = np.asarray(_TIERS, dtype=object)[np.digitize(spend_12m.to_numpy(), _TIER_SPEND_12M)]
+        cust.loc[rows, "loyalty_tier"] = tier
+        points = np.floor(spend.to_numpy() * (1.0 - 0.8 * self.rng.random(len(who))))
+        cust.loc[rows, "loyalty_points"] = points.astype(np.int32)
+
+    def _spoil(self, cust: pd.DataFrame, planted: set[int], suppressed: set[str]) -> None:
+        """A few data-quality problems for the quality view: e-mails that are not addresses
+        and birth dates a century in the future (a mistyped year)."""
+        rng = self.rng
+        k = max(2, len(cust) // 5_000)
+        ok = cust["erased_at"].isna() & ~cust["customer_id"].isin(planted)
+        pool = np.flatnonzero(
+            (ok & cust["email"].notna() & ~cust["email"].isin(suppressed)).to_numpy()
+        )
+        bad = np.sort(rng.choice(pool, size=min(k, len(pool)), replace=False))
+        for j, i in enumerate(bad):
+            email = cust.at[i, "email"]
+            cust.at[i, "email"] = (
+                email.replace("@", " at ") if j % 2 == 0 else email.rsplit(".", 1)[0]
+            )
+        pool = np.flatnonzero((ok & cust["birth_date"].notna()).to_numpy())
+        pool = np.setdiff1d(pool, bad)
+        late = np.sort(rng.choice(pool, size=min(k, len(pool)), replace=False))
+        cust.loc[late, "birth_date"] = cust.loc[late, "birth_date"] + pd.DateOffset(years=100)
+
+
+_TEXT = (
+    "email",
+    "phone",
+    "first_name",
+    "last_name",
+    "region",
+    "city",
+    "acquisition_channel",
+    "loyalty_tier",
+)
+"""Customer columns the planter writes text into (categoricals get the new names added)."""
+
+
 def generate(
     customers: int = 20_000,
     seed: int = 42,
     end: date = DEMO_END,
     progress: Callable[[float, str], None] | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """One DataFrame per data table (keys = crm_core.schema.DATA_TABLES plus 'suppressions'),
-    with exactly the columns of the schema table (not the import bookkeeping column, which
-    the demo leaves empty) and dtypes that load into it."""
+    """One DataFrame per data table (keys = crm_core.schema.DATA_TABLES plus 'suppressions' and
+    'planted_duplicates', the truth about the planted copies), with exactly the columns of
+    the schema table (not the import bookkeeping column, which the demo leaves empty) and
+    dtypes that load into it."""
     demo = _Demo(customers, seed, end, progress)
     demo.report(0.0, "generating demo data")
     demo.customers()
@@ -1682,7 +2026,8 @@ def create_demo_store(
     progress: Callable[[float, str], None] | None = None,
 ) -> dict[str, int]:
     """Generate and load everything in ONE transaction (store.begin() + store.insert_df per table
-    in schema.DATA_TABLES order, then suppressions); returns rows per table."""
+    in schema.DATA_TABLES order, then suppressions and planted_duplicates); returns rows per
+    table."""
 
     def scaled(fraction: float, message: str) -> None:
         if progress is not None:
@@ -1690,7 +2035,7 @@ def create_demo_store(
 
     frames = generate(customers, seed, end, scaled)
     counts: dict[str, int] = {}
-    names = (*schema.DATA_TABLES, "suppressions")
+    names = (*schema.DATA_TABLES, "suppressions", "planted_duplicates")
     with store.begin() as conn:
         for i, name in enumerate(names):
             if progress is not None:

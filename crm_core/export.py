@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 from openpyxl.cell import WriteOnlyCell
 
-from crm_core import auth, features, segments
+from crm_core import auth, contacts, features, segments
 from crm_core.config import get_settings
 from crm_core.errors import CRMError, NotAllowedError
 from crm_core.schema import campaign_contacts, campaigns, customers, export_log, suppressions
@@ -80,8 +80,21 @@ EXCLUSION_REASONS = {
     "no_consent": "no consent for the channel",
     "no_address": "no e-mail address or phone number for the channel",
     "suppressed": "on the suppression list",
+    "opted_out_elsewhere": (
+        "another customer record with the same e-mail address or phone number opted out of "
+        "the channel (an opt-out wins)"
+    ),
+    "duplicate_address": (
+        "same e-mail address or phone number as another customer in the file (the one with "
+        "the lowest customer id is kept)"
+    ),
 }
-"""Why a customer was left out, checked in this order (each customer counts once)."""
+"""Why a customer was left out, checked in this order (each customer counts once): an
+address already in the file is checked last, among the customers left, so a customer with
+consent is never dropped for a copy without it."""
+PHONE_SUFFIX_DIGITS = 7
+"""Two phone numbers can be one number (crm_core.contacts.phone_key) only if their last
+this-many digits agree: only those are parsed, so a million numbers need no million parses."""
 
 
 def read_export_log(store: Store, limit: int = 500) -> pd.DataFrame:
@@ -246,7 +259,7 @@ def _check_request(role: str, channel: str, fmt: str, columns: list[str], share:
         raise CRMError(f"Control group share: got {share:.0%}; allowed 0% to 99%.")
 
 
-CONTACT_COLUMNS = ("email", "phone", "consent_email", "consent_sms", "erased_at")
+CONTACT_COLUMNS = ("email", "phone", "country", "consent_email", "consent_sms", "erased_at")
 """Live customers columns the exclusions read."""
 
 
@@ -274,25 +287,131 @@ def _flag(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 
 def _exclusions(store: Store, members: pa.Table, channel: str) -> np.ndarray:
-    """Reason ('' for none) per member, first in EXCLUSION_REASONS order, vectorised."""
-    sup = store.read_df(sa.select(suppressions.c.value, suppressions.c.kind))
-    emails = {str(v).strip().lower() for v in sup.loc[sup["kind"] == "email", "value"]}
-    phones = {_digits(v) for v in sup.loc[sup["kind"] == "phone", "value"]} - {""}
-    email_norm = pc.utf8_lower(pc.utf8_trim_whitespace(members["email"].cast(pa.string())))
-    phone_norm = pc.replace_substring_regex(members["phone"].cast(pa.string()), r"\D", "")
-    email_sup = _flag(pc.is_in(email_norm, value_set=pa.array(sorted(emails), pa.string())))
-    phone_sup = _flag(pc.is_in(phone_norm, value_set=pa.array(sorted(phones), pa.string())))
+    """Reason ('' for none) per member, first in EXCLUSION_REASONS order, vectorised.
+
+    Addresses are compared by their keys (crm_core.contacts): a suppressed "Ann.Lee@Gmail.com"
+    also suppresses "annlee@gmail.com", and "+49 151 ..." also "0151 ...". An address that any
+    customer record opted out of is left out for every record that has it (an opt-out wins,
+    as in a merge), so a person who signed up twice is not mailed through the other copy."""
+    suppressed = store.read_df(sa.select(suppressions.c.value, suppressions.c.kind))
+    sup_emails = _keys("email", suppressed.loc[suppressed["kind"] == "email", "value"])
+    sup_phones = _keys("phone", suppressed.loc[suppressed["kind"] == "phone", "value"])
+    email_sup = _matches(members, "email", sup_emails)
+    phone_sup = _matches(members, "phone", sup_phones)
     checks: list[tuple[str, np.ndarray]] = [("erased", _flag(pc.is_valid(members["erased_at"])))]
     if channel in ("email", "sms"):
-        address = email_norm if channel == "email" else phone_norm
+        kind = "email" if channel == "email" else "phone"
+        address = pc.utf8_trim_whitespace(members[kind].cast(pa.string()))
         checks += [
             ("no_consent", ~_flag(members[f"consent_{channel}"])),
             ("no_address", ~_flag(pc.not_equal(address, ""))),
             ("suppressed", email_sup if channel == "email" else phone_sup),
+            ("opted_out_elsewhere", _matches(members, kind, _opted_out(store, channel))),
         ]
     else:
         checks.append(("suppressed", email_sup | phone_sup))
-    return np.select([mask for _, mask in checks], [name for name, _ in checks], default="")
+    reasons = np.select([mask for _, mask in checks], [name for name, _ in checks], default="")
+    if channel in ("email", "sms"):
+        reasons = _repeated_addresses(members, channel, reasons)
+    return reasons
+
+
+def _keys(kind: str, values: pd.Series, country: pd.Series | None = None) -> set[str]:
+    """The address keys (crm_core.contacts) of e-mails or phones, blanks left out."""
+    values = values.astype("string").reset_index(drop=True)
+    if kind == "email":
+        keys = contacts.email_key(values)
+    else:
+        keys = contacts.phone_key(
+            values, None if country is None else country.reset_index(drop=True)
+        )
+    return set(keys.dropna())
+
+
+def _opted_out(store: Store, channel: str) -> set[str]:
+    """Keys of the addresses some customer record has without consent for `channel`."""
+    column = customers.c.email if channel == "email" else customers.c.phone
+    consent = customers.c.consent_email if channel == "email" else customers.c.consent_sms
+    frame = store.read_df(
+        sa.select(column.label("address"), customers.c.country).where(
+            consent.is_(False), column.is_not(None)
+        )
+    )
+    kind = "email" if channel == "email" else "phone"
+    return _keys(kind, frame["address"], frame["country"])
+
+
+def _matches(members: pa.Table, kind: str, keys: set[str]) -> np.ndarray:
+    """Whether each member's e-mail or phone has one of `keys`. E-mails are all keyed
+    (string operations); only phones whose last PHONE_SUFFIX_DIGITS digits agree with one
+    of `keys` are parsed, so a million members need no million parses."""
+    found = np.zeros(members.num_rows, dtype=bool)
+    if not keys or not members.num_rows:
+        return found
+    if kind == "email":
+        emails = members["email"].to_pandas().astype("string")
+        return contacts.email_key(emails).isin(keys).fillna(False).to_numpy(dtype=bool)
+    phones = members["phone"].cast(pa.string())
+    digits = pc.replace_substring_regex(phones, r"\D", "")
+    suffix = pc.utf8_slice_codeunits(digits, -PHONE_SUFFIX_DIGITS, 2**31 - 1)
+    wanted = pa.array(sorted({_digits(k)[-PHONE_SUFFIX_DIGITS:] for k in keys}), pa.string())
+    maybe = np.flatnonzero(_flag(pc.is_in(suffix, value_set=wanted)))
+    if len(maybe):
+        phone = phones.take(maybe).to_pandas().astype("string")
+        country = members["country"].take(maybe).to_pandas().astype("string")
+        found[maybe] = contacts.phone_key(phone, country).isin(keys).fillna(False).to_numpy()
+    return found
+
+
+def _repeats(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Whether each value occurs more than once (nulls never do), in Arrow."""
+    counts = pc.value_counts(values)
+    many = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
+    if not len(many):
+        return np.zeros(len(values), dtype=bool)
+    return _flag(pc.is_in(values, value_set=many))
+
+
+def _address_keys(members: pa.Table, channel: str, rows: np.ndarray) -> pd.Series:
+    """The address key (crm_core.contacts) of each member at `rows` (<NA>: none): the
+    mailbox of its e-mail, or its phone number in E.164. Only addresses that may repeat are
+    keyed: e-mails whose lower-case text without dots and +tags repeats, phones whose last
+    PHONE_SUFFIX_DIGITS digits repeat (equal keys always agree on those)."""
+    keys = pd.Series(pd.NA, index=range(len(rows)), dtype="string")
+    if channel == "email":
+        emails = members["email"].take(rows).cast(pa.string())
+        rough = pc.utf8_lower(pc.utf8_trim_whitespace(emails))
+        rough = pc.replace_substring_regex(rough, r"\+[^@]*@", "@")
+        rough = pc.replace_substring(rough, ".", "")
+        maybe = np.flatnonzero(_repeats(rough))
+        if len(maybe):
+            keys.iloc[maybe] = contacts.email_key(
+                emails.take(maybe).to_pandas().astype("string")
+            ).to_numpy()
+        return keys
+    phones = members["phone"].take(rows).cast(pa.string())
+    digits = pc.replace_substring_regex(phones, r"\D", "")
+    suffix = pc.utf8_slice_codeunits(digits, -PHONE_SUFFIX_DIGITS, 2**31 - 1)
+    maybe = np.flatnonzero(_repeats(suffix))
+    if len(maybe):
+        phone = phones.take(maybe).to_pandas().astype("string")
+        country = members["country"].take(rows).take(maybe).to_pandas().astype("string")
+        keys.iloc[maybe] = contacts.phone_key(phone, country).to_numpy()
+    return keys
+
+
+def _repeated_addresses(members: pa.Table, channel: str, reasons: np.ndarray) -> np.ndarray:
+    """`reasons` with "duplicate_address" for each member still in the file whose address a
+    member with a lower customer id (members are in id order) already has."""
+    rows = np.flatnonzero(reasons == "")
+    if len(rows) < 2:
+        return reasons
+    keys = _address_keys(members, channel, rows)
+    repeated = (keys.notna() & keys.duplicated(keep="first")).to_numpy(dtype=bool)
+    if repeated.any():
+        reasons = reasons.astype(object)
+        reasons[rows[repeated]] = "duplicate_address"
+    return reasons
 
 
 def _write(table: pa.Table, path: Path, fmt: str) -> dict[str, int]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """Bump when the model changes; `store.migrate` adds what an older store lacks."""
 
 metadata = sa.MetaData()
@@ -586,6 +586,138 @@ sa.event.listen(
         "CREATE UNIQUE INDEX ix_customer_360_customer_id ON customer_360 (customer_id)"
     ).execute_if(dialect="postgresql"),
 )
+
+# --- issue 16: review and merge (crm_core/merge.py) ---
+# No column here declares references="customers.customer_id": a merge re-points every
+# column that does, and its own history must keep the ids as they were.
+
+MERGE_ROW_ACTIONS = ("update", "delete")
+DUPLICATE_DECISIONS = ("not_same", "later")
+
+merges = sa.Table(
+    "merges",
+    metadata,
+    _key("merge_id", "Unique merge number."),
+    _col("kept_id", sa.BigInteger, "The customer kept (a customers.customer_id).", required=True),
+    _col("merged_ids", sa.Text, "The customers merged into it, as a JSON list.", required=True),
+    _col("reason", sa.Text, "Why they were merged, in words."),
+    _col("merged_at", sa.DateTime, "When the merge was done (UTC).", required=True),
+    _col("merged_by", sa.String, "Who merged.", required=True),
+    _col("unmerged_at", sa.DateTime, "When it was undone (UTC); empty while in force."),
+    _col("unmerged_by", sa.String, "Who undid it."),
+    _col("moved", sa.Text, "Rows re-pointed to the kept customer per table, as JSON."),
+)
+"""Every merge of duplicate customers, and its unmerge (the audit of both)."""
+
+merge_rows = sa.Table(
+    "merge_rows",
+    metadata,
+    _key("merge_id", "The merge (merges.merge_id)."),
+    _key("seq", "Order of the change within the merge (an unmerge undoes them backwards)."),
+    _col("table_name", sa.String, "The table the row is in.", required=True),
+    _col("action", sa.String, "What the merge did to the row.", allowed=MERGE_ROW_ACTIONS),
+    _col("row_key", sa.Text, "The row's key before the merge, as JSON.", required=True),
+    _col("new_key", sa.Text, "The row's key after the merge (updates), as JSON."),
+    _col("row_data", sa.Text, "The whole row before the merge, as typed JSON.", required=True),
+)
+"""The before-image of every row a merge changed or deleted: an unmerge restores them."""
+
+duplicate_decisions = sa.Table(
+    "duplicate_decisions",
+    metadata,
+    _key("decision_id", "Unique decision number."),
+    _col(
+        "cluster_key",
+        sa.String,
+        "The cluster's customer ids, sorted, comma-separated.",
+        required=True,
+    ),
+    _col(
+        "decision",
+        sa.String,
+        "What the reviewer decided.",
+        required=True,
+        allowed=DUPLICATE_DECISIONS,
+    ),
+    _col("decided_by", sa.String, "Who decided.", required=True),
+    _col("decided_at", sa.DateTime, "When (UTC).", required=True),
+)
+"""Review decisions on candidate duplicate clusters (the latest per cluster counts)."""
+
+# --- issue 16: data quality (crm_core/quality.py) ---
+
+quality_scores = sa.Table(
+    "quality_scores",
+    metadata,
+    sa.Column(
+        "recorded_at",
+        sa.DateTime,
+        primary_key=True,
+        info={"doc": "When the quality was measured (UTC)."},
+    ),
+    sa.Column("table_name", sa.String, primary_key=True, info={"doc": "The data table measured."}),
+    _col("batch_id", sa.BigInteger, "The latest import batch at that time (empty: none)."),
+    _col("rows", sa.BigInteger, "Rows of the table then."),
+    _col("score", sa.Double, "Quality score 0-100 (crm_core/quality.py).", required=True),
+    _col("checks", sa.Text, "The figures of every check, as JSON."),
+)
+"""The trend of each data table's quality score: one row per table per measurement."""
+
+# --- issue 16: duplicate detection (crm_core/dedupe.py, the demo's truth) ---
+# Customer ids here are what they were when found (no references=...: a merge must not
+# re-point the truth or a run's pairs).
+
+planted_duplicates = sa.Table(
+    "planted_duplicates",
+    metadata,
+    _key("customer_id", "The planted copy (a customers.customer_id)."),
+    _col(
+        "duplicate_of",
+        sa.BigInteger,
+        "The original record of the same person (a customers.customer_id).",
+        required=True,
+    ),
+    _col(
+        "kind",
+        sa.String,
+        "What differs from the original, comma-separated (name_typo, email_case, "
+        "email_tag, no_email, swapped_names, phone_format, moved_city).",
+        required=True,
+    ),
+)
+"""The demo's truth: which customers are planted copies of which (empty for real data)."""
+
+duplicate_runs = sa.Table(
+    "duplicate_runs",
+    metadata,
+    _key("run_id", "Unique run number."),
+    _col("created_at", sa.DateTime, "When the run was made (UTC).", required=True),
+    _col("created_by", sa.String, "Who ran it.", required=True),
+    _col("threshold", sa.Double, "Match probability a pair needed to be kept.", required=True),
+    _col("customers", sa.BigInteger, "Live customers compared.", required=True),
+    _col("pairs", sa.BigInteger, "Pairs at or above the threshold.", required=True),
+    _col("clusters", sa.BigInteger, "Clusters of two or more customers.", required=True),
+    _col("seconds", sa.Double, "How long the run took."),
+    _col("model", sa.Text, "The trained Splink model (settings and parameters), as JSON."),
+)
+"""Each run of duplicate detection (`dedupe.find_duplicates`)."""
+
+duplicate_pairs = sa.Table(
+    "duplicate_pairs",
+    metadata,
+    _key("run_id", "The run (duplicate_runs.run_id)."),
+    _key("customer_id_l", "The pair's smaller customer id."),
+    _key("customer_id_r", "The pair's larger customer id."),
+    _col("match_probability", sa.Double, "Probability they are one person.", required=True),
+    _col("match_weight", sa.Double, "Total match weight (log2 Bayes factor).", required=True),
+    _col("cluster_id", sa.BigInteger, "The cluster (its smallest customer id).", required=True),
+    _col(
+        "comparisons",
+        sa.Text,
+        "Per comparison: its label, the level the pair reached and the weight it adds, as JSON.",
+    ),
+)
+"""Likely duplicate pairs of each run, with why they match."""
 
 customer_clusters = sa.Table(
     "customer_clusters",

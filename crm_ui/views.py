@@ -159,6 +159,28 @@ VIEWS: tuple[View, ...] = (
         "The sidebar filters are not used here: users and the export log concern the whole store.",
     ),
     View(
+        "data_quality",
+        "Data quality",
+        ":material/fact_check:",
+        "Admin",
+        "app_pages/data_quality.py",
+        (
+            "The sidebar filters are not used here: data quality is measured on whole tables "
+            "(every row of each data table), so a problem outside the period still shows."
+        ),
+    ),
+    View(
+        "duplicates",
+        "Duplicates",
+        ":material/join_inner:",
+        "Admin",
+        "app_pages/duplicates.py",
+        (
+            "The sidebar filters are not used here: duplicates are looked for among every live "
+            "customer, and a merge moves a customer's whole history."
+        ),
+    ),
+    View(
         "glossary",
         "Glossary",
         ":material/menu_book:",

@@ -173,7 +173,11 @@ def test_exports_of_roles_without_personal_data_carry_none(own_store: Path):
         )
         analyst = auth.get_user(store, "analyst")
         done = export.export_segment(store, "One person", user=analyst, channel="none")
-        assert done.rows == 1
+        # the person, and the demo's planted copies of them that share the address
+        same = store.read_df(
+            sa.select(sa.func.count()).where(sa.func.lower(customers.c.email) == someone.lower())
+        ).iloc[0, 0]
+        assert done.rows == same >= 1
         assert found(file_text(done.path) + done.manifest_path.read_bytes(), values) == {}
         for fmt in export.FORMATS:
             done = export.export_segment(

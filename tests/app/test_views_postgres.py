@@ -139,7 +139,28 @@ def check_alerts(at: AppTest) -> None:
     assert len(at.get("plotly_chart")) == 1
 
 
+def check_data_quality(at: AppTest) -> None:
+    """A score card per data table, and findings that drill to their rows."""
+    from crm_core import display, quality
+
+    assert set(figures(at)) == {display.label(t) for t in quality.quality_tables()}
+    assert any("check_label" in d.value.columns for d in at.dataframe)
+
+
+def check_duplicates(at: AppTest) -> None:
+    """Find duplicates runs the record-linkage model on PostgreSQL's customers (read into
+    DuckDB in memory) and the review queue lists the demo's planted copies."""
+    from crm_core import merge
+    from crm_core.store import get_store
+
+    next(b for b in at.button if b.label == "Find duplicates").click().run(timeout=300)
+    assert not at.exception and not errors(at), (at.exception, errors(at))
+    assert len(merge.review_queue(get_store())) > 0
+
+
 CHECKS: dict[str, Callable[[AppTest], None]] = {
+    "data_quality": check_data_quality,
+    "duplicates": check_duplicates,
     "home": check_home,
     "alerts": check_alerts,
     "overview": check_overview,

@@ -48,7 +48,10 @@ def test_harness_runs_every_step_and_writes_results(tmp_path, monkeypatch):
     assert 0 < report.import_rss_before < report.import_peak_rss
     assert report.import_rows == report.counts["orders"] and report.polars_peak_rss > 0
     assert [c.split(":")[0] for c in report.checks] == ["Import", "KPI overview", "Customer 360"]
-    assert "## Checked before timing" in text and "2,000 customers, sorted" in text
+    customers = report.counts["customers"]  # 2,000 people and the planted duplicates
+    assert 2_040 <= customers <= 2_090
+    assert "## Checked before timing" in text and f"{customers:,} customers, sorted" in text
+    assert "against the planted duplicates" in text
     assert 0.5 < report.churn_auc <= 1
     assert any(line.startswith("| overview page render") for line in printed)
 

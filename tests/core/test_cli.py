@@ -222,12 +222,16 @@ def test_init_cdnow_imports_the_real_sample(store, capsys):
 def test_init_demo_reports_how_long_it_took(store, capsys):
     code, out, _ = run_cli(capsys, "init", "--customers", "300", "--seed", "3")
     assert code == 0
-    assert "Demo store created in" in out and "customers 300" in out
+    # 300 people, and the copies of the ones the demo plants as duplicates (about 3%)
+    people, planted = store.row_counts(("customers", "planted_duplicates")).values()
+    assert people == 300 + planted and 6 <= planted <= 15
+    assert "Demo store created in" in out and f"customers {people}" in out
+    assert f"planted_duplicates {planted}" in out
     yesterday = date.today() - timedelta(days=1)
     assert f"history up to {yesterday:%d %b %Y}" in out
     assert yesterday - timedelta(days=7) <= order_date_range(store)[1] <= yesterday
     code, out, _ = run_cli(capsys, "init")
-    assert "already has 300 customers; data left as it is" in out
+    assert f"already has {people} customers; data left as it is" in out
 
 
 def test_users_deactivate_activate_set_role_remove_and_list(store, capsys):

@@ -14,7 +14,8 @@ from crm_core import demo, schema
 from crm_core.store import Store
 from tests.conftest import DEMO_CUSTOMERS, DEMO_SEED
 
-TABLES = (*schema.DATA_TABLES, "suppressions")
+STORED = (*schema.DATA_TABLES, "suppressions")
+TABLES = (*STORED, "planted_duplicates")  # and the truth about the planted duplicates
 HORIZON = pd.Timestamp(demo.DEMO_END + timedelta(days=1))
 FUNNEL = ("visit", "product_view", "add_to_cart", "checkout", "purchase")
 
@@ -51,7 +52,7 @@ def test_generate_returns_every_table_with_schema_columns(frames) -> None:
         assert len(frames[name]) > 0, name
 
 
-@pytest.mark.parametrize("name", TABLES)
+@pytest.mark.parametrize("name", STORED)
 def test_values_satisfy_the_schema(frames, name: str) -> None:
     frame = frames[name]
     key = schema.primary_key(name)
@@ -127,7 +128,7 @@ def test_create_demo_store_loads_everything_in_one_go(store: Store) -> None:
     counts = demo.create_demo_store(
         store, customers=200, seed=5, progress=lambda f, m: calls.append((f, m))
     )
-    assert list(counts) == [*schema.DATA_TABLES, "suppressions"]
+    assert list(counts) == [*schema.DATA_TABLES, "suppressions", "planted_duplicates"]
     assert counts == store.row_counts(TABLES)
     assert all(counts[name] > 0 for name in TABLES)
     fractions = [f for f, _ in calls]
@@ -138,7 +139,9 @@ def test_create_demo_store_loads_everything_in_one_go(store: Store) -> None:
 def test_demo_store_volumes_are_in_proportion(demo_store: Store) -> None:
     counts = demo_store.row_counts(TABLES)
     per_customer = {k: v / counts["customers"] for k, v in counts.items()}
-    assert counts["customers"] == DEMO_CUSTOMERS
+    planted = counts["planted_duplicates"]
+    assert counts["customers"] == DEMO_CUSTOMERS + planted
+    assert 0.025 * DEMO_CUSTOMERS <= planted <= 0.04 * DEMO_CUSTOMERS
     assert 7 <= per_customer["orders"] <= 13
     assert 1.8 <= counts["events"] / counts["orders"] <= 3.5
     assert 56 <= counts["campaigns"] <= 80  # ~12 themed campaigns and 12 newsletters a year
@@ -423,3 +426,46 @@ def test_lines_generated_in_chunks_of_orders_agree_too(monkeypatch) -> None:
     items = lines.groupby("order_id")["quantity"].sum()
     assert (items.to_numpy() == orders["items"].to_numpy()).all()
     assert not lines.duplicated(["order_id", "line_no"]).any()
+
+
+def test_planted_duplicates_differ_as_their_truth_says(frames) -> None:
+    from crm_core.contacts import email_key, phone_key
+
+    truth = frames["planted_duplicates"]
+    customers = frames["customers"].set_index("customer_id")
+    n = len(customers) - len(truth)
+    assert truth["customer_id"].tolist() == list(range(n + 1, len(customers) + 1))
+    text = {c: "object" for c in ("first_name", "last_name", "city")}
+    copy = customers.loc[truth["customer_id"]].reset_index().astype(text)
+    orig = customers.loc[truth["duplicate_of"]].reset_index().astype(text)
+    kinds = truth["kind"].str.split(",")
+    has = {
+        k: kinds.map(lambda ks, k=k: k in ks).to_numpy()
+        for k in (*demo.DUPLICATE_KINDS, "no_email")
+    }
+    assert orig["erased_at"].isna().all() and (truth["duplicate_of"] <= n).all()
+    assert (copy["signup_at"] > orig["signup_at"]).all()
+    for col in ("birth_date", "country", "gender"):
+        assert copy[col].astype(str).equals(orig[col].astype(str)), col
+    same_names = (copy["first_name"] == orig["first_name"]) & (
+        copy["last_name"] == orig["last_name"]
+    )
+    swapped = (copy["first_name"] == orig["last_name"]) & (copy["last_name"] == orig["first_name"])
+    plain = ~has["name_typo"] & ~has["swapped_names"]
+    assert same_names[plain].all() and swapped[has["swapped_names"] & ~has["name_typo"]].all()
+    assert not (same_names | swapped)[has["name_typo"]].any()
+    assert (copy["city"] != orig["city"])[has["moved_city"]].all()
+    assert (copy["city"] == orig["city"])[~has["moved_city"]].all()
+    same_mailbox = email_key(copy["email"]) == email_key(orig["email"])
+    assert same_mailbox[has["email_case"]].all()
+    assert (copy["email"] != orig["email"])[has["email_case"] | has["email_tag"]].all()
+    assert copy.loc[has["no_email"], "email"].isna().all()
+    phones = copy["phone"].notna()
+    assert (phone_key(copy["phone"], copy["country"]) == phone_key(orig["phone"], orig["country"]))[
+        phones
+    ].all()
+    assert (copy["phone"] != orig["phone"])[has["phone_format"] & phones].all()
+    assert (copy["phone"] == orig["phone"])[~has["phone_format"] & phones].all()
+    # the copies bought something and some opted out where the original had not
+    assert frames["orders"]["customer_id"].isin(truth["customer_id"]).sum() > 0.5 * len(truth)
+    assert (orig["consent_email"] & ~copy["consent_email"]).any()

@@ -83,7 +83,14 @@ def shop(store):
 def test_email_export_excludes_erased_unconsented_and_suppressed(shop, tmp_path):
     result = export.export_segment(shop, "Everyone", user=MIA, channel="email", out=tmp_path)
     assert result.selected == 4 and result.rows == 1
-    assert result.excluded == {"erased": 1, "no_consent": 1, "no_address": 0, "suppressed": 1}
+    assert result.excluded == {
+        "erased": 1,
+        "no_consent": 1,
+        "no_address": 0,
+        "suppressed": 1,
+        "opted_out_elsewhere": 0,
+        "duplicate_address": 0,
+    }
     frame = pd.read_csv(result.path)
     assert frame["customer_id"].tolist() == [1]
 

@@ -1,0 +1,206 @@
+"""Duplicates view: find likely duplicate customers, review each cluster (merge, not the
+same person, later), and the merge history with unmerge."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from crm_core import auth, dedupe, merge
+from crm_core.errors import CRMError
+from crm_ui import data
+from crm_ui.tables import show_table
+
+FLASH = "duplicates_flash"
+WRITTEN_BY_FIND = ("duplicate_runs", "duplicate_pairs")
+WRITTEN_BY_MERGE = (
+    "customers",
+    *{t.name for t, _ in merge.customer_columns()},
+    "external_ids",
+    "schema_meta",
+    *merge.DERIVED_TABLES,
+    "merges",
+    "merge_rows",
+)
+QUEUE_SHOWN = 200
+"""Clusters listed in the queue's table at most (the picker offers them all)."""
+
+
+def _flash() -> None:
+    if text := st.session_state.pop(FLASH, None):
+        st.success(text)
+
+
+def _done(text: str, *tables: str) -> None:
+    data.tables_changed(*tables)
+    st.session_state[FLASH] = text
+    st.rerun()
+
+
+def find_panel(user: auth.User) -> None:
+    """Threshold and the Find duplicates button, with a progress bar."""
+    _flash()
+    run = dedupe.latest_run(data.store())
+    if run is not None:
+        st.caption(
+            f"Last run {run.run_id}: {run.created_at:%Y-%m-%d %H:%M} UTC by {run.created_by}, "
+            f"{run.customers:,} customers compared, {len(run.pairs):,} pairs in "
+            f"{len(run.clusters):,} clusters at match probability >= {run.threshold:.2f} "
+            f"({run.seconds:.1f} s)."
+        )
+    threshold = st.slider(
+        "Match probability threshold",
+        min_value=0.50,
+        max_value=0.99,
+        value=float(dedupe.DEFAULT_THRESHOLD),
+        step=0.01,
+        help="A pair of customers is listed when the model's probability that they are one "
+        "person is at least this. Lower finds more pairs, and more pairs that are not.",
+    )
+    if not st.button("Find duplicates", type="primary", help="Compare every live customer."):
+        return
+    bar = st.progress(0.0, "Starting...")
+    try:
+        found = dedupe.find_duplicates(
+            data.store(),
+            threshold=threshold,
+            by=user.username,
+            progress=lambda fraction, message: bar.progress(min(fraction, 1.0), message),
+        )
+    except CRMError as exc:
+        bar.empty()
+        st.error(str(exc))
+        return
+    bar.empty()
+    _done(" ".join(found.summary()), *WRITTEN_BY_FIND)
+
+
+def _label(row: pd.Series) -> str:
+    later = " (later)" if row["decision"] == "later" else ""
+    ids = ", ".join(str(i) for i in row["customer_ids"])
+    return f"{ids}: match probability up to {row['max_probability']:.3f}{later}"
+
+
+def queue_panel(user: auth.User) -> None:
+    """The clusters still to review, and the chosen one side by side with its decisions."""
+    store = data.store()
+    try:
+        queue = merge.review_queue(store)
+    except CRMError as exc:
+        st.error(str(exc))
+        return
+    if queue.empty:
+        if dedupe.latest_run(store) is None:
+            st.info("No duplicate search yet: press Find duplicates above to look for them.")
+        else:
+            st.success(
+                "Nothing to review: every cluster of the last run is merged or marked not the "
+                "same person. Find duplicates again after importing customers."
+            )
+        return
+    st.caption(
+        f"{len(queue):,} cluster(s) to review, the most likely first; those put off with "
+        "Later come last."
+    )
+    listed = queue.head(QUEUE_SHOWN).assign(
+        customers=lambda f: [", ".join(map(str, ids)) for ids in f["customer_ids"]]
+    )
+    show_table(
+        listed[["customers", "size", "min_probability", "max_probability", "decision"]],
+        hide_index=True,
+    )
+    labels = {row["cluster_key"]: _label(row) for _, row in queue.iterrows()}
+    key = st.selectbox("Cluster to review", list(labels), format_func=labels.get)
+    cluster = queue[queue["cluster_key"] == key].iloc[0]
+    review_cluster(user, [int(i) for i in cluster["customer_ids"]])
+
+
+def review_cluster(user: auth.User, ids: list[int]) -> None:
+    """One cluster: its customers side by side, why they match, which to keep, decisions."""
+    store = data.store()
+    show_table(merge.compare(store, ids), hide_index=True)
+    run = dedupe.latest_run(store)
+    if run is not None:
+        pairs = run.pairs[
+            run.pairs["customer_id_l"].isin(ids) & run.pairs["customer_id_r"].isin(ids)
+        ]
+        for pair in pairs.itertuples(index=False):
+            title = (
+                f"Why {pair.customer_id_l} and {pair.customer_id_r} match: probability "
+                f"{pair.match_probability:.3f}, match weight {pair.match_weight:.1f}"
+            )
+            with st.expander(title):
+                try:
+                    reasons = dedupe.pair_reasons(
+                        store, pair.customer_id_l, pair.customer_id_r, run.run_id
+                    )
+                except CRMError as exc:
+                    st.caption(str(exc))
+                else:
+                    show_table(reasons, hide_index=True)
+                    st.caption(
+                        "Each comparison adds its match weight (log2 of how much more often "
+                        "records of one person look like this than records of two people)."
+                    )
+    suggested, why = merge.suggested_keep(store, ids)
+    keep = st.radio(
+        "Record to keep",
+        ids,
+        index=ids.index(suggested),
+        horizontal=True,
+        key=f"keep:{merge.cluster_key(ids)}",
+        help=f"Suggested: {suggested} ({why}). The kept record's id stays; the others' "
+        "orders, events, surveys, tickets, leads and campaign contacts move to it, its empty "
+        "fields are filled from them, and an opt-out on any of them wins.",
+    )
+    reason = st.text_input("Reason (kept in the history)", key=f"why:{merge.cluster_key(ids)}")
+    merge_col, not_col, later_col = st.columns(3)
+    others = [i for i in ids if i != keep]
+    if merge_col.button("Merge", type="primary", key=f"merge:{merge.cluster_key(ids)}"):
+        try:
+            done = merge.merge_customers(store, keep, others, by=user.username, reason=reason)
+        except CRMError as exc:
+            st.error(str(exc))
+        else:
+            _done(" ".join(done.summary()), *WRITTEN_BY_MERGE)
+    if not_col.button("Not the same person", key=f"not:{merge.cluster_key(ids)}"):
+        merge.decide(store, ids, "not_same", by=user.username)
+        _done(f"Customers {merge.cluster_key(ids)}: not the same person.", "duplicate_decisions")
+    if later_col.button("Later", key=f"later:{merge.cluster_key(ids)}"):
+        merge.decide(store, ids, "later", by=user.username)
+        _done(f"Customers {merge.cluster_key(ids)}: put off for later.", "duplicate_decisions")
+
+
+def history_panel(user: auth.User) -> None:
+    """Every merge, newest first, and Unmerge of one in force."""
+    store = data.store()
+    history = merge.history(store)
+    if history.empty:
+        st.info("No merges yet. Each merge shows here, with who, when, why and rows moved.")
+        return
+    show_table(history, hide_index=True)
+    active = history[history["status"] == "in force"]
+    if active.empty:
+        st.caption("Every merge listed is undone already.")
+        return
+    st.caption(
+        "Unmerge puts every row the merge changed or deleted back exactly as it was. A merge "
+        "can be undone while no later merge of the same customers is in force."
+    )
+    labels = {
+        int(row.merge_id): f"Merge {int(row.merge_id)}: {row.merged_ids} into {int(row.kept_id)}"
+        for row in active.itertuples(index=False)
+    }
+    with st.form("unmerge"):
+        chosen = st.selectbox("Merge", list(labels), format_func=labels.get)
+        sure = st.checkbox("Yes, undo this merge")
+        if st.form_submit_button("Unmerge"):
+            if not sure:
+                st.warning("Tick the box to confirm.")
+                return
+            try:
+                done = merge.unmerge(store, chosen, by=user.username)
+            except CRMError as exc:
+                st.error(str(exc))
+            else:
+                _done(" ".join(done.summary()), *WRITTEN_BY_MERGE)
