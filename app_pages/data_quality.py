@@ -61,10 +61,14 @@ if findings.empty:
     st.success("No findings: every check passes on the chosen tables.")
 else:
     st.caption(
-        "Each check with failing rows, worst share first. "
-        + "; ".join(f"**{label}**: {meaning}" for label, _, meaning in quality.CHECKS.values())
+        "Each check with failing rows: real errors first (invalid values, references to "
+        "nothing), then gaps, shared contacts and unusual amounts; the most rows first."
     )
-    tables.show_table(findings.drop(columns=["check"]))
+    with st.expander("What each check means"):
+        st.markdown(
+            "\n".join(f"- **{label}**: {meaning}" for label, _, meaning in quality.CHECKS.values())
+        )
+    tables.show_table(quality_ui.findings_table(findings))
     finding = quality_ui.finding_picker(findings)
     if finding is not None:
         try:
@@ -86,4 +90,4 @@ with st.expander("Freshness"):
         "Last import: the newest import batch that wrote the table (not undone). "
         "Newest record: the latest time the table records (not after now)."
     )
-    tables.show_table(scores[["table", "rows", "last_import_at", "last_record_at"]])
+    tables.show_table(quality_ui.freshness_table(scores))

@@ -836,7 +836,8 @@ def _duplicates_history(args: argparse.Namespace, store: Store) -> int:
         )
         why = f" ({row.reason})" if isinstance(row.reason, str) and row.reason else ""
         return (
-            f"merge {row.merge_id}: {row.merged_ids} into {row.kept_id}{why}, "
+            f"merge {row.merge_id}: {', '.join(map(str, row.merged_ids))} into "
+            f"{row.kept_id}{why}, "
             f"{row.merged_at:%Y-%m-%d %H:%M} by {row.merged_by}, {row.rows_moved:,} rows "
             f"re-pointed; {row.status}{undone}"
         )

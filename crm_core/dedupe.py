@@ -587,11 +587,57 @@ def clusters(store: Store, run_id: int | None = None) -> pd.DataFrame:
     return found[keep].reset_index(drop=True)
 
 
+PRIOR_LABEL = "Starting point: how rare a duplicate is among random pairs"
+"""The first row of `pair_reasons`: the prior, log2 odds that two random records match."""
+
+_FIELDS: dict[str, tuple[str, ...]] = {
+    "name": ("first_name", "last_name"),
+    "email": ("email",),
+    "phone": ("phone",),
+    "city": ("city",),
+    "birth_date": ("birth_date",),
+}
+"""Customer columns each comparison reads, as `pair_reasons` shows them."""
+
+
+def _prior_weight(model: dict[str, Any]) -> float | None:
+    """log2 odds that two random records are one person (None if the model lacks it)."""
+    p = model.get("probability_two_random_records_match")
+    if not isinstance(p, int | float) or not 0.0 < p < 1.0:
+        return None
+    return math.log2(p / (1.0 - p))
+
+
+def _shown_value(row: dict[str, Any] | None, comparison: str) -> str:
+    if row is None:
+        return "(no record)"
+    parts = []
+    for column in _FIELDS.get(comparison, ()):
+        value = row.get(column)
+        if value is None or (not isinstance(value, str) and pd.isna(value)):
+            continue
+        if hasattr(value, "strftime"):
+            value = value.strftime("%Y-%m-%d")
+        if str(value).strip():
+            parts.append(str(value).strip())
+    return " ".join(parts) if parts else "(empty)"
+
+
+def _pair_records(store: Store, ids: tuple[int, int]) -> dict[int, dict[str, Any]]:
+    c = schema.table("customers").c
+    columns = sorted({col for cols in _FIELDS.values() for col in cols})
+    stmt = sa.select(c.customer_id, *(c[col] for col in columns)).where(c.customer_id.in_(ids))
+    frame = store.read_df(stmt)
+    return {int(r["customer_id"]): r for r in frame.to_dict(orient="records")}
+
+
 def pair_reasons(
     store: Store, customer_id_l: int, customer_id_r: int, run_id: int | None = None
 ) -> pd.DataFrame:
-    """Why a stored pair matches: one row per comparison (comparison, what the two records
-    have, the match weight it adds in log2 Bayes factor)."""
+    """Why a stored pair matches: the starting point (prior), then one row per comparison
+    (comparison, what each record holds "a vs b", the outcome, the match weight it adds in
+    log2 Bayes factor); the weights add up to the pair's match weight. Values unmasked:
+    the Duplicates view is for admins."""
     row = _run_row(store, run_id)
     lo, hi = sorted((int(customer_id_l), int(customer_id_r)))
     if row is None:
@@ -600,7 +646,7 @@ def pair_reasons(
             "run `python -m crm_core duplicates find` first."
         )
     t = schema.table("duplicate_pairs")
-    stmt = sa.select(t.c.comparisons).where(
+    stmt = sa.select(t.c.comparisons, t.c.match_weight).where(
         t.c.run_id == int(row["run_id"]), t.c.customer_id_l == lo, t.c.customer_id_r == hi
     )
     found = store.read_df(stmt)
@@ -610,13 +656,26 @@ def pair_reasons(
             "allowed: a listed pair; fix: pick a pair from the run's list."
         )
     items = json.loads(found.iloc[0]["comparisons"])
+    weights = [float("nan") if i["weight"] is None else float(i["weight"]) for i in items]
+    model = json.loads(row["model"]) if isinstance(row.get("model"), str) else {}
+    prior = _prior_weight(model)
+    if prior is None:  # an older run without the model: what the comparisons leave over
+        prior = float(found.iloc[0]["match_weight"]) - sum(w for w in weights if w == w)
+    records = _pair_records(store, (lo, hi))
+    values = [
+        f"{_shown_value(records.get(lo), i['comparison'])} vs "
+        f"{_shown_value(records.get(hi), i['comparison'])}"
+        for i in items
+    ]
     return pd.DataFrame(
         {
-            "comparison": [COMPARISONS.get(i["comparison"], i["comparison"]) for i in items],
-            "records": [i["label"] for i in items],
-            "match_weight": [
-                float("nan") if i["weight"] is None else float(i["weight"]) for i in items
+            "comparison": [
+                PRIOR_LABEL,
+                *(COMPARISONS.get(i["comparison"], i["comparison"]) for i in items),
             ],
+            "values": ["", *values],
+            "outcome": ["", *(i["label"] for i in items)],
+            "match_weight": [prior, *weights],
         }
     )
 

@@ -37,7 +37,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from crm_core import features, schema
+from crm_core import display, features, schema
 from crm_core.errors import CRMError
 from crm_core.schema import customers, duplicate_decisions, merge_rows, merges, schema_meta
 from crm_core.store import Store, lock_tables, next_id, utcnow
@@ -72,6 +72,9 @@ class Merge:
     unmerged_by: str | None = None
     moved: dict[str, int] = field(default_factory=dict)
     reason: str = ""
+    consent: list[str] | None = None
+    """What the merge changed in the kept customer's consent, in words (empty: nothing;
+    None: not known, a merge read back from the history)."""
 
     def summary(self) -> list[str]:
         """What the merge did, in words."""
@@ -82,7 +85,7 @@ class Merge:
             + (f" ({self.reason})" if self.reason else "")
             + "."
         ]
-        moved = ", ".join(f"{t} {n:,}" for t, n in self.moved.items() if n)
+        moved = ", ".join(f"{display.label(t)} {n:,}" for t, n in self.moved.items() if n)
         lines.append(f"Rows re-pointed to {self.kept_id}: {moved or 'none'}.")
         if self.unmerged_at is not None:
             lines.append(
@@ -90,9 +93,16 @@ class Merge:
                 "row is as it was before the merge."
             )
         else:
+            if self.consent is None:
+                lines.append("Consent: an opt-out on any copy won.")
+            else:
+                lines.append(
+                    " ".join(self.consent)
+                    or f"Consent of {self.kept_id} unchanged (no copy was more restrictive)."
+                )
             lines.append(
-                "Consent: the most restrictive of the copies; score customers again to fold "
-                f"the copies' history into {self.kept_id}'s CLV and churn risk."
+                "Score customers again to fold the copies' history into "
+                f"{self.kept_id}'s CLV and churn risk."
             )
         return lines
 
@@ -108,6 +118,7 @@ class Merge:
             "unmerged_by": self.unmerged_by,
             "moved": self.moved,
             "reason": self.reason,
+            "consent": self.consent,
         }
 
 
@@ -253,6 +264,29 @@ def _restrictive(values: Sequence[Any]) -> Any:
     if any(v is None for v in values):
         return None
     return True
+
+
+_CONSENT_WORDS = {"consent_email": "E-mail consent", "consent_sms": "SMS consent"}
+
+
+def _consent_words(rows: list[dict], changes: dict[str, Any]) -> list[str]:
+    """What changed in the kept customer's consent, e.g. "E-mail consent is now No (5086
+    had opted out)."."""
+    out = []
+    for name in CONSENT_COLUMNS:
+        if name not in changes:
+            continue
+        value = changes[name]
+        if value is None:
+            who = [str(r["customer_id"]) for r in rows[1:] if r[name] is None]
+            out.append(
+                f"{_CONSENT_WORDS[name]} is now unknown ({', '.join(who)} had none recorded)."
+            )
+            continue
+        who = [str(r["customer_id"]) for r in rows[1:] if r[name] is False or r[name] == 0]
+        word = "Yes" if value else "No"
+        out.append(f"{_CONSENT_WORDS[name]} is now {word} ({', '.join(who)} had opted out).")
+    return out
 
 
 def _kept_values(rows: list[dict]) -> dict[str, Any]:
@@ -403,7 +437,8 @@ def merge_customers(
         if recorder.rows:
             conn.execute(merge_rows.insert(), [{"merge_id": merge_id, **r} for r in recorder.rows])
     features.ensure_fresh(store)
-    return Merge(merge_id, keep_id, merge_ids, now, by, moved=moved, reason=reason)
+    consent = _consent_words(rows, changes)
+    return Merge(merge_id, keep_id, merge_ids, now, by, moved=moved, reason=reason, consent=consent)
 
 
 # --- unmerge ------------------------------------------------------------------------------
@@ -529,7 +564,7 @@ def get_merge(store: Store, merge_id: int) -> Merge:
 
 def history(store: Store) -> pd.DataFrame:
     """Every merge with its unmerge, the most recent action first: merge_id, kept_id,
-    merged_ids (text), reason, merged_at, merged_by, unmerged_at, unmerged_by, rows_moved,
+    merged_ids (a list of ids), reason, merged_at, merged_by, unmerged_at, unmerged_by, rows_moved,
     status ("in force" or "undone")."""
     columns = [
         "merge_id",
@@ -548,7 +583,7 @@ def history(store: Store) -> pd.DataFrame:
     frame = store.read_df(sa.select(merges))
     if frame.empty:
         return pd.DataFrame(columns=columns)
-    frame["merged_ids"] = [", ".join(map(str, json.loads(v))) for v in frame["merged_ids"]]
+    frame["merged_ids"] = [_ids(json.loads(v)) for v in frame["merged_ids"]]
     frame["rows_moved"] = [sum(json.loads(v or "{}").values()) for v in frame["moved"]]
     frame["status"] = ["in force" if pd.isna(v) else "undone" for v in frame["unmerged_at"]]
     latest = frame["unmerged_at"].fillna(frame["merged_at"])
@@ -695,3 +730,61 @@ def compare(store: Store, customer_ids: Sequence[int]) -> pd.DataFrame:
         .order_by(c.customer_id)
     )
     return store.read_df(stmt)
+
+
+def customer_names(store: Store, customer_ids: Iterable[int]) -> dict[int, str]:
+    """First and last name of each customer id ("" when it has none; missing ids left out)."""
+    ids = sorted({int(i) for i in customer_ids})
+    c = customers.c
+    out: dict[int, str] = {}
+    for start in range(0, len(ids), 10_000):
+        chunk = ids[start : start + 10_000]
+        frame = store.read_df(
+            sa.select(c.customer_id, c.first_name, c.last_name).where(c.customer_id.in_(chunk))
+        )
+        for row in frame.itertuples(index=False):
+            parts = [str(p).strip() for p in (row.first_name, row.last_name) if not pd.isna(p)]
+            out[int(row.customer_id)] = " ".join(p for p in parts if p)
+    return out
+
+
+SIDE_BY_SIDE = (
+    ("name", "Name"),
+    ("consent_email", "E-mail consent"),
+    ("consent_sms", "SMS consent"),
+    ("orders", "Completed orders"),
+    ("revenue", "Revenue"),
+    ("email", "E-mail"),
+    ("phone", "Phone"),
+    ("city", "City"),
+    ("country", "Country"),
+    ("birth_date", "Birth date"),
+    ("signup_at", "Signed up"),
+)
+"""Rows of `side_by_side`, the deciding ones (consent, orders, revenue) first."""
+
+
+def _as_text(column: str, value: Any) -> str:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return "unknown" if column in CONSENT_COLUMNS else ""
+    if column in CONSENT_COLUMNS:
+        return "Yes" if bool(value) else "No"
+    if column == "revenue":
+        return display.format_money(float(value))
+    if column == "orders":
+        return f"{int(value):,}"
+    if column in ("birth_date", "signup_at"):
+        return pd.Timestamp(value).strftime("%d %b %Y")
+    return str(value)
+
+
+def side_by_side(store: Store, customer_ids: Sequence[int]) -> pd.DataFrame:
+    """`compare` turned for a narrow screen: one row per field (the deciding ones first),
+    one column per customer ("Customer 42"), values as text."""
+    frame = compare(store, customer_ids)
+    out = pd.DataFrame({"field": [label for _, label in SIDE_BY_SIDE]})
+    for row in frame.to_dict(orient="records"):
+        out[f"Customer {int(row['customer_id'])}"] = [
+            _as_text(column, row.get(column)) for column, _ in SIDE_BY_SIDE
+        ]
+    return out

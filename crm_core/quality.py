@@ -55,6 +55,10 @@ CATEGORIES = ("completeness", "validity", "integrity", "uniqueness", "in_range")
 WEIGHTS = {"completeness": 30, "validity": 30, "integrity": 20, "uniqueness": 15, "in_range": 5}
 """Weight of each category in a table's score (percent points)."""
 
+SEVERITY = ("validity", "integrity", "completeness", "uniqueness", "in_range")
+"""Categories from the most severe (invalid values, references to nothing) to the least
+(unusual amounts): the order of `QualityReport.findings`."""
+
 CHECKS: dict[str, tuple[str, str, str]] = {
     "missing": ("Required value missing", "completeness", "A required column is empty."),
     "email_format": (
@@ -220,7 +224,8 @@ class QualityReport:
 
     def findings(self) -> pd.DataFrame:
         """Every finding: table, column, check, check_label, failing, checked, failing_share,
-        detail, worst share first."""
+        detail; the most severe first (SEVERITY: validity and references, then completeness,
+        uniqueness, amounts), then the most failing rows."""
         rows = [
             {
                 "table": f.table,
@@ -237,9 +242,12 @@ class QualityReport:
         ]
         columns = ["table", "column", "check", "check_label", "failing", "checked"]
         frame = pd.DataFrame(rows, columns=[*columns, "failing_share", "detail"])
-        return frame.sort_values(["failing_share", "table"], ascending=[False, True]).reset_index(
-            drop=True
+        rank = {category: i for i, category in enumerate(SEVERITY)}
+        frame["_severity"] = [rank.get(CHECKS[c][1], len(rank)) for c in frame["check"]]
+        frame = frame.sort_values(
+            ["_severity", "failing", "table", "column"], ascending=[True, False, True, True]
         )
+        return frame.drop(columns="_severity").reset_index(drop=True)
 
     def scores(self) -> pd.DataFrame:
         """One row per table: rows, quality_score, each category's passing share, freshness."""
@@ -402,7 +410,10 @@ def outlier_fences(store: Store, col: sa.Column) -> tuple[float, float] | None:
         return None
     q1, q3 = float(q1), float(q3)
     iqr = q3 - q1
-    return q1 - OUTLIER_IQR * iqr, q3 + OUTLIER_IQR * iqr
+    low = q1 - OUTLIER_IQR * iqr
+    if col.info.get("min") is not None:  # "outside 0 .. 2,195.94", not "-1,400 .. 2,195.94"
+        low = max(low, float(col.info["min"]))
+    return low, q3 + OUTLIER_IQR * iqr
 
 
 def _outlier_where(col: sa.Column, fences: tuple[float, float]) -> Any:
@@ -805,7 +816,14 @@ def finding_rows(
     else:
         stmt = stmt.where(_drill_where(store, tbl, check, col))
     frame = store.read_df(stmt.order_by(*order).limit(limit))
-    return privacy.mask_pii(frame, role)
+    masked = privacy.mask_pii(frame, role)
+    if privacy.may_see_pii(role):
+        return masked
+    for column in masked.columns:  # a masked date keeps its year, as text: "2003", not 2,003
+        if column in privacy.PII_COLUMNS and _is_time(tbl.c[column]):
+            years = pd.to_datetime(frame[column], errors="coerce").dt.year
+            masked[column] = years.astype("Int64").astype("string")
+    return masked
 
 
 def _library_ids(store: Store, check: str, limit: int) -> list[int]:

@@ -22,6 +22,19 @@ WRITTEN_BY_MERGE = (
     "merges",
     "merge_rows",
 )
+REASON_COLUMNS = {
+    "comparison": "Comparison",
+    "values": "What each record holds",
+    "outcome": "Outcome",
+    "match_weight": st.column_config.NumberColumn(
+        "Evidence (points; + means same person)",
+        help="Points for (+) or against (-) the two records being one person. Each point "
+        "doubles (or halves) the odds; the first row is where every pair starts, since two "
+        "random customers are very rarely one person. The rows add up to the pair's total.",
+        format="%+.1f",
+    ),
+}
+"""How `dedupe.pair_reasons` reads in the app."""
 QUEUE_SHOWN = 200
 """Clusters listed in the queue's table at most (the picker offers them all)."""
 
@@ -72,13 +85,36 @@ def find_panel(user: auth.User) -> None:
         st.error(str(exc))
         return
     bar.empty()
-    _done(" ".join(found.summary()), *WRITTEN_BY_FIND)
+    _done(found_message(found, data.store()), *WRITTEN_BY_FIND)
 
 
-def _label(row: pd.Series) -> str:
+def found_message(found: dedupe.DuplicateRun, store) -> str:
+    """Counts only: pairs, clusters, how many to review and how many were decided before."""
+    to_review = len(merge.review_queue(store, found.run_id))
+    decided = merge.decisions(store)
+    keys = [merge.cluster_key(ids) for ids in found.clusters["customer_ids"]]
+    not_same = sum(decided.get(k) == "not_same" for k in keys)
+    other = len(keys) - to_review - not_same
+    left_out = []
+    if not_same:
+        left_out.append(f"{not_same:,} marked not the same person earlier")
+    if other > 0:
+        left_out.append(f"{other:,} merged already or with a customer gone")
+    text = (
+        f"Found {len(found.pairs):,} likely duplicate pairs in {len(found.clusters):,} "
+        f"clusters; {to_review:,} to review"
+    )
+    return text + (f" ({' and '.join(left_out)} left out)." if left_out else ".")
+
+
+def _people(ids, names: dict[int, str]) -> str:
+    return ", ".join(f"{i} {names.get(int(i), '')}".strip() for i in ids)
+
+
+def _label(row: pd.Series, names: dict[int, str]) -> str:
     later = " (later)" if row["decision"] == "later" else ""
-    ids = ", ".join(str(i) for i in row["customer_ids"])
-    return f"{ids}: match probability up to {row['max_probability']:.3f}{later}"
+    who = _people(row["customer_ids"], names)
+    return f"{who}: match probability up to {row['max_probability']:.3f}{later}"
 
 
 def queue_panel(user: auth.User) -> None:
@@ -102,14 +138,16 @@ def queue_panel(user: auth.User) -> None:
         f"{len(queue):,} cluster(s) to review, the most likely first; those put off with "
         "Later come last."
     )
+    names = merge.customer_names(store, {i for ids in queue["customer_ids"] for i in ids})
     listed = queue.head(QUEUE_SHOWN).assign(
-        customers=lambda f: [", ".join(map(str, ids)) for ids in f["customer_ids"]]
+        customers=lambda f: [_people(ids, names) for ids in f["customer_ids"]]
     )
     show_table(
         listed[["customers", "size", "min_probability", "max_probability", "decision"]],
         hide_index=True,
+        column_config={"customers": "Customers (id and name)"},
     )
-    labels = {row["cluster_key"]: _label(row) for _, row in queue.iterrows()}
+    labels = {row["cluster_key"]: _label(row, names) for _, row in queue.iterrows()}
     key = st.selectbox("Cluster to review", list(labels), format_func=labels.get)
     cluster = queue[queue["cluster_key"] == key].iloc[0]
     review_cluster(user, [int(i) for i in cluster["customer_ids"]])
@@ -118,7 +156,7 @@ def queue_panel(user: auth.User) -> None:
 def review_cluster(user: auth.User, ids: list[int]) -> None:
     """One cluster: its customers side by side, why they match, which to keep, decisions."""
     store = data.store()
-    show_table(merge.compare(store, ids), hide_index=True)
+    show_table(merge.side_by_side(store, ids), hide_index=True, column_config={"field": ""})
     run = dedupe.latest_run(store)
     if run is not None:
         pairs = run.pairs[
@@ -127,7 +165,7 @@ def review_cluster(user: auth.User, ids: list[int]) -> None:
         for pair in pairs.itertuples(index=False):
             title = (
                 f"Why {pair.customer_id_l} and {pair.customer_id_r} match: probability "
-                f"{pair.match_probability:.3f}, match weight {pair.match_weight:.1f}"
+                f"{pair.match_probability:.3f}, evidence {pair.match_weight:+.1f} points"
             )
             with st.expander(title):
                 try:
@@ -137,10 +175,11 @@ def review_cluster(user: auth.User, ids: list[int]) -> None:
                 except CRMError as exc:
                     st.caption(str(exc))
                 else:
-                    show_table(reasons, hide_index=True)
+                    show_table(reasons, hide_index=True, column_config=REASON_COLUMNS)
                     st.caption(
-                        "Each comparison adds its match weight (log2 of how much more often "
-                        "records of one person look like this than records of two people)."
+                        "The rows add up to the pair's evidence: start from how rare a "
+                        "duplicate is, then each comparison adds points for (+) or against "
+                        "(-) one person. Every +1 doubles the odds."
                     )
     suggested, why = merge.suggested_keep(store, ids)
     keep = st.radio(
@@ -163,7 +202,11 @@ def review_cluster(user: auth.User, ids: list[int]) -> None:
             st.error(str(exc))
         else:
             _done(" ".join(done.summary()), *WRITTEN_BY_MERGE)
-    if not_col.button("Not the same person", key=f"not:{merge.cluster_key(ids)}"):
+    if not_col.button(
+        "Not the same",
+        key=f"not:{merge.cluster_key(ids)}",
+        help="Not the same person: never offer this cluster again.",
+    ):
         merge.decide(store, ids, "not_same", by=user.username)
         _done(f"Customers {merge.cluster_key(ids)}: not the same person.", "duplicate_decisions")
     if later_col.button("Later", key=f"later:{merge.cluster_key(ids)}"):
@@ -178,7 +221,10 @@ def history_panel(user: auth.User) -> None:
     if history.empty:
         st.info("No merges yet. Each merge shows here, with who, when, why and rows moved.")
         return
-    show_table(history, hide_index=True)
+    show_table(
+        history.assign(merged_ids=[", ".join(map(str, m)) for m in history["merged_ids"]]),
+        hide_index=True,
+    )
     active = history[history["status"] == "in force"]
     if active.empty:
         st.caption("Every merge listed is undone already.")
@@ -188,7 +234,10 @@ def history_panel(user: auth.User) -> None:
         "can be undone while no later merge of the same customers is in force."
     )
     labels = {
-        int(row.merge_id): f"Merge {int(row.merge_id)}: {row.merged_ids} into {int(row.kept_id)}"
+        int(row.merge_id): (
+            f"Merge {int(row.merge_id)}: {', '.join(map(str, row.merged_ids))} into "
+            f"{int(row.kept_id)}"
+        )
         for row in active.itertuples(index=False)
     }
     with st.form("unmerge"):

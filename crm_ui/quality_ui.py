@@ -57,6 +57,7 @@ def table_picker() -> tuple[str, ...]:
         "Tables",
         names,
         default=list(names),
+        format_func=display.label,
         key="dq_tables",
         help="The data tables to check. Fewer tables check faster.",
     )
@@ -83,12 +84,46 @@ def score_cards(report_: quality.QualityReport, history: pd.DataFrame) -> None:
         )
 
 
+def where(table: str, column: str) -> str:
+    """A table and column as people read them: "Order items · Unit price"."""
+    return f"{display.label(table)} · {display.label(column)}"
+
+
+def share_text(share: float) -> str:
+    """A failing share in words: "<0.1%" for a few rows among many, never "0.0%"."""
+    if share <= 0:
+        return "0%"
+    if share < 0.001:
+        return "<0.1%"
+    return f"{100 * share:.1f}%"
+
+
+def findings_table(findings: pd.DataFrame) -> pd.DataFrame:
+    """The findings as the page shows them: table and column labels, shares in words."""
+    return findings.drop(columns=["check"]).assign(
+        table=[display.label(t) for t in findings["table"]],
+        column=[display.label(c) for c in findings["column"]],
+        failing_share=[share_text(v) for v in findings["failing_share"]],
+    )
+
+
+def freshness_table(scores: pd.DataFrame) -> pd.DataFrame:
+    """Rows, last import ("never" when none) and newest record of each table, labelled."""
+    frame = scores[["table", "rows", "last_import_at", "last_record_at"]].copy()
+    frame["table"] = [display.label(t) for t in frame["table"]]
+    frame["last_import_at"] = [
+        "never" if pd.isna(v) else f"{pd.Timestamp(v):%d %b %Y, %H:%M}"
+        for v in frame["last_import_at"]
+    ]
+    return frame
+
+
 def finding_picker(findings: pd.DataFrame) -> pd.Series | None:
-    """The finding whose rows to show (worst share first)."""
+    """The finding whose rows to show (the most severe first)."""
     if findings.empty:
         return None
     names = [
-        f"{r.table}.{r.column}: {r.check_label} ({r.failing:,} rows)"
+        f"{where(r.table, r.column)}: {r.check_label} ({r.failing:,} rows)"
         for r in findings.itertuples(index=False)
     ]
     pick = st.selectbox(
@@ -110,8 +145,8 @@ def completeness_table(report_: quality.QualityReport) -> pd.DataFrame:
             col = tbl.c[column]
             rows.append(
                 {
-                    "table": t.table,
-                    "column": column,
+                    "table": display.label(t.table),
+                    "column": display.label(column),
                     "required": bool(col.primary_key or not col.nullable),
                     "filled": filled,
                 }

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
+from crm_core import display
+
 _LAYOUT = {"margin": {"l": 10, "r": 10, "t": 40, "b": 10}}
 
 
@@ -14,7 +16,7 @@ def score_bars(scores: pd.DataFrame) -> go.Figure:
     fig = go.Figure(
         go.Bar(
             x=shown["quality_score"],
-            y=shown["table"],
+            y=[display.label(t) for t in shown["table"]],
             orientation="h",
             text=[f"{v:.1f}" for v in shown["quality_score"]],
             textposition="auto",
@@ -40,23 +42,34 @@ def _colour(score: float) -> str:
     return "#d62728"
 
 
+def score_range(scores: pd.Series) -> list[float]:
+    """A y range zoomed to the scores (so 99.3 -> 99.2 shows), padded, within 0 .. 100."""
+    values = pd.to_numeric(scores, errors="coerce").dropna()
+    if values.empty:
+        return [0.0, 100.0]
+    low, high = float(values.min()), float(values.max())
+    pad = max(0.5, 0.1 * (high - low))
+    return [max(0.0, low - pad), min(100.0, high + pad)]
+
+
 def score_trend(trend: pd.DataFrame) -> go.Figure:
     """Each table's recorded score over time, one line per table."""
     fig = go.Figure()
     for table, part in trend.groupby("table", sort=True):
+        name = display.label(str(table))
         fig.add_trace(
             go.Scatter(
                 x=pd.to_datetime(part["recorded_at"]),
                 y=part["quality_score"],
                 mode="lines+markers",
-                name=str(table),
-                hovertemplate=f"{table}: " + "%{y:.1f} at %{x|%d %b %Y %H:%M}<extra></extra>",
+                name=name,
+                hovertemplate=f"{name}: " + "%{y:.1f} at %{x|%d %b %Y %H:%M}<extra></extra>",
             )
         )
     fig.update_layout(
         title="Quality score over imports",
-        xaxis={"title": "Measured (UTC)", "tickformat": "%d %b %Y"},
-        yaxis={"title": "Quality score (0-100)", "range": [0, 100.5]},
+        xaxis={"title": "Measured (UTC)", "tickformat": "%d %b %Y\n%H:%M"},
+        yaxis={"title": "Quality score", "range": score_range(trend["quality_score"])},
         legend={"title": {"text": "Table"}},
         **_LAYOUT,
     )

@@ -82,6 +82,14 @@ def test_admin_reviews_merges_and_unmerges(own_store):
     assert not at.exception and not errors(at), errors(at)
     assert any("2 cluster(s) to review" in cap.value for cap in at.caption)
     assert any(f"Why {a} and {b} match" in e.label for e in at.expander)
+    names = merge.customer_names(get_store(), [a, b])
+    assert any(names[a] and names[a] in o for o in at.selectbox[0].options)  # names beside ids
+    side = at.dataframe[1].value  # one row per field, deciding ones first; a column each
+    assert side.iloc[:3, 0].tolist() == ["Name", "E-mail consent", "SMS consent"]
+    assert list(side.columns[1:]) == [f"Customer {a}", f"Customer {b}"]
+    reasons = at.dataframe[2].value
+    assert reasons.iloc[0, 0].startswith("Starting point")
+    assert abs(reasons["match_weight"].sum() - 7.5) < 0.01  # the rows add up to the total
     _button(at, "Later").click().run()
     assert not at.exception
     queue = merge.review_queue(get_store())
@@ -92,7 +100,7 @@ def test_admin_reviews_merges_and_unmerges(own_store):
     assert any("merged into" in s.value for s in at.success)
     history = merge.history(get_store())
     assert len(history) == 1 and history.iloc[0]["status"] == "in force"
-    _button(at, "Not the same person").click().run()
+    _button(at, "Not the same").click().run()
     assert any("Nothing to review" in s.value for s in at.success)
     next(x for x in at.checkbox if x.label == "Yes, undo this merge").check()
     _button(at, "Unmerge").click().run()
@@ -121,4 +129,6 @@ def test_find_duplicates_button_stores_a_run(own_store):
     _button(at, "Find duplicates").click().run(timeout=300)
     assert not at.exception and not errors(at), errors(at)
     assert at.success, "the run's summary is shown"
+    assert at.success[0].value.startswith("Found ") and "to review" in at.success[0].value
+    assert "cluster " not in at.success[0].value  # counts only, the queue lists them
     assert any(cap.value.startswith("Last run 1:") for cap in at.caption)

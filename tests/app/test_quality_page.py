@@ -8,6 +8,7 @@ import pytest
 
 from crm_core import auth, display, ingest, quality
 from crm_core.store import Store, get_store
+from crm_ui import quality_ui
 from tests.app.conftest import errors, private_store, sign_in
 
 PAGE = "app_pages/data_quality.py"
@@ -73,23 +74,25 @@ def test_admin_sees_scores_findings_and_unmasked_rows(bad_app):
     assert cards["Events"] == "empty"
     assert float(cards["Customers"]) < 100
     findings = _table(at, "check_label")
-    assert {"customers", "orders"} == set(findings["table"])
+    assert {"Customers", "Orders"} == set(findings["table"])  # labels, not raw names
+    assert findings["check_label"].iloc[0] != "Unusual amount"  # real errors first
+    assert quality_ui.share_text(0.0004) == "<0.1%" and quality_ui.share_text(0.25) == "25.0%"
     assert {"Shared e-mail address", "E-mail not well formed", "Country not an ISO code"} <= set(
         findings["check_label"]
     )
-    at = _pick(at, "customers.email: Shared e-mail address")
+    at = _pick(at, f"{quality_ui.where('customers', 'email')}: Shared e-mail address")
     assert not at.exception and not errors(at)
     rows = _rows(at)
     assert rows["email"].tolist() == ["ann.lee@example.com", "ANN.LEE@example.com"]
     assert any(b.label == "Download these rows (CSV)" for b in at.get("download_button"))
-    at = _pick(at, "orders.customer_id: Reference points nowhere")
+    at = _pick(at, f"{quality_ui.where('orders', 'customer_id')}: Reference points nowhere")
     assert _rows(at)["order_id"].tolist() == [2]
 
 
 def test_analyst_sees_personal_columns_masked(bad_app):
     at = _open("analyst")
     assert not errors(at)
-    at = _pick(at, "customers.email: Shared e-mail address")
+    at = _pick(at, f"{quality_ui.where('customers', 'email')}: Shared e-mail address")
     rows = _rows(at)
     assert rows["email"].tolist() == ["a***@example.com", "A***@example.com"]
     assert rows["first_name"].tolist() == ["A******", "A******"]

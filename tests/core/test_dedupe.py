@@ -96,22 +96,29 @@ def test_pair_reasons_explain_a_planted_pair(found) -> None:
     truth = dedupe.planted_truth(store)
     copy = truth[truth["kind"] == "email_case"].iloc[0]
     reasons = dedupe.pair_reasons(store, int(copy["customer_id"]), int(copy["duplicate_of"]))
-    assert reasons["comparison"].tolist() == list(dedupe.COMPARISONS.values())
+    assert reasons["comparison"].tolist() == [
+        dedupe.PRIOR_LABEL,
+        *dedupe.COMPARISONS.values(),
+    ]
     by = reasons.set_index("comparison")
-    assert by.loc["E-mail", "records"] == "exact match after normalising"
+    assert by.loc["E-mail", "outcome"] == "exact match after normalising"
     assert by.loc["E-mail", "match_weight"] > 5
-    assert by.loc["First and last name", "records"] == "exact match"
-    assert by.loc["Birth date", "records"] == "exact match"
+    assert by.loc["First and last name", "outcome"] == "exact match"
+    assert by.loc["Birth date", "outcome"] == "exact match"
+    # what each record holds, "a vs b", unmasked (admins only)
+    left, right = by.loc["E-mail", "values"].split(" vs ")
+    assert left.lower().replace(".", "") == right.lower().replace(".", "")
+    assert "@" in left and "*" not in left
     pair = run.pairs[
         (run.pairs["customer_id_l"] == copy["duplicate_of"])
         & (run.pairs["customer_id_r"] == copy["customer_id"])
     ].iloc[0]
-    # the per-comparison weights plus the prior add up to the pair's match weight
-    prior = pair["match_weight"] - reasons["match_weight"].sum()
-    assert abs(prior - _prior_weight(run)) < 1e-3
+    # the starting point (prior) plus the comparisons add up to the pair's match weight
+    assert abs(by.loc[dedupe.PRIOR_LABEL, "match_weight"] - _prior_weight(run)) < 1e-6
+    assert abs(reasons["match_weight"].sum() - pair["match_weight"]) < 0.01
     swapped = truth[truth["kind"].str.contains("swapped_names")].iloc[0]
     why = dedupe.pair_reasons(store, int(swapped["duplicate_of"]), int(swapped["customer_id"]))
-    assert why.set_index("comparison").loc["First and last name", "records"] in (
+    assert why.set_index("comparison").loc["First and last name", "outcome"] in (
         "first and last name swapped",
         dedupe._SIMILAR,  # swapped and a typo in one of them
         "different",
@@ -210,7 +217,7 @@ def test_a_store_without_phones_or_birth_dates_still_finds_the_obvious_pair(stor
     run = dedupe.find_duplicates(store)
     assert run.clusters["customer_ids"].tolist() == [[1, 4]]
     reasons = dedupe.pair_reasons(store, 4, 1).set_index("comparison")
-    assert reasons.loc["Phone", "records"] == "one is missing"
+    assert reasons.loc["Phone", "outcome"] == "one is missing"
     assert reasons.loc["Phone", "match_weight"] == 0
 
 

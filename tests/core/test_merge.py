@@ -210,6 +210,8 @@ def test_merge_repoints_every_customer_row_and_keeps_restrictive_consent(rich: S
     assert row["phone"] == "+44 20 7946 0000" and row["loyalty_points"] == 40
     assert not row["consent_email"]  # the copy's opt-out wins
     assert pd.isna(row["consent_sms"])  # unknown on the kept customer beats the copy's yes
+    assert done.consent == ["E-mail consent is now No (5 had opted out)."]
+    assert "E-mail consent is now No (5 had opted out)." in done.summary()
     ext = rich.read_df(sa.select(schema.external_ids).order_by("external_id"))
     assert ext["internal_id"].tolist() == [1, 1]
     assert _count(rich, "suppressions") == 1  # suppressions are never touched
@@ -295,7 +297,7 @@ def test_history_and_decisions(rich: Store) -> None:
     hist = merge.history(rich)
     assert hist["merge_id"].tolist() == [again.merge_id, done.merge_id]
     assert hist["status"].tolist() == ["in force", "undone"]
-    assert hist.iloc[1]["unmerged_by"] == "u" and hist.iloc[1]["merged_ids"] == "5"
+    assert hist.iloc[1]["unmerged_by"] == "u" and hist.iloc[1]["merged_ids"] == [5]
     assert merge.decide(rich, [3, 2], "later", by="t") == "2,3"
     merge.decide(rich, [2, 3], "not_same", by="t")
     assert merge.decisions(rich) == {"2,3": "not_same"}
@@ -312,6 +314,7 @@ def test_cli_merge_unmerge_history(rich: Store, capsys) -> None:
     assert main(["duplicates", "history", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows[0]["kept_id"] == 1 and rows[0]["status"] == "in force"
+    assert rows[0]["merged_ids"] == [5]  # a list, not the text "5"
     merge_id = rows[0]["merge_id"]
     assert main(["duplicates", "unmerge", str(merge_id), "--user", "ops"]) == 0
     assert "Undone by ops" in capsys.readouterr().out

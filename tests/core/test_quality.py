@@ -123,6 +123,9 @@ def test_drilling_returns_the_offending_rows_masked_for_analysts(bad_store):
     )
     assert masked["email"].tolist() == ["a***@example.com", "A***@Example.com"]
     assert masked["first_name"].tolist() == ["A**", "A**"]
+    years = masked["birth_date"].dropna()  # a masked date is its year as text: no "2,003"
+    assert pd.api.types.is_string_dtype(masked["birth_date"])
+    assert all(isinstance(y, str) and len(y) == 4 for y in years)
     with pytest.raises(CRMError, match="no check 'nope'"):
         quality.finding_rows(bad_store, "customers", "nope", "email")
     with pytest.raises(CRMError, match="no data table 'app_users'"):
@@ -212,3 +215,26 @@ def test_phones_beyond_the_library_budget_are_sampled_and_marked_estimated(bad_s
     phone = next(f for f in customers.checks if f.check == "phone_format")
     assert phone.estimated and phone.checked == 4  # every 2nd id: customer 2 of 1, 2, 3, 5
     assert phone.detail == "estimated from 1 of 4 numbers"
+
+
+def test_findings_put_real_errors_first_and_fences_respect_the_minimum(bad_store, monkeypatch):
+    findings = quality.assess(bad_store).findings()
+    order = [quality.CHECKS[c][1] for c in findings["check"]]
+    ranks = [quality.SEVERITY.index(c) for c in order]
+    assert ranks == sorted(ranks)  # validity and references first, unusual amounts last
+    assert order[0] == "validity" and order[-1] == "in_range"
+    monkeypatch.setattr(quality, "OUTLIER_IQR", 100)  # Q1 - 100 x IQR is far below 0
+    low, _ = quality.outlier_fences(bad_store, schema.table("orders").c.amount)
+    assert low == 0  # amounts have a schema minimum of 0: no negative lower fence
+    report = quality.assess(bad_store)
+    outlier = next(f for t in report.tables for f in t.findings if f.check == "outlier")
+    assert outlier.detail.startswith("outside 0.00 .. ")
+
+
+def test_the_trend_axis_zooms_to_the_scores() -> None:
+    from crm_core.figures import quality_charts
+
+    low, high = quality_charts.score_range(pd.Series([99.3, 99.2]))
+    assert 98 < low < 99.2 and 99.3 < high <= 100
+    assert quality_charts.score_range(pd.Series([3.0, 5.0])) == [2.5, 5.5]
+    assert quality_charts.score_range(pd.Series([100.0]))[1] == 100
