@@ -140,10 +140,16 @@ def histogram_table(values: pd.Series, bins: int = HISTOGRAM_BINS) -> pd.DataFra
 _Computer = Callable[[Store, home.Pin, Filters, PinContent], None]
 
 
-def _kpi(store: Store, pin: home.Pin, filters: Filters, out: PinContent) -> None:
+def _kpi(
+    store: Store,
+    pin: home.Pin,
+    filters: Filters,
+    out: PinContent,
+    kpis: dict[str, metrics.KPIValue] | None = None,
+) -> None:
     from crm_core.reports import kpi_frame
 
-    out.kpi = metrics.compute_kpis(store, filters)[pin.item]
+    out.kpi = (kpis or metrics.compute_kpis(store, filters))[pin.item]
     out.table = kpi_frame({pin.item: out.kpi}, filters)
 
 
@@ -290,4 +296,16 @@ def home_contents(store: Store, user: auth.User) -> list[PinContent]:
     """What `user`'s Home page shows now, pin by pin (their own pins, or their role's
     published default; views their role may not open are left out)."""
     latest = default_filters(store)
-    return [content(store, pin, latest) for pin in home.pins_for(store, user)]
+    contents = []
+    kpis: dict[Filters, dict[str, metrics.KPIValue]] = {}  # every KPI of a filter at once
+    for pin in home.pins_for(store, user):
+        filters = pin_filters(pin, latest)
+        if COMPUTE.get((pin.view, pin.item)) is _kpi and filters is not None:
+            if filters not in kpis:
+                kpis[filters] = metrics.compute_kpis(store, filters)
+            item = PinContent(pin, filters)
+            _kpi(store, pin, filters, item, kpis[filters])
+            contents.append(item)
+        else:
+            contents.append(content(store, pin, latest))
+    return contents

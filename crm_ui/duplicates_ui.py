@@ -50,10 +50,16 @@ def _done(text: str, *tables: str) -> None:
     st.rerun()
 
 
+@data.reads("duplicate_runs", "duplicate_pairs", show_spinner=False, ttl=600)
+def latest_run() -> dedupe.DuplicateRun | None:
+    """The newest duplicate run with its pairs, read once per change, not per widget."""
+    return dedupe.latest_run(data.store())
+
+
 def find_panel(user: auth.User) -> None:
     """Threshold and the Find duplicates button, with a progress bar."""
     _flash()
-    run = dedupe.latest_run(data.store())
+    run = latest_run()
     if run is not None:
         st.caption(
             f"Last run {run.run_id}: {run.created_at:%Y-%m-%d %H:%M} UTC by {run.created_by}, "
@@ -126,7 +132,7 @@ def queue_panel(user: auth.User) -> None:
         st.error(str(exc))
         return
     if queue.empty:
-        if dedupe.latest_run(store) is None:
+        if latest_run() is None:
             st.info("No duplicate search yet: press Find duplicates above to look for them.")
         else:
             st.success(
@@ -157,7 +163,7 @@ def review_cluster(user: auth.User, ids: list[int]) -> None:
     """One cluster: its customers side by side, why they match, which to keep, decisions."""
     store = data.store()
     show_table(merge.side_by_side(store, ids), hide_index=True, column_config={"field": ""})
-    run = dedupe.latest_run(store)
+    run = latest_run()
     if run is not None:
         pairs = run.pairs[
             run.pairs["customer_id_l"].isin(ids) & run.pairs["customer_id_r"].isin(ids)
