@@ -38,14 +38,28 @@ try:
 except CRMError as exc:
     st.error(str(exc))
     st.stop()
+folded = insight_ui.merge_links(int(query)) if query.strip().isdigit() else (None, [])
+if folded[0] is not None:
+    merged = folded[0]
+    st.warning(
+        f"Customer #{int(query)} was merged into "
+        f"[#{merged.kept_id}]({links.customer_url(merged.kept_id)}) by {merged.merged_by} "
+        f"on {merged.merged_at:%d %b %Y} (merge {merged.merge_id}): its orders and history "
+        f"are on #{merged.kept_id}'s profile. An admin can undo the merge on the Duplicates "
+        "page."
+    )
 if shown.empty:
-    st.warning(f"No customer matches {query!r}.")
+    if folded[0] is None:
+        st.warning(f"No customer matches {query!r}.")
     st.stop()
 labels = {
     int(row.customer_id): f"#{row.customer_id} {row.first_name or ''} {row.last_name or ''} "
     f"({row.email or 'no e-mail'}, {row.country or '?'})"
     for row in shown.itertuples()
 }
+if st.session_state.get("profile_query") != query:  # a new search picks its best match
+    st.session_state.pop("profile_pick", None)
+    st.session_state["profile_query"] = query
 customer_id = st.selectbox(
     f"{len(shown)} match(es)",
     list(labels),
@@ -60,6 +74,14 @@ if person is None:
 
 name = f"{person.get('first_name') or ''} {person.get('last_name') or ''}".strip() or "(no name)"
 st.subheader(f"{name} · #{customer_id}")
+folded_in = insight_ui.merge_links(customer_id)[1]
+if folded_in:
+    st.caption(
+        "Also known as "
+        + ", ".join(f"#{copy}" for copy in folded_in)
+        + ": duplicate records merged into this customer, with their orders and history.",
+        help="Merges are listed, and can be undone by an admin, on the Duplicates page.",
+    )
 done = history["orders"][history["orders"]["status"] == "completed"]
 # Cards that wrap onto more lines on a narrow screen instead of cutting their figures.
 cards = st.container(horizontal=True)

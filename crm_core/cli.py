@@ -149,6 +149,8 @@ def _print_import(report, path, rejects: str | None) -> None:  # report: ingest.
 
     for note in report.notes:
         print(f"  note: {note}")
+    for warning in report.warnings:
+        print(f"  warning: {warning}")
     written = ", ".join(f"{table} {rows:,}" for table, rows in report.rows.items() if rows)
     if report.dry_run:
         if report.problems and report.on_error == "stop":

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from crm_core.errors import CRMError
 from crm_core.schema import customers, orders
-from crm_core.store import Store
+from crm_core.store import Store, utcnow
 
 
 @dataclass(frozen=True)
@@ -270,9 +270,14 @@ def customer_scope(column: sa.ColumnElement, filters: Filters) -> list[sa.Column
 
 
 def order_date_range(store: Store) -> tuple[date, date] | None:
-    """First and last day with a purchase (`IS_PURCHASE`), or None when there is none."""
+    """First and last day with a purchase (`IS_PURCHASE`), or None when there is none.
+
+    Purchases dated after today (UTC) are left out: a mistyped year in an import must not
+    move the data's end, every period and the 360 table's as-of date into the future.
+    """
+    tomorrow = datetime.combine(utcnow().date() + timedelta(days=1), time.min)
     stmt = sa.select(sa.func.min(orders.c.ordered_at), sa.func.max(orders.c.ordered_at)).where(
-        IS_PURCHASE
+        IS_PURCHASE, orders.c.ordered_at < tomorrow
     )
     with store.connect() as conn:
         first, last = conn.execute(stmt).one()

@@ -53,7 +53,7 @@ import pyarrow.csv as pacsv
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from crm_core import detect, features, schema
+from crm_core import detect, features, quality, schema
 from crm_core.errors import CRMError, ImportValidationError
 from crm_core.store import Store, lock_tables, next_id, utcnow
 
@@ -1017,6 +1017,7 @@ class ImportReport:
     batch_id: int | None = None  # None for a dry run
     notes: list[str] = field(default_factory=list)
     preview: dict[str, pd.DataFrame] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # rows loaded that look invalid
 
 
 class _DryRun(Exception):  # noqa: N818 - control flow, never shown
@@ -1126,6 +1127,9 @@ class _Loader:
         self.preview: dict[str, list[pd.DataFrame]] = {}
         self.seen_rows = 0
         self.batch_id = None if dry_run else _next_batch_id(conn)
+        self.now = utcnow()
+        self.phones_read = 0
+        self.warned: dict[tuple[str, str, str], list[Any]] = {}  # -> [count, examples]
 
     def failed(self) -> bool:
         """Whether nothing of this file will be kept (so nothing more is inserted)."""
@@ -1200,12 +1204,49 @@ class _Loader:
             checked[name] = (typed, rows, keep)
         if reasons:
             self._reject(chunk, reasons)
-        for name, (typed, _rows, keep) in checked.items():
+        for name, (typed, rows, keep) in checked.items():
             kept = typed if keep.all() else typed.loc[keep].reset_index(drop=True)
+            self._warn(name, kept, rows[keep])
             self.rows[name] = self.rows.get(name, 0) + len(kept)
             self._keep_preview(name, kept)
             if not self.dry_run and not self.failed() and len(kept):
                 self._insert(name, kept)
+
+    def _warn(self, name: str, kept: pd.DataFrame, rows: np.ndarray) -> None:
+        """Count the kept rows the Data quality view would call invalid (they still load)."""
+        budget = quality.LIBRARY_ROWS - self.phones_read
+        checks = quality.import_checks(name, kept, now=self.now, phones=budget)
+        if name == "customers" and "phone" in kept.columns:
+            self.phones_read += min(len(kept), max(budget, 0))
+        for check, column, bad in checks:
+            positions = np.flatnonzero(bad.to_numpy())
+            if not len(positions):
+                continue
+            label = self.problems.labels.get(name, {}).get(column)
+            shown_column = f"{label} ({column})" if label else column
+            entry = self.warned.setdefault((name, shown_column, check), [0, []])
+            entry[0] += len(positions)
+            for pos in positions[: max(_WARN_EXAMPLES - len(entry[1]), 0)]:
+                entry[1].append((int(rows[pos]), _shown(kept[column].iloc[pos])))
+
+    def warnings(self) -> list[str]:
+        """The warnings in words: table, column, how many rows, the first rows and values."""
+        out = []
+        for (name, column, check), (count, examples) in self.warned.items():
+            what = quality.CHECKS[check][0].lower()
+            shown = ", ".join(f"row {row} ({value})" for row, value in examples)
+            more = f" and {count - len(examples):,} more" if count > len(examples) else ""
+            phones = (
+                f" (of the first {quality.LIBRARY_ROWS:,} phones; the Data quality view "
+                "checks them all)"
+                if check == "phone_format" and self.phones_read >= quality.LIBRARY_ROWS
+                else ""
+            )
+            out.append(
+                f"{name}, column {column}: {count:,} row(s) {what}{phones}: {shown}{more}. "
+                "They are imported as they are; the Data quality view lists them."
+            )
+        return out
 
     def _remember(self, name: str, typed: pd.DataFrame, rows: np.ndarray, bad: np.ndarray) -> None:
         """In partial mode, the referenced keys kept and those rejected, with their rows."""
@@ -1383,6 +1424,7 @@ class _Loader:
             problems=problems,
             batch_id=self.batch_id,
             notes=notes,
+            warnings=self.warnings(),
             preview={
                 name: pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
                 for name, parts in self.preview.items()
@@ -1407,6 +1449,9 @@ class _Loader:
             )
         )
 
+
+_WARN_EXAMPLES = 3
+"""Rows a warning names (the first ones); the rest are counted."""
 
 _IN_LIST = 5_000
 """Text keys looked up per query (a bound IN list) when an upsert reads the rows it replaces."""

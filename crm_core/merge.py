@@ -593,6 +593,42 @@ def history(store: Store) -> pd.DataFrame:
     return frame[columns].reset_index(drop=True)
 
 
+def _in_force(store: Store) -> pd.DataFrame:
+    """The merges in force (not undone), oldest first."""
+    done = history(store)
+    return done[done["status"] == "in force"].sort_values("merge_id").reset_index(drop=True)
+
+
+def merged_into(store: Store, customer_id: int) -> Merge | None:
+    """The merge in force that folded `customer_id` into another customer (None: none).
+
+    When the kept customer was later merged again, the merge returned is the last one of
+    the chain, so its `kept_id` is the customer that holds the history now.
+    """
+    found: Merge | None = None
+    current = int(customer_id)
+    for row in _in_force(store).itertuples():
+        if current in row.merged_ids:
+            found = get_merge(store, int(row.merge_id))
+            current = found.kept_id
+    return found
+
+
+def merged_from(store: Store, customer_id: int) -> list[int]:
+    """Every customer id folded into `customer_id` by merges in force (directly or not)."""
+    into: dict[int, list[int]] = {}
+    for row in _in_force(store).itertuples():
+        into.setdefault(int(row.kept_id), []).extend(row.merged_ids)
+    found: list[int] = []
+    todo = list(into.get(int(customer_id), []))
+    while todo:
+        copy = todo.pop(0)
+        if copy not in found:
+            found.append(copy)
+            todo.extend(into.get(copy, []))
+    return sorted(found)
+
+
 # --- review queue -------------------------------------------------------------------------
 
 

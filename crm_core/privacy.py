@@ -23,16 +23,20 @@ FREE_TEXT_PII: frozenset[str] = frozenset(
 """Personal free text (survey comments): it may name anyone, so it is left out, not masked."""
 
 
+MASK = "***"
+"""What stands for a masked value (after its first character when it has more than 2)."""
+
+
 def _mask_text(value: object) -> object:
     if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NA:
         return value
     text = str(value)
     if "@" in text:
         local, _, domain = text.partition("@")
-        return f"{local[:1]}***@{domain}"
+        return f"{local[:1]}{MASK}@{domain}"
     if len(text) <= 2:
-        return "*" * len(text)
-    return text[:1] + "*" * (len(text) - 1)
+        return MASK
+    return text[:1] + MASK  # the same mask for any length: a length tells about a name
 
 
 def may_see_pii(role: str) -> bool:

@@ -397,6 +397,7 @@ def preview_step(
         show_problems(report.problems)
     else:
         st.success(f"The first {PREVIEW_ROWS} rows read without problems.")
+    show_warnings(report.warnings)
     shown = {t: f for t, f in report.preview.items() if not f.empty}
     if not shown:
         st.info("No row would be stored from the first rows.")
@@ -405,6 +406,15 @@ def preview_step(
         with tab:
             st.caption(f"`{table}`: the first rows as they will be stored.")
             show_table(frame)
+
+
+def show_warnings(warnings: list[str]) -> None:
+    """Rows that load but look invalid (a future date, a malformed e-mail or phone)."""
+    if warnings:
+        st.warning(
+            "Rows that load as they are but look wrong:\n"
+            + "\n".join(f"- {text}" for text in warnings)
+        )
 
 
 def import_step(
@@ -473,6 +483,7 @@ def last_result() -> None:
         st.success(f"Imported {name} as batch {report.batch_id}: {written or 'no rows'}.")
     for note in report.notes:
         st.caption(f"• {note}")
+    show_warnings(report.warnings)
     if report.rejected:
         st.warning(f"{report.rejected:,} row(s) rejected{' (would be)' if report.dry_run else ''}.")
         st.download_button(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from crm_core import profile
+from crm_core import merge, profile
 from crm_core.analytics import campaigns, funnels, surveys
 from crm_core.filters import Filters
 from crm_ui import data
@@ -149,3 +149,9 @@ def customer_profile(customer_id: int, role: str) -> tuple[dict | None, dict[str
 def customer_segments(customer_id: int) -> dict[str, object]:
     """The customer's RFM segment, cluster and saved segments."""
     return profile.segment_facts(store(), customer_id)
+
+
+@data.reads("merges", show_spinner=False, ttl=60)
+def merge_links(customer_id: int) -> tuple[merge.Merge | None, list[int]]:
+    """The merge that folded this customer into another (if any), and the ids folded into it."""
+    return merge.merged_into(store(), customer_id), merge.merged_from(store(), customer_id)

@@ -130,3 +130,21 @@ def test_a_file_of_another_table_says_what_it_looks_like(own_store):
     assert not at.exception
     assert any("looks like it belongs in **orders**" in w.value for w in at.warning), at.warning
     assert any("Not imported (no field chosen)" in c.value for c in at.caption)
+
+
+def test_rows_that_look_wrong_load_with_a_warning(own_store):
+    top = int(get_store().scalar("SELECT max(customer_id) FROM customers"))
+    content = (
+        "customer_id,email,phone,country,signup_at\n"
+        f"{top + 1},ok@example.com,+1 212 555 0147,US,2026-01-02\n"
+        f"{top + 2},bob@,12,XX,2026-01-03\n"
+    ).encode()
+    at = _open_page("people.csv", content)
+    preview = " ".join(w.value for w in at.warning)
+    assert "column phone" in preview and "row 3 ('12')" in preview, preview
+    next(b for b in at.button if b.label == "Import").click().run()
+    assert not at.exception and not errors(at)
+    assert any(s.value.startswith("Imported people.csv") for s in at.success)
+    after = " ".join(w.value for w in at.warning)
+    assert "column email" in after and "column country" in after and "row 3 ('XX')" in after
+    assert _count("customers", f"WHERE customer_id > {top}") == 2

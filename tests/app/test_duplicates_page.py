@@ -132,3 +132,16 @@ def test_find_duplicates_button_stores_a_run(own_store):
     assert at.success[0].value.startswith("Found ") and "to review" in at.success[0].value
     assert "cluster " not in at.success[0].value  # counts only, the queue lists them
     assert any(cap.value.startswith("Last run 1:") for cap in at.caption)
+
+
+def test_customer_360_follows_a_merge(own_store):
+    keep, copy = _live_ids(2)
+    merge.merge_customers(get_store(), keep, [copy], by="admin", reason="same person")
+    at = sign_in("admin", page="app_pages/customer_360.py")
+    at.text_input[0].input(str(copy)).run()
+    assert not at.exception
+    warned = " ".join(w.value for w in at.warning)
+    assert f"Customer #{copy} was merged into [#{keep}](customer_360?customer_id={keep})" in warned
+    at.text_input[0].input(str(keep)).run()
+    assert not at.exception and not errors(at)
+    assert any(c.value.startswith(f"Also known as #{copy}:") for c in at.caption)

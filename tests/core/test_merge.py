@@ -306,6 +306,18 @@ def test_history_and_decisions(rich: Store) -> None:
     assert merge.suggested_keep(rich, [1, 2]) == (1, "most orders (5)")
 
 
+def test_merged_into_and_from_follow_merges_in_force(rich: Store) -> None:
+    assert merge.merged_into(rich, 5) is None and merge.merged_from(rich, 1) == []
+    first = merge.merge_customers(rich, 1, [5], by="t")
+    assert merge.merged_into(rich, 5).kept_id == 1 and merge.merged_from(rich, 1) == [5]
+    second = merge.merge_customers(rich, 2, [1], by="t")  # the kept one merged again
+    assert merge.merged_into(rich, 5).merge_id == second.merge_id
+    assert merge.merged_into(rich, 5).kept_id == 2 and merge.merged_from(rich, 2) == [1, 5]
+    merge.unmerge(rich, second.merge_id, by="t")
+    assert merge.merged_into(rich, 5).merge_id == first.merge_id
+    assert merge.merged_into(rich, 1) is None and merge.merged_from(rich, 2) == []
+
+
 def test_cli_merge_unmerge_history(rich: Store, capsys) -> None:
     rich.dispose()
     assert main(["duplicates", "merge", "1", "5", "--user", "ops"]) == 0
