@@ -122,7 +122,7 @@ def test_drilling_returns_the_offending_rows_masked_for_analysts(bad_store):
         bad_store, "customers", "duplicate_email", "email", role="analyst"
     )
     assert masked["email"].tolist() == ["a***@example.com", "A***@Example.com"]
-    assert masked["first_name"].tolist() == ["A**", "A**"]
+    assert masked["first_name"].tolist() == ["A***", "A***"]  # the same mask whatever the length
     years = masked["birth_date"].dropna()  # a masked date is its year as text: no "2,003"
     assert pd.api.types.is_string_dtype(masked["birth_date"])
     assert all(isinstance(y, str) and len(y) == 4 for y in years)
