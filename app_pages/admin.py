@@ -1,10 +1,10 @@
-"""Admin: users and roles, the role matrix, and the export audit log."""
+"""Admin: users and roles, the role matrix, the audit log and the export log."""
 
 import pandas as pd
 import streamlit as st
 
 from crm_core import auth
-from crm_ui import auth_ui, data, export_ui, tables, widgets
+from crm_ui import audit_ui, auth_ui, data, export_ui, tables, widgets
 from crm_ui.views import VIEWS
 
 me = auth_ui.require_view("admin")
@@ -22,6 +22,9 @@ tables.show_table(
     height=tables.full_height(len(matrix)),
     column_config={"view or action": st.column_config.TextColumn(width="large")},
 )
+
+st.subheader("Audit log")
+audit_ui.audit_section()
 
 st.subheader("Export log")
 st.caption("Every user's exports, newest first; a file still kept can be downloaded again.")

@@ -7,7 +7,7 @@ from crm_core import display, glossary, profile
 from crm_core.errors import CRMError
 from crm_core.figures import insight_charts
 from crm_core.privacy import may_see_pii
-from crm_ui import auth_ui, insight_ui, links, tables, widgets
+from crm_ui import auth_ui, insight_ui, links, privacy_ui, tables, widgets
 
 user = auth_ui.require_view("customer_360")
 st.title("Customer 360")
@@ -38,6 +38,8 @@ try:
 except CRMError as exc:
     st.error(str(exc))
     st.stop()
+if privacy_ui.just_erased(query):
+    st.stop()
 folded = insight_ui.merge_links(int(query)) if query.strip().isdigit() else (None, [])
 if folded[0] is not None:
     merged = folded[0]
@@ -48,8 +50,9 @@ if folded[0] is not None:
         f"are on #{merged.kept_id}'s profile. An admin can undo the merge on the Duplicates "
         "page."
     )
+erased = query.strip().isdigit() and privacy_ui.erased_notice(int(query))
 if shown.empty:
-    if folded[0] is None:
+    if folded[0] is None and not erased:
         st.warning(f"No customer matches {query!r}.")
     st.stop()
 labels = {
@@ -170,3 +173,7 @@ for title, key in [
             st.caption("None.")
         else:
             tables.show_table(frame)
+
+with st.expander("Consent history"):
+    privacy_ui.consent_section(customer_id, person, user)
+privacy_ui.privacy_actions(customer_id, user)

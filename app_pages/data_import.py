@@ -6,7 +6,7 @@ import streamlit as st
 
 from crm_core import mapping, scoring
 from crm_core.errors import CRMError, ImportValidationError
-from crm_ui import auth_ui, data, import_ui, tables, widgets
+from crm_ui import auth_ui, data, import_ui, suppressions_ui, tables, widgets
 
 user = auth_ui.require_view("data_import")
 st.title("Data import")
@@ -24,7 +24,9 @@ with st.expander("Rows in the store", expanded=False):
         pd.DataFrame({"table": list(counts), "rows": list(counts.values())}), width="content"
     )
 
-import_tab, history_tab, scores_tab = st.tabs(["Import a file", "History and undo", "Scores"])
+import_tab, lists_tab, history_tab, scores_tab = st.tabs(
+    ["Import a file", "Unsubscribes and bounces", "History and undo", "Scores"]
+)
 
 with import_tab:
     upload = import_ui.upload_step()
@@ -78,6 +80,9 @@ with import_tab:
             st.subheader("Import")
             import_ui.import_step(upload, current, fmt, user, mode)
             import_ui.save_step(current, user, key)
+
+with lists_tab:
+    suppressions_ui.list_upload_section(user)
 
 with history_tab:
     import_ui.history_panel(user)

@@ -16,6 +16,7 @@ from pathlib import Path
 import bcrypt
 import sqlalchemy as sa
 
+from crm_core import audit
 from crm_core.config import Settings, get_settings
 from crm_core.errors import AuthError, NotAllowedError
 from crm_core.schema import app_users, home_pins
@@ -49,6 +50,7 @@ VIEW_ROLES: dict[str, frozenset[str]] = {
     "alerts": _ALL,
     "data_quality": frozenset({"admin", "analyst"}),
     "duplicates": frozenset({"admin"}),
+    "privacy": frozenset({"admin"}),
 }
 """Which roles may open each view (pages also check this themselves)."""
 
@@ -68,6 +70,7 @@ ACTION_ROLES: dict[str, frozenset[str]] = {
     "manage_all_schedules": frozenset({"admin"}),
     "deliver_to_folder": frozenset({"admin"}),
     "merge_customers": frozenset({"admin"}),
+    "privacy_requests": frozenset({"admin"}),
 }
 """Which roles may take each action."""
 
@@ -78,7 +81,7 @@ ACTION_HELP = {
     "save_segments": "Save, edit and delete segments",
     "import_data": "Import data files",
     "manage_users": "Add, deactivate, remove users; change roles; reset passwords",
-    "view_export_log": "Read the export audit log",
+    "view_export_log": "Read the audit log (and verify it) and the export log",
     "publish_home": "Publish a Home page as the default for a role",
     "manage_alerts": "Create, backtest and delete their own alert rules",
     "subscribe_alerts": "Schedule a saved alert rule to be checked and delivered",
@@ -89,6 +92,9 @@ ACTION_HELP = {
     "manage_all_schedules": "See, run, pause and delete everyone's schedules and alert rules",
     "deliver_to_folder": "Deliver scheduled reports and exports to a folder on the server",
     "merge_customers": "Find duplicate customers, merge them and undo merges",
+    "privacy_requests": (
+        "Hand a person their data, erase a person with proof, set retention, manage suppressions"
+    ),
 }
 
 MIN_PASSWORD_LENGTH = 10
@@ -161,8 +167,9 @@ def add_user(
     *,
     name: str | None = None,
     email: str | None = None,
+    by: str | None = None,
 ) -> User:
-    """Create a user with a bcrypt-hashed password."""
+    """Create a user with a bcrypt-hashed password (`by`: the admin, None from the CLI)."""
     if not _USERNAME.match(username):
         raise AuthError(
             f"Username {username!r} is not valid: use 2-32 lower-case letters, digits, "
@@ -190,10 +197,15 @@ def add_user(
                 failed_logins=0,
             )
         )
+        audit.record(
+            conn, "user_added", actor=by, target=f"user {username}", details={"role": role}
+        )
     return User(username=username, name=name or username, role=role, email=email)
 
 
-def reset_password(store: Store, username: str, password: str | None = None) -> str:
+def reset_password(
+    store: Store, username: str, password: str | None = None, *, by: str | None = None
+) -> str:
     """Set a new password (random if none is given) and unlock the account; returns it."""
     new_password = password or generate_password()
     _check_new_password(new_password)
@@ -205,6 +217,7 @@ def reset_password(store: Store, username: str, password: str | None = None) -> 
         )
         if result.rowcount == 0:
             raise AuthError(f"No user {username!r}; see `python -m crm_core users list`.")
+        audit.record(conn, "password_reset", actor=by, target=f"user {username}")
     return new_password
 
 
@@ -296,17 +309,20 @@ def deactivate_user(store: Store, username: str, *, by: str | None = None) -> No
             .where(app_users.c.username == username)
             .values(deactivated_at=utcnow())
         )
+        audit.record(conn, "user_deactivated", actor=by, target=f"user {username}")
 
 
-def activate_user(store: Store, username: str) -> None:
+def activate_user(store: Store, username: str, *, by: str | None = None) -> None:
     """Let a deactivated user sign in again (password and role unchanged)."""
     with store.begin() as conn:
-        _existing(conn, username)
+        row = _existing(conn, username)
         conn.execute(
             app_users.update()
             .where(app_users.c.username == username)
             .values(deactivated_at=None, failed_logins=0, last_failed_at=None)
         )
+        if row.deactivated_at is not None:
+            audit.record(conn, "user_activated", actor=by, target=f"user {username}")
 
 
 def set_role(store: Store, username: str, role: str, *, by: str | None = None) -> None:
@@ -321,6 +337,13 @@ def set_role(store: Store, username: str, role: str, *, by: str | None = None) -
             _refuse_self(username, by, "demote")
             _refuse_last_admin(conn, row, "demote")
         conn.execute(app_users.update().where(app_users.c.username == username).values(role=role))
+        audit.record(
+            conn,
+            "role_changed",
+            actor=by,
+            target=f"user {username}",
+            details={"old_role": row.role, "new_role": role},
+        )
 
 
 def remove_user(store: Store, username: str, *, by: str | None = None) -> None:
@@ -332,6 +355,9 @@ def remove_user(store: Store, username: str, *, by: str | None = None) -> None:
         _refuse_last_admin(conn, row, "remove")
         conn.execute(app_users.delete().where(app_users.c.username == username))
         conn.execute(home_pins.delete().where(home_pins.c.owner == username))
+        audit.record(
+            conn, "user_removed", actor=by, target=f"user {username}", details={"role": row.role}
+        )
 
 
 def ensure_admin(store: Store) -> str | None:
@@ -364,8 +390,14 @@ def _lock_active(last_failed_at: datetime | None, settings: Settings) -> bool:
     return utcnow() - last_failed_at < timedelta(minutes=settings.lockout_minutes)
 
 
-def record_login(store: Store, username: str, *, success: bool) -> None:
-    """Count a failed login (for the lock), or clear the count and note the sign-in time."""
+def record_login(
+    store: Store, username: str, *, success: bool, settings: Settings | None = None
+) -> None:
+    """Count a failed login (for the lock), or clear the count and note the sign-in time.
+
+    A failure is audited ("sign_in_failed"), and the one that locks the account too
+    ("locked_out"); only a known user's name is written, never what else was typed.
+    """
     values = (
         {"failed_logins": 0, "last_failed_at": None, "last_login_at": utcnow()}
         if success
@@ -373,6 +405,23 @@ def record_login(store: Store, username: str, *, success: bool) -> None:
     )
     with store.begin() as conn:
         conn.execute(app_users.update().where(app_users.c.username == username).values(**values))
+        if success:
+            return
+        failed = conn.execute(
+            sa.select(app_users.c.failed_logins).where(app_users.c.username == username)
+        ).scalar()
+        if failed is None:  # no such user: do not write what was typed (it may be an e-mail)
+            audit.record(conn, "sign_in_failed", actor=None, target="an unknown username")
+            return
+        target = f"user {username}"
+        audit.record(
+            conn, "sign_in_failed", actor=None, target=target, details={"failed_in_a_row": failed}
+        )
+        limit = (settings or get_settings()).max_login_attempts
+        if failed == limit:
+            audit.record(
+                conn, "locked_out", actor=None, target=target, details={"failed_in_a_row": failed}
+            )
 
 
 def authenticator_credentials(store: Store, settings: Settings | None = None) -> dict:

@@ -283,6 +283,39 @@ def _read_password(prompt: str) -> str:
     return first
 
 
+def cmd_audit(args: argparse.Namespace, store: Store) -> int:
+    """Verify the audit log's hash chain, or list its rows."""
+    from crm_core import audit
+
+    store.init_schema()
+    if args.audit_command == "verify":
+        check = audit.verify(store)
+        if args.json:
+            print(json.dumps(check.as_dict(), indent=2))
+        else:
+            print(check.summary())
+            for problem in check.problems[1:]:
+                print(f"  also: {problem}")
+        return 0 if check.ok else 1
+    if args.limit < 1:
+        raise CRMError(f"--limit: got {args.limit}; allowed: 1 or more.")
+    rows = audit.entries(store, actions=args.action, actor=args.user, limit=args.limit)
+    if args.json:
+        print(json.dumps(rows.to_dict("records"), indent=2, default=str))
+        return 0
+    if rows.empty:
+        print("No audit rows.")
+        return 0
+    for r in rows.itertuples(index=False):
+        who = r.actor if isinstance(r.actor, str) and r.actor else "(system)"
+        label = audit.ACTION_LABELS.get(r.action, r.action)
+        print(f"{r.seq:>6}  {r.at:%Y-%m-%d %H:%M:%S}  {who:<12} {label}: {r.target}")
+        words = audit.details_words(r.details)
+        if words:
+            print(f"        {words}")
+    return 0
+
+
 def cmd_users(args: argparse.Namespace, store: Store) -> int:
     """Add, reset, deactivate, reactivate, re-role, remove or list dashboard users."""
     store.init_schema()
@@ -679,7 +712,12 @@ def cmd_schedules(args: argparse.Namespace, store: Store) -> int:
     if command == "add":
         kind, target = next(
             (k, v)
-            for k, v in (("report", args.report), ("alert", args.alert), ("export", args.export))
+            for k, v in (
+                ("report", args.report),
+                ("alert", args.alert),
+                ("export", args.export),
+                ("retention", "policies" if args.retention else None),
+            )
             if v
         )
         options: dict = {}
@@ -879,6 +917,120 @@ def cmd_scheduler(args: argparse.Namespace, store: Store) -> int:
     return 0
 
 
+def cmd_suppressions(args: argparse.Namespace, store: Store) -> int:
+    """The suppression list: add, remove, list, and unsubscribe or bounce files."""
+    from crm_core import suppression
+
+    store.init_schema()
+    command = args.suppressions_command
+    if command == "add":
+        added = suppression.add(store, args.kind, args.value, reason=args.reason, by=args.user)
+        print(f"Added {args.value.strip()}." if added else "On the suppression list already.")
+        return 0
+    if command == "remove":
+        removed = suppression.remove(store, args.value, by=args.user)
+        print(f"Removed {args.value.strip()}." if removed else "Not on the suppression list.")
+        return 0
+    if command == "import":
+        done = suppression.import_list(
+            store,
+            args.path,
+            list_kind=args.list_kind,
+            by=args.user,
+            email_column=args.email_column,
+            date_column=args.date_column,
+            reason_column=args.reason_column,
+            dry_run=args.dry_run,
+        )
+        print(done.summary())
+        return 0
+    listed = suppression.listing(store, args.search)
+    if args.json:
+        print(json.dumps(listed.to_dict("records"), indent=2, default=str))
+        return 0
+    for r in listed.itertuples(index=False):
+        print(f"{r.added_at:%Y-%m-%d}  {r.kind:<5}  {r.address}  ({r.reason or ''})")
+    print(f"{len(listed):,} entr{'y' if len(listed) == 1 else 'ies'}.")
+    return 0
+
+
+# --- privacy operations (crm_core/erasure.py, retention.py) ---
+
+
+def cmd_privacy(args: argparse.Namespace, store: Store) -> int:
+    """Access requests, erasures with proof, retention (privacy export|erase|retention|requests)."""
+    from crm_core import erasure, retention
+
+    command = args.privacy_command
+    if command == "export":
+        result = erasure.access_archive(store, args.customer_id, args.out, by=args.user)
+        print("\n".join(result.summary()))
+        return 0
+    if command == "erase":
+        if not args.yes:
+            print(
+                f"error: erasing customer {args.customer_id} cannot be undone; add --yes to "
+                "confirm.",
+                file=sys.stderr,
+            )
+            return 2
+        result = erasure.erase(store, args.customer_id, by=args.user)
+        if args.json:
+            print(json.dumps(result.as_dict(), indent=2, default=str))
+        else:
+            print("\n".join(result.summary()))
+        return 0
+    if command == "requests":
+        frame = erasure.requests(store)
+        _print_rows(
+            frame,
+            lambda r: (
+                f"{r.request_id}: {r.kind} of customer {r.customer_id} by "
+                f"{r.requested_by} at {r.requested_at:%Y-%m-%d %H:%M} UTC"
+            ),
+            empty="No access requests or erasures yet.",
+            as_json=args.json,
+        )
+        return 0
+    if args.set:
+        if len(args.set) < 4:
+            raise retention.RetentionError(
+                f"--set: got {' '.join(args.set)!r}; give TABLE DATE_COLUMN MONTHS "
+                "delete|anonymise [COLUMNS...], e.g. --set events occurred_at 25 delete."
+            )
+        table_name, date_column, months, action, *columns = args.set
+        if not months.isdigit():
+            raise retention.RetentionError(f"Retention age: got {months!r}; give whole months.")
+        retention.set_policy(
+            store,
+            table_name,
+            date_column=date_column,
+            age_months=int(months),
+            action=action,
+            columns=columns or None,
+            by=args.user,
+        )
+    if args.remove:
+        retention.remove_policy(store, args.remove, by=args.user)
+    if args.apply:
+        print("\n".join(retention.apply(store, by=args.user).summary()))
+        return 0
+    frame = retention.plan(store)
+    if args.json:
+        _print_rows(frame, str, as_json=True)
+        return 0
+    if frame.empty:
+        print("No retention policy: nothing is ever deleted by age.")
+    for row in frame.itertuples(index=False):
+        what = "delete" if row.action == "delete" else f"clear {', '.join(row.columns)} of"
+        print(
+            f"{row.table_name}: {what} rows with {row.date_column} older than {row.age_months} "
+            f"months (before {row.older_than:%Y-%m-%d}): {row.rows:,} row(s) now"
+        )
+    print("Dry run: nothing changed (add --apply to apply).")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's arguments (also documented in README)."""
     settings = get_settings()
@@ -1013,6 +1165,17 @@ def build_parser() -> argparse.ArgumentParser:
     set_role.add_argument("role", help=f"one of: {', '.join(auth.ROLES)}")
     users_sub.add_parser("list", help="list users, roles, status and last sign-in")
     users.set_defaults(handler=cmd_users)
+
+    aud = sub.add_parser("audit", help="the tamper-evident audit log: verify the chain, list it")
+    aud_sub = aud.add_subparsers(dest="audit_command", required=True)
+    averify = aud_sub.add_parser("verify", help="check the hash chain; exit 1 when broken")
+    averify.add_argument("--json", action="store_true", help="print JSON (with the head)")
+    alist = aud_sub.add_parser("list", help="audit rows, newest first")
+    alist.add_argument("--action", action="append", help="only this action (repeatable)")
+    alist.add_argument("--user", help="only rows by this user")
+    alist.add_argument("--limit", type=int, default=50, help="rows at most (default 50)")
+    alist.add_argument("--json", action="store_true", help="print JSON")
+    aud.set_defaults(handler=cmd_audit)
 
     segs = sub.add_parser(
         "segments", help="create, list, preview, delete and restore saved segments"
@@ -1162,6 +1325,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     job.add_argument("--alert", metavar="NAME", help="evaluate a saved alert; deliver if it fires")
     job.add_argument("--export", metavar="SEGMENT", help="export a saved segment")
+    job.add_argument(
+        "--retention", action="store_true", help="apply the retention policies (admins)"
+    )
     sadd.add_argument("--cron", required=True, help='five fields, e.g. "0 7 * * *" (07:00 daily)')
     sadd.add_argument("--timezone", default="UTC", help="IANA zone the cron reads (default UTC)")
     sadd.add_argument("--email", action="append", help="recipient (repeat for several)")
@@ -1205,6 +1371,57 @@ def build_parser() -> argparse.ArgumentParser:
     qual.add_argument("--table", action="append", help="only this table (repeat for several)")
     qual.add_argument("--record", action="store_true", help="store the scores (their trend)")
     qual.set_defaults(handler=cmd_quality)
+
+    priv = sub.add_parser("privacy", help="access requests, erasure with proof, retention")
+    priv_sub = priv.add_subparsers(dest="privacy_command", required=True)
+    access = priv_sub.add_parser("export", help="every row about a person, in a zip archive")
+    access.add_argument("customer_id", type=int)
+    access.add_argument("--out", required=True, help="the archive to write (.zip)")
+    access.add_argument("--user", default="cli", help="who acts (audited)")
+    erase = priv_sub.add_parser("erase", help="erase a person's personal data, with proof")
+    erase.add_argument("customer_id", type=int)
+    erase.add_argument("--yes", action="store_true", help="confirm: it cannot be undone")
+    erase.add_argument("--user", default="cli", help="who acts (audited)")
+    erase.add_argument("--json", action="store_true", help="print JSON (with the proof)")
+    reqs = priv_sub.add_parser("requests", help="access requests and erasures carried out")
+    reqs.add_argument("--json", action="store_true", help="print JSON")
+    keep = priv_sub.add_parser("retention", help="retention policies: dry run, or --apply")
+    keep.add_argument("--apply", action="store_true", help="delete or anonymise old rows now")
+    keep.add_argument(
+        "--set",
+        nargs="+",
+        metavar="ARG",
+        help="TABLE DATE_COLUMN MONTHS delete|anonymise [COLUMNS...]: add or change a policy",
+    )
+    keep.add_argument("--remove", metavar="TABLE", help="remove the policy of TABLE")
+    keep.add_argument("--json", action="store_true", help="print the dry run as JSON")
+    keep.add_argument("--user", default="cli", help="who acts (audited)")
+    priv.set_defaults(handler=cmd_privacy)
+
+    sup = sub.add_parser("suppressions", help="addresses never exported: add, remove, list")
+    sup_sub = sup.add_subparsers(dest="suppressions_command", required=True)
+    sadd_ = sup_sub.add_parser("add", help="put an e-mail or phone on the suppression list")
+    sadd_.add_argument("kind", choices=("email", "phone"))
+    sadd_.add_argument("value", help="the e-mail address or phone number")
+    sadd_.add_argument("--reason", help="why (kept with the entry)")
+    sadd_.add_argument("--user", default="cli", help="who acts (audited)")
+    srem = sup_sub.add_parser("remove", help="take an address off the list (its hash too)")
+    srem.add_argument("value", help="the e-mail address or phone number")
+    srem.add_argument("--user", default="cli", help="who acts (audited)")
+    slst = sup_sub.add_parser("list", help="the list, newest first (hashed entries unnamed)")
+    slst.add_argument("--search", help="part of an address, or a whole address")
+    slst.add_argument("--json", action="store_true", help="print JSON")
+    simp = sup_sub.add_parser("import", help="an unsubscribe or bounce file into the list")
+    simp.add_argument("path")
+    simp.add_argument(
+        "--list", dest="list_kind", required=True, choices=("unsubscribes", "bounces")
+    )
+    simp.add_argument("--email-column", help="the e-mail column (default: found by name)")
+    simp.add_argument("--date-column", help="when each address was unsubscribed or bounced")
+    simp.add_argument("--reason-column", help="why, kept with each entry")
+    simp.add_argument("--dry-run", action="store_true", help="say what it would do; write nothing")
+    simp.add_argument("--user", default="cli", help="who acts (audited)")
+    sup.set_defaults(handler=cmd_suppressions)
 
     dup = sub.add_parser("duplicates", help="find likely duplicate customers; merge, unmerge")
     dup_sub = dup.add_subparsers(dest="duplicates_command", required=True)

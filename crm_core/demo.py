@@ -1675,6 +1675,7 @@ class _Demo:
                 "kind": pd.Categorical(kinds, categories=["email", "phone"]),
                 "reason": pd.Categorical(reasons),
                 "added_at": self.period.ts(np.concatenate(added)),
+                "hashed": np.zeros(len(values), dtype=bool),  # plain addresses, not hashes
             }
         )
 

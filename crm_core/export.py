@@ -1,4 +1,4 @@
-"""Target-list exports and their audit trail (`export_log`).
+"""Target-list exports and their audit trail (`export_log`, a view of the audit log).
 
 An export takes a saved segment and, before anything is written: drops erased customers,
 customers without consent or an address for the channel, and suppressed e-mails/phones;
@@ -7,7 +7,9 @@ created for the export, so the campaign view can measure lift); offers personal 
 only to roles that may export them; neutralises free-text cells a spreadsheet would run as
 a formula (e-mails and phones, declared ``contact`` in the schema, leave exactly as stored);
 rounds numbers to their declared scale; and writes the file, a JSON manifest beside it and
-an `export_log` row with the file's sha256. Past exports can be listed (`export_history`)
+an "export" audit row (crm_core.audit) with the file's sha256, read back through the
+`export_log` view, and `export_members` (which customers the file held, so an erasure can
+name the exports to recall). Past exports can be listed (`export_history`)
 and fetched again by their owner or an admin (`open_export`) while the file exists.
 """
 
@@ -31,10 +33,18 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 from openpyxl.cell import WriteOnlyCell
 
-from crm_core import auth, contacts, features, segments
+from crm_core import audit, auth, contacts, features, segments, suppression
 from crm_core.config import get_settings
 from crm_core.errors import CRMError, NotAllowedError
-from crm_core.schema import campaign_contacts, campaigns, customers, export_log, suppressions
+from crm_core.schema import (
+    audit_log,
+    campaign_contacts,
+    campaigns,
+    customers,
+    export_log,
+    export_members,
+    suppressions,
+)
 from crm_core.store import Store, lock_tables, next_id, utcnow
 
 CHANNELS = ("email", "sms", "none")
@@ -230,9 +240,10 @@ class ExportResult:
 
     @property
     def tables_written(self) -> tuple[str, ...]:
-        """The store tables this export wrote (for the app's caches): the log, the segment's
-        size and, with a control group, its campaign and contacts."""
-        written = ("export_log", "segment_sizes")
+        """The store tables this export wrote (for the app's caches): the audit log (and its
+        export_log view), who the file held, the segment's size and, with a control group,
+        its campaign and contacts."""
+        written = ("audit_log", "export_log", "export_members", "segment_sizes")
         return written + ("campaigns", "campaign_contacts") if self.campaign_id else written
 
 
@@ -293,11 +304,20 @@ def _exclusions(store: Store, members: pa.Table, channel: str) -> np.ndarray:
     also suppresses "annlee@gmail.com", and "+49 151 ..." also "0151 ...". An address that any
     customer record opted out of is left out for every record that has it (an opt-out wins,
     as in a merge), so a person who signed up twice is not mailed through the other copy."""
-    suppressed = store.read_df(sa.select(suppressions.c.value, suppressions.c.kind))
+    plain = sa.select(suppressions.c.value, suppressions.c.kind).where(
+        suppressions.c.hashed.is_not(True)
+    )
+    suppressed = store.read_df(plain)
     sup_emails = _keys("email", suppressed.loc[suppressed["kind"] == "email", "value"])
     sup_phones = _keys("phone", suppressed.loc[suppressed["kind"] == "phone", "value"])
     email_sup = _matches(members, "email", sup_emails)
     phone_sup = _matches(members, "phone", sup_phones)
+    # An erased person's addresses are suppressed as salted hashes (crm_core/suppression.py).
+    hashed = suppression.hashed_entries(store)
+    if channel != "sms":
+        email_sup = email_sup | suppression.hashed_matches(store, members, "email", hashed)
+    if channel != "email":
+        phone_sup = phone_sup | suppression.hashed_matches(store, members, "phone", hashed)
     checks: list[tuple[str, np.ndarray]] = [("erased", _flag(pc.is_valid(members["erased_at"])))]
     if channel in ("email", "sms"):
         kind = "email" if channel == "email" else "phone"
@@ -518,28 +538,31 @@ def export_segment(
         digest = _sha256(path)
         now = utcnow()
         with store.begin() as conn:
-            lock_tables(conn, export_log, campaigns)  # next ids: one exporter at a time
+            lock_tables(conn, audit_log, campaigns)  # next ids: one exporter at a time
             export_id = next_id(conn, export_log.c.export_id)
             campaign_id = None
             if n_control:
                 campaign_id = _record_campaign(
                     store, conn, segment, channel, now, treatment, control
                 )
-            conn.execute(
-                export_log.insert().values(
-                    export_id=export_id,
-                    exported_by=user.username,
-                    exported_at=now,
-                    segment_name=segment.name,
-                    segment_version=segment.version,
-                    channel=channel,
-                    rows=frame.num_rows,
-                    format=fmt,
-                    file_name=str(path.resolve()),
-                    file_sha256=digest,
-                    column_names=json.dumps(columns),
-                )
+            audit.record(
+                conn,
+                "export",
+                actor=user.username,
+                target=f"export {export_id}",
+                details={
+                    "export_id": export_id,
+                    "segment_name": segment.name,
+                    "segment_version": segment.version,
+                    "channel": channel,
+                    "rows": frame.num_rows,
+                    "format": fmt,
+                    "file_name": str(path.resolve()),
+                    "file_sha256": digest,
+                    "column_names": columns,
+                },
             )
+            _record_members(store, conn, export_id, frame["customer_id"])
     except Exception:
         path.unlink(missing_ok=True)
         raise
@@ -563,6 +586,16 @@ def export_segment(
     _write_manifest(result, user, now, segment, seed, control_share)
     segments.record_size(store, segment)
     return result
+
+
+def _record_members(
+    store: Store, conn: sa.Connection, export_id: int, customer_ids: pa.ChunkedArray
+) -> None:
+    """export_members: every customer the file holds (one bulk insert)."""
+    ids = customer_ids.to_numpy().astype("int64")
+    store.insert_df(
+        conn, export_members.name, pd.DataFrame({"export_id": export_id, "customer_id": ids})
+    )
 
 
 def _record_campaign(

@@ -53,7 +53,7 @@ import pyarrow.csv as pacsv
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from crm_core import detect, features, quality, schema
+from crm_core import audit, consent, detect, features, quality, schema
 from crm_core.errors import CRMError, ImportValidationError
 from crm_core.store import Store, lock_tables, next_id, utcnow
 
@@ -1197,6 +1197,8 @@ class _Loader:
                         )
             self._remember(name, typed, rows, bad)
             keep = ~bad if self.skip else np.ones(len(typed), dtype=bool)
+            if name == "customers":
+                keep &= ~self._erased(typed)
             if self.skip and name == "order_items":
                 self._reject_whole_orders(typed, rows, keep, checked, reasons)
             if self.skip and name == "external_ids":
@@ -1211,6 +1213,26 @@ class _Loader:
             self._keep_preview(name, kept)
             if not self.dry_run and not self.failed() and len(kept):
                 self._insert(name, kept)
+
+    def _erased(self, customers: pd.DataFrame) -> np.ndarray:
+        """Rows of erased customers: left out, so an import cannot bring a person back."""
+        if "customer_id" not in customers or customers.empty:
+            return np.zeros(len(customers), dtype=bool)
+        ids = pd.to_numeric(customers["customer_id"], errors="coerce").fillna(-1)
+        ids = ids.to_numpy(dtype=np.int64)
+        c = schema.customers.c
+        erased: set[int] = set()
+        unique = np.unique(ids)
+        for i in range(0, len(unique), _IN_LIST):
+            part = [int(v) for v in unique[i : i + _IN_LIST]]
+            stmt = sa.select(c.customer_id).where(c.customer_id.in_(part), c.erased_at.is_not(None))
+            erased |= {int(v) for v in self.conn.execute(stmt).scalars()}
+        if not erased:
+            return np.zeros(len(customers), dtype=bool)
+        mask = np.isin(ids, list(erased))
+        reason = "the customer was erased (an import may not bring their data back)"
+        self.skipped[reason] = self.skipped.get(reason, 0) + int(mask.sum())
+        return mask
 
     def _warn(self, name: str, kept: pd.DataFrame, rows: np.ndarray) -> None:
         """Count the kept rows the Data quality view would call invalid (they still load)."""
@@ -1448,6 +1470,21 @@ class _Loader:
                 rejected_rows=self.rejected_rows,
             )
         )
+        if self.rows.get("customers"):  # consent of new and upserted customers, in SQL
+            consent.record_import(self.conn, self.batch_id, user=user)
+        audit.record(
+            self.conn,
+            "import",
+            actor=user,
+            target=f"import {self.batch_id}",
+            details={
+                "batch_id": self.batch_id,
+                "file_name": self.file_name,
+                "mode": self.mode,
+                "rows": self.rows,
+                "rejected_rows": self.rejected_rows,
+            },
+        )
 
 
 _WARN_EXAMPLES = 3
@@ -1669,6 +1706,7 @@ def undo(
                 f"also wrote {', '.join(shared)}; undo import {later[-1]} first"
             )
         _refuse_referenced(store, conn, batch, tables, what)
+        consent.record_import_undo(conn, batch, tables, user=user)  # the reverse, before undo
         removed: dict[str, int] = {}
         restored: dict[str, int] = {}
         for name in sorted(tables, key=_load_position, reverse=True):
@@ -1692,6 +1730,13 @@ def undo(
             batches.update()
             .where(batches.c.batch_id == batch)
             .values(undone_at=utcnow(), undone_by=user)
+        )
+        audit.record(
+            conn,
+            "import_undo",
+            actor=user,
+            target=f"import {batch}",
+            details={"batch_id": batch, "removed": removed, "restored": restored},
         )
         features.mark_stale(conn)
     order = sorted(tables, key=_load_position)

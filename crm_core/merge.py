@@ -37,7 +37,8 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from crm_core import display, features, schema
+from crm_core import audit, display, features, schema
+from crm_core import consent as consent_log
 from crm_core.errors import CRMError
 from crm_core.schema import customers, duplicate_decisions, merge_rows, merges, schema_meta
 from crm_core.store import Store, lock_tables, next_id, utcnow
@@ -402,7 +403,8 @@ def merge_customers(
     with store.begin() as conn:
         present = _present(conn)
         locked = [t for t in (*tables.values(), *derived) if t.name in present]
-        lock_tables(conn, customers, merges, merge_rows, schema.external_ids, schema_meta, *locked)
+        audit_first = (schema.audit_log, schema_meta)  # the order audit.record takes them in
+        lock_tables(conn, customers, merges, merge_rows, schema.external_ids, *audit_first, *locked)
         rows = _check_merge(conn, keep_id, merge_ids)
         for table, column in refs:
             if table.name == "customers" or table.name not in present:
@@ -418,9 +420,11 @@ def merge_customers(
         changes = _kept_values(rows)
         if changes:
             recorder.add(customers, "update", rows[0], {"customer_id": keep_id})
+            before = consent_log.snapshot(conn, [keep_id])
             conn.execute(
                 customers.update().where(customers.c.customer_id == keep_id).values(changes)
             )
+            consent_log.record_since(conn, before, source="merge", by=by)
         _delete_rows(conn, customers, customers.c.customer_id.in_(merge_ids), recorder)
         merge_id = next_id(conn, merges.c.merge_id)
         conn.execute(
@@ -436,6 +440,13 @@ def merge_customers(
         )
         if recorder.rows:
             conn.execute(merge_rows.insert(), [{"merge_id": merge_id, **r} for r in recorder.rows])
+        audit.record(
+            conn,
+            "merge",
+            actor=by,
+            target=f"customer {keep_id}",
+            details={"merge_id": merge_id, "kept_id": keep_id, "merged_ids": merge_ids},
+        )
     features.ensure_fresh(store)
     consent = _consent_words(rows, changes)
     return Merge(merge_id, keep_id, merge_ids, now, by, moved=moved, reason=reason, consent=consent)
@@ -511,7 +522,7 @@ def unmerge(store: Store, merge_id: int, *, by: str) -> Merge:
     store.require_tables("merges", "merge_rows")
     now = utcnow()
     with store.begin() as conn:
-        lock_tables(conn, merges, merge_rows, customers)
+        lock_tables(conn, merges, merge_rows, customers, schema.audit_log)  # before schema_meta
         merge = _as_merge(_merge_row(conn, merge_id))
         _check_unmerge(conn, merge)
         recorded = _rows(
@@ -524,6 +535,7 @@ def unmerge(store: Store, merge_id: int, *, by: str) -> Merge:
         names = {r["table_name"] for r in recorded if r["table_name"] in present}
         lock_tables(conn, *[schema.table(n) for n in sorted(names)])
         was_fresh = False
+        before = consent_log.snapshot(conn, [merge.kept_id])
         for table_name, group in _grouped(recorded):
             table = schema.table(table_name)
             if table_name not in present:
@@ -536,11 +548,23 @@ def unmerge(store: Store, merge_id: int, *, by: str) -> Merge:
                 was_fresh = any(_loads(r["row_key"]).get("key") == _FINGERPRINT_KEY for r in group)
                 continue  # the fingerprint is written by the rebuild below
             conn.execute(table.insert(), [_loads(r["row_data"]) for r in group])
+        consent_log.record_since(conn, before, source="unmerge", by=by)
         features.mark_stale(conn)  # the 360 as rebuilt after the merge is out of date
         conn.execute(
             merges.update()
             .where(merges.c.merge_id == merge.merge_id)
             .values(unmerged_at=now, unmerged_by=by)
+        )
+        audit.record(
+            conn,
+            "unmerge",
+            actor=by,
+            target=f"customer {merge.kept_id}",
+            details={
+                "merge_id": merge.merge_id,
+                "kept_id": merge.kept_id,
+                "merged_ids": merge.merged_ids,
+            },
         )
     if was_fresh:
         features.refresh(store)  # the same sources as before the merge: the same rows

@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 
 MAX_NAME_LENGTH = 80
 REPORT_TARGETS = SCHEDULED_REPORTS
+RETENTION_TARGET = "policies"
+"""The target of every retention schedule: all the retention policies in force."""
 """Reports a schedule can send: the KPI overview, or the owner's Home page (pinned views)."""
 EXPORT_FORMATS = ("csv", "xlsx", "parquet")
 EXPORT_CHANNELS = ("email", "sms", "none")
@@ -215,6 +217,13 @@ def _check_target(store: Store, kind: str, target: str, user: auth.User, options
         from crm_core import alerts
 
         target = alerts.load_alert(store, target).name
+    elif kind == "retention":
+        if target not in ("", RETENTION_TARGET):
+            raise ScheduleError(
+                f"Retention: got {target!r}; a retention schedule applies every policy "
+                f"(target {RETENTION_TARGET!r})."
+            )
+        target = RETENTION_TARGET
     else:
         from crm_core import export, segments
 
@@ -229,6 +238,7 @@ KIND_ACTIONS = {
     "alert": "subscribe_alerts",
     "report": "schedule_reports",
     "export": "schedule_exports",
+    "retention": "privacy_requests",
 }
 """The action (crm_core.auth.ACTION_ROLES) a schedule's owner needs for each kind."""
 
@@ -332,7 +342,7 @@ def add_schedule(
     if not owner:
         raise ScheduleError("Schedule owner: give the user whose rights the schedule uses.")
     checked_destinations = _validate_destinations(destinations)
-    if not checked_destinations and kind != "export":
+    if not checked_destinations and kind not in ("export", "retention"):
         raise ScheduleError(
             f"A {kind} schedule needs at least one destination: an e-mail address, a webhook "
             "or a folder (an export without one is only written to the exports folder)."
@@ -791,7 +801,31 @@ def _run_export(store: Store, schedule: Schedule) -> _Outcome:
     return _Outcome("sent", words, detail, message, str(Path(result.path).resolve()))
 
 
-JOBS = {"alert": _run_alert, "report": _run_report, "export": _run_export}
+def _run_retention(store: Store, schedule: Schedule) -> _Outcome:
+    from crm_core import delivery, retention
+
+    user = _run_as(store, schedule)
+    run = retention.apply(store, by=user.username)
+    words = " ".join(run.summary())
+    detail = {"rows": run.rows, "actions": run.actions}
+    message = delivery.Message(
+        subject="CRM retention applied",
+        text=words + "\n",
+        html=f'<p style="font-family:Arial,sans-serif">{_escape(words)}</p>',
+        attachments=[],
+        images=[],
+        payload={"schedule": schedule.name, "kind": "retention", **_json_safe(detail)},
+        kind="retention",
+    )
+    return _Outcome("sent", words, detail, message)
+
+
+JOBS = {
+    "alert": _run_alert,
+    "report": _run_report,
+    "export": _run_export,
+    "retention": _run_retention,
+}
 
 
 def _start_run(

@@ -9,6 +9,8 @@ Column `info` keys (all optional):
 - ``pii``: personal data, masked for roles that may not see it;
 - ``contact``: ``"email"`` or ``"phone"``: contact data, exported exactly as stored;
 - ``scale``: decimals a number leaves exports with (Numeric columns: their own scale).
+- ``holds_customer``: the column holds a customer id without being a checked reference
+  (derived and history tables): access requests and erasures find the person's rows by it;
 - ``label``: how people read the column's name, when the humanised name is not good
   (``p_alive`` -> "P(alive)"); ``kind``: how its values read, when the type does not say it
   (a Double that is money); see `crm_core.display`.
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """Bump when the model changes; `store.migrate` adds what an older store lacks."""
 
 metadata = sa.MetaData()
@@ -241,7 +243,13 @@ segments = sa.Table(
 customer_scores = sa.Table(
     "customer_scores",
     metadata,
-    sa.Column("customer_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column(
+        "customer_id",
+        sa.BigInteger,
+        primary_key=True,
+        autoincrement=False,
+        info={"holds_customer": True},
+    ),
     sa.Column("clv", sa.Float, info={"doc": "Predicted customer lifetime value."}),
     sa.Column(
         "p_alive",
@@ -289,6 +297,14 @@ suppressions = sa.Table(
     sa.Column("kind", sa.String, nullable=False, info={"allowed": ("email", "phone")}),
     sa.Column("reason", sa.String),
     sa.Column("added_at", sa.DateTime, nullable=False),
+    sa.Column(
+        "hashed",
+        sa.Boolean,
+        info={
+            "doc": "Yes: value is a salted hash of the address (an erased person's), not the "
+            "address itself."
+        },
+    ),
 )
 
 app_users = sa.Table(
@@ -335,7 +351,7 @@ home_pins = sa.Table(
 # --- alerts, schedules and deliveries (crm_core/alerts.py, schedules.py, delivery.py) -----
 
 ALERT_MEASURES = ("kpi", "segment_size", "score")
-SCHEDULE_KINDS = ("alert", "report", "export")
+SCHEDULE_KINDS = ("alert", "report", "export", "retention")
 RUN_RESULTS = (
     "running",
     "fired",
@@ -470,7 +486,7 @@ customer_360 = sa.Table(
     metadata,
     # No primary key: on DuckDB its index doubled the rebuild time, and the rows arrive in
     # customer order, so zone maps find one customer. PostgreSQL gets an index (below).
-    sa.Column("customer_id", sa.BigInteger, nullable=False),
+    sa.Column("customer_id", sa.BigInteger, nullable=False, info={"holds_customer": True}),
     *[
         _customer_field(n, few_values=True) if n == "gender" else _customer_field(n)
         for n in (
@@ -598,7 +614,13 @@ merges = sa.Table(
     "merges",
     metadata,
     _key("merge_id", "Unique merge number."),
-    _col("kept_id", sa.BigInteger, "The customer kept (a customers.customer_id).", required=True),
+    _col(
+        "kept_id",
+        sa.BigInteger,
+        "The customer kept (a customers.customer_id).",
+        required=True,
+        holds_customer=True,
+    ),
     _col("merged_ids", sa.Text, "The customers merged into it, as a JSON list.", required=True),
     _col("reason", sa.Text, "Why they were merged, in words."),
     _col("merged_at", sa.DateTime, "When the merge was done (UTC).", required=True),
@@ -670,12 +692,13 @@ quality_scores = sa.Table(
 planted_duplicates = sa.Table(
     "planted_duplicates",
     metadata,
-    _key("customer_id", "The planted copy (a customers.customer_id)."),
+    _key("customer_id", "The planted copy (a customers.customer_id).", holds_customer=True),
     _col(
         "duplicate_of",
         sa.BigInteger,
         "The original record of the same person (a customers.customer_id).",
         required=True,
+        holds_customer=True,
     ),
     _col(
         "kind",
@@ -706,8 +729,8 @@ duplicate_pairs = sa.Table(
     "duplicate_pairs",
     metadata,
     _key("run_id", "The run (duplicate_runs.run_id)."),
-    _key("customer_id_l", "The pair's smaller customer id."),
-    _key("customer_id_r", "The pair's larger customer id."),
+    _key("customer_id_l", "The pair's smaller customer id.", holds_customer=True),
+    _key("customer_id_r", "The pair's larger customer id.", holds_customer=True),
     _col("match_probability", sa.Double, "Probability they are one person.", required=True),
     _col("match_weight", sa.Double, "Total match weight (log2 Bayes factor).", required=True),
     _col("cluster_id", sa.BigInteger, "The cluster (its smallest customer id).", required=True),
@@ -722,7 +745,13 @@ duplicate_pairs = sa.Table(
 customer_clusters = sa.Table(
     "customer_clusters",
     metadata,
-    sa.Column("customer_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column(
+        "customer_id",
+        sa.BigInteger,
+        primary_key=True,
+        autoincrement=False,
+        info={"holds_customer": True},
+    ),
     sa.Column("cluster", sa.Integer, nullable=False),
     sa.Column("features", sa.Text, info={"doc": "JSON: features, k, random_state."}),
     sa.Column("saved_at", sa.DateTime, nullable=False),
@@ -740,6 +769,117 @@ segment_sizes = sa.Table(
     sa.Column("as_of", sa.Date, info={"doc": "The 360 table's as-of date then."}),
 )
 """Size of a segment version each time it is saved, refreshed or exported."""
+
+# --- issue 17: privacy operations (crm_core/audit.py, consent.py, erasure.py, retention.py) --
+
+AUDIT_ACTIONS = (
+    "sign_in_failed",
+    "locked_out",
+    "user_added",
+    "user_removed",
+    "role_changed",
+    "user_deactivated",
+    "user_activated",
+    "password_reset",
+    "import",
+    "import_undo",
+    "export",
+    "download",
+    "merge",
+    "unmerge",
+    "access_request",
+    "erasure",
+    "consent_changed",
+    "suppression_added",
+    "suppression_removed",
+    "retention_policy_changed",
+    "retention_run",
+)
+CONSENT_CHANNELS = ("email", "sms")
+CONSENT_SOURCES = (
+    "import",
+    "import_undo",
+    "preference",
+    "unsubscribe_file",
+    "erasure",
+    "merge",
+    "unmerge",
+)
+PRIVACY_REQUEST_KINDS = ("access", "erasure")
+RETENTION_ACTIONS = ("delete", "anonymise")
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    _key("seq", "Position in the log (1, 2, 3, ... without gaps)."),
+    sa.Column(  # quoted: AT is a keyword in DuckDB (AT TIME ZONE)
+        "at", sa.DateTime, nullable=False, quote=True, info={"doc": "When it happened (UTC)."}
+    ),
+    _col("actor", sa.String, "Who did it (a username; empty for the system or the CLI)."),
+    _col("action", sa.String, "What was done.", required=True, allowed=AUDIT_ACTIONS),
+    _col("target", sa.String, "What it was done to, in words (customer 42, user bob, ...)."),
+    _col("details", sa.Text, "Figures of the action as JSON (ids and counts, never PII)."),
+    _col(
+        "prev_hash", sa.String, "row_hash of the previous row (empty for the first).", required=True
+    ),
+    _col(
+        "row_hash",
+        sa.String,
+        "SHA-256 of prev_hash and this row's fields: editing or deleting a row breaks it.",
+        required=True,
+    ),
+)
+"""Every sensitive action, append-only, each row chained to the previous by a hash."""
+
+export_members = sa.Table(
+    "export_members",
+    metadata,
+    _key("export_id", "The export (audit_log export details' export_id)."),
+    _key("customer_id", "A customer whose row the file held.", holds_customer=True),
+)
+"""Who was in each exported file: an erasure lists the exports that held the person."""
+
+consent_changes = sa.Table(
+    "consent_changes",
+    metadata,
+    _key("change_id", "Unique change number."),
+    _col("customer_id", sa.BigInteger, "The customer.", required=True, holds_customer=True),
+    _col("changed_at", sa.DateTime, "When (UTC).", required=True),
+    _col("channel", sa.String, "email or sms.", required=True, allowed=CONSENT_CHANNELS),
+    _col("old_value", sa.Boolean, "Consent before (empty: unknown)."),
+    _col("new_value", sa.Boolean, "Consent after (empty: unknown)."),
+    _col("source", sa.String, "What changed it.", required=True, allowed=CONSENT_SOURCES),
+    _col("changed_by", sa.String, "Who (a username; empty for the system)."),
+    _col("batch_id", sa.BigInteger, "The import batch, for imports and their undo."),
+)
+"""Every change of a customer's consent, with its source: the profile shows it."""
+
+privacy_requests = sa.Table(
+    "privacy_requests",
+    metadata,
+    _key("request_id", "Unique request number."),
+    _col("kind", sa.String, "access or erasure.", required=True, allowed=PRIVACY_REQUEST_KINDS),
+    _col("customer_id", sa.BigInteger, "The person.", required=True, holds_customer=True),
+    _col("requested_by", sa.String, "Who carried it out.", required=True),
+    _col("requested_at", sa.DateTime, "When (UTC).", required=True),
+    _col("file_sha256", sa.String, "SHA-256 of the access archive handed over."),
+    _col("proof", sa.Text, "Erasure: the scan of every table and column, as JSON."),
+    _col("exports", sa.Text, "Erasure: earlier exports that held the person, as JSON."),
+)
+"""Access requests and erasures carried out, with the erasure's proof."""
+
+retention_policies = sa.Table(
+    "retention_policies",
+    metadata,
+    sa.Column("table_name", sa.String, primary_key=True, info={"doc": "The data table."}),
+    _col("date_column", sa.String, "The column whose age counts.", required=True),
+    _col("age_months", sa.Integer, "Rows older than this many months go.", required=True, min=1),
+    _col("action", sa.String, "delete or anonymise.", required=True, allowed=RETENTION_ACTIONS),
+    _col("columns", sa.Text, "anonymise: the columns cleared, as a JSON list."),
+    _col("updated_by", sa.String, "Who set it."),
+    _col("updated_at", sa.DateTime, "When (UTC)."),
+)
+"""How long each table keeps its rows (see crm_core/retention.py)."""
 
 # --- import bookkeeping ------------------------------------------------------------------
 
@@ -818,6 +958,18 @@ def replaced_table_name(name: str) -> str:
     return f"import_replaced_{name}"
 
 
+def _shadow_info(loaded: sa.Table, col: sa.Column) -> dict[str, object]:
+    """A shadow table's column holds a customer where the loaded table's does."""
+    holds = col.info.get("references") == "customers.customer_id" or (
+        loaded.name == "customers" and col.name == "customer_id"
+    )
+    return (
+        {"holds_customer": True, "pii": col.info.get("pii", False)}
+        if holds
+        else {"pii": col.info.get("pii", False)}
+    )
+
+
 def _declare_import_bookkeeping() -> None:
     """Add the batch column to every loaded table, and declare its shadow table: the rows an
     upsert replaced, as they were, with the batch that replaced them (undo restores them)."""
@@ -834,7 +986,10 @@ def _declare_import_bookkeeping() -> None:
             replaced_table_name(name),
             metadata,
             sa.Column("batch_id", sa.BigInteger, nullable=False),
-            *[sa.Column(col.name, col.type) for col in loaded.columns],
+            *[
+                sa.Column(col.name, col.type, info=_shadow_info(loaded, col))
+                for col in loaded.columns
+            ],
             info={"doc": f"Rows of {name} an import replaced, as they were (for undo)."},
         )
 
@@ -883,6 +1038,24 @@ def table(name: str) -> sa.Table:
 def primary_key(name: str) -> list[str]:
     """Names of the primary-key columns of table `name`."""
     return [c.name for c in table(name).primary_key.columns]
+
+
+def customer_key_columns() -> list[tuple[sa.Table, sa.Column]]:
+    """Every (table, column) that holds a customer id: customers' key, the columns declared
+    as references to it, and those declared ``holds_customer`` (derived and history tables).
+
+    Access requests and erasures find a person's rows through this list, so a new table is
+    covered by declaring its column, not by editing a list elsewhere. `external_ids` holds
+    customer ids in `internal_id` only where `entity` is "customers" (see its callers).
+    """
+    found = [(customers, customers.c.customer_id)]
+    for tbl in metadata.sorted_tables:
+        for col in tbl.columns:
+            if col.info.get("references") == "customers.customer_id" or col.info.get(
+                "holds_customer"
+            ):
+                found.append((tbl, col))
+    return found
 
 
 def pii_columns(name: str) -> list[str]:

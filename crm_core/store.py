@@ -231,6 +231,8 @@ class Store:
         with self.begin() as conn:
             existing = _existing_columns(conn)
             for tbl in schema.metadata.sorted_tables:
+                if tbl.name in VIEWS:
+                    continue
                 if tbl.name not in existing:
                     tbl.create(conn)
                     changes.append(f"created table {tbl.name}")
@@ -247,6 +249,7 @@ class Store:
                         )
                     )
                     changes.append(f"added column {tbl.name}.{col.name}")
+            changes += _create_views(conn)
             version = conn.execute(
                 sa.select(schema.schema_meta.c.value).where(schema.schema_meta.c.key == "version")
             ).scalar()
@@ -277,6 +280,43 @@ class Store:
     def dispose(self) -> None:
         """Close every pooled connection (releases DuckDB's file lock)."""
         self.engine.dispose()
+
+
+VIEWS = ("export_log",)
+"""Declared tables that the store keeps as views (export_log: the "export" audit rows)."""
+
+_INFO_TABLES = sa.table(
+    "tables",
+    sa.column("table_name"),
+    sa.column("table_schema"),
+    sa.column("table_type"),
+    schema="information_schema",
+)
+
+
+def _create_views(conn: Connection) -> list[str]:
+    """Create the views of VIEWS; an older store's export_log table becomes audit rows first
+    (in export order), then the table is dropped. Returns what changed, in words."""
+    from crm_core import audit  # audit appends through this module: imported when needed
+
+    kinds = dict(
+        conn.execute(
+            sa.select(_INFO_TABLES.c.table_name, _INFO_TABLES.c.table_type).where(
+                _INFO_TABLES.c.table_schema == sa.func.current_schema(),
+                _INFO_TABLES.c.table_name.in_(VIEWS),
+            )
+        ).all()
+    )
+    kind = kinds.get("export_log")
+    if kind == "VIEW":
+        return []
+    changes = []
+    if kind is not None:
+        moved = audit.migrate_export_log_table(conn)
+        changes.append(f"moved {moved} export_log rows into audit_log")
+    conn.execute(sa.text(audit.export_log_view_sql(conn.dialect.name)))
+    changes.append("created view export_log")
+    return changes
 
 
 def _duckdb_insert(

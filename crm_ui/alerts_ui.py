@@ -44,6 +44,7 @@ SCHEDULE_KINDS = {
     "alert": ("An alert rule", "subscribe_alerts"),
     "report": ("A report", "schedule_reports"),
     "export": ("An export of a segment", "schedule_exports"),
+    "retention": ("Retention (apply the retention policies)", "privacy_requests"),
 }
 """kind -> (words, the action a role needs to schedule it)."""
 RESULT_BADGES = {
@@ -340,6 +341,8 @@ def destinations_widgets(user: auth.User, kind: str) -> list[dict[str, Any]]:
         out.append({"kind": "folder", "path": folder.strip()})
     if kind == "export" and not out:
         st.caption("No destination: the file is only written to the server's exports folder.")
+    if kind == "retention" and not out:
+        st.caption("No destination: each run is in the History tab and the audit log.")
     return out
 
 
@@ -370,6 +373,7 @@ REPORT_NAMES = {
     "home": "My Home page (pinned KPIs and charts)",
 }
 """The report targets (crm_core.schedules.REPORT_TARGETS) as the form names them."""
+RETENTION_NAMES = {"policies": "Every retention policy (see the Privacy page)"}
 
 
 def new_schedule(
@@ -381,13 +385,17 @@ def new_schedule(
         targets = alert_names
     elif kind == "report":
         targets = list(schedules.REPORT_TARGETS)
+    elif kind == "retention":
+        targets = [schedules.RETENTION_TARGET]
     else:
         targets = export_targets(user, segs)
     target = st.selectbox(
         "What",
         targets,
         key=f"sc_target_{kind}",
-        format_func=REPORT_NAMES.get if kind == "report" else str,
+        format_func=(REPORT_NAMES | RETENTION_NAMES).get
+        if kind in ("report", "retention")
+        else str,
         help="Reports: the KPI overview, or your Home page as it is when the report is sent "
         "(its pinned KPIs and charts, each with its own filters). Exports: your own saved "
         "segments (an admin: anyone's).",
@@ -446,7 +454,7 @@ def next_due_local(when: Any, zone: str) -> str:
 _CRON_WORDS = {cron: words for words, cron in CRON_PRESETS.items() if cron}
 _CRON_OPTIONS = Options()
 _CRON_OPTIONS.use_24hour_time_format = True
-KIND_WORDS = {"alert": "Alert", "report": "Report", "export": "Export"}
+KIND_WORDS = {"alert": "Alert", "report": "Report", "export": "Export", "retention": "Retention"}
 WRAPPED_ROW_HEIGHT = 80
 """Rows this high let long text wrap onto three lines (Streamlit 1.67 wraps a cell's text
 only when a row is taller than 4rem). Column widths below are in px and add up to about the

@@ -207,6 +207,7 @@ def _add_user(current: Store) -> None:
             state["new_user_password"],
             name=state["new_user_full_name"] or None,
             email=state["new_user_email"] or None,
+            by=getattr(current_user(), "username", None),
         )
     except CRMError as exc:
         _flash("error", str(exc))
@@ -280,7 +281,7 @@ def _apply(current: Store, action: str, who: str, by: str) -> None:
             auth.set_role(current, who, state["new_role"], by=by)
             message = f"{who} is now {state['new_role']}."
         elif action == "activate":
-            auth.activate_user(current, who)
+            auth.activate_user(current, who, by=by)
             message = f"Reactivated {who}: they can sign in again."
         elif action == "deactivate":
             auth.deactivate_user(current, who, by=by)
@@ -290,7 +291,7 @@ def _apply(current: Store, action: str, who: str, by: str) -> None:
             state[_PICKED] = None
             message = f"Removed {who}; their export log rows and segments stay."
         else:
-            password = auth.reset_password(current, who)
+            password = auth.reset_password(current, who, by=by)
             message = f"New password for {who}: `{password}` (shown only now)."
     except CRMError as exc:
         _flash("error", str(exc))

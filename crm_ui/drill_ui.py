@@ -24,7 +24,7 @@ from crm_core.analytics import clustering, funnels, rfm
 from crm_core.errors import CRMError
 from crm_core.filters import Filters
 from crm_core.privacy import may_see_pii
-from crm_ui import data, links, segment_ui, tables
+from crm_ui import audit_ui, data, links, segment_ui, tables
 from crm_ui.auth_ui import current_user
 from crm_ui.data import store
 
@@ -277,7 +277,14 @@ def _upper_first(text: str) -> str:
 def _download(download: tuple[pd.DataFrame, str, str] | None) -> None:
     if download is not None:
         frame, file_name, label = download
-        st.download_button(label, tables.csv_bytes(frame), file_name, mime="text/csv")
+        st.download_button(
+            label,
+            tables.csv_bytes(frame),
+            file_name,
+            mime="text/csv",
+            on_click=audit_ui.record_download,
+            args=("customer list (drill-down)", file_name, {"rows": len(frame)}),
+        )
 
 
 def rfm_treemap(

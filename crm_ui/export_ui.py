@@ -15,7 +15,7 @@ import streamlit as st
 
 from crm_core import auth, export
 from crm_core.errors import CRMError
-from crm_ui import data, segment_ui, tables
+from crm_ui import audit_ui, data, segment_ui, tables
 from crm_ui.data import store
 
 RESULT_KEY = "export_result"
@@ -161,7 +161,8 @@ def download_buttons(user: auth.User, export_id: int, *, key: str) -> None:
         file_name=opened.name,
         mime=opened.mime,
         key=f"{key}_file_{export_id}",
-        on_click="ignore",
+        on_click=audit_ui.record_download,
+        args=(f"export {export_id}", opened.name),
     )
     if opened.has_manifest:
         right.download_button(

@@ -21,7 +21,7 @@ import streamlit as st
 
 from crm_core import auth, detect, ingest, mapping, presets, schema
 from crm_core.errors import CRMError, ImportValidationError
-from crm_ui import data
+from crm_ui import audit_ui, data
 from crm_ui.tables import DATETIME_FORMAT, show_table
 
 RESULT_KEY = "import_result"
@@ -491,6 +491,12 @@ def last_result() -> None:
             report.rejects_csv or b"",
             file_name=f"{Path(name).stem}.rejected.csv",
             mime="text/csv",
+            on_click=audit_ui.record_download,
+            args=(
+                f"rejected rows of import {report.batch_id or '(check)'}",
+                f"{Path(name).stem}.rejected.csv",
+                {"rows": int(report.rejected)},
+            ),
         )
 
 

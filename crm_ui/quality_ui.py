@@ -7,7 +7,7 @@ import streamlit as st
 
 from crm_core import display, quality, schema
 from crm_core.errors import CRMError
-from crm_ui import data, tables
+from crm_ui import audit_ui, data, tables
 from crm_ui.data import store
 
 READS = (*quality.quality_tables(), "import_batches")
@@ -165,5 +165,11 @@ def show_rows(rows: pd.DataFrame, finding: pd.Series) -> None:
         tables.csv_bytes(rows),
         f"quality_{finding['table']}_{finding['column']}_{finding['check']}.csv",
         mime="text/csv",
+        on_click=audit_ui.record_download,
+        args=(
+            f"data quality rows of {finding['table']}",
+            f"quality_{finding['table']}_{finding['column']}_{finding['check']}.csv",
+            {"rows": len(rows)},
+        ),
         help="The rows shown above, as a spreadsheet (personal data as you see it).",
     )

@@ -181,6 +181,17 @@ VIEWS: tuple[View, ...] = (
         ),
     ),
     View(
+        "privacy",
+        "Privacy",
+        ":material/shield_person:",
+        "Admin",
+        "app_pages/privacy.py",
+        (
+            "The sidebar filters are not used here: privacy concerns every person and every "
+            "row, whatever the period."
+        ),
+    ),
+    View(
         "glossary",
         "Glossary",
         ":material/menu_book:",

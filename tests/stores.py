@@ -108,6 +108,9 @@ class PgSchemas:
                 conn.execute(
                     sa.text(f'INSERT INTO {name}."{table}" SELECT * FROM {source}."{table}"')
                 )
+        copied = Store(url)  # views (export_log) are not copied above: init_schema makes them
+        copied.init_schema()
+        copied.dispose()
         return name, url
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from streamlit.testing.v1 import AppTest
 
 from crm_core import auth
+from crm_core.schema import audit_log
 from crm_core.store import get_store
 from tests.app.conftest import PASSWORDS, errors, sign_in
 
@@ -42,7 +43,28 @@ def test_admin_page_shows_role_matrix_and_empty_export_log(signed_in):
     at.switch_page("app_pages/admin.py").run()
     assert not at.exception
     assert any("No exports yet" in i.value for i in at.info)
-    assert len(at.dataframe) == 2  # users and the role matrix
+    assert len(at.dataframe) == 3  # users, the role matrix and the audit log (users added)
+
+
+def test_admin_reads_the_audit_log_filters_it_and_verifies_the_chain(own_store):
+    store = get_store()
+    auth.set_role(store, "analyst", "marketer", by="admin")
+    at = sign_in("admin")
+    at.switch_page("app_pages/admin.py").run()
+    assert not at.exception
+    log = at.dataframe[2].value
+    assert log.iloc[0]["what"] == "Role changed" and log.iloc[0]["who"] == "admin"
+    assert log.iloc[0]["details"] == "new role: marketer; old role: analyst"
+    actions = next(m for m in at.multiselect if m.label == "Actions")
+    actions.select("user_added").run()
+    shown = at.dataframe[2].value
+    assert set(shown["what"]) == {"User added"} and len(shown) >= 4
+    next(b for b in at.button if b.label == "Verify the chain").click().run()
+    assert any(s.value.startswith("The audit log is intact") for s in at.success), errors(at)
+    with store.begin() as conn:  # tamper with one row by SQL
+        conn.execute(audit_log.update().where(audit_log.c.seq == 2).values(actor="eve"))
+    next(b for b in at.button if b.label == "Verify the chain").click().run()
+    assert any("row 2 was edited" in e for e in errors(at))
 
 
 def test_import_page_lists_tables_and_columns(signed_in):
@@ -180,3 +202,20 @@ def test_a_deactivated_users_open_session_is_signed_out_on_the_next_run(own_stor
     at.run()
     assert not _signed_in(at)  # signed out for good: signing in again takes the password
     assert _signed_in(sign_in("analyst"))
+
+
+def test_a_download_of_a_target_list_or_personal_data_writes_an_audit_row(own_store):
+    import streamlit as st
+
+    from crm_core import audit
+    from crm_ui import audit_ui
+    from crm_ui.session import USER_KEY
+
+    st.session_state[USER_KEY] = auth.get_user(get_store(), "marketer")
+    try:
+        audit_ui.record_download("export 7", "vips_v1.csv", {"rows": 12})
+    finally:
+        del st.session_state[USER_KEY]
+    row = audit.entries(get_store(), actions=["download"]).iloc[0]
+    assert (row["actor"], row["target"]) == ("marketer", "export 7")
+    assert audit.details_words(row["details"]) == "file name: vips_v1.csv; rows: 12"

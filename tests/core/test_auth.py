@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from crm_core import auth
+from crm_core import audit, auth
 from crm_core.config import Settings
 from crm_core.errors import AuthError, NotAllowedError
 from crm_core.schema import app_users, export_log, segments
@@ -226,11 +226,8 @@ def test_removing_a_user_keeps_their_export_log_rows_and_segments(store):
                 segment_id=1, version=1, name="VIPs", definition="{}", owner="mia", created_at=now
             )
         )
-        conn.execute(
-            export_log.insert().values(
-                export_id=1, exported_by="mia", exported_at=now, segment_name="VIPs", rows=3
-            )
-        )
+        details = {"export_id": 1, "segment_name": "VIPs", "rows": 3}
+        audit.record(conn, "export", actor="mia", target="export 1", details=details)
     auth.remove_user(store, "mia", by="admin")
     assert store.scalar(sa.select(segments.c.owner)) == "mia"
     assert store.scalar(sa.select(export_log.c.exported_by)) == "mia"
