@@ -109,9 +109,11 @@ row[4].metric(
 )
 plain.meaning(row[4], explained["mae"])
 
-values_tab, backtest_tab, matrix_tab, top_tab = st.tabs(
-    ["Values", "Backtest", "Frequency-recency", "Top customers"]
+values_tab, next_tab, backtest_tab, matrix_tab, top_tab = st.tabs(
+    ["Values", "Next purchase", "Backtest", "Frequency-recency", "Top customers"]
 )
+with next_tab:
+    model_ui.next_purchase_panel(report)
 with values_tab:
     st.plotly_chart(model_charts.clv_histogram(parts["histogram"], "$"), width="stretch")
     pins.pin_button("clv", "clv_histogram", pins.settings_of(settings, "clv", "clv_histogram"))

@@ -126,6 +126,15 @@ if person.get("churn_reasons"):
         "trees (or coefficients).",
     )
 
+if next_words := profile.next_purchase_words(person):
+    st.markdown(
+        next_words,
+        help="From the purchase model at the last scoring: the window runs from the day the "
+        "chance of a purchase reaches 25% to the day it reaches 75%, counted from the data's "
+        "end. Segments can select customers due soon (Next purchase from, within the next N "
+        "days).",
+    )
+
 facts = insight_ui.customer_segments(customer_id)
 st.markdown(
     f"**RFM segment:** {facts['rfm_segment'] or 'none yet'}"

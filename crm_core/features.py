@@ -167,6 +167,16 @@ def build_select(as_of: date) -> sa.Select:
         "p_alive": customer_scores.c.p_alive,
         "churn_risk": customer_scores.c.churn_risk,
         "churn_band": customer_scores.c.churn_band,
+        **{
+            name: customer_scores.c[name]
+            for name in (
+                "p_purchase_7d",
+                "p_purchase_30d",
+                "p_purchase_90d",
+                "next_purchase_from",
+                "next_purchase_to",
+            )
+        },
         "as_of": sa.literal(as_of, sa.Date),
     }
     missing = {c.name for c in customer_360.columns} ^ set(fields)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 import sqlalchemy as sa
 
@@ -101,6 +103,11 @@ def customer(store: Store, customer_id: int, role: str) -> dict | None:
             customer_scores.c.churn_risk,
             customer_scores.c.churn_band,
             customer_scores.c.churn_reasons,
+            customer_scores.c.p_purchase_7d,
+            customer_scores.c.p_purchase_30d,
+            customer_scores.c.p_purchase_90d,
+            customer_scores.c.next_purchase_from,
+            customer_scores.c.next_purchase_to,
             customer_scores.c.scored_at,
         )
         .join_from(
@@ -210,3 +217,20 @@ def segment_facts(store: Store, customer_id: int) -> dict[str, object]:
     facts = dict(row._mapping) if row else {"rfm_segment": None, "rfm_score": None, "cluster": None}
     facts["segments"] = segments.segments_of(store, customer_id)
     return facts
+
+
+def next_purchase_words(person: dict[str, Any]) -> str | None:
+    """The profile's next-purchase line ("Next purchase expected 2 Jul - 8 Jul 2026 ..."),
+    None before scoring."""
+    chances = [person.get(f"p_purchase_{d}d") for d in (7, 30, 90)]
+    if any(v is None or pd.isna(v) for v in chances):
+        return None
+    start, end = person.get("next_purchase_from"), person.get("next_purchase_to")
+    if start is None or pd.isna(start):
+        when = "not expected within two years"
+    elif end is None or pd.isna(end):
+        when = f"from {pd.Timestamp(start):%d %b %Y} at the earliest, and not likely"
+    else:
+        when = f"between {pd.Timestamp(start):%d %b} and {pd.Timestamp(end):%d %b %Y}"
+    odds = ", ".join(f"{v:.0%} within {d} days" for v, d in zip(chances, (7, 30, 90), strict=True))
+    return f"**Next purchase:** {when} (chance of buying: {odds})."

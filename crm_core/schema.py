@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 """Bump when the model changes; `store.migrate` adds what an older store lacks."""
 
 metadata = sa.MetaData()
@@ -262,6 +262,19 @@ customer_scores = sa.Table(
         info={"doc": "The churn model's probability of no purchase in the churn window."},
     ),
     sa.Column("churn_band", sa.String, info={"doc": "low, medium or high."}),
+    sa.Column("p_purchase_7d", sa.Float, info={"doc": "P(at least one purchase in 7 days)."}),
+    sa.Column("p_purchase_30d", sa.Float, info={"doc": "P(at least one purchase in 30 days)."}),
+    sa.Column("p_purchase_90d", sa.Float, info={"doc": "P(at least one purchase in 90 days)."}),
+    sa.Column(
+        "next_purchase_from",
+        sa.Date,
+        info={"doc": "Day by which the chance of a next purchase reaches 25%."},
+    ),
+    sa.Column(
+        "next_purchase_to",
+        sa.Date,
+        info={"doc": "Day by which the chance of a next purchase reaches 75% (empty: not likely)."},
+    ),
     sa.Column(
         "churn_reasons",
         sa.String,
@@ -590,6 +603,41 @@ customer_360 = sa.Table(
     ),
     _field(
         "churn_band", sa.String, "Churn risk band: low, medium or high.", label="Churn risk band"
+    ),
+    _field(
+        "p_purchase_7d",
+        sa.Double,
+        "The purchase model's chance of at least one purchase in the next 7 days.",
+        share=True,
+        label="P(purchase in 7 days)",
+    ),
+    _field(
+        "p_purchase_30d",
+        sa.Double,
+        "The purchase model's chance of at least one purchase in the next 30 days.",
+        share=True,
+        label="P(purchase in 30 days)",
+    ),
+    _field(
+        "p_purchase_90d",
+        sa.Double,
+        "The purchase model's chance of at least one purchase in the next 90 days.",
+        share=True,
+        label="P(purchase in 90 days)",
+    ),
+    _field(
+        "next_purchase_from",
+        sa.Date,
+        "Expected next purchase, from: the day by which its chance reaches 25% (empty: not "
+        "within two years).",
+        label="Next purchase from",
+    ),
+    _field(
+        "next_purchase_to",
+        sa.Date,
+        "Expected next purchase, to: the day by which its chance reaches 75% (empty: not "
+        "likely within two years).",
+        label="Next purchase by",
     ),
     _field("as_of", sa.Date, "The as-of date: day of the last completed order in the store."),
 )

@@ -121,7 +121,7 @@ def model_version(clv_report: clv.CLVReport | None, churn_report: churn.ChurnRep
     return f"clv={clv_part};churn={churn_part};data_to={data_to};#{digest}"
 
 
-_CLV_COLUMNS = ["customer_id", "clv", "p_alive"]
+_CLV_COLUMNS = ["customer_id", "clv", "p_alive", *clv.NEXT_PURCHASE_COLUMNS]
 _CHURN_COLUMNS = ["customer_id", "churn_risk", "churn_band", "churn_reasons"]
 
 
@@ -135,7 +135,9 @@ def build_scores(
     for those active in the last year (NULL for lapsed customers). A model left out (None)
     leaves its columns NULL; without CLV the rows are the churn model's customers."""
     if clv_report is None:
-        frame = churn_report.scores[_CHURN_COLUMNS].assign(clv=np.nan, p_alive=np.nan)
+        frame = churn_report.scores[_CHURN_COLUMNS].assign(
+            clv=np.nan, p_alive=np.nan, **dict.fromkeys(clv.NEXT_PURCHASE_COLUMNS, np.nan)
+        )
     elif churn_report is None:
         frame = clv_report.customers[_CLV_COLUMNS].assign(
             churn_risk=np.nan, churn_band=None, churn_reasons=None

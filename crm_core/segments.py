@@ -56,6 +56,7 @@ OP_LABELS: dict[str, str] = {
     "is_null": "is empty",
     "not_null": "is not empty",
     "within_last_days": "within the last N days",
+    "within_next_days": "within the next N days",
 }
 """Every operator and the words the builder shows for it."""
 
@@ -75,7 +76,17 @@ OPS_BY_KIND: dict[str, tuple[str, ...]] = {
     ),
     "text": ("eq", "ne", "in", "not_in", "contains", "is_null", "not_null"),
     "boolean": ("eq", "ne", "is_null", "not_null"),
-    "date": ("gt", "gte", "lt", "lte", "between", "within_last_days", "is_null", "not_null"),
+    "date": (
+        "gt",
+        "gte",
+        "lt",
+        "lte",
+        "between",
+        "within_last_days",
+        "within_next_days",
+        "is_null",
+        "not_null",
+    ),
 }
 """Which operators fit each kind of field."""
 
@@ -92,6 +103,8 @@ store them as 0-1, the builder shows and takes them as percent."""
 
 MATCHES = ("all", "any")
 NO_VALUE_OPS = frozenset({"is_null", "not_null"})
+DAY_COUNT_OPS = frozenset({"within_last_days", "within_next_days"})
+"""Operators whose value is a number of days from the as-of date."""
 MAX_NAME_LENGTH = 80
 
 
@@ -208,7 +221,7 @@ def _check_value(rule: Any, path: str) -> dict[str, Any]:
         if not parts:
             raise SegmentError(f"{where}: the list is empty; give at least one value.")
         return {"field": field, "op": op, "value": [_scalar(kind, v, where) for v in parts]}
-    if op == "within_last_days":
+    if op in DAY_COUNT_OPS:
         days = _number(value, where)
         if not float(days).is_integer() or days < 1:
             raise SegmentError(f"{where}: the number of days must be a whole number >= 1.")
@@ -653,6 +666,9 @@ def _condition(rule: dict[str, Any], as_of: date) -> sa.ColumnElement[bool]:
     if op == "within_last_days":
         start = datetime.combine(as_of - timedelta(days=value - 1), time.min)
         return sa.and_(column >= start, column < datetime.combine(as_of, time.min) + timedelta(1))
+    if op == "within_next_days":  # the N days after the as-of day ("due in the next 14 days")
+        start = datetime.combine(as_of, time.min) + timedelta(days=1)
+        return sa.and_(column >= start, column < start + timedelta(days=value))
     if kind == "date":  # whole days: "at most 2026-01-31" includes that day
         if op == "between":
             return sa.and_(column >= _day(value[0]), column < _day(value[1], 1))

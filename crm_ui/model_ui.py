@@ -114,3 +114,80 @@ def show_not_ready(exc: clv.NotReadyError) -> None:
         "Not enough data for this model yet:\n\n"
         + "\n".join(f"- {problem}" for problem in exc.problems)
     )
+
+
+WINDOW_WORDS = {7: "7 days", 30: "30 days", 90: "90 days"}
+
+
+def next_purchase_panel(report: clv.CLVReport) -> None:
+    """The next-purchase predictions and their backtest at the calibration end."""
+    from crm_core.analytics import next_purchase
+    from crm_core.figures import model_charts
+    from crm_ui import widgets
+
+    values = report.customers
+    st.caption(
+        "From the purchase model: each customer's chance of at least one purchase in the next "
+        "7, 30 and 90 days after the data's end, and the window in which the next purchase is "
+        "expected (from the day its chance reaches 25% to the day it reaches 75%). Scoring "
+        "writes them with the scores, for segments ('next purchase from within the next 14 "
+        "days'), exports and the customer profile."
+    )
+    cards = st.container(horizontal=True)
+    for days in next_purchase.WINDOWS_DAYS:
+        column = values[f"p_purchase_{days}d"]
+        cards.container().metric(
+            f"Expected buyers in {WINDOW_WORDS[days]}",
+            f"{column.sum():,.0f}",
+            help=f"The sum of every customer's chance of buying within {days} days: how many "
+            f"of the {len(values):,} customers the model expects to buy. Mean chance "
+            f"{column.mean():.1%}.",
+            border=True,
+        )
+    due = values["next_purchase_from"].notna() & (
+        values["next_purchase_from"] <= pd.Timestamp(report.observation_end) + pd.Timedelta(days=14)
+    )
+    st.caption(
+        f"{int(due.sum()):,} customers are due within 14 days of "
+        f"{report.observation_end:%d %b %Y} (their window starts by then); "
+        f"{int(values['next_purchase_to'].isna().sum()):,} are not likely to buy again within "
+        "two years (no 75% day)."
+    )
+    table = report.next_purchase
+    st.markdown("**Backtest at the calibration end**")
+    if table.empty:
+        st.info(
+            "The holdout after the calibration end is shorter than 7 days: move the "
+            "calibration end earlier (Model settings) to check the predictions."
+        )
+        return
+    errors = next_purchase.calibration_error(table)
+    st.caption(
+        f"The calibration fit (data to {report.calibration_end:%d %b %Y}) predicted each "
+        "customer's chance of buying in the days after it; the bars are the share that did, "
+        "by decile of the prediction. "
+        + "; ".join(
+            f"{int(r.window_days)} days: predicted {r.predicted:.1%}, bought {r.actual:.1%} "
+            f"(worst decile off by {r.worst_decile_gap * 100:.1f} points)"
+            for r in errors.itertuples()
+        )
+        + "."
+    )
+    windows = [int(d) for d in table["window_days"].unique()]
+    window = (
+        st.segmented_control(
+            "Window",
+            windows,
+            default=windows[-1],
+            format_func=lambda d: WINDOW_WORDS.get(d, f"{d} days"),
+            key="np_window",
+            help="Windows longer than the holdout are left out.",
+        )
+        or windows[-1]
+    )
+    widgets.chart_with_download(
+        model_charts.next_purchase_backtest(table, window),
+        table,
+        "next_purchase_backtest.csv",
+        "Download the next-purchase backtest (CSV)",
+    )

@@ -188,7 +188,7 @@ def _load_rule(rule: dict[str, Any]) -> int:
         st.session_state[key] = ", ".join(f"{_percent(v):g}" if share else str(v) for v in value)
     elif segments.FIELDS[field] == "boolean":
         st.session_state[key] = "true" if value else "false"
-    elif value is not None and share and op != "within_last_days":
+    elif value is not None and share and op not in segments.DAY_COUNT_OPS:
         st.session_state[key] = _percent(value)
     elif value is not None and choices:
         st.session_state[key] = _choice(value, choices)
@@ -345,7 +345,7 @@ def _value_input(col: Any, rid: int, field: str, op: str) -> Any:
     if kind == "boolean":
         _fit(key, lambda v: v in ("true", "false"))
         return col.selectbox("Value", ["true", "false"], key=key)
-    share = field in segments.SHARE_FIELDS and op != "within_last_days"
+    share = field in segments.SHARE_FIELDS and op not in segments.DAY_COUNT_OPS
     choices = field_choices(field) if op in ("eq", "ne", "in", "not_in") else []
     if op in ("in", "not_in") and choices:
         _fit(key, lambda v: isinstance(v, list) and set(v) <= set(choices))
@@ -375,6 +375,8 @@ def _value_input(col: Any, rid: int, field: str, op: str) -> Any:
         ]
     if op == "within_last_days":
         hint = "days up to the as-of date (last order in the store)"
+    elif op == "within_next_days":
+        hint = "days after the as-of date (last order in the store), e.g. 14: due in two weeks"
     elif op in ("in", "not_in") and share:
         text = col.text_input(
             "Values (%)", key=key, help="Comma-separated percents 0-100 (stored as shares 0-1)."

@@ -24,6 +24,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from crm_core import features
+from crm_core.analytics import next_purchase
 from crm_core.errors import CRMError
 from crm_core.filters import IS_PURCHASE, Filters, completed_orders_where, plural
 from crm_core.schema import customers, orders
@@ -65,6 +66,16 @@ MAX_HOLDOUT_DAYS = 365
 
 FREQUENCY_GROUPS = 7
 """Backtest groups: 0, 1, ..., 6 and 7+ repeat purchases in the calibration period."""
+
+
+NEXT_PURCHASE_COLUMNS = (
+    "p_purchase_7d",
+    "p_purchase_30d",
+    "p_purchase_90d",
+    "next_purchase_from",
+    "next_purchase_to",
+)
+"""What `value_customers` adds from `next_purchase.predictions`, written with the scores."""
 
 
 class NotReadyError(CRMError):
@@ -734,6 +745,8 @@ class CLVReport:
     alive_matrix: pd.DataFrame
     fit_seconds: float
     notes: list[str] = field(default_factory=list)
+    next_purchase: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """The next-purchase backtest at the calibration end (`next_purchase.backtest`)."""
 
     def as_dict(self) -> dict[str, Any]:
         """Parameters and backtest figures as plain JSON-able values."""
@@ -755,6 +768,11 @@ class CLVReport:
             },
             "customers": len(self.customers),
             "mean_clv": round(float(self.customers["clv"].mean()), 2),
+            "next_purchase_backtest": (
+                next_purchase.calibration_error(self.next_purchase).round(4).to_dict("records")
+                if not self.next_purchase.empty
+                else []
+            ),
             "horizon_months": self.settings.horizon_months,
             "monthly_discount": self.settings.monthly_discount,
             "fit_seconds": round(self.fit_seconds, 2),
@@ -805,6 +823,9 @@ def _value(
     values["p_alive"] = model.p_alive(full)
     values["expected_aov"] = model.expected_aov(full)
     values["clv"] = model.clv(full, settings.horizon_months, settings.monthly_discount, unit)
+    upcoming = next_purchase.predictions(model, full, unit, observation_end)
+    for name in NEXT_PURCHASE_COLUMNS:
+        values[name] = upcoming[name].to_numpy()
     return model, values
 
 
@@ -851,6 +872,11 @@ def analyse(
     holdout_units = (observation_end - calibration_end).days / unit
     backtest = _backtest(cal_model, summary, calibration_end, observation_end, holdout_units)
 
+    bought = next_purchase.first_purchase_after(store, calibration_end, observation_end, scope)
+    upcoming = next_purchase.backtest(
+        cal_model, summary, bought, unit, (observation_end - calibration_end).days
+    )
+
     report(0.5, "Refitting on all data up to the last day")
     model, values = _value(store, settings, observation_end, scope, full)
     report(0.8, "Adding the customers' attributes")
@@ -876,6 +902,7 @@ def analyse(
         alive_matrix=alive_matrix,
         fit_seconds=_time.perf_counter() - started,
         notes=notes,
+        next_purchase=upcoming,
     )
 
 

@@ -40,6 +40,37 @@ def backtest_by_frequency(frame: pd.DataFrame, holdout_label: str) -> go.Figure:
     return _layout(fig)
 
 
+def next_purchase_backtest(frame: pd.DataFrame, window_days: int) -> go.Figure:
+    """Share who bought within `window_days` after the calibration end, by decile of the
+    predicted chance: model against data."""
+    part = frame[frame["window_days"] == window_days]
+    fig = go.Figure()
+    fig.add_bar(
+        x=part["decile"],
+        y=part["actual"],
+        name="Bought (actual)",
+        marker_color=_GREY,
+        hovertemplate="Decile %{x}: %{y:.1%} bought<extra></extra>",
+    )
+    fig.add_scatter(
+        x=part["decile"],
+        y=part["predicted"],
+        name="Predicted chance",
+        mode="lines+markers",
+        line={"color": _BLUE, "width": 3},
+        hovertemplate="Decile %{x}: %{y:.1%} predicted<extra></extra>",
+    )
+    fig.update_xaxes(
+        title_text="Decile of the predicted chance (1 = least likely, 10 = most likely)",
+        tickmode="linear",
+        dtick=1,
+    )
+    fig.update_yaxes(
+        title_text=f"Share buying within {window_days} days", tickformat=".0%", rangemode="tozero"
+    )
+    return _layout(fig)
+
+
 def period_histogram(frame: pd.DataFrame) -> go.Figure:
     """Customers by repeat purchases in the calibration period: data against the model."""
     fig = go.Figure()

@@ -161,3 +161,28 @@ def test_free_repeat_orders_do_not_stop_scoring_for_everyone(demo_copy, capsys):
 def test_cli_on_an_empty_store_is_one_clear_line(store, capsys):
     assert cli.main(["clv"]) == 2
     assert "import `orders`" in capsys.readouterr().err
+
+
+@pytest.mark.both_stores
+def test_next_purchase_is_scored_and_due_customers_are_a_segment(demo_copy):
+    from crm_core import features, segments
+
+    scoring.score(demo_copy)
+    features.ensure_fresh(demo_copy)
+    scores = demo_copy.read_df(
+        "select customer_id, p_purchase_7d, p_purchase_90d, next_purchase_from, "
+        "next_purchase_to from customer_scores"
+    )
+    assert scores["p_purchase_90d"].between(0, 1).all()
+    assert (scores["p_purchase_7d"] <= scores["p_purchase_90d"]).all()
+    assert scores["next_purchase_from"].notna().sum() > len(scores) / 2
+    as_of = segments.store_as_of(demo_copy)
+    start = pd.Timestamp(as_of) + pd.Timedelta(days=1)
+    due = scores["next_purchase_from"].notna() & (
+        pd.to_datetime(scores["next_purchase_from"]) < start + pd.Timedelta(days=14)
+    )
+    rule = {"field": "next_purchase_from", "op": "within_next_days", "value": 14}
+    preview = segments.preview(demo_copy, {"match": "all", "rules": [rule]}, "admin")
+    assert preview.customers == int(due.sum()) > 0
+    in_360 = demo_copy.read_df("select p_purchase_30d from customer_360")["p_purchase_30d"]
+    assert in_360.notna().sum() == len(scores)

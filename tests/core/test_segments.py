@@ -221,7 +221,13 @@ def test_a_share_outside_0_1_is_refused_with_a_hint(rule_, message):
 def test_shares_inside_0_1_are_kept_as_given():
     checked = segments.validate({"rules": [rule("churn_risk", "gte", 0.6)]})
     assert checked["rules"][0]["value"] == 0.6
-    assert {"churn_risk", "p_alive"} == segments.SHARE_FIELDS
+    assert {
+        "churn_risk",
+        "p_alive",
+        "p_purchase_7d",
+        "p_purchase_30d",
+        "p_purchase_90d",
+    } == segments.SHARE_FIELDS
 
 
 def test_a_value_no_customer_has_warns_with_the_nearest_values(tiny360):
