@@ -7,7 +7,7 @@ from crm_core.analytics import funnels
 from crm_core.errors import CRMError
 from crm_core.figures import insight_charts
 from crm_core.schema import EVENT_TYPES
-from crm_ui import auth_ui, drill_ui, filters_ui, insight_ui, pins, plain, tables, widgets
+from crm_ui import auth_ui, drill_ui, filters_ui, insight_ui, lead_ui, pins, plain, tables, widgets
 
 auth_ui.require_view("funnels")
 st.title("Funnels")
@@ -103,3 +103,5 @@ with leads_tab:
             tables.show_table(ages)
         st.markdown("**Win rate and deal value by source**")
         tables.show_table(sources)
+    st.divider()
+    lead_ui.show_lead_scores()

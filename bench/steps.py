@@ -9,6 +9,8 @@
 | segment preview | segments.preview (segment builder page, `crm_core segments preview`)   |
 | CLV             | clv.value_customers (fit on every buyer, value everyone); clv.analyse  |
 | churn           | churn.analyse (what scoring.score runs: train, validate, score)        |
+| leads           | lead_scoring.analyse (`crm_core leads score`, scoring.score, Funnels)  |
+| recommend       | recommend.score (`crm_core recommend --score`, Recommendations page)  |
 | export          | export.export_segment (segment builder page, `crm_core export`)        |
 | overview render | app.py signed in, overview page, in Streamlit's AppTest                |
 | duplicates      | dedupe.find_duplicates (`python -m crm_core duplicates find`), a child |
@@ -28,7 +30,7 @@ import sqlalchemy as sa
 
 from bench.baseline import COMPARED_360, CSV_TABLES, peak_rss_bytes
 from crm_core import auth, demo, export, features, ingest, metrics, segments
-from crm_core.analytics import churn, clv
+from crm_core.analytics import churn, clv, lead_scoring, recommend
 from crm_core.filters import Filters, default_filters
 from crm_core.schema import orders
 from crm_core.store import Store
@@ -207,6 +209,18 @@ def clv_page(store: Store) -> clv.CLVReport:
 def churn_train_and_score(store: Store) -> churn.ChurnReport:
     """Train, validate against the recency baseline, explain, score current customers."""
     return churn.analyse(store, churn.ChurnSettings())
+
+
+def leads_fit_and_score(store: Store) -> lead_scoring.LeadReport:
+    """Lead scoring as `leads score` and scoring.score run it: features at every cutoff,
+    train, validate against the source-only baseline, refit, score the open leads."""
+    return lead_scoring.analyse(store, lead_scoring.LeadSettings())
+
+
+def recommend_fit_and_score(store: Store) -> recommend.ScoreRun:
+    """Recommendations as `recommend --score` runs them: read the purchase lines, fit the
+    rules and the consumables, recommend to every customer, replace the stored lists."""
+    return recommend.score(store)
 
 
 def export_everyone(store: Store, out: Path) -> export.ExportResult:

@@ -43,6 +43,7 @@ VIEW_ROLES: dict[str, frozenset[str]] = {
     "churn": _ALL,
     "surveys": _ALL,
     "campaigns": _ALL,
+    "recommendations": _NO_MANAGER,
     "funnels": _ALL,
     "data_import": frozenset({"admin"}),
     "admin": frozenset({"admin"}),

@@ -529,6 +529,55 @@ def cmd_churn(args: argparse.Namespace, store: Store) -> int:
     return 0
 
 
+def cmd_leads(args: argparse.Namespace, store: Store) -> int:
+    """Score the open leads: validation against the source-only baseline, the top leads,
+    and with --capacity the MQL threshold and its expected wins; writes lead_scores."""
+    from crm_core.analytics import lead_scoring
+
+    store.init_schema()
+    settings = lead_scoring.LeadSettings(
+        model=args.model, window_days=args.window, as_of=args.as_of
+    )
+    report = lead_scoring.score(store, settings)
+    figures = report.as_dict(top=args.top)
+    capacity = report.capacity(args.capacity) if args.capacity is not None else None
+    if capacity is not None:
+        figures["capacity"] = {
+            "per_week": capacity.per_week,
+            "weekly_volume": round(capacity.weekly_volume, 2),
+            "share_called": round(capacity.share, 4),
+            "threshold": round(capacity.threshold, 4),
+            "leads_above": capacity.leads_above,
+            "expected_wins": round(capacity.expected_wins, 2),
+        }
+    if args.json:
+        print(json.dumps(figures, indent=2, default=str))
+        return 0
+    print(
+        f"Lead scoring ({lead_scoring.MODELS[args.model]}), won within {args.window} days: "
+        f"trained on cutoffs {figures['train_cutoffs'][0]} to {figures['train_cutoffs'][1]}, "
+        f"validated on {figures['valid_cutoffs'][0]} to {figures['valid_cutoffs'][1]} "
+        f"({figures['valid_rows']:,} open leads, {figures['valid_win_rate']:.1%} won)"
+    )
+    for who, metrics in figures["metrics"].items():
+        print(f"  {who:<9} " + ", ".join(f"{k} {v}" for k, v in metrics.items()))
+    print("  calibration by band of the model's prediction (predicted / actual win rate):")
+    for row in figures["calibration"]:
+        print(f"    {row['band']:>2}: {row['predicted']:6.1%} / {row['actual']:6.1%}")
+    print(
+        f"Scored {figures['scored_leads']:,} open leads as of {figures['as_of']} "
+        f"({figures['stale_leads']:,} older than {lead_scoring.ACTIVE_DAYS} days left out); top:"
+    )
+    for lead in figures["top_leads"]:
+        print(
+            f"  lead {lead['lead_id']} ({lead['source']}, {lead['stage']}): "
+            f"{lead['win_probability']:.1%} - {lead['reasons'] or 'no strong reason'}"
+        )
+    if capacity is not None:
+        print(capacity.sentence())
+    return 0
+
+
 # --- alerts (crm_core/alerts.py) ---------------------------------------------------------
 
 
@@ -582,6 +631,35 @@ def _print_backtest(result) -> None:  # result: alerts.Backtest
     print(result.summary)
     for model in result.detail.get("models", []):
         print(f"  forecast: {model}")
+
+
+def cmd_recommend(args: argparse.Namespace, store: Store) -> int:
+    """Evaluate the recommendations on held-out last orders (against a popularity
+    baseline); with --score also write customer_recommendations."""
+    from crm_core.analytics import recommend
+
+    figures: dict[str, Any] = {}
+    if args.score:
+        store.init_schema()
+        run = recommend.score(store)
+        figures["scored"] = run.as_dict()
+    evaluation = recommend.evaluate_store(store, max_customers=args.max_customers)
+    figures["evaluation"] = evaluation.as_dict()
+    if args.json:
+        print(json.dumps(figures, indent=2, default=str))
+        return 0
+    if args.score:
+        print(
+            f"Recommended to {run.customers:,} customers ({run.rows:,} offers; {run.rules:,} "
+            f"rules, {run.consumables:,} consumables) as of {run.as_of} in {run.seconds:.1f} s"
+        )
+    k, m, b = evaluation.top_n, evaluation.model, evaluation.baseline
+    print(
+        f"Held-out last orders of {evaluation.customers:,} customers: precision@{k} "
+        f"{m['precision']:.1%} (popularity {b['precision']:.1%}), hit rate@{k} "
+        f"{m['hit_rate']:.1%} (popularity {b['hit_rate']:.1%})"
+    )
+    return 0
 
 
 def cmd_alerts(args: argparse.Namespace, store: Store) -> int:
@@ -1237,6 +1315,35 @@ def build_parser() -> argparse.ArgumentParser:
     churn_cmd.add_argument("--as-of", type=date.fromisoformat, help="YYYY-MM-DD (default: last)")
     churn_cmd.add_argument("--json", action="store_true", help="print JSON")
     churn_cmd.set_defaults(handler=cmd_churn)
+
+    rec = sub.add_parser(
+        "recommend", help="products to offer each customer: evaluate; --score writes them"
+    )
+    rec.add_argument("--score", action="store_true", help="write customer_recommendations")
+    rec.add_argument(
+        "--max-customers", type=int, default=50_000, help="evaluated at most (a sample)"
+    )
+    rec.add_argument("--json", action="store_true", help="print JSON")
+    rec.set_defaults(handler=cmd_recommend)
+
+    from crm_core.analytics import lead_scoring as lead_mod
+
+    leads_cmd = sub.add_parser("leads", help="lead scoring: validate, score the open leads")
+    leads_sub = leads_cmd.add_subparsers(dest="leads_command", required=True)
+    lscore = leads_sub.add_parser(
+        "score", help="fit and validate the lead model, write lead_scores, print the top leads"
+    )
+    lscore.add_argument("--model", choices=lead_mod.MODELS, default="hgb")
+    lscore.add_argument(
+        "--window", type=int, default=lead_mod.DEFAULT_WINDOW_DAYS, help="won within DAYS"
+    )
+    lscore.add_argument("--as-of", type=date.fromisoformat, help="YYYY-MM-DD (default: last)")
+    lscore.add_argument(
+        "--capacity", type=int, metavar="N", help="leads sales can call a week: the threshold"
+    )
+    lscore.add_argument("--top", type=int, default=10, help="top leads printed")
+    lscore.add_argument("--json", action="store_true", help="print JSON")
+    leads_cmd.set_defaults(handler=cmd_leads)
 
     # --- alerts (crm_core/alerts.py) ---
     from crm_core import alerts as alerts_mod

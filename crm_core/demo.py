@@ -252,6 +252,21 @@ _TICKET_CATEGORIES = ("delivery", "returns", "product", "billing", "account", "p
 _TOUCHPOINTS = ("post_purchase", "support", "onboarding")
 _LEAD_SOURCES = ("webinar", "content", "paid_search", "referral", "trade_show", "partner")
 _LEAD_SOURCE_SHARE = (0.18, 0.27, 0.2, 0.15, 0.1, 0.1)
+_LEAD_SOURCE_LIFT = (0.3, -0.4, -0.8, 1.0, 0.0, 0.6)
+"""How each source shifts a lead's log-odds of advancing and of being won."""
+_LEAD_ACTIVITY_RATE = {
+    "email_open": 0.15,
+    "email_click": 0.05,
+    "page_view": 0.12,
+    "meeting": 0.04,
+    "call": 0.06,
+}
+"""Activities per day of an engaged lead of average interest (x exp(0.8 interest))."""
+LEADS_MIN = 3_000
+LEADS_PER_CUSTOMER = 0.2
+"""The demo has this many leads per customer, at least LEADS_MIN."""
+LEADS_FROM_CUSTOMERS = 0.15
+"""Share of leads that come from an existing customer (an upsell: customer_id from the start)."""
 _COMMENT_PHRASES = {
     # (sentiment, support touchpoint?) -> phrases; detractor and promoter words differ.
     ("neg", False): (
@@ -1025,11 +1040,14 @@ class _Demo:
     # -- order lines -------------------------------------------------------------------------
 
     def _refills(self) -> np.ndarray:
-        """Per order (customer order): the consumable re-bought in it, or -1.
+        """Per order (customer order): the consumable re-bought in it, or a product of a
+        pair bought one order after the other, or -1.
 
         Some customers adopt a consumable (of their favourite category when it has one; the
         more often they order, the likelier) and re-buy it in their first order of each cycle
-        of `cycle_days` counted from their first order.
+        of `cycle_days` counted from their first order. And some orders (15% of those whose
+        next order is free) hold a product with a complement whose next order holds the
+        complement (they come back for it).
         """
         rng, n, cat = self.lrng, self.n, _CATALOGUE
         types = np.arange(0, len(cat.cents), 3)  # the basic level of each product type
@@ -1049,7 +1067,24 @@ class _Demo:
         c = self.o_cust
         window = np.floor((self.o_t - self.t0[c]) / cycle[c])
         first = np.r_[True, (c[1:] != c[:-1]) | (window[1:] != window[:-1])]
-        return np.where(adopt[c] & first, product[c], -1).astype(np.int32)
+        refill = np.where(adopt[c] & first, product[c], -1).astype(np.int32)
+        # Some come back for the complement: an order holds a product that has one (of the
+        # order's category when it has one) and the customer's next order its complement.
+        paired = types[cat.complement[types] >= 0]  # sorted by category
+        per_cat = np.bincount(cat.category[paired], minlength=len(_CATEGORIES))
+        r, oc, u = len(c), self.o_category, rng.random(len(c))
+        pick = np.where(
+            per_cat[oc] > 0,
+            _offsets(per_cat)[oc] + np.floor(u * per_cat[oc]).astype(np.int64),
+            np.floor(u * len(paired)).astype(np.int64),
+        )
+        kit = (paired[pick] + _pick(rng, r, _LEVEL_SHARE)).astype(np.int32)
+        free = refill < 0
+        plant = (rng.random(r) < 0.15) & free & np.r_[free[1:] & (c[1:] == c[:-1]), False]
+        plant &= ~np.r_[False, plant[:-1]]  # a complement's order starts no pair of its own
+        refill[plant] = kit[plant]
+        refill[np.flatnonzero(plant) + 1] = cat.complement[kit[plant]]
+        return refill
 
     def _lines(
         self, cents: np.ndarray, category: np.ndarray, refill: np.ndarray
@@ -1428,35 +1463,85 @@ class _Demo:
     # -- leads -------------------------------------------------------------------------------
 
     def leads(self) -> None:
-        """B2B leads moving lead -> mql -> sql -> opportunity -> won/lost over time."""
-        rng = self.rng
-        k = max(20, int(round(0.04 * self.n)))
-        created = self.growing_times(k, growth=1.0)
-        advance = np.array([0.55, 0.5, 0.6])  # lead->mql, mql->sql, sql->opportunity
-        wait = np.array([7.0, 14.0, 14.0, 30.0])
+        """B2B leads moving lead -> mql -> sql -> opportunity -> won/lost over time, with the
+        engagement a CRM records (e-mail opens and clicks, page views, calls, meetings) and
+        each stage change. A lead's hidden interest drives its engagement, how far it
+        advances and whether it is won; its source shifts its chances too (referrals and
+        partners win most, paid search least), so lead scoring has something true to find.
+        Drawn from a stream of their own (seed, 37)."""
+        rng = np.random.default_rng([self.rng.bit_generator.seed_seq.entropy, 37])
+        k = max(LEADS_MIN, int(round(LEADS_PER_CUSTOMER * self.n)))
+        u = np.sort(rng.random(k))  # creation days, density growing x2 by the end
+        created = np.floor(self.horizon * (np.sqrt(1.0 + 3.0 * u) - 1.0)) + rng.random(k)
+        created = np.minimum(created, self.last)
+        source = _pick(rng, k, _LEAD_SOURCE_SHARE)
+        lift = np.asarray(_LEAD_SOURCE_LIFT)[source]
+        interest = rng.normal(0.0, 1.0, k)
+
+        def chance(base: float, of_source: float, of_interest: float) -> np.ndarray:
+            logit = np.log(base / (1.0 - base)) + of_source * lift + of_interest * interest
+            return 1.0 / (1.0 + np.exp(-logit))
+
         steps = np.zeros(k, dtype=np.int64)
         alive = np.ones(k, dtype=bool)
-        for i in range(3):  # three stage transitions, vectorised over leads
-            alive &= rng.random(k) < advance[i]
+        for base in (0.55, 0.5, 0.6):  # lead->mql, mql->sql, sql->opportunity
+            alive &= rng.random(k) < chance(base, 0.4, 0.7)
             steps += alive
         closes = (steps == 3) & (rng.random(k) < 0.85)  # some opportunities stall
+        wait = np.array([7.0, 14.0, 14.0, 30.0])
         times = created[:, None] + np.cumsum(rng.exponential(wait, (k, 4)), axis=1)
         reached = np.minimum(steps + closes, (times <= self.last).sum(axis=1))
         # stage index: 0 lead, 1 mql, 2 sql, 3 opportunity, 4 won, 5 lost
-        won = rng.random(k) < 0.4
+        won = rng.random(k) < chance(0.35, 1.0, 1.2)
         stage = np.where(reached == 4, np.where(won, 4, 5), reached)
         changed = np.where(reached == 0, created, times[np.arange(k), np.maximum(reached - 1, 0)])
         value = np.round(rng.lognormal(np.log(2500.0), 0.8, k), 2)
         value = np.where(stage >= 2, value, np.nan)
+        # A share of leads come from existing customers (upsell); the others become a new
+        # customer (one signing up around the win) when won.
         cust = np.full(k, -1, dtype=np.int64)
-        w = stage == 4
+        signed = np.searchsorted(self.signup, created)
+        pick = np.minimum(np.floor(rng.random(k) * signed).astype(np.int64), self.n - 1)
+        existing = (rng.random(k) < LEADS_FROM_CUSTOMERS) & (signed > 0)
+        existing &= ~(self.erased_at[pick] <= self.last)  # never an erased customer
+        cust[existing] = pick[existing] + 1
+        w = (stage == 4) & ~existing
         idx = np.searchsorted(self.signup, changed[w]) + rng.integers(0, 3, int(w.sum()))
         cust[w] = np.clip(idx, 0, self.n - 1) + 1
+        # Stage history: the lead entered stage i + 1 at times[:, i] for each i < reached.
+        step = np.arange(4)[None, :]
+        rows, cols = np.nonzero(step < reached[:, None])
+        entered = np.where(step < 3, step + 1, stage[:, None])
+        changes = {"lead": rows, "when": times[rows, cols], "stage": entered[rows, cols]}
+        # Engagement until the lead is decided, stalls or the data end; a stalled lead still
+        # opens an e-mail or views a page now and then (a tenth of the rate) for half a year.
+        quiet = np.minimum(times[np.arange(k), np.minimum(reached, 3)], self.last)
+        gone = np.where(stage >= 4, quiet, np.minimum(quiet + 182.0, self.last))
+        starts = {"call": times[:, 0], "meeting": times[:, 1]}  # sales calls MQLs, meets SQLs
+        act_lead, act_when, act_kind = [], [], []
+        for code, kind in enumerate(schema.LEAD_ACTIVITY_KINDS):
+            rate = _LEAD_ACTIVITY_RATE[kind] * np.exp(0.8 * interest - 0.32)
+            begin = np.minimum(starts.get(kind, created), quiet)
+            spans = [(begin, quiet - begin, rate)]
+            if kind not in starts:
+                spans.append((quiet, gone - quiet, 0.1 * rate))
+            for begin, span, per_day in spans:
+                lead_of = np.repeat(np.arange(k), rng.poisson(per_day * span))
+                act_lead.append(lead_of)
+                act_when.append(begin[lead_of] + rng.random(len(lead_of)) * span[lead_of])
+                act_kind.append(np.full(len(lead_of), code, dtype=np.int8))
+        when = np.concatenate(act_when)
+        order = np.argsort(when, kind="stable")
+        self.lead_activity = {
+            "lead": np.concatenate(act_lead)[order],
+            "when": when[order],
+            "kind": np.concatenate(act_kind)[order],
+        }
+        order = np.argsort(changes["when"], kind="stable")
+        self.lead_changes = {name: values[order] for name, values in changes.items()}
         self.lead = {"created": created, "stage": stage, "changed": changed}
-        self.lead.update(
-            {"value": value, "cust": cust, "source": _pick(rng, k, _LEAD_SOURCE_SHARE)}
-        )
-        self.report(0.85, f"{k:,} leads")
+        self.lead.update({"value": value, "cust": cust, "source": source})
+        self.report(0.85, f"{k:,} leads, {len(when):,} lead activities")
 
     # -- frames ------------------------------------------------------------------------------
 
@@ -1643,6 +1728,24 @@ class _Demo:
                 "stage": _cat(lead["stage"], schema.LEAD_STAGES),
                 "stage_changed_at": ts(lead["changed"]),
                 "deal_value": lead["value"],
+            }
+        )
+        act = self.lead_activity
+        out["lead_activities"] = pd.DataFrame(
+            {
+                "activity_id": np.arange(1, len(act["lead"]) + 1, dtype=np.int64),
+                "lead_id": act["lead"].astype(np.int64) + 1,
+                "occurred_at": ts(act["when"]),
+                "kind": _cat(act["kind"], schema.LEAD_ACTIVITY_KINDS),
+            }
+        )
+        chg = self.lead_changes
+        out["lead_stage_changes"] = pd.DataFrame(
+            {
+                "change_id": np.arange(1, len(chg["lead"]) + 1, dtype=np.int64),
+                "lead_id": chg["lead"].astype(np.int64) + 1,
+                "changed_at": ts(chg["when"]),
+                "stage": _cat(chg["stage"], schema.LEAD_STAGES),
             }
         )
         out["suppressions"] = self.suppressions()

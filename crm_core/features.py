@@ -22,9 +22,11 @@ from crm_core.analytics import rfm
 from crm_core.filters import IS_PURCHASE, order_date_range
 from crm_core.schema import (
     campaign_contacts,
+    customer_recommendations,
     customer_scores,
     customers,
     orders,
+    products,
     support_tickets,
     survey_responses,
 )
@@ -135,6 +137,35 @@ def build_select(as_of: date) -> sa.Select:
         .group_by(cc.customer_id)
         .subquery("contacts")
     )
+    best = (
+        sa.select(
+            customer_recommendations.c.customer_id,
+            products.c.name.label("next_best_product"),
+        )
+        .join(products, products.c.product_id == customer_recommendations.c.product_id)
+        .where(customer_recommendations.c.rank == 1)
+        .subquery("best")
+    )
+    ls = schema.lead_scores  # the leads open at the last lead scoring, with their customer
+    open_leads = (
+        sa.select(
+            ls.c.customer_id,
+            ls.c.win_probability.label("lead_score"),
+            sa.func.row_number()
+            .over(
+                partition_by=ls.c.customer_id,
+                order_by=(ls.c.created_at.desc(), ls.c.lead_id.desc()),
+            )
+            .label("nth"),
+        )
+        .where(ls.c.customer_id.is_not(None))
+        .subquery("open_leads_ranked")
+    )
+    latest_lead = (
+        sa.select(open_leads.c.customer_id, open_leads.c.lead_score)
+        .where(open_leads.c.nth == 1)
+        .subquery("latest_lead")
+    )
     cid = customers.c.customer_id
     zero = sa.literal(0)
     fields = {
@@ -177,6 +208,8 @@ def build_select(as_of: date) -> sa.Select:
                 "next_purchase_to",
             )
         },
+        "next_best_product": best.c.next_best_product,
+        "lead_score": latest_lead.c.lead_score,
         "as_of": sa.literal(as_of, sa.Date),
     }
     missing = {c.name for c in customer_360.columns} ^ set(fields)
@@ -189,6 +222,8 @@ def build_select(as_of: date) -> sa.Select:
         .outerjoin(tickets, tickets.c.customer_id == cid)
         .outerjoin(contacts, contacts.c.customer_id == cid)
         .outerjoin(customer_scores, customer_scores.c.customer_id == cid)
+        .outerjoin(latest_lead, latest_lead.c.customer_id == cid)
+        .outerjoin(best, best.c.customer_id == cid)
     )
     columns = [fields[c.name].label(c.name) for c in customer_360.columns]
     return sa.select(*columns).select_from(joined)
@@ -203,6 +238,8 @@ SOURCE_TABLES: frozenset[str] = frozenset(
         "support_tickets",
         "customer_scores",
         "customer_clusters",
+        "lead_scores",
+        "customer_recommendations",
     }
 )
 """The tables customer_360 is built from: a write to any of them makes it stale."""
@@ -218,6 +255,7 @@ def _fingerprint(store: Store) -> str:
         sa.select(sa.func.count(), sa.func.count(support_tickets.c.closed_at)),
         sa.select(sa.func.count(), sa.func.count(campaign_contacts.c.opened_at)),
         sa.select(sa.func.count(), sa.func.max(customer_clusters.c.saved_at)),
+        sa.select(sa.func.count(), sa.func.max(schema.lead_scores.c.scored_at)),
     ]
     with store.connect() as conn:
         values = [list(conn.execute(p).one()) for p in parts]
@@ -238,12 +276,14 @@ def mark_stale(conn: sa.Connection) -> None:
 
 
 def ensure_tables(store: Store) -> None:
-    """Create customer_360 and customer_clusters if the store lacks them (derived tables)."""
-    if {"customer_360", "customer_clusters"} <= store.table_names():
+    """Create customer_360, customer_clusters and customer_recommendations if the store lacks
+    them (derived tables)."""
+    if {"customer_360", "customer_clusters", "customer_recommendations"} <= store.table_names():
         return
     with store.begin() as conn:
         customer_360.create(conn, checkfirst=True)
         customer_clusters.create(conn, checkfirst=True)
+        customer_recommendations.create(conn, checkfirst=True)
 
 
 def refresh(store: Store) -> int:

@@ -639,6 +639,21 @@ customer_360 = sa.Table(
         "likely within two years).",
         label="Next purchase by",
     ),
+    _field(
+        "next_best_product",
+        sa.String,
+        "The first product to offer the customer (its name; empty until `recommend --score` "
+        "runs or when nothing fits): due again, or bought with what they bought.",
+        label="Next best product",
+    ),
+    _field(
+        "lead_score",
+        sa.Double,
+        "The lead model's chance that the customer's latest open lead is won, as of the last "
+        "lead scoring (empty: the customer had no open lead then, or leads were never scored).",
+        share=True,
+        label="Lead score",
+    ),
     _field("as_of", sa.Date, "The as-of date: day of the last completed order in the store."),
 )
 """One row per customer; derived, rebuilt by `features.refresh`."""
@@ -929,6 +944,105 @@ retention_policies = sa.Table(
 )
 """How long each table keeps its rows (see crm_core/retention.py)."""
 
+# --- issue 18: lead scoring (crm_core/analytics/lead_scoring.py) ---
+
+LEAD_ACTIVITY_KINDS = ("email_open", "email_click", "page_view", "meeting", "call")
+
+lead_activities = sa.Table(
+    "lead_activities",
+    metadata,
+    _key("activity_id", "Unique activity number."),
+    _col(
+        "lead_id",
+        sa.BigInteger,
+        "The lead (leads.lead_id).",
+        required=True,
+        references="leads.lead_id",
+    ),
+    _col("occurred_at", sa.DateTime, "When it happened (UTC).", required=True),
+    _col(
+        "kind",
+        sa.String,
+        "What happened: the lead opened or clicked an e-mail, viewed a page; sales met or "
+        "called them.",
+        required=True,
+        allowed=LEAD_ACTIVITY_KINDS,
+    ),
+)
+"""Engagement of each lead over time (lead scoring computes it as of any date)."""
+
+lead_stage_changes = sa.Table(
+    "lead_stage_changes",
+    metadata,
+    _key("change_id", "Unique stage-change number."),
+    _col(
+        "lead_id",
+        sa.BigInteger,
+        "The lead (leads.lead_id).",
+        required=True,
+        references="leads.lead_id",
+    ),
+    _col("changed_at", sa.DateTime, "When the lead entered the stage (UTC).", required=True),
+    _col("stage", sa.String, "The stage it entered.", required=True, allowed=LEAD_STAGES),
+)
+"""Each lead's stage history (its stage and time in stage as of any date); a lead starts in
+`lead` at its created_at."""
+
+lead_scores = sa.Table(
+    "lead_scores",
+    metadata,
+    sa.Column("lead_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column(
+        "customer_id",
+        sa.BigInteger,
+        info={"holds_customer": True, "doc": "The lead's customer when scored, if any."},
+    ),
+    sa.Column("created_at", sa.DateTime, info={"doc": "When the lead was created (UTC)."}),
+    sa.Column(
+        "win_probability",
+        sa.Float,
+        info={
+            "doc": "The lead model's chance that the open lead is won within its window.",
+            "label": "Win probability",
+            "share": True,
+        },
+    ),
+    sa.Column(
+        "lead_score_reasons",
+        sa.String,
+        info={
+            "doc": "What raises the lead's chance most, in words (from the model).",
+            "label": "Why (from the model)",
+        },
+    ),
+    sa.Column("model_version", sa.String),
+    sa.Column("scored_at", sa.DateTime),
+)
+"""The open leads' scores of the latest lead-scoring run (all rows replaced at once)."""
+
+# --- issue 18: recommendations (crm_core/analytics/recommend.py) ---
+
+RECOMMEND_METHODS = ("replenishment", "cross_sell")
+
+customer_recommendations = sa.Table(
+    "customer_recommendations",
+    metadata,
+    _key("customer_id", "The customer.", holds_customer=True),
+    _key("rank", "1 = the first product to offer."),
+    _col("product_id", sa.BigInteger, "The product to offer (products.product_id).", required=True),
+    _col(
+        "method",
+        sa.String,
+        "replenishment (due again) or cross_sell (bought with their products).",
+        required=True,
+        allowed=RECOMMEND_METHODS,
+    ),
+    _col("score", sa.Double, "How likely the offer fits, 0-1 (ranks the products).", share=True),
+    _col("reason", sa.String, "Why, in words.", label="Why"),
+    _col("scored_at", sa.DateTime, "When they were computed (UTC).", required=True),
+)
+"""The top products to offer each customer, with the reason (`recommend --score`)."""
+
 # --- import bookkeeping ------------------------------------------------------------------
 
 EXTERNAL_ENTITIES = ("customers", "orders", "products")
@@ -995,6 +1109,8 @@ LOADED_TABLES = (
     "survey_responses",
     "support_tickets",
     "leads",
+    "lead_activities",
+    "lead_stage_changes",
     "suppressions",
     "external_ids",
 )
@@ -1072,6 +1188,8 @@ DATA_TABLES = (
     "survey_responses",
     "support_tickets",
     "leads",
+    "lead_activities",
+    "lead_stage_changes",
 )
 """Tables a user imports, in load order (referenced tables first)."""
 

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from crm_core import features
-from crm_core.analytics import churn, clv
+from crm_core.analytics import churn, clv, lead_scoring
 from crm_core.schema import customer_scores, score_runs
 from crm_core.store import Store, lock_tables, utcnow
 
@@ -33,6 +33,7 @@ Progress = Callable[[float, str], None]
 LEFT_OUT_COLUMNS: dict[str, str] = {
     "clv": "clv and p_alive are empty",
     "churn": "churn_risk and churn_band are empty",
+    "leads": "lead_scores and the 360 lead_score are as the last lead scoring left them",
 }
 """What stays empty in customer_scores when a model is left out."""
 
@@ -50,6 +51,8 @@ class ScoreResult:
     churn_report: churn.ChurnReport | None
     left_out: dict[str, str] = field(default_factory=dict)
     """Model ("clv", "churn") -> why it was not fitted (a NotReadyError's message)."""
+    lead_report: lead_scoring.LeadReport | None = None
+    """Lead scoring (written to lead_scores), when the store has leads."""
 
     @property
     def notes(self) -> list[str]:
@@ -94,11 +97,18 @@ class ScoreResult:
                 f"Brier {k.metric('brier'):.3f}",
                 "  bands: " + ", ".join(f"{b} {n:,}" for b, n in bands),
             ]
+        if (ld := self.lead_report) is not None:
+            lines.append(
+                f"Leads ({lead_scoring.MODELS[ld.settings.model]}, won within "
+                f"{ld.settings.window_days} days): validation ROC AUC "
+                f"{ld.metric('roc_auc'):.3f} (source-only baseline "
+                f"{ld.metric('roc_auc', 'baseline'):.3f}); {len(ld.scores):,} open leads scored"
+            )
         left = [f"Left out: {line}" for line in self.left_out_lines()]
         return [*lines, *left, *(f"Note: {note}" for note in self.notes)]
 
 
-TABLES_WRITTEN = ("customer_scores", "score_runs")
+TABLES_WRITTEN = ("customer_scores", "score_runs", "lead_scores")
 """What a scoring run writes (the 360 table is rebuilt from it), for the app's caches."""
 
 
@@ -239,6 +249,13 @@ def score(
     report(0.97, f"Writing {len(frame):,} scores")
     rows = write_scores(store, frame)
     record_run(store, frame, scored_at, version)
+    lead_report = None
+    try:
+        lead_report = lead_scoring.score_if_any(
+            store, lambda f, m: report(0.98 + 0.02 * f, f"leads: {m}")
+        )
+    except clv.NotReadyError as exc:
+        left_out["leads"] = _reason(exc, "Lead scoring")
     report(1.0, "Done")
     return ScoreResult(
         rows=rows,
@@ -248,6 +265,7 @@ def score(
         clv_report=clv_report,
         churn_report=churn_report,
         left_out=left_out,
+        lead_report=lead_report,
     )
 
 

@@ -97,6 +97,17 @@ VIEWS: tuple[View, ...] = (
         ),
     ),
     View(
+        "recommendations",
+        "Recommendations",
+        ":material/recommend:",
+        "Marketing",
+        "app_pages/recommendations.py",
+        (
+            "The sidebar filters are not used: products are recommended from every customer's "
+            "whole purchase history, as of the last day with a completed order."
+        ),
+    ),
+    View(
         "surveys",
         "NPS & CSAT",
         ":material/sentiment_satisfied:",

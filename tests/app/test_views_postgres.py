@@ -147,6 +147,12 @@ def check_data_quality(at: AppTest) -> None:
     assert any("check_label" in d.value.columns for d in at.dataframe)
 
 
+def check_recommendations(at: AppTest) -> None:
+    """The held-out validation (the same demo data: the same figures on both stores)."""
+    assert figures(at)["Precision@5"].endswith("%")
+    assert "vs popularity" in next(m for m in at.metric if m.label == "Hit rate@5").delta
+
+
 def check_duplicates(at: AppTest) -> None:
     """Find duplicates runs the record-linkage model on PostgreSQL's customers (read into
     DuckDB in memory) and the review queue lists the demo's planted copies."""
@@ -168,6 +174,7 @@ CHECKS: dict[str, Callable[[AppTest], None]] = {
     "segmentation": check_segmentation,
     "segment_builder": check_segment_builder,
     "campaigns": check_campaigns,
+    "recommendations": check_recommendations,
     "surveys": check_surveys,
     "funnels": check_funnels,
     "clv": check_clv,

@@ -95,7 +95,8 @@ def test_cross_table_consistency(frames) -> None:
     leads = frames["leads"]
     assert (leads["stage_changed_at"] >= leads["created_at"]).all()
     assert leads.loc[leads["stage"] == "won", "customer_id"].notna().all()
-    assert leads.loc[leads["stage"] != "won", "customer_id"].isna().all()
+    # Leads of existing customers (upsell) carry their customer from the start; others not.
+    assert leads.loc[leads["stage"] != "won", "customer_id"].notna().mean() < 0.25
     surveys = frames["survey_responses"]
     nps = surveys["survey"] == "nps"
     assert surveys.loc[nps, "score"].between(0, 10).all()

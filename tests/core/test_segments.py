@@ -227,6 +227,7 @@ def test_shares_inside_0_1_are_kept_as_given():
         "p_purchase_7d",
         "p_purchase_30d",
         "p_purchase_90d",
+        "lead_score",
     } == segments.SHARE_FIELDS
 
 
