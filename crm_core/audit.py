@@ -62,6 +62,7 @@ ACTION_LABELS: dict[str, str] = {
     "suppression_removed": "Suppression removed",
     "retention_policy_changed": "Retention policy changed",
     "retention_run": "Retention applied",
+    "store_compacted": "Store compacted (old values wiped from free space)",
 }
 """Each audit action in words, for the page and the CLI."""
 

@@ -425,6 +425,18 @@ def record_login(
             )
 
 
+def audit_refused_sign_in(store: Store, username: str, *, locked: bool) -> None:
+    """Audit a sign-in refused without a password check being counted: an unknown username
+    (what was typed is not written: it may be an e-mail) or any attempt while locked."""
+    with store.begin() as conn:
+        known = conn.execute(
+            sa.select(app_users.c.username).where(app_users.c.username == username)
+        ).scalar()
+        target = f"user {username}" if known else "an unknown username"
+        details = {"while_locked": True} if locked else None
+        audit.record(conn, "sign_in_failed", actor=None, target=target, details=details)
+
+
 def authenticator_credentials(store: Store, settings: Settings | None = None) -> dict:
     """Active users in the shape streamlit-authenticator expects, with hashes only.
 

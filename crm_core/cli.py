@@ -1058,6 +1058,9 @@ def cmd_privacy(args: argparse.Namespace, store: Store) -> int:
         else:
             print("\n".join(result.summary()))
         return 0
+    if command == "compact":
+        print(erasure.compact(store, by=args.user))
+        return 0
     if command == "requests":
         frame = erasure.requests(store)
         _print_rows(
@@ -1490,6 +1493,10 @@ def build_parser() -> argparse.ArgumentParser:
     erase.add_argument("--yes", action="store_true", help="confirm: it cannot be undone")
     erase.add_argument("--user", default="cli", help="who acts (audited)")
     erase.add_argument("--json", action="store_true", help="print JSON (with the proof)")
+    compact = priv_sub.add_parser(
+        "compact", help="rewrite the store so erased values leave its free space (app stopped)"
+    )
+    compact.add_argument("--user", default="cli", help="who acts (audited)")
     reqs = priv_sub.add_parser("requests", help="access requests and erasures carried out")
     reqs.add_argument("--json", action="store_true", help="print JSON")
     keep = priv_sub.add_parser("retention", help="retention policies: dry run, or --apply")

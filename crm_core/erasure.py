@@ -44,6 +44,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from crm_core import audit, consent, contacts, display, features, merge, schema, suppression
+from crm_core.config import get_settings
 from crm_core.errors import CRMError
 from crm_core.store import Store, lock_tables, next_id, utcnow
 
@@ -92,6 +93,8 @@ class ErasureResult:
     looked_for: dict[str, int]
     proof: list[dict[str, Any]]
     exports: list[dict[str, Any]] = field(default_factory=list)
+    files_removed: list[str] = field(default_factory=list)
+    """Files this server kept that held the person (access archives, export copies)."""
 
     @property
     def found(self) -> int:
@@ -112,18 +115,33 @@ class ErasureResult:
             + ".",
             "Rows cleared: "
             + (
-                ", ".join(f"{display.label(t)} {n:,}" for t, n in self.cleared.items() if n)
+                ", ".join(
+                    f"{display.label(t)} {n:,}"
+                    for t, n in self.cleared.items()
+                    if n and t != "suppressions"
+                )
                 or "none"
             )
-            + ".",
+            + f". Addresses added to the suppression list (hashed): "
+            f"{self.cleared.get('suppressions', 0)}.",
             f"Proof: {len(self.proof):,} checks over every table and column for the former "
             f"values ({looked or 'none on record'}): {self.found} found.",
         ]
+        if self.files_removed:
+            lines.append(
+                "Files kept on this server that held the person, deleted: "
+                + ", ".join(self.files_removed)
+                + "."
+            )
+        lines.append(
+            "The database may still hold the old values in its free space until it is "
+            "compacted: run `python -m crm_core privacy compact` (see README)."
+        )
         if self.exports:
             lines.append(f"Earlier exports that held the person ({len(self.exports)}):")
             lines += [
-                f"  export {e['export_id']}: {e['file_name']} on {e['exported_at']} by "
-                f"{e['exported_by']}"
+                f"  export {e['export_id']}: {e['file_name']} on "
+                f"{pd.Timestamp(e['exported_at']):%d %b %Y, %H:%M} UTC by {e['exported_by']}"
                 for e in self.exports
             ]
         else:
@@ -142,6 +160,7 @@ class ErasureResult:
             "found": self.found,
             "proof": self.proof,
             "exports": self.exports,
+            "files_removed": self.files_removed,
         }
 
 
@@ -205,7 +224,33 @@ def _person_rows(present: set[str], ids: list[int]) -> dict[str, sa.Select]:
     if "audit_log" in present:
         a = schema.audit_log
         selects["audit_log"] = sa.select(a).where(_audit_about(ids)).order_by(a.c.seq)
+    if {"merges", "merge_rows"} <= present:
+        r, m = schema.merge_rows, schema.merges
+        theirs = sa.select(m.c.merge_id).where(m.c.kept_id.in_(ids))
+        selects["merge_rows"] = (
+            sa.select(r).where(r.c.merge_id.in_(theirs)).order_by(r.c.merge_id, r.c.seq)
+        )
+    selects |= _child_rows(present, selects)
     return dict(sorted(selects.items()))
+
+
+def _child_rows(present: set[str], selects: dict[str, sa.Select]) -> dict[str, sa.Select]:
+    """Rows that belong to the person's rows through a declared reference to their key (the
+    lines of their orders): about the person too, though they hold no customer id."""
+    found: dict[str, sa.Select] = {}
+    for tbl in schema.metadata.sorted_tables:
+        if tbl.name not in present or tbl.name in selects or tbl.name in _VIEWS:
+            continue
+        for col in tbl.columns:
+            parent_name, _, parent_key = str(col.info.get("references", "")).partition(".")
+            if parent_name not in selects or parent_name == "customers":
+                continue
+            parent = selects[parent_name].subquery()
+            keys = list(tbl.primary_key.columns) or list(tbl.columns)[:1]
+            found[tbl.name] = (
+                sa.select(tbl).where(col.in_(sa.select(parent.c[parent_key]))).order_by(*keys)
+            )
+    return found
 
 
 # --- access request -----------------------------------------------------------------------
@@ -526,12 +571,33 @@ def _exports(conn: sa.Connection, present: set[str], ids: list[int]) -> list[dic
             {
                 "export_id": int(row["export_id"]),
                 "file_name": Path(str(row["file_name"] or "")).name,
+                "path": str(row["file_name"] or ""),  # server path: used, then dropped
                 "exported_at": _plain(row["exported_at"]),
                 "exported_by": row["exported_by"],
                 "segment_name": row["segment_name"],
             }
         )
     return out
+
+
+def _kept_paths(ids: list[int], export_paths: list[str]) -> list[Path]:
+    """Files this server keeps that hold the person: access archives made in the app, and
+    the kept copies of exports that held them (with their manifests)."""
+    data_dir = Path(get_settings().data_dir).resolve()
+    found: list[Path] = []
+    for customer_id in ids:
+        found += sorted((data_dir / "privacy").glob(f"customer-{customer_id}-*.zip"))
+    for text in export_paths:
+        path = Path(text) if text else None
+        if path is None or not path.is_file():
+            continue
+        if data_dir not in path.resolve().parents:  # a file an admin wrote elsewhere: theirs
+            continue
+        found.append(path)
+        manifest = path.with_name(path.name + ".manifest.json")
+        if manifest.is_file():
+            found.append(manifest)
+    return found
 
 
 def erase(store: Store, customer_id: int, *, by: str) -> ErasureResult:
@@ -545,6 +611,11 @@ def erase(store: Store, customer_id: int, *, by: str) -> ErasureResult:
         erased = conn.execute(
             sa.select(c.c.erased_at).where(c.c.customer_id == int(customer_id))
         ).scalar()
+        if erased is not None:
+            raise PrivacyError(
+                f"Customer {customer_id} was already erased on {erased:%d %b %Y}; its proof "
+                "is with the erasure on the Privacy page (`privacy requests`)."
+            )
         merges = _person_merges(conn, ids) if "merges" in present else []
         former = _collect(conn, present, ids, merges)
         consent_before = conn.execute(
@@ -605,6 +676,7 @@ def erase(store: Store, customer_id: int, *, by: str) -> ErasureResult:
                 "rows (an app user or a schedule with the same address, say), then erase again."
             )
         exports = _exports(conn, present, ids)
+        kept = _kept_paths(ids, [e.pop("path") for e in exports])
         requests = schema.privacy_requests
         lock_tables(conn, requests)
         request_id = next_id(conn, requests.c.request_id)
@@ -617,6 +689,7 @@ def erase(store: Store, customer_id: int, *, by: str) -> ErasureResult:
             former.counts(),
             proof,
             exports,
+            [p.name for p in kept],
         )
         conn.execute(
             requests.insert().values(
@@ -639,13 +712,34 @@ def erase(store: Store, customer_id: int, *, by: str) -> ErasureResult:
             details={
                 "request_id": request_id,
                 "person_ids": ids,
-                "again": erased is not None,
                 "checks": len(proof),
                 "found": 0,
                 "exports": len(exports),
+                "files_removed": len(kept),
             },
         )
+    for path in kept:  # after the commit: a rolled-back erasure deletes nothing
+        path.unlink(missing_ok=True)
     return result
+
+
+def compact(store: Store, *, by: str | None) -> str:
+    """Wipe erased and deleted values from the store's free space (`Store.compact`), audited;
+    what was done, in words."""
+    before, after = store.compact()
+    audit.record_now(
+        store,
+        "store_compacted",
+        actor=by,
+        target="the store",
+        details={"bytes_before": before, "bytes_after": after},
+    )
+    if before is None:
+        return "Compacted the PostgreSQL store (VACUUM FULL): every table was rewritten."
+    return (
+        f"Compacted the store file: {before / 2**20:,.1f} MiB -> {after / 2**20:,.1f} MiB; "
+        "values deleted or erased before are no longer in it."
+    )
 
 
 # --- reading requests back ----------------------------------------------------------------

@@ -1130,6 +1130,8 @@ class _Loader:
         self.now = utcnow()
         self.phones_read = 0
         self.warned: dict[tuple[str, str, str], list[Any]] = {}  # -> [count, examples]
+        self.erased_entries: dict[str, set[str]] | None = None
+        self.erased_rows: dict[str, list[Any]] = {}  # kind -> [count, file rows]
 
     def failed(self) -> bool:
         """Whether nothing of this file will be kept (so nothing more is inserted)."""
@@ -1250,6 +1252,29 @@ class _Loader:
             entry[0] += len(positions)
             for pos in positions[: max(_WARN_EXAMPLES - len(entry[1]), 0)]:
                 entry[1].append((int(rows[pos]), _shown(kept[column].iloc[pos])))
+        if name == "customers":
+            self._warn_erased(kept, rows)
+
+    def _warn_erased(self, kept: pd.DataFrame, rows: np.ndarray) -> None:
+        """Rows whose e-mail or phone is an erased person's (a hashed suppression): they load,
+        and no export will include them; the import says so (without the address)."""
+        from crm_core import suppression
+
+        if self.erased_entries is None:
+            self.erased_entries = suppression.hashed_entries(self.store)
+        columns = [c for c in ("email", "phone", "country") if c in kept.columns]
+        if not any(self.erased_entries.values()) or not {"email", "phone"} & set(columns):
+            return
+        members = pa.table({c: pa.array(kept[c].astype("string"), pa.string()) for c in columns})
+        for kind in ("email", "phone"):
+            if kind not in columns:
+                continue
+            found = suppression.hashed_matches(self.store, members, kind, self.erased_entries)
+            positions = np.flatnonzero(found)
+            if len(positions):
+                entry = self.erased_rows.setdefault(kind, [0, []])
+                entry[0] += len(positions)
+                entry[1] += [int(rows[p]) for p in positions[: _WARN_EXAMPLES - len(entry[1])]]
 
     def warnings(self) -> list[str]:
         """The warnings in words: table, column, how many rows, the first rows and values."""
@@ -1267,6 +1292,14 @@ class _Loader:
             out.append(
                 f"{name}, column {column}: {count:,} row(s) {what}{phones}: {shown}{more}. "
                 "They are imported as they are; the Data quality view lists them."
+            )
+        for kind, (count, examples) in self.erased_rows.items():
+            shown = ", ".join(f"row {row}" for row in examples)
+            more = f" and {count - len(examples):,} more" if count > len(examples) else ""
+            out.append(
+                f"customers, column {kind}: {count:,} row(s) with the {kind} of a person who "
+                f"was erased ({shown}{more}). They are imported, and stay suppressed: no "
+                "export includes them."
             )
         return out
 

@@ -210,7 +210,10 @@ def remove_policy(store: Store, table_name: str, *, by: str) -> bool:
 
 
 def _cutoff(age_months: int, now: datetime) -> datetime:
-    return (pd.Timestamp(now) - pd.DateOffset(months=int(age_months))).to_pydatetime()
+    """Midnight (UTC) of the day `age_months` before `now`: rows dated before that day go,
+    so the dry run's "before 30 Oct 2024" is exactly what is applied, whatever the hour."""
+    day = (pd.Timestamp(now) - pd.DateOffset(months=int(age_months))).normalize()
+    return day.to_pydatetime()
 
 
 def _where(policy: pd.Series | dict[str, Any], now: datetime) -> tuple[sa.Table, Any]:

@@ -857,6 +857,7 @@ AUDIT_ACTIONS = (
     "suppression_removed",
     "retention_policy_changed",
     "retention_run",
+    "store_compacted",
 )
 CONSENT_CHANNELS = ("email", "sms")
 CONSENT_SOURCES = (

@@ -281,6 +281,42 @@ class Store:
         """Close every pooled connection (releases DuckDB's file lock)."""
         self.engine.dispose()
 
+    def compact(self) -> tuple[int | None, int | None]:
+        """Rewrite the stored data so that deleted and overwritten values are gone from the
+        file, not only unreachable by SQL: DuckDB copies the database into a new file and
+        replaces the old one (no other process may have it open); PostgreSQL runs VACUUM
+        FULL. Bytes before and after (None on PostgreSQL)."""
+        if not self.is_duckdb:
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(sa.text("VACUUM FULL"))
+            return None, None
+        import duckdb
+
+        path = Path(sa.engine.make_url(self.url).database or "")
+        if not path.is_file():
+            raise StoreError(f"Cannot compact {path}: it is not a DuckDB file on this machine.")
+        self.engine.dispose()
+        fresh = path.with_name(path.name + ".compacting")
+        fresh.unlink(missing_ok=True)
+        before = path.stat().st_size
+        try:
+            source = duckdb.connect(str(path))  # external access on: ATTACH the new file
+        except duckdb.IOException as exc:
+            raise StoreError(
+                f"Cannot compact {path.name}: another process has it open ({exc}). Stop the "
+                "app (and any scheduler) first, then run the command again."
+            ) from exc
+        try:
+            source.execute("CHECKPOINT")
+            source.execute(f"ATTACH '{fresh}' AS fresh")  # our own path, not user input
+            source.execute(f'COPY FROM DATABASE "{path.stem}" TO fresh')
+            source.execute("DETACH fresh")
+        finally:
+            source.close()
+        fresh.replace(path)
+        path.with_name(path.name + ".wal").unlink(missing_ok=True)
+        return before, path.stat().st_size
+
 
 VIEWS = ("export_log",)
 """Declared tables that the store keeps as views (export_log: the "export" audit rows)."""

@@ -61,7 +61,7 @@ def audit_section() -> None:
         key="audit_actions",
     )
     who = right.selectbox(
-        "User", audit.actors(current), index=None, placeholder="Everyone", key="audit_user"
+        "Done by", audit.actors(current), index=None, placeholder="Everyone", key="audit_user"
     )
     rows = audit.entries(current, actions=picked, actor=who, limit=ROWS_SHOWN)
     if rows.empty:

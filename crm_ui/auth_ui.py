@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 import streamlit as st
 import streamlit_authenticator as stauth
@@ -46,6 +48,7 @@ def login_gate() -> auth.User | None:
         login_sleep_time=0.05,
     )
     st.session_state[_AUTH_KEY] = authenticator
+    _audit_refused_attempts(authenticator, current, credentials)
     signed_out = _sign_out_inactive(authenticator, credentials)
     try:
         authenticator.login(
@@ -85,6 +88,27 @@ def login_gate() -> auth.User | None:
     elif status is False:
         st.error("Username or password is incorrect.")
     return None
+
+
+def _audit_refused_attempts(authenticator: stauth.Authenticate, store: Store, known: dict) -> None:
+    """Audit the sign-ins the counting below does not see: an unknown username, and any
+    attempt on a locked account (a known user's wrong password is counted and audited by
+    `auth.record_login`)."""
+    model = authenticator.authentication_controller.authentication_model
+    login = model.login
+
+    def audited(username: str | None, password: str | None, *args: Any, **kwargs: Any) -> Any:
+        try:
+            ok = login(username, password, *args, **kwargs)
+        except LoginError:
+            if username and password:
+                auth.audit_refused_sign_in(store, username, locked=True)
+            raise
+        if username and password and ok is False and username not in known["usernames"]:
+            auth.audit_refused_sign_in(store, username, locked=False)
+        return ok
+
+    model.login = audited
 
 
 def _sign_out_inactive(authenticator: stauth.Authenticate, credentials: dict) -> bool:

@@ -3,14 +3,15 @@ and the Privacy page's requests, proofs and retention policies (admins)."""
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
 import streamlit as st
 
-from crm_core import auth, consent, display, erasure, retention, schema
-from crm_core.config import get_settings
+from crm_core import auth, consent, display, erasure, merge, retention, schema
 from crm_core.errors import CRMError
 from crm_ui import audit_ui, data
 from crm_ui.tables import csv_bytes, show_table
@@ -42,10 +43,17 @@ PROOF_COLUMNS = {
 }
 
 
-@data.reads("consent_changes", show_spinner=False, ttl=60)
+@data.reads("consent_changes", "merges", show_spinner=False, ttl=60)
 def consent_history(customer_id: int) -> pd.DataFrame:
-    """A customer's consent changes in words, newest first."""
-    return consent.history_for_display(consent.history(data.store(), customer_id))
+    """A customer's consent changes in words, newest first, with those of the records merged
+    into them (a Record column says whose, when there are several)."""
+    ids = [customer_id, *merge.merged_from(data.store(), customer_id)]
+    frames = [consent.history(data.store(), i).assign(record=i) for i in ids]
+    merged = pd.concat(frames, ignore_index=True).sort_values("changed_at", ascending=False)
+    shown = consent.history_for_display(merged.drop(columns="record"))
+    if len(ids) > 1:
+        shown.insert(0, "Record", [f"#{i}" for i in merged["record"]])
+    return shown.reset_index(drop=True)
 
 
 CONSENT_CHOICES = {True: "Yes", False: "No", None: "Unknown"}
@@ -90,15 +98,18 @@ def consent_section(customer_id: int, person: dict[str, Any], user: auth.User) -
 
 
 def _archive(customer_id: int, user: auth.User) -> None:
-    folder = get_settings().data_dir / "privacy"
-    out = folder / f"customer-{customer_id}-personal-data.zip"
-    with st.spinner(f"Collecting every row about customer {customer_id}..."):
-        result = erasure.access_archive(data.store(), customer_id, out, by=user.username)
+    """Build the archive in a temporary folder and keep it only in this session: the server
+    keeps no copy of the person's data (the request and the archive's SHA-256 are kept)."""
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / f"customer-{customer_id}-personal-data.zip"
+        with st.spinner(f"Collecting every row about customer {customer_id}..."):
+            result = erasure.access_archive(data.store(), customer_id, out, by=user.username)
+        content = out.read_bytes()
     data.tables_changed("privacy_requests", "audit_log")
     st.session_state[ARCHIVE_KEY] = {
         "customer_id": customer_id,
         "name": out.name,
-        "bytes": out.read_bytes(),
+        "bytes": content,
         "summary": result.summary(),
         "sha256": result.sha256,
     }
@@ -186,6 +197,12 @@ def erased_notice(customer_id: int) -> bool:
         f"Customer #{customer_id} was erased on {when:%d %b %Y}: their personal data is gone "
         "and their orders stay, anonymous. Admins find the proof on the Privacy page."
     )
+    with st.expander("Consent history"):
+        history = consent_history(customer_id)
+        if history.empty:
+            st.caption("No consent change recorded for this customer.")
+        else:
+            show_table(history, hide_index=True)
     return True
 
 
@@ -212,6 +229,17 @@ def show_erasure(done: dict[str, Any]) -> None:
         done["exports"],
         columns=["export_id", "file_name", "exported_at", "exported_by", "segment_name"],
     )
+    exports["exported_at"] = pd.to_datetime(exports["exported_at"])
+    st.caption(
+        "The database file may still hold the old values in its free space until it is "
+        "compacted: with the app stopped, run `python -m crm_core privacy compact`."
+    )
+    if done.get("files_removed"):
+        st.caption(
+            "Files this server kept that held the person, deleted: "
+            + ", ".join(done["files_removed"])
+            + "."
+        )
     if exports.empty:
         st.caption("No earlier export held this person: there is nothing to recall.")
         return
@@ -256,7 +284,7 @@ def requests_section() -> None:
         {
             "Request": frame["request_id"],
             "Kind": [kinds.get(k, k) for k in frame["kind"]],
-            "Customer": frame["customer_id"],
+            "Customer": [f"#{int(v)}" for v in frame["customer_id"]],
             "By": frame["requested_by"],
             "When (UTC)": frame["requested_at"],
         }
@@ -324,6 +352,10 @@ def retention_section(user: auth.User) -> None:
             f"Dry run: {due:,} row(s) are older than their policy allows now. Nothing changes "
             "until you apply, or a retention schedule (Alerts & schedules) runs."
         )
+    if plan.empty or not int(plan["rows"].sum()):
+        if not plan.empty:
+            st.success("Nothing to delete or anonymise now: every row is within its policy.")
+    else:
         sure = st.checkbox(
             f"Yes, delete or anonymise these {due:,} row(s) now",
             key="ret_sure",

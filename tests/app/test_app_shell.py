@@ -29,7 +29,11 @@ def test_repeated_failures_lock_the_account(app_env):
     at = sign_in("analyst")  # the right password, too late
     assert any("locked" in e for e in errors(at)), errors(at)
     assert not at.metric
+    from crm_core import audit
     from crm_core.store import get_store
+
+    refused = audit.entries(get_store(), actions=["sign_in_failed"], limit=1).iloc[0]
+    assert refused["target"] == "user analyst" and "while_locked" in refused["details"]
 
     auth.reset_password(get_store(), "analyst", "analyst-password-123")
     at = sign_in("analyst")
@@ -56,3 +60,14 @@ def test_sign_out(signed_in):
     at.sidebar.button(key="sign_out").click().run()
     assert not at.metric
     assert len(at.text_input) == 2
+
+
+def test_an_unknown_username_is_audited_without_what_was_typed(own_store):
+    from crm_core import audit
+    from crm_core.store import get_store
+
+    at = sign_in("someone@example.com", "whatever-it-was")
+    assert "Username or password is incorrect." in errors(at)
+    refused = audit.entries(get_store(), actions=["sign_in_failed"], limit=5)
+    assert refused.iloc[0]["target"] == "an unknown username"
+    assert "someone" not in refused.to_string()

@@ -113,7 +113,14 @@ def check_data_import(at: AppTest) -> None:
 
 def check_admin(at: AppTest) -> None:
     assert any("No exports yet" in i.value for i in at.info)
-    assert len(at.dataframe) == 2  # users and the role matrix
+    assert len(at.dataframe) == 3  # users, the role matrix and the audit log
+
+
+def check_privacy(at: AppTest) -> None:
+    """The retention dry run counts the demo's old events on PostgreSQL as on DuckDB."""
+    plan = next(df.value for df in at.dataframe if "Rows now" in df.value.columns)
+    assert plan["Table"].tolist() == ["Events", "Survey responses"]
+    assert any("Suppression list" in h.value for h in at.subheader)
 
 
 def check_home(at: AppTest) -> None:
@@ -181,6 +188,7 @@ CHECKS: dict[str, Callable[[AppTest], None]] = {
     "churn": check_churn,
     "data_import": check_data_import,
     "admin": check_admin,
+    "privacy": check_privacy,
     "glossary": check_glossary,
 }
 """The key figure of each view, as the DuckDB AppTests check it (same demo data)."""

@@ -49,7 +49,9 @@ def test_shopify_export_mapped_previewed_imported_and_undone(
         wait_idle(page)
         page.screenshot(path=screenshots / "import_1_start.png", full_page=True)
 
-        page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(export))
+        page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(
+            str(export)
+        )
         page.get_by_text("The first 20 rows read without problems.").wait_for()
         wait_idle(page)
         page.screenshot(path=screenshots / "import_2_mapped_and_previewed.png", full_page=True)

@@ -104,6 +104,10 @@ def direct_counts(store: Store) -> dict[str, int]:
             keys += ["kept_id"] if table_name == "merges" else []
             if table_name == "external_ids":
                 where = "entity = 'customers' AND internal_id IN (1, 5)"
+            elif table_name == "order_items":  # the lines of their orders
+                where = "order_id IN (SELECT order_id FROM orders WHERE customer_id IN (1, 5))"
+            elif table_name == "merge_rows":  # the before-images of their merges
+                where = "merge_id IN (SELECT merge_id FROM merges WHERE kept_id IN (1, 5))"
             elif keys:
                 where = " OR ".join(f'"{k}" IN (1, 5)' for k in keys)
             else:
@@ -127,6 +131,7 @@ def test_access_archive_holds_every_row_a_direct_query_finds(person: Store, tmp_
     for table_name, count in direct.items():
         assert len(held.get(table_name, [])) == count, table_name
     assert direct["orders"] == 5 and direct["merges"] == 1  # 3 of 1 and 2 of its copy 5
+    assert direct["merge_rows"] > 0
     assert held["customers"][0]["email"] == ANN
     assert COMMENT in [r["comment"] for r in held["survey_responses"]]
     assert all(f"{name}.csv" in names for name in held)
@@ -166,11 +171,43 @@ def test_erasure_leaves_no_former_value_anywhere_and_proves_it(person: Store, tm
     assert int(proof["found"].sum()) == 0 and looked_for["e-mail(s)"] == 3
 
 
-def test_earlier_exports_that_held_the_person_are_listed(person: Store):
+def test_earlier_exports_that_held_the_person_are_listed(person: Store, tmp_path: Path):
+    archive = tmp_path / "privacy" / "customer-1-personal-data.zip"
+    erasure.access_archive(person, 1, archive, by="admin")
     result = erasure.erase(person, 1, by="admin")
     assert [e["file_name"] for e in result.exports] == ["ann.csv"]  # not bob.csv
     assert result.exports[0]["exported_by"] == "admin"
     assert any("ann.csv" in line for line in result.summary())
+    # the copies this server kept (inside its data folder) are deleted; others stay
+    assert sorted(result.files_removed) == [
+        "ann.csv",
+        "ann.csv.manifest.json",
+        "customer-1-personal-data.zip",
+    ]
+    assert not (tmp_path / "ann.csv").exists() and not archive.exists()
+    assert (tmp_path / "bob.csv").exists()
+
+
+def test_a_second_erasure_is_refused_pointing_to_the_first(person: Store):
+    erasure.erase(person, 1, by="admin")
+    with pytest.raises(erasure.PrivacyError, match="already erased on"):
+        erasure.erase(person, 1, by="admin")
+    assert erasure.requests(person)["kind"].tolist() == ["erasure"]
+
+
+def test_compact_wipes_erased_values_from_the_file(person: Store, backend: str):
+    erasure.erase(person, 1, by="admin")
+    customers = person.scalar("SELECT count(*) FROM customers")
+    words = erasure.compact(person, by="admin")
+    assert person.scalar("SELECT count(*) FROM customers") == customers
+    assert audit.entries(person, actions=["store_compacted"]).iloc[0]["actor"] == "admin"
+    assert audit.verify(person).ok
+    if backend == "duckdb":
+        assert "MiB" in words
+        person.dispose()
+        raw = Path(person.engine.url.database).read_bytes().lower()
+        for value in (ANN, ANN_OLD, "annabel", "quimby", COMMENT):
+            assert value.lower().encode() not in raw, value
 
 
 def test_reimporting_the_address_leaves_the_person_suppressed(person: Store, tmp_path: Path):
@@ -181,7 +218,12 @@ def test_reimporting_the_address_leaves_the_person_suppressed(person: Store, tmp
         f"900,Ann@Example.com,{ANN_PHONE},GB,2024-05-01,yes,yes\n",
         encoding="utf-8",
     )
-    ingest.import_file(person, "customers", again)
+    report = ingest.load(
+        person, again.name, lambda conn: ingest.file_chunks(again, "customers", again.name)
+    )
+    erased_warnings = [w for w in report.warnings if "was erased" in w]
+    assert len(erased_warnings) == 2 and "row 2" in erased_warnings[0], report.warnings
+    assert ANN.lower() not in " ".join(report.warnings).lower()
     segments.save_segment(
         person,
         "back",

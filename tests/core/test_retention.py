@@ -15,9 +15,9 @@ from tests.core.test_merge import load_rich
 
 pytestmark = pytest.mark.both_stores
 
-# 25 months before: 2024-02-16 12:00 (events of the 15th and the 16th at midnight are older);
-# 36 months before: 2023-03-16, so the comment of 19 Feb 2024 is kept unless policies change.
-NOW = datetime(2026, 3, 16, 12, 0)
+# 25 months before, from midnight: 2024-02-17 00:00 (events of the 15th and 16th are older, the
+# 17th's is not); 36 months: 2023-03-17, so the comment of 19 Feb 2024 stays unless changed.
+NOW = datetime(2026, 3, 17, 12, 0)
 
 
 @pytest.fixture
