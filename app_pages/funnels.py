@@ -18,8 +18,9 @@ if filters is None:
     st.info("No data yet: import `events` (and `leads`) on the Data import page.")
     st.stop()
 
-events_tab, leads_tab = st.tabs(["Event funnel", "Lead lifecycle"])
-with events_tab:
+
+def event_funnel_tab() -> None:
+    """The event funnel; returns early (the lead tab still draws) when there is nothing."""
     steps = st.multiselect(
         "Steps, in order",
         EVENT_TYPES,
@@ -54,10 +55,10 @@ with events_tab:
         result = insight_ui.event_funnel(filters, tuple(steps), order, int(window))
     except CRMError as exc:
         st.error(str(exc))
-        st.stop()
+        return
     if not result.steps["customers"].iloc[0]:
         st.info(f"No customer did '{steps[0]}' in this period. Widen the period or import events.")
-        st.stop()
+        return
     plain.summary(summaries.funnel(result.steps, int(window)))
     overall = result.overall_conversion
     st.metric("Overall conversion", f"{overall:.1%}", help=glossary.help_for("funnel_conversion"))
@@ -90,6 +91,10 @@ with events_tab:
     with st.expander("Show SQL"):
         st.code(result.sql, language="sql")
 
+
+events_tab, leads_tab = st.tabs(["Event funnel", "Lead lifecycle"])
+with events_tab:
+    event_funnel_tab()
 with leads_tab:
     stages, ages, sources = insight_ui.lead_views(filters)
     plain.summary(summaries.leads(stages, sources), "leads")

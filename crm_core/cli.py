@@ -639,6 +639,13 @@ def cmd_recommend(args: argparse.Namespace, store: Store) -> int:
     from crm_core.analytics import recommend
 
     figures: dict[str, Any] = {}
+    if args.max_customers < 1:
+        print(
+            f"error: --max-customers: got {args.max_customers}; give how many customers to "
+            "evaluate at most (1 or more, e.g. 50000).",
+            file=sys.stderr,
+        )
+        return 2
     if args.score:
         store.init_schema()
         run = recommend.score(store)

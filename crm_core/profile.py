@@ -227,10 +227,28 @@ def next_purchase_words(person: dict[str, Any]) -> str | None:
         return None
     start, end = person.get("next_purchase_from"), person.get("next_purchase_to")
     if start is None or pd.isna(start):
-        when = "not expected within two years"
+        when = "unlikely: the chance of a purchase stays below 25% for two years"
     elif end is None or pd.isna(end):
-        when = f"from {pd.Timestamp(start):%d %b %Y} at the earliest, and not likely"
+        when = (
+            f"even chances at best: 25% by {pd.Timestamp(start):%d %b %Y}, and below 75% for "
+            "two years"
+        )
     else:
-        when = f"between {pd.Timestamp(start):%d %b} and {pd.Timestamp(end):%d %b %Y}"
-    odds = ", ".join(f"{v:.0%} within {d} days" for v, d in zip(chances, (7, 30, 90), strict=True))
-    return f"**Next purchase:** {when} (chance of buying: {odds})."
+        when = (
+            f"most likely between {pd.Timestamp(start):%d %b} and {pd.Timestamp(end):%d %b %Y} "
+            "(25% and 75% chance by then)"
+        )
+    odds = ", ".join(
+        f"{_percent(v)} within {d} days" for v, d in zip(chances, (7, 30, 90), strict=True)
+    )
+    return f"**Next purchase:** {when}; chance of buying {odds}."
+
+
+def _percent(value: float) -> str:
+    """A chance in whole percent, never rounded up to a certainty or down to none."""
+    shown = f"{value:.0%}"
+    if shown == "100%" and value < 1:
+        return ">99%"
+    if shown == "0%" and value > 0:
+        return "<1%"
+    return shown

@@ -150,8 +150,9 @@ def next_purchase_panel(report: clv.CLVReport) -> None:
     st.caption(
         f"{int(due.sum()):,} customers are due within 14 days of "
         f"{report.observation_end:%d %b %Y} (their window starts by then); "
-        f"{int(values['next_purchase_to'].isna().sum()):,} are not likely to buy again within "
-        "two years (no 75% day)."
+        f"{int(values['next_purchase_from'].isna().sum()):,} stay below a 25% chance of buying "
+        f"again within two years, and {int(values['next_purchase_to'].isna().sum()):,} below "
+        "75% (no window end)."
     )
     table = report.next_purchase
     st.markdown("**Backtest at the calibration end**")

@@ -579,7 +579,7 @@ def score(store: Store, **params) -> ScoreRun:
     store.require_tables("orders", "order_items", "products")
     features.ensure_tables(store)
     lines = purchase_lines(store)
-    history = purchase_history(lines)
+    history = None if lines.empty else purchase_history(lines)  # empty: fit says what is missing
     model = Recommender(**params).fit(lines, product_names(store), history)
     fitted = time.perf_counter()
     as_of = features.as_of_date(store) or utcnow().date()

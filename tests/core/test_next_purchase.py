@@ -125,3 +125,17 @@ def test_backtest_on_the_demo_is_calibrated_and_ranks(demo_store):
     assert values["p_purchase_90d"].between(0, 1).all()
     assert (values["p_purchase_7d"] <= values["p_purchase_30d"]).all()
     assert report.as_dict()["next_purchase_backtest"][0]["window_days"] == 7
+
+
+def test_the_profile_line_says_what_the_window_means():
+    from crm_core.profile import next_purchase_words
+
+    base = {"p_purchase_7d": 0.12, "p_purchase_30d": 0.4, "p_purchase_90d": 0.995}
+    both = next_purchase_words(
+        base | {"next_purchase_from": date(2026, 7, 2), "next_purchase_to": date(2026, 8, 1)}
+    )
+    assert "most likely between 02 Jul and 01 Aug 2026" in both and ">99% within 90 days" in both
+    half = next_purchase_words(base | {"next_purchase_from": date(2026, 12, 22)})
+    assert "25% by 22 Dec 2026, and below 75% for two years" in half
+    assert "unlikely" in next_purchase_words(base | {"next_purchase_from": None})
+    assert next_purchase_words({"p_purchase_7d": None}) is None

@@ -212,3 +212,15 @@ def test_cli_recommend_json_prints_the_evaluation(demo_copy: Store, capsys) -> N
     assert isinstance(datetime.fromisoformat(figures["scored"]["scored_at"]), datetime)
     assert cli.main(["recommend"]) == 0
     assert "precision@5" in capsys.readouterr().out
+
+
+def test_a_store_without_order_lines_gets_one_clear_line(store, capsys):
+    from crm_core.cli import main
+    from tests.core import tiny
+
+    tiny.load(store)  # orders without lines
+    assert main(["recommend", "--score"]) == 2
+    err = capsys.readouterr().err
+    assert "order_items" in err and "Traceback" not in err
+    assert main(["recommend", "--max-customers", "0"]) == 2
+    assert "--max-customers: got 0" in capsys.readouterr().err
