@@ -17,6 +17,11 @@ def _customer_with_consent() -> tuple[int, str]:
     row = get_store().read_df(
         sa.select(customers.c.customer_id, customers.c.email)
         .where(customers.c.consent_email.is_(True), customers.c.email.is_not(None))
+        .where(  # not suppressed already (the demo suppresses some consenting addresses)
+            sa.func.lower(customers.c.email).not_in(
+                sa.select(sa.func.lower(suppressions.c.value)).where(suppressions.c.kind == "email")
+            )
+        )
         .order_by(customers.c.customer_id)
         .limit(1)
     )
