@@ -538,8 +538,21 @@ def cmd_leads(args: argparse.Namespace, store: Store) -> int:
     settings = lead_scoring.LeadSettings(
         model=args.model, window_days=args.window, as_of=args.as_of
     )
-    report = lead_scoring.score(store, settings)
+    # A past as-of date is a look back: the live scores (and the 360's lead_score) stay.
+    looking_back = args.as_of is not None
+    report = (lead_scoring.analyse if looking_back else lead_scoring.score)(store, settings)
     figures = report.as_dict(top=args.top)
+    if looking_back:
+        figures["written"] = False
+        note = (
+            f"As of {report.as_of}: a look back; nothing was written (the stored lead scores "
+            "stay those of the last run without --as-of)."
+        )
+        if args.as_of > report.as_of:
+            note += f" {args.as_of} is after the last lead activity; scored as of {report.as_of}."
+        figures["note"] = note
+        if not args.json:
+            print(note)
     capacity = report.capacity(args.capacity) if args.capacity is not None else None
     if capacity is not None:
         figures["capacity"] = {
@@ -1347,7 +1360,11 @@ def build_parser() -> argparse.ArgumentParser:
     lscore.add_argument(
         "--window", type=int, default=lead_mod.DEFAULT_WINDOW_DAYS, help="won within DAYS"
     )
-    lscore.add_argument("--as-of", type=date.fromisoformat, help="YYYY-MM-DD (default: last)")
+    lscore.add_argument(
+        "--as-of",
+        type=date.fromisoformat,
+        help="YYYY-MM-DD: a look back as of that day, nothing written (default: the last day)",
+    )
     lscore.add_argument(
         "--capacity", type=int, metavar="N", help="leads sales can call a week: the threshold"
     )

@@ -224,3 +224,15 @@ def test_cli_leads_score_json_with_capacity(demo_copy, capsys):
     code, out, _ = run_cli(capsys, "leads", "score", "--capacity", "10")
     assert "baseline  roc_auc" in out and "expected wins" in out
     assert pd.notna(demo_copy.scalar("SELECT MAX(scored_at) FROM lead_scores"))
+
+
+def test_a_look_back_as_of_a_past_day_writes_nothing(demo_copy, capsys):
+    code, _, _ = run_cli(capsys, "leads", "score", "--json")
+    assert code == 0
+    stored = demo_copy.read_df("SELECT * FROM lead_scores ORDER BY lead_id")
+    code, out, _ = run_cli(capsys, "leads", "score", "--json", "--as-of", "2026-01-31")
+    figures = json.loads(out)
+    assert code == 0 and figures["written"] is False and "look back" in figures["note"]
+    pd.testing.assert_frame_equal(
+        stored, demo_copy.read_df("SELECT * FROM lead_scores ORDER BY lead_id")
+    )
