@@ -519,7 +519,11 @@ def evaluate(
     eligible = count.index[count >= 2].to_numpy(np.int64)
     if not len(eligible):
         raise NotReadyError(
-            ["no customer has two purchases with lines: a last order to hide needs one before"],
+            [
+                "no customer has two completed orders with their products listed, so there is "
+                "no last order to hide and check against: import `order_items` (the products "
+                "of each order) on the Data import page"
+            ],
             "Recommendations",
         )
     picked = eligible
