@@ -5,6 +5,7 @@ Mark a test or module `both_stores` to run it on DuckDB and on PostgreSQL (tests
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -70,6 +71,25 @@ def demo_store(
         url = request.getfixturevalue("pg_demo_store_url")
     else:
         url = f"duckdb:///{demo_store_path}"
+    monkeypatch.setenv("CRM_DATABASE_URL", url)
+    store = Store(url)
+    yield store
+    store.dispose()
+    close_all()
+
+
+@pytest.fixture
+def demo_copy(
+    demo_store_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str, request
+) -> Iterator[Store]:
+    """A private copy of the session demo store to write to (a PostgreSQL schema of its own
+    in the `[postgresql]` variant), also set as CRM_DATABASE_URL."""
+    if backend == "postgresql":
+        url = request.getfixturevalue("pg_demo_copy_url")
+    else:
+        path = tmp_path / "crm.duckdb"
+        shutil.copy(demo_store_path, path)
+        url = f"duckdb:///{path}"
     monkeypatch.setenv("CRM_DATABASE_URL", url)
     store = Store(url)
     yield store

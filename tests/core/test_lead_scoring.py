@@ -4,7 +4,6 @@ source-only baseline on the demo, the MQL threshold, lead_score in the 360 table
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -172,22 +171,6 @@ def test_mql_threshold_fills_the_weekly_capacity(demo_report):
 
 
 # --- written scores, the 360 field, the CLI -------------------------------------------------
-
-
-@pytest.fixture
-def demo_copy(demo_store_path, tmp_path, monkeypatch, backend, request) -> Iterator[Store]:
-    """A private copy of the session demo store (a PostgreSQL schema in `[postgresql]`)."""
-    if backend == "postgresql":
-        url = request.getfixturevalue("pg_demo_copy_url")
-    else:
-        path = tmp_path / "crm.duckdb"
-        shutil.copy(demo_store_path, path)
-        url = f"duckdb:///{path}"
-    monkeypatch.setenv("CRM_DATABASE_URL", url)
-    store = Store(url)
-    yield store
-    store.dispose()
-    close_all()
 
 
 @pytest.mark.both_stores

@@ -4,8 +4,6 @@ unmerge that leaves every table exactly as before (DuckDB and PostgreSQL)."""
 from __future__ import annotations
 
 import json
-import shutil
-from collections.abc import Iterator
 from datetime import datetime
 
 import pandas as pd
@@ -340,20 +338,10 @@ def test_cli_merge_unmerge_history(rich: Store, capsys) -> None:
 
 
 @pytest.fixture
-def demo_copy(demo_store_path, tmp_path, monkeypatch, backend, request) -> Iterator[Store]:
-    """A private copy of the session demo store (a PostgreSQL schema in `[postgresql]`)."""
-    if backend == "postgresql":
-        url = request.getfixturevalue("pg_demo_copy_url")
-    else:
-        path = tmp_path / "crm.duckdb"
-        shutil.copy(demo_store_path, path)
-        url = f"duckdb:///{path}"
-    monkeypatch.setenv("CRM_DATABASE_URL", url)
-    store = Store(url)
-    features.ensure_fresh(store)
-    yield store
-    store.dispose()
-    close_all()
+def demo_copy(demo_copy: Store) -> Store:
+    """The shared demo copy with its 360 table built (a merge rebuilds it)."""
+    features.ensure_fresh(demo_copy)
+    return demo_copy
 
 
 @pytest.mark.both_stores

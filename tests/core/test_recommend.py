@@ -5,8 +5,6 @@ the CLI."""
 from __future__ import annotations
 
 import json
-import shutil
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 
 import numpy as np
@@ -17,7 +15,7 @@ import sqlalchemy as sa
 from crm_core import cli, features, schema
 from crm_core.analytics import recommend
 from crm_core.analytics.clv import NotReadyError
-from crm_core.store import Store, close_all
+from crm_core.store import Store
 
 START = date(2026, 1, 1)
 NAMES = pd.Series({1: "Coffee machine", 2: "Mug", 3: "Coffee pods", 4: "Lamp", 5: "Book"})
@@ -156,20 +154,10 @@ def test_model_beats_popularity_on_the_demo_with_both_methods(demo_store: Store)
 
 
 @pytest.fixture
-def demo_copy(demo_store_path, tmp_path, monkeypatch, backend, request) -> Iterator[Store]:
-    """A private copy of the session demo store (a PostgreSQL schema in `[postgresql]`)."""
-    if backend == "postgresql":
-        url = request.getfixturevalue("pg_demo_copy_url")
-    else:
-        path = tmp_path / "crm.duckdb"
-        shutil.copy(demo_store_path, path)
-        url = f"duckdb:///{path}"
-    monkeypatch.setenv("CRM_DATABASE_URL", url)
-    store = Store(url)
-    store.init_schema()
-    yield store
-    store.dispose()
-    close_all()
+def demo_copy(demo_copy: Store) -> Store:
+    """The shared demo copy, migrated to this schema."""
+    demo_copy.init_schema()
+    return demo_copy
 
 
 @pytest.mark.both_stores

@@ -9,8 +9,6 @@ models the same data.
 from __future__ import annotations
 
 import json
-import shutil
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pandas as pd
@@ -20,23 +18,7 @@ import sqlalchemy as sa
 from crm_core import cli, scoring
 from crm_core.analytics import churn, clv
 from crm_core.schema import orders
-from crm_core.store import Store, close_all
-
-
-@pytest.fixture
-def demo_copy(demo_store_path, tmp_path, monkeypatch, backend, request) -> Iterator[Store]:
-    """A private copy of the session demo store (a PostgreSQL schema in `[postgresql]`)."""
-    if backend == "postgresql":
-        url = request.getfixturevalue("pg_demo_copy_url")
-    else:
-        path = tmp_path / "crm.duckdb"
-        shutil.copy(demo_store_path, path)
-        url = f"duckdb:///{path}"
-    monkeypatch.setenv("CRM_DATABASE_URL", url)
-    store = Store(url)
-    yield store
-    store.dispose()
-    close_all()
+from crm_core.store import Store
 
 
 @pytest.mark.both_stores
