@@ -327,6 +327,10 @@ class CLVModel:
         rows, weights = _unique_rows(summary, ["frequency", "recency", "T"], self.weighted)
 
         def fit_purchases(pen: float, extra: dict[str, Any], take: slice | np.ndarray = _ALL):
+            if self.model == "pareto" and "initial_params" not in extra:
+                # lifetimes starts Pareto/NBD from numpy's unseeded global generator (a normal
+                # around 1): start at that mean instead, so that the same data give one fit.
+                extra = {**extra, "initial_params": np.ones(len(self.params_names_("pareto")))}
             return fitter_class(penalizer_coef=pen).fit(
                 rows["frequency"].to_numpy()[take],
                 rows["recency"].to_numpy()[take],
@@ -447,7 +451,7 @@ class CLVModel:
         T = summary["T"].to_numpy(dtype=float)[first]
         alive = self.p_alive(summary)
         with np.errstate(all="ignore"):
-            alive_at_T = fitted.conditional_probability_alive(x, T, T)
+            alive_at_T = self._alive(x, T, T)
             per_pair = np.vstack(
                 [
                     fitted.conditional_expected_number_of_purchases_up_to_time(t, x, T, T)
@@ -455,15 +459,36 @@ class CLVModel:
                     for t in horizons
                 ]
             )
+            if self.model == "pareto" and not np.isfinite(per_pair).all():
+                # lifetimes' 0/0 at t_x = T for frequent buyers: Fader & Hardie (2005) eq. 41
+                # without its P(alive) factor, which is 1 there.
+                r, alpha, s, beta = (
+                    self.purchase_model_.params_[k] for k in ("r", "alpha", "s", "beta")
+                )
+                exact = np.vstack(
+                    [
+                        (r + x)
+                        * (beta + T)
+                        / ((alpha + T) * (s - 1))
+                        * (1 - ((beta + T) / (beta + T + t)) ** (s - 1))
+                        for t in horizons
+                    ]
+                )
+                per_pair = np.where(np.isfinite(per_pair), per_pair, exact)
         return per_pair, codes, alive
+
+    def _alive(self, x: np.ndarray, tx: np.ndarray, T: np.ndarray) -> np.ndarray:
+        """lifetimes' P(alive | x, t_x, T), set to its exact value 1 where the last purchase is
+        at T and lifetimes' Pareto/NBD formula gives 0/0 (frequent buyers: NaN otherwise)."""
+        with np.errstate(all="ignore"):
+            alive = np.asarray(
+                self.purchase_model_.conditional_probability_alive(x, tx, T), dtype=float
+            )
+        return np.where(~np.isfinite(alive) & (np.asarray(tx) >= np.asarray(T)), 1.0, alive)
 
     def p_alive(self, summary: pd.DataFrame) -> np.ndarray:
         """Probability each customer is still active at the end of their history."""
-        return _per_row(
-            summary,
-            ["frequency", "recency", "T"],
-            lambda x, r, t: self.purchase_model_.conditional_probability_alive(x, r, t),
-        )
+        return _per_row(summary, ["frequency", "recency", "T"], self._alive)
 
     def expected_aov(self, summary: pd.DataFrame) -> np.ndarray:
         """Expected average order value: the customer's own mean shrunk to the population's."""

@@ -96,6 +96,40 @@ def test_expected_purchases_by_pair_equal_lifetimes_per_customer(cdnow_summary, 
         np.testing.assert_allclose(row, direct, rtol=1e-9, atol=1e-12)
 
 
+def test_pareto_fit_is_repeatable(cdnow_summary):
+    """lifetimes draws the Pareto/NBD start from numpy's global generator: the same data must
+    still give the same fit, whatever that generator's state."""
+    np.random.seed(1)
+    one = clv.CLVModel(model="pareto").fit(cdnow_summary).params
+    np.random.seed(2)
+    two = clv.CLVModel(model="pareto").fit(cdnow_summary).params
+    assert one == two
+
+
+def test_pareto_frequent_buyer_who_bought_on_the_last_day_is_alive(cdnow_summary):
+    """lifetimes' Pareto/NBD gives 0/0 (NaN) for a frequent buyer whose last purchase is on the
+    last day; P(alive) is exactly 1 there and the expected purchases are finite (the backtest
+    cards showed nan)."""
+    model = clv.CLVModel(model="pareto").fit(cdnow_summary)
+    buyer = pd.DataFrame({"frequency": [241.0], "recency": [39.0], "T": [39.0]})
+    fitted = model.purchase_model_
+    with np.errstate(all="ignore"):
+        assert not np.isfinite(fitted.conditional_probability_alive(241.0, 39.0, 39.0))
+    assert model.p_alive(buyer)[0] == 1.0
+    r, alpha, s, beta = (fitted.params_[k] for k in ("r", "alpha", "s", "beta"))
+    t, T = 26.0, 39.0
+    exact = (
+        (r + 241)
+        * (beta + T)
+        / ((alpha + T) * (s - 1))
+        * (1 - ((beta + T) / (beta + T + t)) ** (s - 1))
+    )
+    assert model.expected_purchases(buyer, t)[0] == pytest.approx(exact, rel=1e-12)
+    # Almost the same history a moment earlier: lifetimes' own figure, close to the limit.
+    near = pd.DataFrame({"frequency": [241.0], "recency": [38.999], "T": [39.0]})
+    assert model.expected_purchases(near, t)[0] == pytest.approx(exact, rel=1e-3)
+
+
 def test_analyse_backtests_the_cdnow_holdout(tmp_path):
     from crm_core.store import Store
 
