@@ -538,6 +538,7 @@ class _Catalogue:
 
     names: list[str]
     skus: list[str]
+    groups: list[str]  # the product type: its three price levels are variants of one product
     category: np.ndarray  # int16 code into _CATEGORIES
     level: np.ndarray  # int8: 0 basic, 1 mid, 2 premium
     cents: np.ndarray  # int64 list price in cents
@@ -549,7 +550,7 @@ class _Catalogue:
         """The fixed catalogue (the same for every seed)."""
         types = [(c, *t) for c in _CATEGORIES for t in _PRODUCT_TYPES[c]]
         index = {t[1]: i for i, t in enumerate(types)}
-        names, skus, cat, level, cents, cycle, comp = [], [], [], [], [], [], []
+        names, skus, groups, cat, level, cents, cycle, comp = [], [], [], [], [], [], [], []
         for ti, (category, name, base, weeks) in enumerate(types):
             for li, (word, mult, cons_mult) in enumerate(_PRICE_LEVELS):
                 price = base * (cons_mult if weeks else mult)
@@ -557,6 +558,7 @@ class _Catalogue:
                 lower = name[1:2].islower()  # "Smartphone" -> "smartphone"; keep "AA", "T-"
                 names.append(f"{word} {name[0].lower() if lower else name[0]}{name[1:]}")
                 skus.append(f"{category[:3].upper()}-{ti:03d}-{word[0]}")
+                groups.append(name)
                 cat.append(_CATEGORIES.index(category))
                 level.append(li)
                 cents.append(round(price * 100))
@@ -566,6 +568,7 @@ class _Catalogue:
         return cls(
             names,
             skus,
+            groups,
             np.array(cat, np.int16),
             np.array(level, np.int8),
             np.array(cents, np.int64),
@@ -584,6 +587,7 @@ class _Catalogue:
                 "name": pd.array(self.names, dtype="str"),
                 "category": _cat(self.category, _CATEGORIES),
                 "price": self.cents / 100.0,
+                "product_group": pd.array(self.groups, dtype="str"),
                 "level": _cat(self.level, ("basic", "mid", "premium")),
                 "complement_id": _nullable_int(
                     np.where(self.complement >= 0, self.complement + 1, -1)

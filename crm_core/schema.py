@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 """Bump when the model changes; `store.migrate` adds what an older store lacks."""
 
 metadata = sa.MetaData()
@@ -133,6 +133,13 @@ products = sa.Table(
     _col("name", sa.String, "Product name.", required=True),
     _col("category", sa.String, "Product category."),
     _col("price", Money, "List price.", min=0),
+    _col(
+        "product_group",
+        sa.String,
+        "The product this one is a variant of (a size, colour or price level), e.g. the "
+        "Shopify handle: cross-sell never offers another variant of a product the customer "
+        "bought. Blank: the product stands alone.",
+    ),
 )
 
 order_items = sa.Table(
@@ -1038,7 +1045,12 @@ customer_recommendations = sa.Table(
         required=True,
         allowed=RECOMMEND_METHODS,
     ),
-    _col("score", sa.Double, "How likely the offer fits, 0-1 (ranks the products).", share=True),
+    _col(
+        "score",
+        sa.Double,
+        "Ranks the offers, 0-1, higher first: a rule's confidence halved per order since its "
+        "antecedent, or (n - 1) / n for a consumable bought on n days; not a chance of buying.",
+    ),
     _col("reason", sa.String, "Why, in words.", label="Why"),
     _col("scored_at", sa.DateTime, "When they were computed (UTC).", required=True),
 )

@@ -8,7 +8,8 @@ Two methods, each used for what it does best:
   A customer who bought a consumable on at least `min_purchases` days buys it every
   median-gap days; it is due when the days since the last purchase reach that gap
   ("due: every 45 days, last 52 days ago"). Its score is (n - 1) / n for n purchase days
-  (the more repeats, the surer the cycle), fading once the customer is two cycles overdue.
+  (the more repeats, the surer the cycle), fading once more than two cycles have passed since
+  the last purchase; after `MAX_CYCLES_OVERDUE` cycles it is no longer offered.
 - **Cross-sell** (products bought together): association rules from mlxtend's FP-growth
   over order baskets (the products of each completed order), one product leading to one
   other, kept when seen in at least `min_pair_orders` orders with a confidence of at least
@@ -19,8 +20,11 @@ Two methods, each used for what it does best:
   Mug": confidence is per order).
 
 A product the customer already bought is never offered by cross-sell, so a once-only item
-(not a consumable) is not recommended again; replenishment offers only consumables. Each
-customer gets the `top_n` best-scored products of both methods.
+(not a consumable) is not recommended again, nor is another variant of it (products of one
+`product_group`: a size, colour or price level of the same item; no rule pairs two variants);
+replenishment offers only consumables, and stops offering one when the customer has let it
+lapse for more than `MAX_CYCLES_OVERDUE` cycles (they have moved on). Each customer gets the
+`top_n` best-scored products of both methods.
 
 `evaluate` hides each customer's last order (customers with at least two purchases with
 lines), fits on everything else, recommends `top_n` products on the day of the hidden order
@@ -57,6 +61,9 @@ TABLES_WRITTEN = ("customer_recommendations",)
 METHOD_LABELS = {"replenishment": "Replenishment", "cross_sell": "Cross-sell"}
 
 EPOCH = np.datetime64("1970-01-01", "D")
+
+MAX_CYCLES_OVERDUE = 3
+"""A consumable is due from one cycle after the last purchase until this many cycles after."""
 
 RECENT_ORDERS = 4
 """Cross-sell looks at the products of a customer's last so many orders (an antecedent
@@ -99,6 +106,23 @@ def product_names(store: Store) -> pd.Series:
     """Product name by product_id."""
     frame = store.read_df(sa.select(products_table.c.product_id, products_table.c.name))
     return frame.set_index("product_id")["name"]
+
+
+def product_groups(store: Store) -> pd.Series:
+    """Product group by product_id (products with no group left out: each stands alone)."""
+    p = products_table.c
+    frame = store.read_df(
+        sa.select(p.product_id, p.product_group).where(p.product_group.is_not(None))
+    )
+    return frame.set_index("product_id")["product_group"]
+
+
+def _variant_of(groups: pd.Series | None) -> pd.Series:
+    """Per grouped product_id, the lowest product_id of its group (the variants' one key)."""
+    if groups is None or groups.empty:
+        return pd.Series(dtype=np.int64)
+    ids = pd.Series(groups.index.to_numpy(np.int64), index=groups.index)
+    return ids.groupby(groups.to_numpy()).transform("min").astype(np.int64)
 
 
 def _day(value: date) -> int:
@@ -151,10 +175,12 @@ class Recommender:
         lines: pd.DataFrame,
         names: pd.Series | None = None,
         history: pd.DataFrame | None = None,
+        groups: pd.Series | None = None,
     ) -> Recommender:
         """Learn the products' popularity, the consumables and the association rules from
         purchase lines (`purchase_lines`); `names` (product name by id) words the reasons;
-        `history` is `purchase_history(lines)` when already computed."""
+        `history` is `purchase_history(lines)` when already computed; `groups` (product
+        group by id, `product_groups`) says which products are variants of one another."""
         if lines.empty:
             raise NotReadyError(
                 [
@@ -172,6 +198,7 @@ class Recommender:
         keep = (repeat >= self.consumable_share) & (buyers >= self.min_buyers)
         self.consumables_ = np.sort(repeat.index[keep].to_numpy(np.int64))
         self.names_ = names if names is not None else pd.Series(dtype=str)
+        self.variant_of_ = _variant_of(groups)
         self.rules_, self.baskets_ = self._rules(lines)
         return self
 
@@ -209,10 +236,14 @@ class Recommender:
             return_metrics=["support", "confidence", "lift"],
         )
         rules = rules[rules["lift"] >= self.min_lift]
+        ante = items[[next(iter(a)) for a in rules["antecedents"]]]
+        cons = items[[next(iter(c)) for c in rules["consequents"]]]
+        apart = self._variant(ante) != self._variant(cons)  # never a variant of the same item
+        rules, ante, cons = rules[apart], ante[apart], cons[apart]
         frame = pd.DataFrame(
             {
-                "antecedent": items[[next(iter(a)) for a in rules["antecedents"]]],
-                "consequent": items[[next(iter(c)) for c in rules["consequents"]]],
+                "antecedent": ante,
+                "consequent": cons,
                 "support": rules["support"].to_numpy(float),
                 "confidence": rules["confidence"].to_numpy(float),
                 "lift": rules["lift"].to_numpy(float),
@@ -222,6 +253,12 @@ class Recommender:
         frame = frame.astype({"antecedent": np.int64, "consequent": np.int64})
         frame = frame.sort_values(["antecedent", "confidence"], ascending=[True, False])
         return frame.reset_index(drop=True)[columns], n
+
+    def _variant(self, product_ids: np.ndarray) -> np.ndarray:
+        """Each product's variant key: its group's lowest product_id, or its own id."""
+        ids = np.asarray(product_ids, dtype=np.int64)
+        key = self.variant_of_.reindex(ids).to_numpy(dtype=float)
+        return np.where(np.isnan(key), ids, key).astype(np.int64)
 
     def recommend(
         self,
@@ -291,7 +328,7 @@ class Recommender:
         rows = days[mine]
         since = now[mine] - rows["last"].to_numpy()
         gap = rows["gap"].to_numpy()
-        due = (gap > 0) & (since >= gap)
+        due = (gap > 0) & (since >= gap) & (since <= MAX_CYCLES_OVERDUE * gap)
         rows, since, gap = rows[due], since[due], gap[due]
         n = rows["n"].to_numpy(dtype=float)
         return pd.DataFrame(
@@ -299,7 +336,7 @@ class Recommender:
                 "customer_id": rows["customer_id"].to_numpy(),
                 "product_id": rows["product_id"].to_numpy(),
                 "method": "replenishment",
-                # the surer the cycle (more repeats), the higher; fading two cycles overdue
+                # the surer the cycle (more repeats), the higher; fading past two cycles
                 "score": (n - 1) / n * np.minimum(1.0, 2.0 * gap / np.maximum(since, 1)),
                 "antecedent": -1,
                 "confidence": np.nan,
@@ -328,7 +365,13 @@ class Recommender:
         cust_all = days["customer_id"].to_numpy(np.int64)
         new = np.r_[True, cust_all[1:] != cust_all[:-1]]
         ids, code = cust_all[new], np.cumsum(new) - 1
-        owned = code * width + np.searchsorted(items, d_prod)  # sorted
+        # What a customer owns, by variant key (a variant of an owned product counts as owned).
+        d_var = self._variant(d_prod)
+        r_var = self._variant(rules["consequent"].to_numpy(np.int64))
+        variants = np.unique(np.r_[d_var, r_var])
+        v_width = np.int64(len(variants))
+        owned = np.sort(code * v_width + np.searchsorted(variants, d_var))
+        r_vcons = np.searchsorted(variants, r_var)
         recent = days["orders_ago"].to_numpy() < RECENT_ORDERS
         cust, prod = code[recent], d_prod[recent]
         weight = 0.5 ** days["orders_ago"].to_numpy(float)[recent]
@@ -345,7 +388,12 @@ class Recommender:
             rows = slice(first, last)
             parts.append(
                 self._slice(
-                    cust[rows], weight[rows], lo[rows], count[rows], r_cons, r_conf, owned, width
+                    cust[rows],
+                    weight[rows],
+                    lo[rows],
+                    count[rows],
+                    (r_cons, r_conf, width),
+                    (owned, r_vcons, v_width),
                 )
             )
             first = last
@@ -357,14 +405,19 @@ class Recommender:
         best["product_id"] = items[best["product_id"].to_numpy()]
         return best.assign(method="cross_sell", gap=np.nan, since=np.nan)
 
-    def _slice(self, cust, weight, lo, count, r_cons, r_conf, owned, width) -> pd.DataFrame:
-        """The best cross-sell products (codes) of a slice of whole customers (codes)."""
+    def _slice(self, cust, weight, lo, count, rules, ownership) -> pd.DataFrame:
+        """The best cross-sell products (codes) of a slice of whole customers (codes).
+        `rules`: the consequents' product codes, confidences and the code width;
+        `ownership`: owned variant keys (sorted), the consequents' variant codes, their width."""
+        r_cons, r_conf, width = rules
+        owned, r_vcons, v_width = ownership
         row = np.repeat(np.arange(len(cust)), count)
         rule = np.repeat(lo - (np.cumsum(count) - count), count) + np.arange(len(row))
         c = cust[row]
         key = c * width + r_cons[rule]
-        at = np.minimum(np.searchsorted(owned, key), len(owned) - 1)
-        new = owned[at] != key  # not bought yet
+        v_key = c * v_width + r_vcons[rule]
+        at = np.minimum(np.searchsorted(owned, v_key), len(owned) - 1)
+        new = owned[at] != v_key  # neither it nor a variant of it bought yet
         row, rule, key, c = row[new], rule[new], key[new], c[new]
         score = r_conf[rule] * weight[row]
         order = np.lexsort((-score, key))  # per customer and product: the best rule first
@@ -389,15 +442,31 @@ class Recommender:
 
     def popular(self, lines: pd.DataFrame, customers: np.ndarray) -> pd.DataFrame:
         """The popularity baseline: per customer the `top_n` products most customers bought
-        that this customer has not bought (customer_id, rank, product_id)."""
+        that this customer has not bought, nor a variant of (customer_id, rank, product_id):
+        the same rule as cross-sell's."""
         bought = lines[["customer_id", "product_id"]].drop_duplicates()
         owned = bought.groupby("customer_id").size().reindex(customers, fill_value=0)
-        depth = int(owned.max() if len(owned) else 0) + self.top_n
-        top = self.popularity_.index.to_numpy(np.int64)[:depth]
+        top = self.popularity_.index.to_numpy(np.int64)
+        variants = self._variant(top)
+        per_variant = pd.Series(variants).value_counts().max() if len(top) else 1
+        depth = int(owned.max() if len(owned) else 0) * int(per_variant) + self.top_n
+        top, variants = top[:depth], variants[:depth]
         cust = np.repeat(np.asarray(customers, dtype=np.int64), len(top))
-        frame = pd.DataFrame({"customer_id": cust, "product_id": np.tile(top, len(customers))})
-        frame = frame.merge(bought, how="left", indicator=True)
-        frame = frame[frame.pop("_merge").to_numpy() == "left_only"]
+        frame = pd.DataFrame(
+            {
+                "customer_id": cust,
+                "product_id": np.tile(top, len(customers)),
+                "variant": np.tile(variants, len(customers)),
+            }
+        )
+        held = pd.DataFrame(
+            {
+                "customer_id": bought["customer_id"].to_numpy(np.int64),
+                "variant": self._variant(bought["product_id"].to_numpy(np.int64)),
+            }
+        ).drop_duplicates()
+        frame = frame.merge(held, how="left", indicator=True)
+        frame = frame[frame.pop("_merge").to_numpy() == "left_only"].drop(columns="variant")
         frame["rank"] = frame.groupby("customer_id").cumcount() + 1
         return frame[frame["rank"] <= self.top_n].reset_index(drop=True)
 
@@ -468,7 +537,7 @@ class Evaluation:
     baseline: dict[str, float]
     hits_by_method: dict[str, int] = field(default_factory=dict)
     offers_by_method: dict[str, int] = field(default_factory=dict)
-    covered: float = 0.0
+    coverage: float = 0.0
     """Share of the evaluated customers the model had at least one product for."""
 
     @property
@@ -504,6 +573,7 @@ def evaluate(
     lines: pd.DataFrame,
     names: pd.Series | None = None,
     *,
+    groups: pd.Series | None = None,
     max_customers: int = 50_000,
     random_state: int = 0,
     **params,
@@ -534,7 +604,7 @@ def evaluate(
     last = last[np.isin(last["customer_id"].to_numpy(), picked)]
     hidden = np.isin(lines["order_id"].to_numpy(), last["order_id"].to_numpy())
     train, held = lines[~hidden], lines[hidden][["customer_id", "product_id"]]
-    recommender.fit(train, names)
+    recommender.fit(train, names, groups=groups)
     history = train[np.isin(train["customer_id"].to_numpy(), picked)]
     when = pd.Series(last["day"].to_numpy(np.int64), index=last["customer_id"].to_numpy())
     recs = recommender.recommend(history, when)
@@ -548,14 +618,15 @@ def evaluate(
         baseline=_scores(base, held, picked, k),
         hits_by_method={m: int((hits["method"] == m).sum()) for m in RECOMMEND_METHODS},
         offers_by_method={m: int((recs["method"] == m).sum()) for m in RECOMMEND_METHODS},
-        covered=float(recs["customer_id"].nunique() / len(picked)),
+        coverage=float(recs["customer_id"].nunique() / len(picked)),
     )
 
 
 def evaluate_store(store: Store, **params) -> Evaluation:
     """`evaluate` on the store's completed orders with lines."""
     store.require_tables("orders", "order_items", "products")
-    return evaluate(purchase_lines(store), product_names(store), **params)
+    lines, names = purchase_lines(store), product_names(store)
+    return evaluate(lines, names, groups=product_groups(store), **params)
 
 
 @dataclass
@@ -584,7 +655,7 @@ def score(store: Store, **params) -> ScoreRun:
     features.ensure_tables(store)
     lines = purchase_lines(store)
     history = None if lines.empty else purchase_history(lines)  # empty: fit says what is missing
-    model = Recommender(**params).fit(lines, product_names(store), history)
+    model = Recommender(**params).fit(lines, product_names(store), history, product_groups(store))
     fitted = time.perf_counter()
     as_of = features.as_of_date(store) or utcnow().date()
     recs = model.recommend(lines, as_of, history)

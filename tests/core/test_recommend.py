@@ -101,6 +101,45 @@ def test_replenishment_is_due_when_the_days_since_reach_the_median_gap() -> None
     assert two["reason"] == "due: every 25 days, last 60 days ago"
 
 
+def test_replenishment_stops_after_three_cycles_lapsed() -> None:
+    model = _model()
+    # Customer 1: pods every 30 days, last on day 70. 90 days since: still due, faded.
+    lapsing = model.recommend(_tiny(), START + timedelta(days=160))
+    row = lapsing[(lapsing["customer_id"] == 1) & (lapsing["product_id"] == 3)].iloc[0]
+    assert row["score"] == pytest.approx(2 / 3 * 60 / 90)
+    # 91 days since: more than three cycles, the customer has moved on.
+    gone = model.recommend(_tiny(), START + timedelta(days=161))
+    assert gone[(gone["customer_id"] == 1) & (gone["product_id"] == 3)].empty
+
+
+def test_cross_sell_never_offers_a_variant_of_an_owned_product() -> None:
+    # Coffee machine (1) with a mug (2) for customers 1-3; customer 4 bought the machine with
+    # a large mug (6, a variant of 2); customer 5 the machine alone; 6-7 both mugs at once.
+    data = lines(
+        [(c, c, 0, 1) for c in range(1, 6)]
+        + [(c, c, 0, 2) for c in (1, 2, 3)]
+        + [(4, 4, 0, 6), (6, 6, 0, 2), (6, 6, 0, 6), (7, 7, 0, 2), (7, 7, 0, 6)]
+    )
+    options = {"min_pair_orders": 2, "min_buyers": 1, "min_confidence": 0.1, "min_lift": 0.5}
+    names = pd.Series({**NAMES.to_dict(), 6: "Large mug"})
+    plain = recommend.Recommender(**options).fit(data, names)
+    pairs = set(zip(plain.rules_["antecedent"], plain.rules_["consequent"], strict=True))
+    assert (2, 6) in pairs  # without groups the two mugs make a rule
+    recs = plain.recommend(data, START + timedelta(days=1))
+    assert 2 in recs[recs["customer_id"] == 4]["product_id"].tolist()
+
+    groups = pd.Series({2: "mug", 6: "mug"})
+    grouped = recommend.Recommender(**options).fit(data, names, groups=groups)
+    pairs = set(zip(grouped.rules_["antecedent"], grouped.rules_["consequent"], strict=True))
+    assert (2, 6) not in pairs and (6, 2) not in pairs and (1, 2) in pairs
+    recs = grouped.recommend(data, START + timedelta(days=1))
+    assert 2 not in recs[recs["customer_id"] == 4]["product_id"].tolist()  # owns a mug
+    assert 2 in recs[recs["customer_id"] == 5]["product_id"].tolist()
+    # The popularity baseline keeps the same rule: no mug for the customer who owns one.
+    assert 2 in plain.popular(data, np.array([4]))["product_id"].tolist()
+    assert 2 not in grouped.popular(data, np.array([4]))["product_id"].tolist()
+
+
 def test_top_n_ranks_per_customer() -> None:
     recs = _model(top_n=1).recommend(_tiny(), START + timedelta(days=105))
     assert recs.groupby("customer_id")["rank"].max().eq(1).all()
@@ -150,7 +189,7 @@ def test_model_beats_popularity_on_the_demo_with_both_methods(demo_store: Store)
     assert hits["replenishment"] / offers["replenishment"] > 0.4  # a due consumable is bought
     assert hits["cross_sell"] > 100
     assert hits["cross_sell"] / offers["cross_sell"] > result.baseline["precision"]
-    assert result.covered > 0.9
+    assert result.coverage > 0.9
 
 
 @pytest.fixture
