@@ -11,6 +11,7 @@ timed, so no two sides compete for the cores.
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import shutil
 import statistics
@@ -25,6 +26,7 @@ from typing import Any
 
 from bench import baseline, checks, import_memory, polars_baseline, report, steps
 from bench.report import STEPS, Report, Result
+from crm_core.analytics import clv
 from crm_core.analytics.clv import NotReadyError
 from crm_core.store import close_all, get_store
 
@@ -243,9 +245,21 @@ def run(config: Config, command: str = "python -m bench", echo: Echo = print) ->
         )
     )
 
-    secs, (_, clv_values) = _times(lambda: steps.clv_fit_and_score(store), config.repeats)
+    secs, (clv_model, clv_values) = _times(lambda: steps.clv_fit_and_score(store), config.repeats)
     record(Result(STEPS["clv"], secs, detail=f"{len(clv_values):,} customers valued"))
-    del clv_values
+    as_of = clv.data_span(store)[1]
+    score_upcoming = functools.partial(steps.next_purchase_scores, clv_model, clv_values, as_of)
+    secs, upcoming = _times(score_upcoming, config.repeats)
+    due = int(upcoming["next_purchase_from"].notna().sum())
+    record(
+        Result(
+            STEPS["next_purchase"],
+            secs,
+            detail=f"{len(upcoming):,} buyers, {due:,} with a date window; "
+            "the CLV step includes it",
+        )
+    )
+    del clv_model, clv_values, upcoming, score_upcoming
     secs, clv_report = _times(lambda: steps.clv_page(store), 1)
     backtest = clv_report.backtest.total_error
     record(

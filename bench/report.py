@@ -41,6 +41,11 @@ STEPS: dict[str, Step] = {
         ),
         Step("preview", "preview of a five-rule segment", "< 0.3 s", 0.3),
         Step("clv", "CLV fit (BG/NBD + Gamma-Gamma) and scoring of every customer", "< 15 s", 15),
+        Step(
+            "next_purchase",
+            "next purchase: chance in 7/30/90 days and date window of every buyer",
+            "report it",
+        ),
         Step("clv_page", "CLV page: backtest, refit, values and attributes", "report it"),
         Step("churn", "churn model training and scoring", "< 90 s", 90),
         Step("leads", "lead scoring: fit, validate, score the open leads", "report it"),

@@ -8,6 +8,7 @@
 | 360 refresh     | features.refresh (after imports and scoring)                           |
 | segment preview | segments.preview (segment builder page, `crm_core segments preview`)   |
 | CLV             | clv.value_customers (fit on every buyer, value everyone); clv.analyse  |
+| next purchase   | next_purchase.predictions (inside value_customers and scoring.score)   |
 | churn           | churn.analyse (what scoring.score runs: train, validate, score)        |
 | leads           | lead_scoring.analyse (`crm_core leads score`, scoring.score, Funnels)  |
 | recommend       | recommend.score (`crm_core recommend --score`, Recommendations page)  |
@@ -21,6 +22,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,7 @@ import sqlalchemy as sa
 
 from bench.baseline import COMPARED_360, CSV_TABLES, peak_rss_bytes
 from crm_core import auth, demo, export, features, ingest, metrics, segments
-from crm_core.analytics import churn, clv, lead_scoring, recommend
+from crm_core.analytics import churn, clv, lead_scoring, next_purchase, recommend
 from crm_core.filters import Filters, default_filters
 from crm_core.schema import orders
 from crm_core.store import Store
@@ -199,6 +201,12 @@ def preview(store: Store) -> segments.Preview:
 def clv_fit_and_score(store: Store) -> tuple[clv.CLVModel, pd.DataFrame]:
     """Fit BG/NBD + Gamma-Gamma on every buyer and value each of them (no backtest)."""
     return clv.value_customers(store, clv.CLVSettings())
+
+
+def next_purchase_scores(model: clv.CLVModel, values: pd.DataFrame, as_of: date) -> pd.DataFrame:
+    """Every buyer's chance of a purchase in 7, 30 and 90 days and the 25%-75% window, from
+    the fitted CLV model (the CLV step computes them too; timed alone here)."""
+    return next_purchase.predictions(model, values, 1, as_of)
 
 
 def clv_page(store: Store) -> clv.CLVReport:
