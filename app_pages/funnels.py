@@ -101,10 +101,10 @@ with leads_tab:
     if not stages["leads"].iloc[0]:
         st.info("No leads created in this period. Import the `leads` table.")
     else:
-        left, right = st.columns(2)
-        left.plotly_chart(insight_charts.lead_funnel(stages))
-        right.markdown("**Open leads: time in their current stage**")
-        with right:
+        row = st.container(horizontal=True)  # side by side when both fit, else stacked
+        row.container(key="wrap_lead_funnel").plotly_chart(insight_charts.lead_funnel(stages))
+        with row.container(key="wrap_lead_ages"):
+            st.markdown("**Open leads: time in their current stage**")
             tables.show_table(ages)
         st.markdown("**Win rate and deal value by source**")
         tables.show_table(sources)

@@ -3,12 +3,12 @@ bought), validated on held-out last orders against a popularity baseline."""
 
 import streamlit as st
 
-from crm_core import auth
+from crm_core import auth, glossary
 from crm_core.errors import CRMError
-from crm_ui import auth_ui, links, recommend_ui, widgets
+from crm_ui import auth_ui, links, plain, recommend_ui, widgets
 
 user = auth_ui.require_view("recommendations")
-st.title("Recommendations")
+st.title("Recommended products")  # "Recommendations" breaks inside the word at 390 px
 widgets.filter_note("recommendations")
 
 st.subheader("Validation on held-out last orders")
@@ -21,24 +21,27 @@ k, model, base = result.top_n, result.model, result.baseline
 cards = st.container(horizontal=True)
 cards.metric(
     f"Precision@{k}",
-    f"{model['precision']:.1%}",
+    plain.percent(model["precision"]),
     f"{(model['precision'] - base['precision']) * 100:+.1f} points vs popularity",
-    help=f"Share of the {k} products offered that the customer bought in the hidden order.",
+    help=glossary.help_for("precision_at_k"),
 )
 cards.metric(
     f"Hit rate@{k}",
-    f"{model['hit_rate']:.1%}",
+    plain.percent(model["hit_rate"]),
     f"{(model['hit_rate'] - base['hit_rate']) * 100:+.1f} points vs popularity",
-    help=f"Share of customers who bought at least one of the {k} products offered.",
+    help=glossary.help_for("hit_rate_at_k"),
 )
 cards.metric("Customers evaluated", f"{result.customers:,}")
 st.caption(
-    f"Each customer with at least two purchases with lines ({result.eligible:,}"
+    f"Precision@{k}: the share of the {k} products offered that the customer bought in the "
+    f"hidden order. Hit rate@{k}: the share of customers who bought at least one of them. "
+    f"Each customer with at least two purchases with order lines ({result.eligible:,}"
     + (f"; a sample of {result.customers:,}" if result.customers < result.eligible else "")
     + f") had their last order hidden; the rules were fitted on every other order and {k} "
     "products recommended on the day of the hidden order. Baseline: the "
     f"{k} products most customers bought that the customer had not bought."
     + ("" if result.beats_baseline else " The model does not beat the baseline here.")
+    + " More in the Glossary."
 )
 left, right = st.columns(2)
 with left:
@@ -47,8 +50,10 @@ with right:
     recommend_ui.method_table(result)
 
 st.subheader("Stored recommendations")
+note = st.container()  # filled below, after a recompute the button may run
 stored = recommend_ui.coverage()
-if auth.can(user.role, "import_data") and st.button(
+can_recompute = auth.can(user.role, "import_data")
+if can_recompute and st.button(
     "Recompute for every customer",
     help="Fits the rules on every completed order and replaces the stored lists "
     "(also `python -m crm_core recommend --score`).",
@@ -67,16 +72,13 @@ if not stored["offers"]:
         "customer 360 table, for segments and exports."
     )
     st.stop()
+with note:
+    recommend_ui.stale_note(stored["scored_at"], can_recompute)
 share = stored["customers"] / stored["buyers"] if stored["buyers"] else 0.0
 cards = st.container(horizontal=True)
-cards.metric(
-    "Coverage",
-    f"{share:.1%}",
-    help="Customers with a completed order who have at least one recommendation.",
-)
+cards.metric("Coverage", plain.percent(share), help=glossary.help_for("recommendation_coverage"))
 cards.metric("Customers with a recommendation", f"{stored['customers']:,}")
 cards.metric("Products offered", f"{stored['offers']:,}")
-st.caption(f"Computed {stored['scored_at']:%d %b %Y %H:%M} UTC.")
 
 st.markdown("**Products recommended to most customers**")
 recommend_ui.products_table(recommend_ui.top_products())
@@ -96,3 +98,8 @@ else:
         f"({links.customer_url(int(customer_id))})"
     )
     recommend_ui.list_table(rows)
+    st.caption(
+        "Score: an index from 0 to 100 that ranks the offers (a rule's confidence, halved "
+        "per order since; or how regular the cycle is, fading when long overdue). It is not "
+        f"a chance of buying: precision@{k} above says how often offers are bought."
+    )

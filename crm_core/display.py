@@ -479,6 +479,17 @@ def _missing(value: object) -> bool:
         return False
 
 
+def format_share(share: float) -> str:
+    """A share with one decimal, never rounded up to all or down to none (0.995 is "99.5%",
+    0.9996 is ">99.9%", not "100.0%")."""
+    shown = f"{share:.1%}"
+    if shown == "100.0%" and share < 1:
+        return ">99.9%"
+    if shown == "0.0%" and share > 0:
+        return "<0.1%"
+    return shown
+
+
 def format_money(value: float, *, short: bool = False) -> str:
     """Money with the currency: "$1,234.50"; short: "$1.2k", "$3.45M" (cards)."""
     amount = float(value)

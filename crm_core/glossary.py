@@ -14,11 +14,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from crm_core.analytics import churn, rfm, surveys
+from crm_core.analytics import churn, lead_scoring, next_purchase, rfm, surveys
 from crm_core.errors import CRMError
 from crm_core.metrics import CSAT_SATISFIED_MIN, METRICS, NPS_DETRACTOR_MAX, NPS_PROMOTER_MIN
 
 _HIGH, _MEDIUM = (threshold for threshold, _ in churn.CHURN_BANDS[:2])
+_WINDOWS = ", ".join(str(d) for d in next_purchase.WINDOWS_DAYS[:-1])
+_WINDOWS += f" and {next_purchase.WINDOWS_DAYS[-1]}"
+_FROM, _TO = (f"{q:.0%}" for q in next_purchase.WINDOW_QUANTILES)
+_K = 5
+"""The recommendations offered per customer and judged (precision@5, hit rate@5)."""
 
 
 @dataclass(frozen=True)
@@ -167,6 +172,27 @@ TERMS: tuple[Term, ...] = (
         ("mean absolute error",),
     ),
     Term(
+        "next_purchase",
+        "Next purchase",
+        "When a customer is expected to buy again: the chance of at least one purchase in the "
+        f"next {_WINDOWS} days (p_purchase_7d, p_purchase_30d, p_purchase_90d), and the "
+        f"window from the day that chance reaches {_FROM} (next_purchase_from) to the day it "
+        f"reaches {_TO} (next_purchase_to).",
+        "From the CLV purchase model (BG/NBD, Pareto/NBD or MBG/NBD): the customer's "
+        "P(alive) and purchase rate give the chance of no purchase in the days after the "
+        "data's end, and 1 minus it is the chance of one. The window's ends are empty "
+        f"when the chance stays below {_FROM} (or {_TO}) within "
+        f"{next_purchase.MAX_DAYS // 365} years. Backtested at the calibration end: predicted "
+        "against actual share buying in each window, by decile of the prediction.",
+        "Lifetime value page (Next purchase), Customer 360, Segment builder (e.g. next purchase "
+        "from within the next 14 days), exports.",
+        "Not a promise of a date: the chance of the next purchase falling inside the window "
+        "is only about 50% (from 25% to 75%). And not the churn risk (buying nothing in the "
+        "churn window, from another model).",
+        ("p_alive", "clv", "churn_risk"),
+        ("p_purchase", "due", "expected next order", "next order date"),
+    ),
+    Term(
         "rfm",
         "RFM segment",
         "A customer's group by recency (days since the last order), frequency (orders) and "
@@ -251,11 +277,14 @@ TERMS: tuple[Term, ...] = (
     Term(
         "roc_auc",
         "ROC AUC",
-        "How well the churn model ranks customers: in how many of 100 pairs of a customer "
-        "who left and one who stayed it ranks the leaver as riskier.",
-        "Area under the ROC curve on the validation window (customers the model did not "
-        "learn from); 0.5 is a coin flip, 1 a perfect ranking.",
-        "Churn risk page.",
+        "How well a model ranks: for the churn model, in how many of 100 pairs of a customer "
+        "who left and one who stayed it ranks the leaver as riskier; for the lead model, in "
+        "how many of 100 pairs of a lead that was won and one that was not it scores the won "
+        "lead higher.",
+        "Area under the ROC curve on the validation window (customers or leads the model did "
+        "not learn from); 0.5 is a coin flip, 1 a perfect ranking. Each model is shown beside "
+        "a baseline: days since the last order (churn), the lead's source alone (leads).",
+        "Churn risk page (churn model); Funnels page, Lead lifecycle tab (lead scores).",
         "Not an accuracy or a share of customers: it says nothing about whether the "
         "probabilities are right (see Brier score and calibration).",
         ("pr_auc", "brier", "calibration"),
@@ -297,6 +326,40 @@ TERMS: tuple[Term, ...] = (
         "Not ranking quality (ROC AUC): calibration is about the probabilities themselves.",
         ("brier", "churn_risk"),
         ("reliability",),
+    ),
+    Term(
+        "lead_score",
+        "Lead score (win probability)",
+        "The lead model's chance that an open lead is won within the window (by default "
+        f"{lead_scoring.DEFAULT_WINDOW_DAYS} days), with the reasons that raise it most.",
+        "A classifier (gradient boosting or logistic regression) on the lead's source, its "
+        "engagement (activities, recent activities, meetings) and its stage and time in stage, "
+        "each as of a cutoff; trained on earlier cutoffs, validated on later ones against a "
+        "source-only baseline (ROC AUC, calibration), then refitted to score the leads open "
+        f"on the last day and created in the {lead_scoring.ACTIVE_DAYS} days before.",
+        "Funnels page (Lead lifecycle tab: the open leads, highest chance first), Customer "
+        "360 and Segment builder (lead_score: the customer's latest open lead, as of the last "
+        "lead scoring), exports.",
+        "Not a share of leads that will be won this week, and not a customer's chance to buy "
+        "(see next purchase): it is about one open lead being won within the window.",
+        ("mql_threshold", "roc_auc", "calibration"),
+        ("win probability", "lead scoring"),
+    ),
+    Term(
+        "mql_threshold",
+        "MQL threshold",
+        "The lead score from which a lead is worth a call (a marketing-qualified lead), set "
+        "from how many leads sales can call a week.",
+        f"Capacity / new leads a week (over the last {lead_scoring.CAPACITY_WEEKS} weeks) is "
+        "the share of new leads to call; the threshold is the score of the new leads at that "
+        "top share. When the capacity is at least the new leads a week there is no threshold: "
+        "call every new lead. Expected wins: the sum of the win probabilities of the open "
+        "leads at or above it (won within the window, not a week).",
+        "Funnels page (Lead lifecycle tab: MQL threshold, leads above it, expected wins).",
+        "Not a fixed rule (it moves with the capacity and the lead volume) and not the stage "
+        "MQL of the lead funnel (a stage a lead was moved to by people).",
+        ("lead_score",),
+        ("mql", "sales capacity", "expected wins"),
     ),
     Term(
         "roi",
@@ -345,6 +408,63 @@ TERMS: tuple[Term, ...] = (
         "customer counts once.",
         ("roi",),
         ("conversion", "drop-off"),
+    ),
+    Term(
+        "precision_at_k",
+        f"Precision@{_K}",
+        f"Of the {_K} products recommended to a customer, the share they bought in their next "
+        "order: how many offers were right.",
+        "Each customer with at least two purchases with order lines has their last order "
+        f"hidden; the model is fitted on every other order and recommends {_K} products on "
+        f"the day of the hidden order. Precision = products bought / ({_K} x customers), "
+        f"against a popularity baseline (the {_K} products most customers bought that the "
+        "customer had not).",
+        "Recommendations page (validation on held-out last orders).",
+        "Not the hit rate (customers with at least one right offer): few next orders hold "
+        f"{_K} new products, so a precision of 5-10% can be good. Compare with the baseline.",
+        ("hit_rate_at_k", "recommendation_coverage", "recommendation_score"),
+        ("precision@5", "precision at 5"),
+    ),
+    Term(
+        "hit_rate_at_k",
+        f"Hit rate@{_K}",
+        f"The share of customers who bought at least one of the {_K} products recommended to "
+        "them, in their next order.",
+        "On the same held-out last orders as precision@5: customers with at least one "
+        "recommended product in the hidden order / customers evaluated, against the "
+        "popularity baseline.",
+        "Recommendations page (validation on held-out last orders).",
+        "Not precision (the share of offers bought, not of customers) and not a conversion "
+        "rate of a campaign: nobody was sent the offers.",
+        ("precision_at_k", "recommendation_coverage"),
+        ("hit rate@5", "hit rate at 5"),
+    ),
+    Term(
+        "recommendation_coverage",
+        "Coverage (recommendations)",
+        "The share of customers with a completed order who have at least one stored "
+        "recommendation.",
+        "Customers with a row in the stored recommendations / customers with a completed "
+        "order, as of the last recompute.",
+        "Recommendations page (Stored recommendations).",
+        "Not a quality measure (see precision@5 and hit rate@5): a customer whose products "
+        "are neither due nor bought with others gets no offer, which is better than a poor one.",
+        ("precision_at_k", "hit_rate_at_k"),
+        ("coverage",),
+    ),
+    Term(
+        "recommendation_score",
+        "Recommendation score",
+        "How strongly one recommendation is supported, 0-100, to rank a customer's offers.",
+        "Cross-sell: the rule's confidence (the share of orders with the product bought that "
+        "also held the offer), halved for each order since the customer bought it. "
+        "Replenishment: (n - 1) / n for n purchase days of the product (the more repeats, the "
+        "surer the cycle), fading once more than two cycles have passed. Shown x 100.",
+        "Recommendations page (a customer's list).",
+        "Not a probability that the customer buys the product: the two methods' scores only "
+        "order the offers (see precision@5 for how often offers are bought).",
+        ("precision_at_k",),
+        ("score", "offer score"),
     ),
 )
 """Every term, in the order the Glossary page lists them."""

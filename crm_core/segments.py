@@ -813,6 +813,8 @@ SAMPLE_COLUMNS = (  # id, name and total spend first: they fit on screen at 1440
     "email",
     "recency_days",
     "frequency",
+    "p_purchase_30d",
+    "next_purchase_from",
 )
 
 

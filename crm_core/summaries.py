@@ -58,8 +58,8 @@ def _money(value: float) -> str:
 
 def _percent(value: float) -> str:
     shown = 100 * value
-    if shown != 0 and abs(shown) < 9.95:
-        return f"{shown:.1f}%"
+    if shown != 0 and (abs(shown) < 9.95 or 99.5 <= abs(shown) < 100):
+        return display.format_share(value)  # one decimal where a whole number would lie
     return f"{shown:.0f}%"
 
 

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pandas as pd
 import streamlit as st
 
+from crm_core import glossary
 from crm_core.analytics import recommend
-from crm_ui import data, tables
+from crm_ui import data, plain, tables
 
 PERCENT = st.column_config.NumberColumn(format=tables.PERCENT_FORMAT)
+SCORE = st.column_config.NumberColumn(
+    "Score (0-100)", format="%d", help=glossary.help_for("recommendation_score")
+)
+"""A recommendation's score: an index that ranks the offers, not a probability."""
 
 
 @data.reads(
@@ -63,8 +70,12 @@ def evaluation_table(result: recommend.Evaluation) -> None:
         frame,
         column_config={
             "method": "Products offered by",
-            "precision": {**PERCENT, "label": f"Precision@{k}"},
-            "hit_rate": f"Hit rate@{k}",
+            "precision": {
+                **PERCENT,
+                "label": f"Precision@{k}",
+                "help": glossary.help_for("precision_at_k"),
+            },
+            "hit_rate": {"label": f"Hit rate@{k}", "help": glossary.help_for("hit_rate_at_k")},
         },
     )
 
@@ -107,17 +118,33 @@ def products_table(frame: pd.DataFrame) -> None:
 
 
 def list_table(frame: pd.DataFrame) -> None:
-    """One customer's list with the reasons (the customer id links to Customer 360)."""
+    """One customer's list with the reasons (the customer id links to Customer 360); the
+    score as a 0-100 index (it ranks the offers; it is not a chance of buying)."""
     shown = frame.drop(columns=["product_id"]).assign(
-        method=frame["method"].map(recommend.METHOD_LABELS), score=frame["score"] * 100
+        method=frame["method"].map(recommend.METHOD_LABELS),
+        score=(frame["score"] * 100).round(),
     )
     tables.show_table(
         shown,
         column_config={
             "rank": "Rank",
             "product": "Product",
+            "reason": st.column_config.TextColumn("Why", width="large"),
             "method": "Method",
-            "score": {**PERCENT, "label": "Score"},
-            "reason": "Why",
+            "score": SCORE,
         },
+        column_order=["customer_id", "rank", "product", "reason", "method", "score"],
+    )
+
+
+def stale_note(scored_at: datetime | None, can_recompute: bool) -> None:
+    """When the stored lists were computed and, after a later import of orders, order lines
+    or products, that they predate it (with how to recompute)."""
+    plain.stale_note(
+        "These recommendations were",
+        scored_at,
+        recommend.SOURCE_TABLES,
+        "Recompute them with the button below."
+        if can_recompute
+        else "An admin recomputes them on this page (or `python -m crm_core recommend --score`).",
     )

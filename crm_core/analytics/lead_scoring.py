@@ -442,14 +442,37 @@ class Capacity:
     threshold: float
     leads_above: int  # open leads scored at or above the threshold
     expected_wins: float  # sum of their win probabilities
+    open_leads: int
+    window_days: int  # the wins are those within this many days of as_of
+    as_of: date
+
+    @property
+    def calls_everyone(self) -> bool:
+        """Sales can call at least every new lead: no threshold is needed."""
+        return self.share >= 1.0
 
     def sentence(self) -> str:
-        """The threshold in words."""
+        """The threshold, whom it picks and the wins expected, with their time frame."""
+        weeks, pct = CAPACITY_WEEKS, display.format_share
+        if self.calls_everyone:
+            pick = (
+                f"Call every new lead: a capacity of {self.per_week:,} a week is more than the "
+                f"{self.weekly_volume:,.1f} new leads a week of the last {weeks} weeks. "
+                f"{self.leads_above:,} of the {self.open_leads:,} open leads score at least "
+                f"as high as the lowest-scored new lead ({pct(self.threshold)})"
+            )
+        else:
+            pick = (
+                f"Calling {self.per_week:,} lead{'s' * (self.per_week != 1)} a week out of {self.weekly_volume:,.1f} "
+                f"new ones a week (the last {weeks} weeks) means calling the top "
+                f"{pct(self.share)} of them: a win probability of {pct(self.threshold)} or "
+                f"more. {self.leads_above:,} of the {self.open_leads:,} open leads are at or "
+                "above it"
+            )
         return (
-            f"Calling {self.per_week:,} leads a week out of {self.weekly_volume:,.1f} new ones "
-            f"a week means calling the top {self.share:.0%}: a win probability of "
-            f"{self.threshold:.1%} or more. {self.leads_above:,} open leads are above it, "
-            f"with {self.expected_wins:,.1f} expected wins."
+            f"{pick}; the model expects {self.expected_wins:,.1f} of them to be won within "
+            f"{self.window_days} days of {self.as_of:%d %b %Y} (the sum of their win "
+            "probabilities)."
         )
 
 
@@ -500,6 +523,9 @@ class LeadReport:
             threshold=threshold,
             leads_above=int(above.sum()),
             expected_wins=float(self.scores["win_probability"].to_numpy()[above].sum()),
+            open_leads=len(self.scores),
+            window_days=self.settings.window_days,
+            as_of=self.as_of,
         )
 
     def as_dict(self, top: int = 10) -> dict[str, Any]:
@@ -705,6 +731,14 @@ def write_scores(store: Store, report: LeadReport) -> int:
         conn.execute(lead_scores.delete())
         rows = store.insert_df(conn, "lead_scores", frame) if len(frame) else 0
     return int(rows)
+
+
+def scored_at(store: Store) -> datetime | None:
+    """When `lead_scores` was last written (UTC; None when leads were never scored)."""
+    if "lead_scores" not in store.table_names():
+        return None
+    value = store.scalar(sa.select(sa.func.max(lead_scores.c.scored_at)))
+    return None if value is None else pd.Timestamp(value).to_pydatetime()
 
 
 def score(

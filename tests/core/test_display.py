@@ -134,3 +134,11 @@ def test_category_ticks_keep_the_codes_and_show_words():
     ticks = display.category_ticks("churn_band", ["low", "high", "low"])
     assert ticks["tickvals"] == ["low", "high"]
     assert ticks["ticktext"] == ["Low", "High"]
+
+
+@pytest.mark.parametrize(
+    ("share", "shown"),
+    [(0.995, "99.5%"), (0.9996, ">99.9%"), (1.0, "100.0%"), (0.0004, "<0.1%"), (0.0, "0.0%")],
+)
+def test_format_share_never_rounds_to_all_or_none(share, shown):
+    assert display.format_share(share) == shown

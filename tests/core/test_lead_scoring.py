@@ -165,7 +165,11 @@ def test_mql_threshold_fills_the_weekly_capacity(demo_report):
         previous = cap
     everyone = report.capacity(10_000)
     assert everyone.share == 1.0 and everyone.threshold == pytest.approx(report.recent_scores.min())
-    assert "expected wins" in everyone.sentence()
+    assert everyone.calls_everyone and everyone.sentence().startswith("Call every new lead")
+    days = report.settings.window_days
+    assert f"won within {days} days of {report.as_of:%d %b %Y}" in everyone.sentence()
+    assert not report.capacity(1).calls_everyone
+    assert report.capacity(1).sentence().startswith("Calling 1 lead a week out of")
     with pytest.raises(Exception, match="at least 1 lead a week"):
         report.capacity(0)
 
@@ -205,7 +209,7 @@ def test_cli_leads_score_json_with_capacity(demo_copy, capsys):
     assert figures["capacity"]["per_week"] == 10
     assert figures["capacity"]["expected_wins"] > 0
     code, out, _ = run_cli(capsys, "leads", "score", "--capacity", "10")
-    assert "baseline  roc_auc" in out and "expected wins" in out
+    assert "baseline  roc_auc" in out and "to be won within 120 days" in out
     assert pd.notna(demo_copy.scalar("SELECT MAX(scored_at) FROM lead_scores"))
 
 

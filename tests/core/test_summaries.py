@@ -318,3 +318,9 @@ def test_clv_backtest_without_a_forecast_says_so():
     assert said["mae"] == "No per-customer error without a forecast."
     report = _clv_report([100.0, 50.0], [0.9, 0.1], _backtest(float("nan"), 100.0))
     assert len(summaries.clv(report)) == 2
+
+
+def test_in_short_percent_never_rounds_a_near_total_to_all():
+    assert summaries._percent(0.995) == "99.5%"
+    assert summaries._percent(0.42) == "42%"
+    assert summaries._percent(0.05) == "5.0%"
