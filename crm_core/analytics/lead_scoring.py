@@ -463,8 +463,9 @@ class Capacity:
             )
         else:
             pick = (
-                f"Calling {self.per_week:,} lead{'s' * (self.per_week != 1)} a week out of {self.weekly_volume:,.1f} "
-                f"new ones a week (the last {weeks} weeks) means calling the top "
+                f"Calling {self.per_week:,} lead{'s' * (self.per_week != 1)} a week out of "
+                f"{self.weekly_volume:,.1f} new ones a week (the last {weeks} weeks) means "
+                "calling the top "
                 f"{pct(self.share)} of them: a win probability of {pct(self.threshold)} or "
                 f"more. {self.leads_above:,} of the {self.open_leads:,} open leads are at or "
                 "above it"
