@@ -260,6 +260,30 @@ def _finish_features(frame: pd.DataFrame, ct: datetime, labelled: bool) -> pd.Da
 # --- the model ----------------------------------------------------------------------------
 
 
+def classifier(kind: str, random_state: int, **hgb_params: Any) -> Any:
+    """An unfitted "hgb" (histogram gradient boosting, `hgb_params` over its defaults here)
+    or "logit" (imputed, scaled logistic regression) classifier; None for another kind. The
+    churn and lead models share it."""
+    if kind == "hgb":
+        params = {
+            "max_iter": 200,
+            "learning_rate": 0.1,
+            "max_leaf_nodes": 15,
+            "min_samples_leaf": 40,
+            "l2_regularization": 1.0,
+            "early_stopping": True,
+            **hgb_params,
+        }
+        return HistGradientBoostingClassifier(random_state=random_state, **params)
+    if kind == "logit":
+        return make_pipeline(
+            SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+            StandardScaler(),
+            LogisticRegression(max_iter=2000, random_state=random_state),
+        )
+    return None
+
+
 @dataclass
 class ChurnModel:
     """Churn classifier over FEATURES (scikit-learn contract: `fit` returns self).
@@ -273,23 +297,10 @@ class ChurnModel:
     random_state: int = 0
 
     def _estimator(self):
-        if self.kind == "hgb":
-            return HistGradientBoostingClassifier(
-                max_iter=200,
-                learning_rate=0.1,
-                max_leaf_nodes=15,
-                min_samples_leaf=40,
-                l2_regularization=1.0,
-                early_stopping=True,
-                random_state=self.random_state,
-            )
-        if self.kind == "logit":
-            return make_pipeline(
-                SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
-                StandardScaler(),
-                LogisticRegression(max_iter=2000, random_state=self.random_state),
-            )
-        raise CRMError(f"Churn model {self.kind!r} is not known; allowed: {', '.join(MODELS)}.")
+        found = classifier(self.kind, self.random_state, learning_rate=0.1, min_samples_leaf=40)
+        if found is None:
+            raise CRMError(f"Churn model {self.kind!r} is not known; allowed: {', '.join(MODELS)}.")
+        return found
 
     def fit(self, data: pd.DataFrame) -> ChurnModel:
         """Fit on a labelled dataset from `build_dataset`; features with no value at all in

@@ -25,15 +25,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from crm_core import display
-from crm_core.analytics.churn import evaluate, log_odds_contributions
+from crm_core.analytics.churn import classifier, evaluate, log_odds_contributions
 from crm_core.analytics.clv import NotReadyError
 from crm_core.errors import CRMError
 from crm_core.schema import (
@@ -287,22 +282,9 @@ class LeadModel:
     random_state: int = 0
 
     def _estimator(self):
-        if self.kind == "hgb":
-            return HistGradientBoostingClassifier(
-                max_iter=200,
-                learning_rate=0.08,
-                max_leaf_nodes=15,
-                min_samples_leaf=30,
-                l2_regularization=1.0,
-                early_stopping=True,
-                random_state=self.random_state,
-            )
-        if self.kind == "logit":
-            return make_pipeline(
-                SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
-                StandardScaler(),
-                LogisticRegression(max_iter=2000, random_state=self.random_state),
-            )
+        found = classifier(self.kind, self.random_state, learning_rate=0.08, min_samples_leaf=30)
+        if found is not None:
+            return found
         raise CRMError(
             f"Lead model {self.kind!r} is not known; allowed: {', '.join(MODELS)}. "
             "Pick one of those (`leads score --model`)."
