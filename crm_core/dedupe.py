@@ -203,48 +203,45 @@ def _settings():
             cll.ElseLevel().configure(label_for_charts=_DIFFERENT),
         ],
     )
-    email = cl.CustomComparison(
-        output_column_name="email",
-        comparison_description=COMPARISONS["email"],
-        comparison_levels=[
-            cll.NullLevel("email_key").configure(label_for_charts=_MISSING),
-            cll.ExactMatchLevel("email_key").configure(label_for_charts=_EXACT_NORMALISED),
-            # not Jaro-Winkler: namesakes' addresses (anna.weber12@, anna.weber1207@) are
-            # similar by it, and it listed them as one person
-            # (Levenshtein, not Damerau-Levenshtein: ten times faster in DuckDB on addresses)
-            cll.LevenshteinLevel("email_key", 1).configure(label_for_charts=_TYPO),
-            cll.ElseLevel().configure(label_for_charts=_DIFFERENT),
-        ],
+
+    def one_column(column: str, output: str, *levels):
+        """A comparison of one column: missing, then `levels` (best first), else different."""
+        return cl.CustomComparison(
+            output_column_name=output,
+            comparison_description=COMPARISONS[output],
+            comparison_levels=[
+                cll.NullLevel(column).configure(label_for_charts=_MISSING),
+                *levels,
+                cll.ElseLevel().configure(label_for_charts=_DIFFERENT),
+            ],
+        )
+
+    email = one_column(
+        "email_key",
+        "email",
+        cll.ExactMatchLevel("email_key").configure(label_for_charts=_EXACT_NORMALISED),
+        # not Jaro-Winkler: namesakes' addresses (anna.weber12@, anna.weber1207@) are
+        # similar by it, and it listed them as one person
+        # (Levenshtein, not Damerau-Levenshtein: ten times faster in DuckDB on addresses)
+        cll.LevenshteinLevel("email_key", 1).configure(label_for_charts=_TYPO),
     )
-    phone = cl.CustomComparison(
-        output_column_name="phone",
-        comparison_description=COMPARISONS["phone"],
-        comparison_levels=[
-            cll.NullLevel("phone_key").configure(label_for_charts=_MISSING),
-            cll.ExactMatchLevel("phone_key").configure(label_for_charts=_EXACT_NORMALISED),
-            cll.ElseLevel().configure(label_for_charts=_DIFFERENT),
-        ],
+    phone = one_column(
+        "phone_key",
+        "phone",
+        cll.ExactMatchLevel("phone_key").configure(label_for_charts=_EXACT_NORMALISED),
     )
-    city = cl.CustomComparison(
-        output_column_name="city",
-        comparison_description=COMPARISONS["city"],
-        comparison_levels=[
-            cll.NullLevel("city").configure(label_for_charts=_MISSING),
-            cll.ExactMatchLevel("city", term_frequency_adjustments=True).configure(
-                label_for_charts=_EXACT
-            ),
-            cll.ElseLevel().configure(label_for_charts=_DIFFERENT),
-        ],
+    city = one_column(
+        "city",
+        "city",
+        cll.ExactMatchLevel("city", term_frequency_adjustments=True).configure(
+            label_for_charts=_EXACT
+        ),
     )
-    birth = cl.CustomComparison(
-        output_column_name="birth_date",
-        comparison_description=COMPARISONS["birth_date"],
-        comparison_levels=[
-            cll.NullLevel("birth_date").configure(label_for_charts=_MISSING),
-            cll.ExactMatchLevel("birth_date").configure(label_for_charts=_EXACT),
-            cll.LevenshteinLevel("birth_date", 1).configure(label_for_charts=_TYPO),
-            cll.ElseLevel().configure(label_for_charts=_DIFFERENT),
-        ],
+    birth = one_column(
+        "birth_date",
+        "birth_date",
+        cll.ExactMatchLevel("birth_date").configure(label_for_charts=_EXACT),
+        cll.LevenshteinLevel("birth_date", 1).configure(label_for_charts=_TYPO),
     )
     return SettingsCreator(
         link_type="dedupe_only",

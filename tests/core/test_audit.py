@@ -39,6 +39,13 @@ def _sql(store: Store, stmt: sa.Executable) -> None:
         conn.execute(stmt)
 
 
+def _tampered(store: Store, stmt: sa.Executable) -> audit.AuditCheck:
+    """Three audited actions, then `stmt` run behind the log's back: what verify says."""
+    _three(store)
+    _sql(store, stmt)
+    return audit.verify(store)
+
+
 # --- the chain -----------------------------------------------------------------------------
 
 
@@ -58,9 +65,9 @@ def test_an_untouched_chain_verifies_and_each_row_points_at_the_one_before(store
 
 
 def test_editing_one_row_by_sql_fails_verify_naming_that_row(store, capsys):
-    _three(store)
-    _sql(store, audit_log.update().where(audit_log.c.seq == 2).values(actor="someone_else"))
-    check = audit.verify(store)
+    check = _tampered(
+        store, audit_log.update().where(audit_log.c.seq == 2).values(actor="someone_else")
+    )
     assert not check.ok
     assert check.problems[0] == "row 2 was edited: its contents no longer match its hash."
     assert main(["audit", "verify"]) == 1
@@ -99,9 +106,7 @@ def test_deleting_a_middle_row_or_the_newest_rows_is_detected(store):
 
 
 def test_deleting_only_the_last_row_is_detected_by_the_head(store):
-    _three(store)
-    _sql(store, audit_log.delete().where(audit_log.c.seq == 3))
-    check = audit.verify(store)
+    check = _tampered(store, audit_log.delete().where(audit_log.c.seq == 3))
     assert check.problems == ["row 3 deleted: the head says the log ends at row 3."]
 
 
@@ -338,8 +343,7 @@ def test_migrating_an_older_store_keeps_its_export_log_rows(store):
 
 
 def test_cli_audit_verify_names_a_broken_row_in_json(store, capsys):
-    _three(store)
-    _sql(store, audit_log.update().where(audit_log.c.seq == 1).values(target="user eve"))
+    _tampered(store, audit_log.update().where(audit_log.c.seq == 1).values(target="user eve"))
     assert main(["audit", "verify", "--json"]) == 1
     out = json.loads(capsys.readouterr().out)
     assert out["ok"] is False and out["problems"][0].startswith("row 1 was edited")
