@@ -39,7 +39,8 @@ st.caption(
     + (f"; a sample of {result.customers:,}" if result.customers < result.eligible else "")
     + f") had their last order hidden; the rules were fitted on every other order and {k} "
     "products recommended on the day of the hidden order. Baseline: the "
-    f"{k} products most customers bought that the customer had not bought."
+    f"{k} products most customers bought that the customer had not bought (nor another "
+    "variant of, such as another price level)."
     + ("" if result.beats_baseline else " The model does not beat the baseline here.")
     + " More in the Glossary."
 )

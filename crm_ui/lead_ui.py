@@ -226,7 +226,9 @@ def show_lead_scores() -> None:
     )
     validation_cards(report)
     row = st.container(horizontal=True)  # side by side at 1440 px, one under the other below
-    row.container(key="wide_lead_chart").plotly_chart(calibration_chart(report), width="stretch")
+    with row.container(key="wide_lead_chart"):
+        st.markdown("**Calibration: predicted against actual win rate, by tenth of the leads**")
+        st.plotly_chart(calibration_chart(report), width="stretch")
     with row.container(key="wrap_lead_capacity"):
         st.markdown("**Whom to call: the MQL threshold from sales capacity**")
         capacity = capacity_input(report)
