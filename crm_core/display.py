@@ -479,14 +479,15 @@ def _missing(value: object) -> bool:
         return False
 
 
-def format_share(share: float) -> str:
-    """A share with one decimal, never rounded up to all or down to none (0.995 is "99.5%",
-    0.9996 is ">99.9%", not "100.0%")."""
-    shown = f"{share:.1%}"
-    if shown == "100.0%" and share < 1:
-        return ">99.9%"
-    if shown == "0.0%" and share > 0:
-        return "<0.1%"
+def format_share(share: float, decimals: int = 1) -> str:
+    """A share in percent, never rounded up to all or down to none (0.995 is "99.5%",
+    0.9996 is ">99.9%", not "100.0%"; with no decimals 0.996 is ">99%")."""
+    shown = f"{share:.{decimals}%}"
+    step = 10.0**-decimals
+    if shown == f"{100:.{decimals}f}%" and share < 1:
+        return f">{100 - step:.{decimals}f}%"
+    if shown == f"{0:.{decimals}f}%" and share > 0:
+        return f"<{step:.{decimals}f}%"
     return shown
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from crm_core import features, privacy, segments
+from crm_core import display, features, privacy, segments
 from crm_core.errors import NotAllowedError
 from crm_core.filters import PURCHASE_STATUS
 from crm_core.schema import (
@@ -239,16 +239,7 @@ def next_purchase_words(person: dict[str, Any]) -> str | None:
             "(25% and 75% chance by then)"
         )
     odds = ", ".join(
-        f"{_percent(v)} within {d} days" for v, d in zip(chances, (7, 30, 90), strict=True)
+        f"{display.format_share(v, 0)} within {d} days"
+        for v, d in zip(chances, (7, 30, 90), strict=True)
     )
     return f"**Next purchase:** {when}; chance of buying {odds}."
-
-
-def _percent(value: float) -> str:
-    """A chance in whole percent, never rounded up to a certainty or down to none."""
-    shown = f"{value:.0%}"
-    if shown == "100%" and value < 1:
-        return ">99%"
-    if shown == "0%" and value > 0:
-        return "<1%"
-    return shown

@@ -142,3 +142,9 @@ def test_category_ticks_keep_the_codes_and_show_words():
 )
 def test_format_share_never_rounds_to_all_or_none(share, shown):
     assert display.format_share(share) == shown
+
+
+def test_format_share_in_whole_percent():
+    assert display.format_share(0.996, 0) == ">99%"
+    assert display.format_share(0.004, 0) == "<1%"
+    assert display.format_share(0.42, 0) == "42%"
