@@ -7,7 +7,7 @@ from crm_core import display, glossary, profile
 from crm_core.errors import CRMError
 from crm_core.figures import insight_charts
 from crm_core.privacy import may_see_pii
-from crm_ui import auth_ui, insight_ui, links, privacy_ui, tables, widgets
+from crm_ui import auth_ui, insight_ui, links, plain, privacy_ui, tables, widgets
 
 user = auth_ui.require_view("customer_360")
 st.title("Customer 360")
@@ -104,13 +104,13 @@ cols[2].metric(
 )
 cols[3].metric(
     "P(alive)",
-    "n/a" if pd.isna(person.get("p_alive")) else f"{person['p_alive']:.0%}",
+    "n/a" if pd.isna(person.get("p_alive")) else plain.percent(person["p_alive"], 0),
     help=glossary.help_for("p_alive"),
     border=True,
 )
 cols[4].metric(
     "Churn risk",
-    "n/a" if pd.isna(person.get("churn_risk")) else f"{person['churn_risk']:.0%}",
+    "n/a" if pd.isna(person.get("churn_risk")) else plain.percent(person["churn_risk"], 0),
     delta=None if pd.isna(person.get("churn_band")) else f"{person['churn_band']} risk",
     delta_color="off",
     delta_arrow="off",

@@ -75,7 +75,7 @@ if not stored["offers"]:
     st.stop()
 with note:
     recommend_ui.stale_note(stored["scored_at"], can_recompute)
-share = stored["customers"] / stored["buyers"] if stored["buyers"] else 0.0
+share = stored["share"]
 cards = st.container(horizontal=True)
 cards.metric("Coverage", plain.percent(share), help=glossary.help_for("recommendation_coverage"))
 cards.metric("Customers with a recommendation", f"{stored['customers']:,}")

@@ -665,6 +665,7 @@ def cmd_recommend(args: argparse.Namespace, store: Store) -> int:
         figures["scored"] = run.as_dict()
     evaluation = recommend.evaluate_store(store, max_customers=args.max_customers)
     figures["evaluation"] = evaluation.as_dict()
+    figures["coverage"] = recommend.coverage(store)  # of the stored lists, as the view shows
     if args.json:
         print(json.dumps(figures, indent=2, default=str))
         return 0

@@ -418,7 +418,7 @@ TERMS: tuple[Term, ...] = (
         f"hidden; the model is fitted on every other order and recommends {_K} products on "
         f"the day of the hidden order. Precision = products bought / ({_K} x customers), "
         f"against a popularity baseline (the {_K} products most customers bought that the "
-        "customer had not).",
+        "customer had not bought, nor another variant of, such as another price level).",
         "Recommendations page (validation on held-out last orders).",
         "Not the hit rate (customers with at least one right offer): few next orders hold "
         f"{_K} new products, so a precision of 5-10% can be good. Compare with the baseline.",

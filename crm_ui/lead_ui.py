@@ -238,8 +238,11 @@ def show_lead_scores() -> None:
     shown = report.scores.head(SHOWN_LEADS).copy()
     shown["mql"] = shown["win_probability"] >= capacity.threshold
     st.markdown(f"**Open leads, highest chance first** (top {len(shown):,})")
-    tables.show_table(
+    picked = tables.show_table(
         shown,
+        key="lead_scores_table",
+        on_select="rerun",
+        selection_mode="single-row",
         column_config={
             "lead_id": "Lead",
             "mql": "Above the threshold",
@@ -263,6 +266,14 @@ def show_lead_scores() -> None:
             "age_days",
         ],
     )
+    if len(shown):
+        rows = picked.selection.rows if picked is not None else []
+        lead = shown.iloc[rows[0] if rows else 0]
+        st.markdown(
+            f"**Why lead {lead['lead_id']} scores {plain.percent(lead['win_probability'])}:** "
+            f"{lead['lead_score_reasons']}"
+        )
+        st.caption("Click a row of the table to read that lead's reasons in full here.")
     st.markdown("**Open leads by source**")
     tables.show_table(
         pd.DataFrame(report.by_source).rename(columns={"mean_win_probability": "win_probability"}),

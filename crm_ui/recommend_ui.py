@@ -12,10 +12,6 @@ from crm_core.analytics import recommend
 from crm_ui import data, plain, tables
 
 PERCENT = st.column_config.NumberColumn(format=tables.PERCENT_FORMAT)
-SCORE = st.column_config.NumberColumn(
-    "Score (0-100)", format="%d", help=glossary.help_for("recommendation_score")
-)
-"""A recommendation's score: an index that ranks the offers, not a probability."""
 
 
 @data.reads(
@@ -117,24 +113,25 @@ def products_table(frame: pd.DataFrame) -> None:
     )
 
 
+def score_index(score: pd.Series) -> pd.Series:
+    """Scores as a 0-100 index in whole numbers; an offer with any support shows at least 1."""
+    index = (score * 100).round()
+    return index.where(~((score > 0) & (index < 1)), 1).astype(int)
+
+
 def list_table(frame: pd.DataFrame) -> None:
-    """One customer's list with the reasons (the customer id links to Customer 360); the
-    score as a 0-100 index (it ranks the offers; it is not a chance of buying)."""
-    shown = frame.drop(columns=["product_id"]).assign(
-        method=frame["method"].map(recommend.METHOD_LABELS),
-        score=(frame["score"] * 100).round(),
+    """One customer's list (at most `top_n` rows) as a static table whose reasons wrap, with
+    the score as a 0-100 index (it ranks the offers; it is not a chance of buying)."""
+    shown = pd.DataFrame(
+        {
+            "Rank": frame["rank"].to_numpy(),
+            "Product": frame["product"].to_numpy(),
+            "Why": frame["reason"].astype(str).to_numpy(),
+            "Method": frame["method"].map(recommend.METHOD_LABELS).to_numpy(),
+            "Score (0-100)": score_index(frame["score"]).to_numpy(),
+        }
     )
-    tables.show_table(
-        shown,
-        column_config={
-            "rank": "Rank",
-            "product": "Product",
-            "reason": st.column_config.TextColumn("Why", width="large"),
-            "method": "Method",
-            "score": SCORE,
-        },
-        column_order=["customer_id", "rank", "product", "reason", "method", "score"],
-    )
+    st.table(shown.set_index("Rank"))
 
 
 def stale_note(scored_at: datetime | None, can_recompute: bool) -> None:

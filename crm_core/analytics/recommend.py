@@ -24,7 +24,7 @@ A product the customer already bought is never offered by cross-sell, so a once-
 `product_group`: a size, colour or price level of the same item; no rule pairs two variants);
 replenishment offers only consumables, and stops offering one when the customer has let it
 lapse for more than `MAX_CYCLES_OVERDUE` cycles (they have moved on). Each customer gets the
-`top_n` best-scored products of both methods.
+`top_n` best-scored products of both methods, at most one of each variant group.
 
 `evaluate` hides each customer's last order (customers with at least two purchases with
 lines), fits on everything else, recommends `top_n` products on the day of the hidden order
@@ -287,7 +287,8 @@ class Recommender:
         # Best first per customer; replenishment before cross-sell on equal scores.
         order = np.lexsort((prod, method != "replenishment", -score, cust))
         recs = recs.iloc[order]
-        recs = recs[~recs.duplicated(["customer_id", "product_id"])]
+        variant = self._variant(recs["product_id"].to_numpy(np.int64))
+        recs = recs[~recs.assign(variant=variant).duplicated(["customer_id", "variant"])]
         cust = recs["customer_id"].to_numpy()
         start = np.r_[True, cust[1:] != cust[:-1]]
         pos = np.arange(len(cust))
@@ -418,11 +419,13 @@ class Recommender:
         v_key = c * v_width + r_vcons[rule]
         at = np.minimum(np.searchsorted(owned, v_key), len(owned) - 1)
         new = owned[at] != v_key  # neither it nor a variant of it bought yet
-        row, rule, key, c = row[new], rule[new], key[new], c[new]
+        row, rule, key, v_key, c = row[new], rule[new], key[new], v_key[new], c[new]
         score = r_conf[rule] * weight[row]
-        order = np.lexsort((-score, key))  # per customer and product: the best rule first
-        key, rule, score, c = key[order], rule[order], score[order], c[order]
-        one = np.r_[True, key[1:] != key[:-1]]
+        # One product per customer and variant group (a product alone is its own group): the
+        # best-scored rule's, the lowest product on ties.
+        order = np.lexsort((key, -score, v_key))
+        key, v_key, rule, score, c = key[order], v_key[order], rule[order], score[order], c[order]
+        one = np.r_[True, v_key[1:] != v_key[:-1]]
         key, rule, score, c = key[one], rule[one], score[one], c[one]
         order = np.lexsort((key, -score, c))  # per customer: best first
         key, rule, score, c = key[order], rule[order], score[order], c[order]
@@ -449,7 +452,7 @@ class Recommender:
         top = self.popularity_.index.to_numpy(np.int64)
         variants = self._variant(top)
         per_variant = pd.Series(variants).value_counts().max() if len(top) else 1
-        depth = int(owned.max() if len(owned) else 0) * int(per_variant) + self.top_n
+        depth = (int(owned.max() if len(owned) else 0) + self.top_n) * int(per_variant)
         top, variants = top[:depth], variants[:depth]
         cust = np.repeat(np.asarray(customers, dtype=np.int64), len(top))
         frame = pd.DataFrame(
@@ -466,7 +469,8 @@ class Recommender:
             }
         ).drop_duplicates()
         frame = frame.merge(held, how="left", indicator=True)
-        frame = frame[frame.pop("_merge").to_numpy() == "left_only"].drop(columns="variant")
+        frame = frame[frame.pop("_merge").to_numpy() == "left_only"]
+        frame = frame.drop_duplicates(["customer_id", "variant"]).drop(columns="variant")
         frame["rank"] = frame.groupby("customer_id").cumcount() + 1
         return frame[frame["rank"] <= self.top_n].reset_index(drop=True)
 
@@ -537,8 +541,9 @@ class Evaluation:
     baseline: dict[str, float]
     hits_by_method: dict[str, int] = field(default_factory=dict)
     offers_by_method: dict[str, int] = field(default_factory=dict)
-    coverage: float = 0.0
-    """Share of the evaluated customers the model had at least one product for."""
+    offered_share: float = 0.0
+    """Share of the evaluated customers the model had at least one product for in the test
+    (the stored lists' coverage is `coverage(store)`)."""
 
     @property
     def beats_baseline(self) -> bool:
@@ -618,7 +623,7 @@ def evaluate(
         baseline=_scores(base, held, picked, k),
         hits_by_method={m: int((hits["method"] == m).sum()) for m in RECOMMEND_METHODS},
         offers_by_method={m: int((recs["method"] == m).sum()) for m in RECOMMEND_METHODS},
-        coverage=float(recs["customer_id"].nunique() / len(picked)),
+        offered_share=float(recs["customer_id"].nunique() / len(picked)),
     )
 
 
@@ -686,9 +691,10 @@ STORED_TABLES = ("customer_recommendations", "products", "orders")
 
 def coverage(store: Store) -> dict[str, object]:
     """The stored recommendations: customers with at least one, customers with a completed
-    order, offers, when they were computed (None before the first `score`)."""
+    order, the share of those with a list (the view's Coverage), offers, when they were
+    computed (None before the first `score`)."""
     if "customer_recommendations" not in store.table_names():
-        return {"customers": 0, "buyers": 0, "offers": 0, "scored_at": None}
+        return {"customers": 0, "buyers": 0, "share": 0.0, "offers": 0, "scored_at": None}
     cr = customer_recommendations.c
     stmt = sa.select(
         sa.func.count(sa.distinct(cr.customer_id)), sa.func.count(), sa.func.max(cr.scored_at)
@@ -700,6 +706,7 @@ def coverage(store: Store) -> dict[str, object]:
     return {
         "customers": int(customers),
         "buyers": int(bought or 0),
+        "share": int(customers) / int(bought) if bought else 0.0,
         "offers": int(offers),
         "scored_at": scored_at,
     }

@@ -50,6 +50,12 @@ def test_funnels_page_shows_lead_scores_beside_their_validation(signed_in, role)
     assert "lead model" in help_ and "Funnels" not in help_  # the glossary's words
     shown = [df.value for df in at.dataframe]
     assert any("lead_score_reasons" in str(list(frame.columns)) for frame in shown)
+    # The top lead's reasons in full under the table (the column cuts long ones).
+    leads = next(frame for frame in shown if "lead_score_reasons" in frame.columns)
+    top = leads.iloc[0]
+    full = next(m.value for m in at.markdown if m.value.startswith("**Why lead"))
+    assert full.startswith(f"**Why lead {top['lead_id']} scores")
+    assert full.endswith(top["lead_score_reasons"])
 
 
 def test_more_sales_capacity_lowers_the_threshold_and_wins_more(signed_in):

@@ -135,6 +135,21 @@ def test_cross_sell_never_offers_a_variant_of_an_owned_product() -> None:
     recs = grouped.recommend(data, START + timedelta(days=1))
     assert 2 not in recs[recs["customer_id"] == 4]["product_id"].tolist()  # owns a mug
     assert 2 in recs[recs["customer_id"] == 5]["product_id"].tolist()
+    # One variant per list: a rule to each mug for a customer who owns neither gives one mug.
+    both = lines(
+        [(c, c, 0, 1) for c in range(1, 7)]
+        + [(c, c, 0, 2) for c in (1, 2, 3)]
+        + [(c, c, 0, 6) for c in (4, 5, 6)]
+        + [(7, 7, 0, 1)]
+    )
+    two = recommend.Recommender(**options).fit(both, names, groups=groups)
+    assert {(1, 2), (1, 6)} <= set(
+        zip(two.rules_["antecedent"], two.rules_["consequent"], strict=True)
+    )
+    offered = two.recommend(both, START + timedelta(days=1))
+    mine = offered[offered["customer_id"] == 7]["product_id"].tolist()
+    assert len(set(mine) & {2, 6}) == 1
+    assert len(set(two.popular(both, np.array([7]))["product_id"]) & {2, 6}) == 1
     # The popularity baseline keeps the same rule: no mug for the customer who owns one.
     assert 2 in plain.popular(data, np.array([4]))["product_id"].tolist()
     assert 2 not in grouped.popular(data, np.array([4]))["product_id"].tolist()
@@ -189,7 +204,7 @@ def test_model_beats_popularity_on_the_demo_with_both_methods(demo_store: Store)
     assert hits["replenishment"] / offers["replenishment"] > 0.4  # a due consumable is bought
     assert hits["cross_sell"] > 100
     assert hits["cross_sell"] / offers["cross_sell"] > result.baseline["precision"]
-    assert result.coverage > 0.9
+    assert result.offered_share > 0.9
 
 
 @pytest.fixture
@@ -236,6 +251,9 @@ def test_cli_recommend_json_prints_the_evaluation(demo_copy: Store, capsys) -> N
     assert evaluation["beats_baseline"] is True
     assert set(evaluation["model"]) == {"precision", "hit_rate"}
     assert figures["scored"]["rows"] > 0
+    cover = figures["coverage"]  # the stored lists, as the view's Coverage card
+    assert cover["customers"] == figures["scored"]["customers"]
+    assert cover["share"] == pytest.approx(cover["customers"] / cover["buyers"])
     assert isinstance(datetime.fromisoformat(figures["scored"]["scored_at"]), datetime)
     assert cli.main(["recommend"]) == 0
     assert "precision@5" in capsys.readouterr().out
