@@ -368,7 +368,9 @@ def incrementality(store: Store, filters: Filters, window_days: int = 30) -> pd.
             cc.test_group,
             sa.func.max(cc.sent_at).label("sent_at"),
             sa.func.count(orders.c.order_id).label("orders"),
-            sa.func.coalesce(sa.func.sum(orders.c.amount), 0).label("revenue"),
+            # DOUBLE: the mean and variance below are then the same on every engine (Spark
+            # rounds an average of DECIMAL to 6 places).
+            sa.cast(sa.func.coalesce(sa.func.sum(orders.c.amount), 0), sa.Double).label("revenue"),
         )
         .join_from(campaign_contacts, orders, sa.and_(*outcome), isouter=True)
         .where(

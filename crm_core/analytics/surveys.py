@@ -281,24 +281,42 @@ def respondents(store: Store, filters: Filters, churn_days: int = 90) -> pd.Data
         .subquery("latest")
     )
     window = sa.bindparam("churn_window", timedelta(days=churn_days), type_=sa.Interval())
-    window_end = latest.c.answered_at + window
+    answer = (
+        sa.select(latest.c.customer_id, latest.c.score, latest.c.answered_at)
+        .where(latest.c.nth == 1)
+        .subquery("answer")
+    )
+    # The purchases within the window after each answer, as a join and a count: a correlated
+    # subquery per respondent becomes a nested-loop join on engines such as Spark.
     bought_after = (
-        sa.select(sa.func.count())
-        .where(
-            orders.c.customer_id == latest.c.customer_id,
-            IS_PURCHASE,
-            orders.c.ordered_at > latest.c.answered_at,
-            orders.c.ordered_at <= window_end,
+        sa.select(
+            answer.c.customer_id,
+            answer.c.score,
+            answer.c.answered_at,
+            sa.func.count(orders.c.order_id).label("purchases"),
         )
-        .scalar_subquery()
+        .select_from(
+            answer.outerjoin(
+                orders,
+                sa.and_(
+                    orders.c.customer_id == answer.c.customer_id,
+                    IS_PURCHASE,
+                    orders.c.ordered_at > answer.c.answered_at,
+                    orders.c.ordered_at <= answer.c.answered_at + window,
+                ),
+            )
+        )
+        .group_by(answer.c.customer_id, answer.c.score, answer.c.answered_at)
+        .subquery("bought_after")
     )
     data_end = sa.select(sa.func.max(orders.c.ordered_at)).scalar_subquery()
+    b = bought_after.c
     stmt = sa.select(
-        latest.c.customer_id,
-        latest.c.score,
-        latest.c.answered_at,
-        sa.case((window_end > data_end, None), else_=bought_after == 0).label("churned"),
-    ).where(latest.c.nth == 1)
+        b.customer_id,
+        b.score,
+        b.answered_at,
+        sa.case((b.answered_at + window > data_end, None), else_=b.purchases == 0).label("churned"),
+    ).order_by(b.customer_id)
     frame = store.read_df(stmt)
     frame["bucket"] = nps_bucket(frame["score"])
     return frame
