@@ -8,8 +8,9 @@ SCREENSHOTS ?= test-artifacts/screenshots
 # pytest-xdist workers for make test (one per core; each test file stays on one worker, so a
 # module's fixtures are built once). WORKERS=0 runs the suite in one process.
 WORKERS ?= 2
-# Debian packages the tests need: PostgreSQL 15 (a throwaway server per test session) and
-# Chromium (browser tests). Installed only when missing; nothing else is downloaded.
+# Debian packages the tests need: PostgreSQL 15 (a throwaway server per test session),
+# Chromium (browser tests) and Java 17 (Spark, started from the pyspark wheel). Installed
+# only when missing; nothing else is downloaded.
 PG_BIN := $(firstword $(wildcard /usr/lib/postgresql/*/bin/postgres) $(shell command -v postgres 2>/dev/null))
 CHROMIUM ?= /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -29,11 +30,12 @@ $(VENV)/.installed-dev: requirements-dev.txt requirements.txt $(VENV)/.installed
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-## system-deps: apt-get install postgresql-15 and chromium when they are missing
+## system-deps: apt-get install postgresql-15, chromium and Java 17 when they are missing
 system-deps:
 	@missing=""; \
 	[ -n "$(PG_BIN)" ] || missing="$$missing postgresql-15"; \
 	[ -x "$(CHROMIUM)" ] || missing="$$missing chromium"; \
+	command -v java >/dev/null 2>&1 || missing="$$missing openjdk-17-jre-headless"; \
 	if [ -n "$$missing" ]; then \
 		echo "Installing$$missing (apt-get)"; \
 		$(SUDO) apt-get update -qq && \
@@ -63,12 +65,13 @@ run: install
 	$(PY) -m crm_ui.server --server.address 127.0.0.1 --server.port $(PORT)
 
 ## make test: install with dev tools and system packages, lint, run the whole suite
-## (DuckDB and a throwaway PostgreSQL 15, browser tests in headless Chromium)
+## (DuckDB and a throwaway PostgreSQL 15, browser tests in headless Chromium, the Spark parity
+## suite on a Spark Connect server it starts on 127.0.0.1 and stops)
 test: install-dev system-deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	rm -rf $(SCREENSHOTS)
-	CRM_TEST_PG=require CRM_TEST_BROWSER=require CRM_CHROMIUM=$(CHROMIUM) \
+	CRM_TEST_PG=require CRM_TEST_BROWSER=require CRM_TEST_SPARK=require CRM_CHROMIUM=$(CHROMIUM) \
 		CRM_SCREENSHOTS=$(abspath $(SCREENSHOTS)) $(PY) -m pytest -n $(WORKERS) --dist loadfile --durations=15
 	@echo "Screenshots of every view: $(SCREENSHOTS)/"
 

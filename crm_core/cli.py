@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crm_core import auth, reports, schema
@@ -644,6 +645,23 @@ def _print_backtest(result) -> None:  # result: alerts.Backtest
     print(result.summary)
     for model in result.detail.get("models", []):
         print(f"  forecast: {model}")
+
+
+def cmd_lake(args: argparse.Namespace, store: Store) -> int:
+    """Write the store's facts and customer 360 to the Parquet lake that Spark reads."""
+    from crm_core import features, spark
+
+    lake = Path(args.path) if args.path else get_settings().lake_path
+    store.init_schema()
+    features.ensure_fresh(store)
+    written = spark.lake_sync(store, lake)
+    if args.json:
+        print(json.dumps({"lake": str(lake), "rows": written}, indent=2))
+        return 0
+    print(f"Wrote {len(written)} tables to {lake}:")
+    for name, rows in written.items():
+        print(f"  {name:<20} {rows:>12,} rows")
+    return 0
 
 
 def cmd_recommend(args: argparse.Namespace, store: Store) -> int:
@@ -1339,6 +1357,13 @@ def build_parser() -> argparse.ArgumentParser:
     churn_cmd.add_argument("--as-of", type=date.fromisoformat, help="YYYY-MM-DD (default: last)")
     churn_cmd.add_argument("--json", action="store_true", help="print JSON")
     churn_cmd.set_defaults(handler=cmd_churn)
+
+    lake_cmd = sub.add_parser("lake", help="the Parquet lake that Spark reads")
+    lake_sub = lake_cmd.add_subparsers(dest="lake_command", required=True)
+    sync = lake_sub.add_parser("sync", help="write the facts and customer 360 as Parquet")
+    sync.add_argument("--path", help="the lake's root folder (default: CRM_LAKE_DIR)")
+    sync.add_argument("--json", action="store_true", help="print JSON")
+    sync.set_defaults(handler=cmd_lake)
 
     rec = sub.add_parser(
         "recommend", help="products to offer each customer: evaluate; --score writes them"

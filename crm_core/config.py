@@ -69,6 +69,13 @@ class Settings:
         default=30.0,
         metadata={"help": "How often the scheduler looks for due alerts, reports and exports."},
     )
+    lake_dir: str = field(
+        default="",
+        metadata={
+            "help": "Root folder of the Parquet lake Spark reads, one folder per table "
+            "(`python -m crm_core lake sync` writes it). Empty means <data_dir>/lake."
+        },
+    )
     scheduler: str = field(
         default="app",
         metadata={
@@ -76,6 +83,11 @@ class Settings:
             "not (run `python -m crm_core scheduler` instead)."
         },
     )
+
+    @property
+    def lake_path(self) -> Path:
+        """The Parquet lake Spark reads (`lake sync` writes it), defaulting to data_dir/lake."""
+        return Path(self.lake_dir) if self.lake_dir else self.data_dir / "lake"
 
     @property
     def store_url(self) -> str:

@@ -381,7 +381,7 @@ def incrementality(store: Store, filters: Filters, window_days: int = 30) -> pd.
         .subquery("per_customer")
     )
     pc = per_customer.c
-    converted = sa.case((pc.orders > 0, 1.0), else_=0.0)
+    converted = sa.cast(sa.case((pc.orders > 0, 1), else_=0), sa.Double)  # Spark: 1.0 is DECIMAL
     stmt = sa.select(
         pc.campaign_id,
         pc.test_group,

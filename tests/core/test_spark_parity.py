@@ -1,0 +1,168 @@
+"""The same crm_core analytics on DuckDB and on Spark (Spark Connect, local[2], bound to
+127.0.0.1), on the demo store synced to a Parquet lake: equal results (sorted rows, 1e-9
+relative). One module so that one pytest worker starts the one Spark server."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from crm_core import features, metrics, spark
+from crm_core.analytics import campaigns, cohorts, funnels, surveys
+from crm_core.filters import Filters, default_filters
+from crm_core.store import Store
+
+pytestmark = pytest.mark.skipif(
+    not spark.java_available() and os.environ.get("CRM_TEST_SPARK") != "require",
+    reason="Spark needs Java 17 (make test installs it and sets CRM_TEST_SPARK=require)",
+)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A Spark Connect server in local mode on loopback, stopped after the module."""
+    running = spark.start_server(tmp_path_factory.mktemp("spark"))
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def stores(server, demo_store_path: Path, tmp_path_factory) -> tuple[Store, spark.SparkStore]:
+    """A copy of the demo store (with its 360 table) and a Spark store over its lake."""
+    folder = tmp_path_factory.mktemp("duck")
+    shutil.copy(demo_store_path, folder / "crm.duckdb")
+    duck = Store(f"duckdb:///{folder / 'crm.duckdb'}")
+    features.ensure_fresh(duck)
+    lake = tmp_path_factory.mktemp("lake")
+    written = spark.lake_sync(duck, lake)
+    assert written["orders"] > 0 and written["customer_360"] > 0
+    on_spark = spark.SparkStore(server.url, lake)
+    yield duck, on_spark
+    on_spark.dispose()
+    duck.dispose()
+
+
+@pytest.fixture(scope="module")
+def periods(stores) -> list[Filters]:
+    """The default period, one country and channel, and a day with few orders."""
+    duck, _ = stores
+    whole = default_filters(duck)
+    return [
+        whole,
+        Filters(whole.start, whole.end, ("DE", "US"), ("web",)),
+        Filters(whole.end - timedelta(days=6), whole.end, (), ()),
+    ]
+
+
+def assert_same(ours: Any, theirs: Any, where: str = "") -> None:
+    """Equal values: frames by sorted rows, numbers to 1e-9 relative, recursively."""
+    if isinstance(ours, pd.DataFrame):
+        assert list(ours.columns) == list(theirs.columns), where
+        assert len(ours) == len(theirs), where
+        if ours.empty:
+            return
+        keys = list(ours.columns)
+        left = ours.sort_values(keys, ignore_index=True, na_position="first")
+        right = theirs.sort_values(keys, ignore_index=True, na_position="first")
+        for column in keys:
+            for a, b in zip(left[column].tolist(), right[column].tolist(), strict=True):
+                assert_same(a, b, f"{where}.{column}")
+        return
+    if isinstance(ours, dict):
+        assert ours.keys() == theirs.keys(), where
+        for key in ours:
+            assert_same(ours[key], theirs[key], f"{where}.{key}")
+        return
+    if hasattr(ours, "__dataclass_fields__"):
+        assert_same(vars(ours), vars(theirs), where)
+        return
+    if isinstance(ours, (list, tuple)):
+        assert len(ours) == len(theirs), where
+        for i, (a, b) in enumerate(zip(ours, theirs, strict=True)):
+            assert_same(a, b, f"{where}[{i}]")
+        return
+    if pd.isna(ours) if np.ndim(ours) == 0 else False:
+        assert pd.isna(theirs), f"{where}: {ours!r} != {theirs!r}"
+        return
+    if isinstance(ours, (float, np.floating)) and not isinstance(ours, bool):
+        assert math.isclose(float(ours), float(theirs), rel_tol=1e-9, abs_tol=1e-12), (
+            f"{where}: {ours!r} != {theirs!r}"
+        )
+        return
+    assert ours == theirs, f"{where}: {ours!r} != {theirs!r}"
+
+
+ANALYSES: dict[str, Callable[[Any, Filters], Any]] = {
+    "kpis": metrics.compute_kpis,
+    "order_aggregates": metrics.order_aggregates,
+    "survey_aggregates": metrics.survey_aggregates,
+    "revenue_trend": metrics.revenue_trend,
+    "cohort_retention": cohorts.cohort_retention,
+    "survey_summary": surveys.summary,
+    "survey_monthly_trend": surveys.monthly_trend,
+    "survey_by_country": lambda s, f: surveys.breakdown(s, f, "country"),
+    "score_distribution": surveys.score_distribution,
+    "respondents": surveys.respondents,
+    "order_touches": campaigns.order_touches,
+    "spend_shares": campaigns.spend_shares,
+    "incrementality": campaigns.incrementality,
+    "lead_funnel": funnels.lead_funnel,
+    "lead_stage_ages": funnels.lead_stage_ages,
+    "leads_by_source": funnels.leads_by_source,
+}
+"""Every analysis read checked on both engines (a new one joins here the day it lands)."""
+
+
+@pytest.mark.parametrize("name", list(ANALYSES))
+def test_the_same_figures_on_duckdb_and_spark(stores, periods, name):
+    duck, on_spark = stores
+    compute = ANALYSES[name]
+    for filters in periods:
+        assert_same(compute(duck, filters), compute(on_spark, filters), f"{name}[{filters}]")
+
+
+def test_spark_reads_only_the_lake_and_names_a_missing_table(stores, tmp_path):
+    _, on_spark = stores
+    assert {"orders", "customers", "customer_360"} <= on_spark.table_names()
+    with pytest.raises(Exception, match="lake sync"):
+        on_spark.require_tables("no_such_table")
+
+
+def test_interval_parameters_become_spark_interval_literals():
+    import sqlalchemy as sa
+
+    from crm_core.schema import orders
+
+    window = sa.bindparam("window", timedelta(days=90), type_=sa.Interval())
+    sql = spark.to_spark_sql(sa.select(orders.c.order_id).where(orders.c.ordered_at + window > 0))
+    assert "INTERVAL '7776000.0' SECOND" in sql and "MAKE_INTERVAL" not in sql.upper()
+
+
+def test_lake_sync_replaces_a_table_folder(stores, tmp_path: Path):
+    duck, _ = stores
+    first = spark.lake_sync(duck, tmp_path, ["products"])
+    again = spark.lake_sync(duck, tmp_path, ["products"])
+    assert first == again and len(list((tmp_path / "products").iterdir())) == 1
+
+
+def test_cli_lake_sync_writes_every_table_with_its_rows(demo_copy: Store, tmp_path: Path, capsys):
+    from crm_core import cli
+
+    assert cli.main(["lake", "sync", "--path", str(tmp_path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    rows = out["rows"]
+    assert set(rows) == set(spark.LAKE_TABLES)
+    for name in ("orders", "customers", "customer_360"):
+        assert rows[name] == demo_copy.scalar(f"SELECT COUNT(*) FROM {name}")
+        assert pq.read_table(tmp_path / name).num_rows == rows[name]
