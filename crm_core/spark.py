@@ -23,6 +23,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -41,6 +42,11 @@ LAKE_TABLES: tuple[str, ...] = (*schema.DATA_TABLES, "customer_360")
 """The tables Spark reads: the facts and the derived customer 360."""
 
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
+
+NESTED_LOOPS = ("BroadcastNestedLoopJoin", "CartesianProduct")
+"""Physical join operators that compare every row with every row: a correlated subquery or a
+non-equi join over customer-sized tables (minutes at 100k customers where a hash join takes
+seconds)."""
 
 
 class SparkError(CRMError):
@@ -119,6 +125,8 @@ class SparkStore:
 
         self.url = url
         self.lake = Path(lake)
+        self.history: deque[str] = deque(maxlen=200)
+        """The Spark SQL of the latest queries (for plan checks)."""
         try:
             self.spark = SparkSession.builder.remote(url).getOrCreate()
         except Exception as exc:  # noqa: BLE001 - any failure to connect means the same
@@ -146,7 +154,9 @@ class SparkStore:
         self, stmt: sa.sql.Executable | str, params: Mapping[str, Any] | None = None
     ) -> pa.Table:
         """Run a query on Spark into an Arrow table."""
-        return self.spark.sql(to_spark_sql(stmt, params)).toArrow()
+        sql = to_spark_sql(stmt, params)
+        self.history.append(sql)
+        return self.spark.sql(sql).toArrow()
 
     def read_df(
         self,
@@ -159,8 +169,15 @@ class SparkStore:
 
     def scalar(self, stmt: sa.sql.Executable | str, params: Mapping[str, Any] | None = None):
         """The single value a query returns."""
-        rows = self.spark.sql(to_spark_sql(stmt, params)).head(1)
+        sql = to_spark_sql(stmt, params)
+        self.history.append(sql)
+        rows = self.spark.sql(sql).head(1)
         return rows[0][0] if rows else None
+
+    def nested_loop_joins(self, spark_sql: str) -> list[str]:
+        """The nested-loop joins (NESTED_LOOPS) in Spark's physical plan of a query."""
+        plan = self.spark.sql(f"EXPLAIN {spark_sql}").collect()[0][0]
+        return [line.strip() for line in plan.splitlines() if any(n in line for n in NESTED_LOOPS)]
 
     def table_names(self) -> set[str]:
         """The lake tables registered in the session."""

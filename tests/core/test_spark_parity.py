@@ -125,11 +125,38 @@ ANALYSES: dict[str, Callable[[Any, Filters], Any]] = {
 
 
 @pytest.mark.parametrize("name", list(ANALYSES))
-def test_the_same_figures_on_duckdb_and_spark(stores, periods, name):
+def test_the_same_figures_on_duckdb_and_spark_without_nested_loops(stores, periods, name):
     duck, on_spark = stores
     compute = ANALYSES[name]
+    on_spark.history.clear()
     for filters in periods:
         assert_same(compute(duck, filters), compute(on_spark, filters), f"{name}[{filters}]")
+    assert on_spark.history, "the analysis read nothing through Spark"
+    for sql in set(on_spark.history):
+        assert on_spark.nested_loop_joins(sql) == [], f"{name}: a nested-loop join in {sql}"
+
+
+def test_the_plan_check_catches_a_correlated_subquery(stores):
+    """The respondents' query as it was: a count per answer in a correlated subquery."""
+    import sqlalchemy as sa
+
+    from crm_core.schema import orders, survey_responses
+
+    _, on_spark = stores
+    sr = survey_responses.c
+    window = sa.bindparam("window", timedelta(days=90), type_=sa.Interval())
+    bought_after = (
+        sa.select(sa.func.count())
+        .where(
+            orders.c.customer_id == sr.customer_id,
+            orders.c.ordered_at > sr.answered_at,
+            orders.c.ordered_at <= sr.answered_at + window,
+        )
+        .scalar_subquery()
+    )
+    correlated = sa.select(sr.customer_id, bought_after.label("purchases"))
+    found = on_spark.nested_loop_joins(spark.to_spark_sql(correlated))
+    assert found and found[0].startswith("+- BroadcastNestedLoopJoin")
 
 
 def test_spark_reads_only_the_lake_and_names_a_missing_table(stores, tmp_path):
