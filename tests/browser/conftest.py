@@ -41,6 +41,7 @@ CHROMIUM_ARGS = [
 ]
 SCREENSHOTS = Path(os.environ.get("CRM_SCREENSHOTS", ROOT / "test-artifacts" / "screenshots"))
 TIMEOUT_MS = 120_000
+AUTH_COOKIE = "crm_insights_auth"  # crm_ui.auth_ui
 
 
 @dataclass
@@ -191,6 +192,22 @@ def sign_in(page, base_url: str, username: str, password: str | None = None) -> 
             if attempt == 2 or refused:
                 raise
     wait_idle(page)
+    wait_for_login_cookie(page)
+
+
+def wait_for_login_cookie(page, timeout_ms: int = TIMEOUT_MS) -> None:
+    """Wait until the browser holds the sign-in cookie.
+
+    The app sets it from a component in the run after signing in, and the browser stores it
+    a moment after that run is over; a `goto` before then opens a session that is not signed
+    in (seen on a loaded CI machine).
+    """
+    deadline = time.monotonic() + timeout_ms / 1000
+    while time.monotonic() < deadline:
+        if any(cookie["name"] == AUTH_COOKIE for cookie in page.context.cookies()):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"no {AUTH_COOKIE} cookie {timeout_ms} ms after signing in")
 
 
 def problems(page) -> list[str]:
@@ -214,3 +231,15 @@ def at_view(key: str):
 
 def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """On a failure, add the end of each app server's log to the report: CI keeps no files."""
+    report = yield
+    if report.failed:
+        for name, value in getattr(item, "funcargs", {}).items():
+            if isinstance(value, AppServer):
+                tail = "\n".join(value.log_text().splitlines()[-60:])
+                report.sections.append((f"streamlit log of {name} (last 60 lines)", tail))
+    return report
