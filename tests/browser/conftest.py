@@ -210,6 +210,17 @@ def wait_for_login_cookie(page, timeout_ms: int = TIMEOUT_MS) -> None:
     raise AssertionError(f"no {AUTH_COOKIE} cookie {timeout_ms} ms after signing in")
 
 
+def page_state(page) -> str:
+    """What a page shows, for a failure message: URL, script state, sign-in form, text."""
+    app = page.locator('[data-testid="stApp"]')
+    state = app.get_attribute("data-test-script-state") if app.count() else "no app"
+    login = page.locator("input[type=password]").count() > 0
+    main = page.locator('[data-testid="stMain"]')
+    text = (main if main.count() else page.locator("body")).inner_text()[:600]
+    text = text.replace("\n", " | ")
+    return f"url={page.url} script={state} login_form={login} text={text!r}"
+
+
 def problems(page) -> list[str]:
     """Exceptions and error boxes on the page, as text."""
     found = []
