@@ -652,9 +652,13 @@ def cmd_lake(args: argparse.Namespace, store: Store) -> int:
     from crm_core import features, spark
 
     lake = Path(args.path) if args.path else get_settings().lake_path
-    store.init_schema()
-    features.ensure_fresh(store)
-    written = spark.lake_sync(store, lake)
+    # the facts come from the transactional store itself, never back from the lake
+    source = get_store(store.url) if isinstance(store, spark.AnalyticsStore) else store
+    source.init_schema()
+    features.ensure_fresh(source)
+    written = spark.lake_sync(source, lake)
+    if isinstance(store, spark.AnalyticsStore) and lake == store.analytics.lake:
+        store.analytics.register()  # Spark lists the new files now
     if args.json:
         print(json.dumps({"lake": str(lake), "rows": written}, indent=2))
         return 0

@@ -76,6 +76,21 @@ class Settings:
             "(`python -m crm_core lake sync` writes it). Empty means <data_dir>/lake."
         },
     )
+    analytics_url: str = field(
+        default="",
+        metadata={
+            "help": "Spark Connect endpoint for the analytics reads, e.g. sc://127.0.0.1:15002: "
+            "the facts and customer_360 are read from the lake there; users, segments, logs "
+            "and scores stay in the store. Empty means the store serves everything."
+        },
+    )
+    lake_database: str = field(
+        default="crm",
+        metadata={
+            "help": "Database (namespace) of Spark's catalog that holds the lake tables; "
+            "the app registers the folders of CRM_LAKE_DIR there."
+        },
+    )
     scheduler: str = field(
         default="app",
         metadata={

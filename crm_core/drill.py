@@ -560,5 +560,4 @@ def cluster(
 def contacted_campaigns(store: Store) -> list[int]:
     """The campaigns that have contacts (campaign_contacts rows)."""
     cc = schema.campaign_contacts.c
-    with store.connect() as conn:
-        return [int(c) for c in conn.execute(sa.select(cc.campaign_id).distinct()).scalars()]
+    return [int(c) for c in store.values(sa.select(cc.campaign_id).distinct())]

@@ -30,7 +30,7 @@ from crm_core.schema import (
     support_tickets,
     survey_responses,
 )
-from crm_core.store import Store, lock_tables, matches_declaration, utcnow
+from crm_core.store import Store, utcnow
 
 RECENT_DAYS = 90
 """Window of the orders_90d and revenue_90d fields."""
@@ -63,6 +63,15 @@ def as_of_date(store: Store) -> date | None:
     """Day of the last completed order (None when there are no orders)."""
     span = order_date_range(store)
     return None if span is None else span[1]
+
+
+def _average_order(monetary: sa.ColumnElement, frequency: sa.ColumnElement) -> sa.ColumnElement:
+    """Spend per order to the cent, half a cent rounded up, alike on every engine: a DOUBLE
+    quotient rounds 36.245 down on DuckDB (its binary value is 36.24499...) and up on Spark,
+    so the cents are divided as whole numbers."""
+    cents = sa.cast(monetary * 100, sa.BigInteger)
+    orders_n = sa.func.nullif(frequency, 0)
+    return sa.func.floor(sa.cast(2 * cents + orders_n, sa.Double) / (2 * orders_n)) / 100
 
 
 def build_select(as_of: date) -> sa.Select:
@@ -176,7 +185,7 @@ def build_select(as_of: date) -> sa.Select:
         "recency_days": ords.c.recency_days,
         "frequency": sa.func.coalesce(ords.c.frequency, zero),
         "monetary": sa.func.coalesce(ords.c.monetary, zero),
-        "avg_order_value": ords.c.monetary / sa.func.nullif(ords.c.frequency, 0),
+        "avg_order_value": _average_order(ords.c.monetary, ords.c.frequency),
         "orders_90d": sa.func.coalesce(ords.c.orders_90d, zero),
         "revenue_90d": sa.func.coalesce(ords.c.revenue_90d, zero),
         "tenure_days": sa.cast(
@@ -257,8 +266,7 @@ def _fingerprint(store: Store) -> str:
         sa.select(sa.func.count(), sa.func.max(customer_clusters.c.saved_at)),
         sa.select(sa.func.count(), sa.func.max(schema.lead_scores.c.scored_at)),
     ]
-    with store.connect() as conn:
-        values = [list(conn.execute(p).one()) for p in parts]
+    values = [store.read_df(p).iloc[0].tolist() for p in parts]
     values.append([as_of_date(store)])  # a future-dated order comes into range with time
     return json.dumps(values, default=str)
 
@@ -293,19 +301,12 @@ def refresh(store: Store) -> int:
     as_of = as_of_date(store) or utcnow().date()
     fingerprint = _fingerprint(store)
     meta = schema.schema_meta
-    with store.begin() as conn:
-        lock_tables(conn, customer_360)  # another process may be rebuilding it too
-        if not matches_declaration(conn, customer_360):  # an older version's layout
-            customer_360.drop(conn)
-            customer_360.create(conn)
-        else:
-            conn.execute(customer_360.delete())
-        names = [c.name for c in customer_360.columns]
-        conn.execute(customer_360.insert().from_select(names, build_select(as_of)))
+
+    def remember(conn: sa.Connection) -> None:
         conn.execute(meta.delete().where(meta.c.key == _FINGERPRINT_KEY))
         conn.execute(meta.insert().values(key=_FINGERPRINT_KEY, value=fingerprint))
-        rows = conn.execute(sa.select(sa.func.count()).select_from(customer_360)).scalar()
-    return int(rows)
+
+    return store.rebuild_table(customer_360, build_select(as_of), after=remember)
 
 
 def ensure_fresh(store: Store) -> bool:

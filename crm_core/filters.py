@@ -279,8 +279,7 @@ def order_date_range(store: Store) -> tuple[date, date] | None:
     stmt = sa.select(sa.func.min(orders.c.ordered_at), sa.func.max(orders.c.ordered_at)).where(
         IS_PURCHASE, orders.c.ordered_at < tomorrow
     )
-    with store.connect() as conn:
-        first, last = conn.execute(stmt).one()
+    first, last = store.row(stmt)
     if first is None:
         return None
     return first.date(), last.date()
@@ -297,21 +296,19 @@ def default_filters(store: Store, days: int = 365) -> Filters | None:
 
 def filter_options(store: Store) -> dict[str, list[str]]:
     """Distinct countries and order channels for the sidebar's choices."""
-    with store.connect() as conn:
-        countries = conn.execute(
-            sa.select(customers.c.country)
-            .where(customers.c.country.is_not(None))
-            .distinct()
-            .order_by(customers.c.country)
-        ).scalars()
-        country_list = list(countries)
-        channels = conn.execute(
-            sa.select(orders.c.channel)
-            .where(orders.c.channel.is_not(None))
-            .distinct()
-            .order_by(orders.c.channel)
-        ).scalars()
-        return {"countries": country_list, "channels": list(channels)}
+    countries = store.values(
+        sa.select(customers.c.country)
+        .where(customers.c.country.is_not(None))
+        .distinct()
+        .order_by(customers.c.country)
+    )
+    channels = store.values(
+        sa.select(orders.c.channel)
+        .where(orders.c.channel.is_not(None))
+        .distinct()
+        .order_by(orders.c.channel)
+    )
+    return {"countries": countries, "channels": channels}
 
 
 def match_choices(given: tuple[str, ...], allowed: list[str], what: str) -> tuple[str, ...]:

@@ -184,14 +184,13 @@ def history(store: Store, customer_id: int, role: str) -> dict[str, pd.DataFrame
         .where(campaign_contacts.c.customer_id == customer_id)
         .order_by(campaign_contacts.c.sent_at.desc())
     )
-    with store.connect() as conn:
-        return {
-            "orders": store.read_df(orders_stmt, conn=conn),
-            "events": store.read_df(events_stmt, conn=conn),
-            "surveys": privacy.mask_pii(store.read_df(surveys_stmt, conn=conn), role),
-            "tickets": store.read_df(tickets_stmt, conn=conn),
-            "campaigns": store.read_df(contacts_stmt, conn=conn),
-        }
+    return {
+        "orders": store.read_df(orders_stmt),
+        "events": store.read_df(events_stmt),
+        "surveys": privacy.mask_pii(store.read_df(surveys_stmt), role),
+        "tickets": store.read_df(tickets_stmt),
+        "campaigns": store.read_df(contacts_stmt),
+    }
 
 
 def monthly_spend(order_history: pd.DataFrame) -> pd.DataFrame:
@@ -212,9 +211,8 @@ def segment_facts(store: Store, customer_id: int) -> dict[str, object]:
     stmt = sa.select(table.c.rfm_segment, table.c.rfm_score, table.c.cluster).where(
         table.c.customer_id == customer_id
     )
-    with store.connect() as conn:
-        row = conn.execute(stmt).first()
-    facts = dict(row._mapping) if row else {"rfm_segment": None, "rfm_score": None, "cluster": None}
+    row = store.row(stmt)
+    facts = row._asdict() if row else {"rfm_segment": None, "rfm_score": None, "cluster": None}
     facts["segments"] = segments.segments_of(store, customer_id)
     return facts
 

@@ -820,8 +820,8 @@ SAMPLE_COLUMNS = (  # id, name and total spend first: they fit on screen at 1440
 
 def store_as_of(store: Store) -> date | None:
     """The 360 table's as-of date (None when it is empty)."""
-    with store.connect() as conn:
-        return conn.execute(sa.select(sa.func.max(customer_360.c.as_of))).scalar()
+    as_of = store.scalar(sa.select(sa.func.max(customer_360.c.as_of)))
+    return None if as_of is None else pd.Timestamp(as_of).date()
 
 
 def show_sql(store: Store, where: sa.ColumnElement[bool]) -> str:
@@ -851,8 +851,7 @@ def preview(store: Store, definition: Any, role: str, sample_size: int = 10) -> 
         sa.func.avg(sa.case((where, c.clv))).label("avg_clv"),
         sa.func.avg(sa.case((where, c.churn_risk))).label("avg_churn_risk"),
     )
-    with store.connect() as conn:
-        row = conn.execute(stmt).one()
+    row = store.row(stmt)
     columns = list(SAMPLE_COLUMNS) + [f for f in fields_used(checked) if f not in SAMPLE_COLUMNS]
     sample = store.read_df(_top_spenders(where, columns, sample_size))
     return Preview(
@@ -889,8 +888,7 @@ def field_choices(store: Store, field: str) -> list[str]:
     if not (kind == "text" and not column.info.get("pii")) and not few:
         return []
     stmt = sa.select(column).where(column.is_not(None)).distinct().limit(MAX_CHOICES + 1)
-    with store.connect() as conn:
-        values = sorted(conn.execute(stmt).scalars())
+    values = sorted(store.values(stmt))
     return [str(v) for v in values] if len(values) <= MAX_CHOICES else []
 
 
@@ -911,8 +909,7 @@ def _known_values(store: Store, field: str, values: list[str]) -> tuple[set[str]
     column = features.FIELD_COLUMNS[field]
     if not column.info.get("pii"):  # a personal field's values are never suggested
         stmt = sa.select(column).where(column.is_not(None)).distinct().limit(MAX_KNOWN_VALUES + 1)
-        with store.connect() as conn:
-            known = sorted(str(v) for v in conn.execute(stmt).scalars())
+        known = sorted(str(v) for v in store.values(stmt))
         if len(known) <= MAX_KNOWN_VALUES:
             return {v.lower() for v in known}, known
     lowered = sa.func.lower(column)
@@ -921,8 +918,7 @@ def _known_values(store: Store, field: str, values: list[str]) -> tuple[set[str]
         .where(lowered.in_([sa.func.lower(sa.literal(v, sa.String)) for v in values]))
         .distinct()
     )
-    with store.connect() as conn:
-        return {str(v) for v in conn.execute(stmt).scalars()}, []
+    return {str(v) for v in store.values(stmt)}, []
 
 
 def value_warnings(store: Store, definition: Any) -> list[str]:
@@ -971,8 +967,7 @@ def member_ids(store: Store, definition: Any) -> list[int]:
     """Customer ids a definition selects now."""
     as_of = store_as_of(store) or utcnow().date()
     stmt = sa.select(customer_360.c.customer_id).where(compile_rules(definition, as_of))
-    with store.connect() as conn:
-        return [int(v) for v in conn.execute(stmt.order_by(customer_360.c.customer_id)).scalars()]
+    return [int(v) for v in store.values(stmt.order_by(customer_360.c.customer_id))]
 
 
 # --- saved segments ----------------------------------------------------------------------
@@ -1171,8 +1166,8 @@ def record_size(store: Store, segment: SavedSegment) -> int:
     stmt = sa.select(
         sa.func.count(), sa.func.coalesce(sa.func.sum(customer_360.c.monetary), 0)
     ).where(where)
+    count, revenue = store.row(stmt)  # read from the 360, wherever it lives
     with store.begin() as conn:
-        count, revenue = conn.execute(stmt).one()
         conn.execute(
             segment_sizes.insert().values(
                 segment_id=segment.segment_id,

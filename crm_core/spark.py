@@ -23,13 +23,15 @@ import shutil
 import socket
 import subprocess
 import time
-from collections import deque
-from collections.abc import Iterable, Mapping
+import uuid
+from collections import deque, namedtuple
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
@@ -38,8 +40,17 @@ from crm_core import schema
 from crm_core.errors import CRMError, StoreError
 from crm_core.store import Store
 
-LAKE_TABLES: tuple[str, ...] = (*schema.DATA_TABLES, "customer_360")
-"""The tables Spark reads: the facts and the derived customer 360."""
+SCORE_TABLES: tuple[str, ...] = (
+    "customer_scores",
+    "customer_clusters",
+    "lead_scores",
+    "customer_recommendations",
+)
+"""App tables the 360 is built from: the app writes them in its store, and copies them to the
+lake before it rebuilds the 360 on Spark."""
+
+LAKE_TABLES: tuple[str, ...] = (*schema.DATA_TABLES, "customer_360", *SCORE_TABLES)
+"""The tables in the lake: the facts, the derived customer 360 and copies of the scores."""
 
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 
@@ -107,6 +118,8 @@ def _as_duckdb_dtypes(table: pa.Table) -> pd.DataFrame:
             column = column.cast(pa.float64())
         elif pa.types.is_date(column.type):
             column = column.cast(pa.timestamp("us"))
+        elif pa.types.is_timestamp(column.type) and column.type.tz is not None:
+            column = column.cast(pa.timestamp("us", tz="UTC")).cast(pa.timestamp("us"))
         columns.append(column)
     frame = pa.Table.from_arrays(columns, names=table.column_names).to_pandas()
     for name, column in zip(table.column_names, table.columns, strict=True):
@@ -115,16 +128,43 @@ def _as_duckdb_dtypes(table: pa.Table) -> pd.DataFrame:
     return frame
 
 
+def _identifier(name: str) -> str:
+    """A Spark SQL identifier, back-quoted."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _location_literal(folder: Path) -> str:
+    """A folder as a Spark SQL string literal (file: URI)."""
+    return "'" + folder.resolve().as_uri().replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _same_place(location: str, folder: Path) -> bool:
+    """Whether a catalog location (file:/x/y) is this folder."""
+    from urllib.parse import unquote, urlparse
+
+    return unquote(urlparse(location).path).rstrip("/") == str(folder.resolve())
+
+
+def _python(value: Any) -> Any:
+    """A pandas cell as the Python value a DBAPI row holds (None for missing)."""
+    if value is None or (np.ndim(value) == 0 and pd.isna(value)):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.to_pydatetime()
+    return value.item() if isinstance(value, np.generic) else value
+
+
 class SparkStore:
     """The read side of `Store` over Spark Connect, on the lake's Parquet tables."""
 
     is_duckdb = False
 
-    def __init__(self, url: str, lake: Path | str) -> None:
+    def __init__(self, url: str, lake: Path | str, database: str = "crm") -> None:
         from pyspark.sql import SparkSession
 
         self.url = url
         self.lake = Path(lake)
+        self.database = database
         self.history: deque[str] = deque(maxlen=200)
         """The Spark SQL of the latest queries (for plan checks)."""
         try:
@@ -135,20 +175,46 @@ class SparkStore:
                 "unset CRM_ANALYTICS_URL to read the store itself."
             ) from exc
         self.spark.conf.set("spark.sql.session.timeZone", "UTC")
+        self.registered: frozenset[str] = frozenset()
+        """The lake tables this session reads (set by `register`)."""
         self.register()
 
     def __repr__(self) -> str:
-        return f"SparkStore({self.url!r}, lake={str(self.lake)!r})"
+        return f"SparkStore({self.url!r}, lake={str(self.lake)!r}, database={self.database!r})"
+
+    def _sql(self, sql: str) -> list[Any]:
+        """Run a statement of our own (DDL, EXPLAIN) and collect its rows."""
+        return self.spark.sql(sql).collect()
 
     def register(self) -> list[str]:
-        """Register each lake table folder as a view of that name; the names registered."""
-        found = []
+        """Register each table folder of the lake in Spark's catalog, as an external Parquet
+        table of that name in `database` (a table that points elsewhere is pointed here);
+        the lake tables the database then holds."""
+        db = _identifier(self.database)
+        self._sql(f"CREATE DATABASE IF NOT EXISTS {db}")
+        self.spark.catalog.setCurrentDatabase(self.database)
+        present = {t.name for t in self.spark.catalog.listTables(self.database)}
         for name in LAKE_TABLES:
             folder = self.lake / name
-            if folder.is_dir() and any(folder.iterdir()):
-                self.spark.read.parquet(str(folder)).createOrReplaceTempView(name)
-                found.append(name)
-        return found
+            if not (folder.is_dir() and any(folder.iterdir())):
+                continue
+            location = _location_literal(folder)
+            if name in present:
+                if _same_place(self._location(name), folder):
+                    self._sql(f"REFRESH TABLE {db}.{_identifier(name)}")
+                    continue
+                self._sql(f"DROP TABLE {db}.{_identifier(name)}")  # external: files stay
+            self._sql(f"CREATE TABLE {db}.{_identifier(name)} USING parquet LOCATION {location}")
+            present.add(name)
+        self.registered = frozenset(present & set(LAKE_TABLES))
+        return sorted(self.registered)
+
+    def _location(self, name: str) -> str:
+        rows = self._sql(
+            f"DESCRIBE TABLE EXTENDED {_identifier(self.database)}.{_identifier(name)}"
+        )
+        found = [row[1] for row in rows if row[0] == "Location"]
+        return found[0] if found else ""
 
     def read_arrow(
         self, stmt: sa.sql.Executable | str, params: Mapping[str, Any] | None = None
@@ -156,7 +222,19 @@ class SparkStore:
         """Run a query on Spark into an Arrow table."""
         sql = to_spark_sql(stmt, params)
         self.history.append(sql)
-        return self.spark.sql(sql).toArrow()
+        return self._fresh(lambda: self.spark.sql(sql).toArrow())
+
+    def _fresh(self, run: Callable[[], Any]) -> Any:
+        """Run a read; when a lake table was rewritten since Spark listed its files (a
+        `lake sync` or a pipeline run), refresh the tables and run it once more."""
+        try:
+            return run()
+        except Exception as exc:
+            text = str(exc)
+            if "FileNotFound" not in text and "REFRESH TABLE" not in text:
+                raise
+        self.register()
+        return run()
 
     def read_df(
         self,
@@ -171,8 +249,48 @@ class SparkStore:
         """The single value a query returns."""
         sql = to_spark_sql(stmt, params)
         self.history.append(sql)
-        rows = self.spark.sql(sql).head(1)
+        rows = self._fresh(lambda: self.spark.sql(sql).head(1))
         return rows[0][0] if rows else None
+
+    def row(self, stmt: sa.sql.Executable, params: Mapping[str, Any] | None = None) -> Any:
+        """The first row a query returns, as plain Python values (None for null), or None."""
+        frame = self.read_df(stmt, params).head(1)
+        if frame.empty:
+            return None
+        fields = namedtuple("Row", list(frame.columns), rename=True)  # noqa: PYI024
+        return fields(*(_python(frame[name].iloc[0]) for name in frame.columns))
+
+    def values(self, stmt: sa.sql.Executable, params: Mapping[str, Any] | None = None) -> list:
+        """The first column of every row a query returns, as plain Python values."""
+        frame = self.read_df(stmt, params)
+        return [_python(value) for value in frame.iloc[:, 0]]
+
+    def rebuild_table(self, table: sa.Table, select: sa.Select) -> int:
+        """Replace a lake table's rows with what `select` returns (in the table's column
+        order): INSERT OVERWRITE TABLE once it is registered, CREATE TABLE ... AS SELECT
+        into its lake folder the first time; rows written.
+
+        Not CREATE OR REPLACE TABLE: Spark's built-in catalog refuses REPLACE for Parquet
+        tables (UNSUPPORTED_FEATURE.TABLE_OPERATION; only v2 catalogs such as Delta or
+        Iceberg have it), while INSERT OVERWRITE works on every catalog.
+        """
+        inner = select.subquery("rebuilt")
+        # each column cast to its declared type: Spark writes no string into a DATE column
+        # (a rendered date literal is a string) and the table keeps one schema
+        ordered = to_spark_sql(
+            sa.select(*[sa.cast(inner.c[c.name], c.type).label(c.name) for c in table.columns])
+        )
+        name = f"{_identifier(self.database)}.{_identifier(table.name)}"
+        if table.name in self.registered:
+            self._sql(f"INSERT OVERWRITE TABLE {name} {ordered}")
+        else:
+            folder = self.lake / table.name
+            shutil.rmtree(folder, ignore_errors=True)
+            location = _location_literal(folder)
+            self._sql(f"CREATE TABLE {name} USING parquet LOCATION {location} AS {ordered}")
+            self.registered = self.registered | {table.name}
+        self._sql(f"REFRESH TABLE {name}")
+        return int(self.scalar(sa.select(sa.func.count()).select_from(table)))
 
     def nested_loop_joins(self, spark_sql: str) -> list[str]:
         """The nested-loop joins (NESTED_LOOPS) in Spark's physical plan of a query."""
@@ -181,7 +299,7 @@ class SparkStore:
 
     def table_names(self) -> set[str]:
         """The lake tables registered in the session."""
-        return {t.name for t in self.spark.catalog.listTables()}
+        return {t.name for t in self.spark.catalog.listTables(self.database)}
 
     def require_tables(self, *names: str) -> None:
         """Raise StoreError naming the first table the lake lacks."""
@@ -195,6 +313,113 @@ class SparkStore:
     def dispose(self) -> None:
         """Close the Spark Connect session."""
         self.spark.stop()
+
+
+ANALYTICS_TABLES: frozenset[str] = frozenset((*schema.DATA_TABLES, "customer_360"))
+"""What `AnalyticsStore` reads on Spark: a statement over these tables only (the scores'
+copies are read by the 360's rebuild alone; the app reads its store's)."""
+
+
+def statement_tables(stmt: sa.sql.Executable | str) -> set[str]:
+    """Names of the tables a statement reads (CTE names left out)."""
+    if isinstance(stmt, str):
+        stmt = sa.text(stmt)
+    if isinstance(stmt, sa.TextClause):
+        import sqlglot
+        from sqlglot import exp
+
+        try:
+            tree = sqlglot.parse_one(stmt.text, read="duckdb")
+        except sqlglot.errors.ParseError:
+            return set()
+        ctes = {cte.alias for cte in tree.find_all(exp.CTE)}
+        return {t.name for t in tree.find_all(exp.Table)} - ctes
+    found = sa.sql.util.find_tables(stmt, include_joins=True, include_aliases=True)
+    return {t.name for t in found if isinstance(t, sa.Table | sa.TableClause)}
+
+
+class AnalyticsStore(Store):
+    """The store, with its analytics reads on Spark: a read of the facts or customer_360
+    (ANALYTICS_TABLES) runs on the lake through Spark Connect; app tables, writes, and reads
+    inside a transaction stay in the transactional store (`url`)."""
+
+    def __init__(
+        self, url: str, analytics_url: str, lake: Path | str, database: str = "crm"
+    ) -> None:
+        super().__init__(url)
+        self.analytics = SparkStore(analytics_url, lake, database)
+        self.mixed: deque[str] = deque(maxlen=50)
+        """Statements that read lake and app tables at once (run on the store; should be
+        none: tests assert it)."""
+
+    def __repr__(self) -> str:
+        return f"AnalyticsStore({super().__repr__()}, {self.analytics!r})"
+
+    def on_spark(self, stmt: sa.sql.Executable | str, conn: Any = None) -> bool:
+        """Whether Spark runs this read: it reads lake tables only, outside a transaction."""
+        if conn is not None:
+            return False
+        tables = statement_tables(stmt)
+        lake = ANALYTICS_TABLES & self.analytics.registered
+        if tables and tables <= lake:
+            return True
+        if tables & lake:
+            self.mixed.append(f"{sorted(tables)}: {stmt}")
+        return False
+
+    def read_df(self, stmt, params=None, conn=None) -> pd.DataFrame:
+        """Run a query on Spark (lake tables) or on the store (the rest)."""
+        if self.on_spark(stmt, conn):
+            return self.analytics.read_df(stmt, params)
+        return super().read_df(stmt, params, conn)
+
+    def read_arrow(self, stmt, params=None) -> pa.Table:
+        """Run a query into an Arrow table on Spark or on the store."""
+        if self.on_spark(stmt):
+            return self.analytics.read_arrow(stmt, params)
+        return super().read_arrow(stmt, params)
+
+    def scalar(self, stmt, params=None):
+        """The single value a query returns, from Spark or the store."""
+        if self.on_spark(stmt):
+            return self.analytics.scalar(stmt, params)
+        return super().scalar(stmt, params)
+
+    def rebuild_table(
+        self,
+        table: sa.Table,
+        select: sa.Select,
+        after: Callable[[sa.Connection], None] | None = None,
+    ) -> int:
+        """Rebuild a lake table (customer_360) on Spark from the lake, after copying the app
+        tables `select` reads (the scores) there; `after` runs in a store transaction."""
+        if table.name not in ANALYTICS_TABLES:
+            return super().rebuild_table(table, select, after)
+        copies = statement_tables(select) - ANALYTICS_TABLES
+        lake_sync(self, self.analytics.lake, sorted(copies))
+        self.analytics.register()
+        rows = self.analytics.rebuild_table(table, select)
+        if after is not None:
+            with self.begin() as conn:
+                after(conn)
+        return rows
+
+    def row(self, stmt, params=None) -> Any:
+        """The first row a query returns, from Spark or the store."""
+        if self.on_spark(stmt):
+            return self.analytics.row(stmt, params)
+        return super().row(stmt, params)
+
+    def values(self, stmt, params=None) -> list:
+        """The first column of every row a query returns, from Spark or the store."""
+        if self.on_spark(stmt):
+            return self.analytics.values(stmt, params)
+        return super().values(stmt, params)
+
+    def dispose(self) -> None:
+        """Close the store's connections and the Spark session."""
+        super().dispose()
+        self.analytics.dispose()
 
 
 def lake_sync(
@@ -215,7 +440,9 @@ def lake_sync(
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         table = store.read_arrow(sa.select(schema.metadata.tables[name]))
-        pq.write_table(table, staging / "part-0.parquet")
+        # a new file name each time: a reader that listed the old files fails and refreshes
+        # (SparkStore._fresh) instead of reading a file that changed under it
+        pq.write_table(table, staging / f"part-{uuid.uuid4().hex}.parquet")
         shutil.rmtree(folder, ignore_errors=True)
         staging.rename(folder)
         written[name] = table.num_rows
@@ -254,17 +481,35 @@ def spark_home() -> Path:
     return Path(pyspark.__file__).parent
 
 
+def _launch(command: list[str], log: Path, url: str, port: int, timeout: float) -> Server:
+    """Run a Spark JVM in a process group of its own, bound to loopback (SPARK_LOCAL_IP),
+    and wait until it listens on `port`."""
+    env = {**os.environ, "SPARK_HOME": str(spark_home()), "SPARK_LOCAL_IP": "127.0.0.1"}
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    server = Server(url, process, log)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SparkError(f"{command[-1]} exited ({process.returncode}); see {log}")
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return server
+        time.sleep(0.5)
+    server.stop()
+    raise SparkError(f"Spark did not answer on port {port} in {timeout:.0f} s; see {log}")
+
+
 def start_server(
     log_dir: Path, master: str = "local[2]", port: int | None = None, timeout: float = 120.0
 ) -> Server:
     """Start a Spark Connect server bound to 127.0.0.1 (driver and gRPC), wait until it
     answers; `master` is local[N] or a standalone master's spark://127.0.0.1:PORT."""
     port = port or _free_port()
-    home = spark_home()
-    log = Path(log_dir) / f"spark-connect-{port}.log"
-    env = {**os.environ, "SPARK_HOME": str(home), "SPARK_LOCAL_IP": "127.0.0.1"}
     command = [
-        str(home / "bin" / "spark-submit"),
+        str(spark_home() / "bin" / "spark-submit"),
         "--class",
         SERVER_CLASS,
         "--master",
@@ -280,25 +525,85 @@ def start_server(
                 "spark.ui.enabled": "false",
                 "spark.sql.session.timeZone": "UTC",
                 "spark.sql.shuffle.partitions": "4",
+                "spark.executor.memory": "1g",
             }
         ),
         "spark-internal",
     ]
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-    server = Server(f"sc://127.0.0.1:{port}", process, log)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SparkError(f"Spark Connect exited ({process.returncode}); see {log}")
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return server
-        time.sleep(0.5)
-    server.stop()
-    raise SparkError(f"Spark Connect did not answer on port {port} in {timeout:.0f} s; see {log}")
+    log = Path(log_dir) / f"spark-connect-{port}.log"
+    return _launch(command, log, f"sc://127.0.0.1:{port}", port, timeout)
+
+
+@dataclass
+class Cluster:
+    """A standalone master and its workers, started by this process on loopback."""
+
+    master: Server
+    workers: list[Server]
+    status_url: str
+    """The master's JSON status page (workers, applications, cores)."""
+
+    @property
+    def url(self) -> str:
+        """The master's spark:// URL (for `start_server(master=...)`)."""
+        return self.master.url
+
+    def status(self) -> dict[str, Any]:
+        """The master's view of the cluster: alive workers, running applications, cores."""
+        import json
+        import urllib.request
+
+        with urllib.request.urlopen(self.status_url, timeout=10) as response:
+            return json.load(response)
+
+    def stop(self) -> None:
+        """Stop the workers (and their executors), then the master."""
+        for worker in self.workers:
+            worker.stop()
+        self.master.stop()
+
+
+def start_cluster(log_dir: Path, workers: int = 2, timeout: float = 120.0) -> Cluster:
+    """Start a standalone master and `workers` workers of one core and 1.5 GB each from the
+    pyspark wheel (it has no sbin/start-master.sh: bin/spark-class runs the daemons), all
+    bound to 127.0.0.1."""
+    spark_class = str(spark_home() / "bin" / "spark-class")
+    port, web = _free_port(), _free_port()
+    master = _launch(
+        [
+            spark_class,
+            "org.apache.spark.deploy.master.Master",
+            *("--host", "127.0.0.1", "--port", str(port), "--webui-port", str(web)),
+        ],
+        Path(log_dir) / f"spark-master-{port}.log",
+        f"spark://127.0.0.1:{port}",
+        port,
+        timeout,
+    )
+    started: list[Server] = []
+    try:
+        for _ in range(workers):
+            worker_port = _free_port()
+            started.append(
+                _launch(
+                    [
+                        spark_class,
+                        "org.apache.spark.deploy.worker.Worker",
+                        *("--host", "127.0.0.1", "--port", str(worker_port)),
+                        *("--webui-port", str(_free_port()), "--cores", "1", "--memory", "1536m"),
+                        *("--work-dir", str(Path(log_dir) / f"worker-{worker_port}")),
+                        master.url,
+                    ],
+                    Path(log_dir) / f"spark-worker-{worker_port}.log",
+                    f"spark://127.0.0.1:{worker_port}",
+                    worker_port,
+                    timeout,
+                )
+            )
+    except SparkError:
+        Cluster(master, started, "").stop()
+        raise
+    return Cluster(master, started, f"http://127.0.0.1:{web}/json/")
 
 
 def _conf(values: Mapping[str, str]) -> list[str]:

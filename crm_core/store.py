@@ -10,7 +10,7 @@ import re
 import threading
 import uuid
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -167,6 +167,16 @@ class Store:
         with self.connect() as conn:
             return conn.execute(stmt, dict(params or {})).scalar()
 
+    def row(self, stmt: sa.sql.Executable, params: Mapping[str, Any] | None = None) -> Any:
+        """The first row a query returns (fields by label), or None when it returns none."""
+        with self.connect() as conn:
+            return conn.execute(stmt, dict(params or {})).first()
+
+    def values(self, stmt: sa.sql.Executable, params: Mapping[str, Any] | None = None) -> list:
+        """The first column of every row a query returns."""
+        with self.connect() as conn:
+            return list(conn.execute(stmt, dict(params or {})).scalars())
+
     def table_names(self) -> set[str]:
         """Tables that exist in the store now."""
         with self.connect() as conn:
@@ -219,6 +229,26 @@ class Store:
         # A failed statement aborts the transaction; its rollback drops the table then.
         conn.execute(sa.text(f'DROP TABLE "{staging_name}"'))
         return len(frame)
+
+    def rebuild_table(
+        self,
+        table: sa.Table,
+        select: sa.Select,
+        after: Callable[[Connection], None] | None = None,
+    ) -> int:
+        """Replace every row of a derived table with what `select` returns (its columns in
+        the table's order), then run `after` in the same transaction; rows written."""
+        with self.begin() as conn:
+            lock_tables(conn, table)  # another process may be rebuilding it too
+            if not matches_declaration(conn, table):  # an older version's layout
+                table.drop(conn)
+                table.create(conn)
+            else:
+                conn.execute(table.delete())
+            conn.execute(table.insert().from_select([c.name for c in table.columns], select))
+            if after is not None:
+                after(conn)
+            return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar())
 
     # --- schema ------------------------------------------------------------------------
 
@@ -513,12 +543,23 @@ _STORES_LOCK = threading.Lock()
 
 
 def get_store(url: str | None = None) -> Store:
-    """The process-wide Store for `url` (default: the configured store URL)."""
-    url = url or get_settings().store_url
+    """The process-wide Store for `url` (default: the configured store, whose analytics reads
+    go to Spark when CRM_ANALYTICS_URL is set)."""
+    settings = get_settings()
+    analytics = settings.analytics_url if url is None else ""
+    url = url or settings.store_url
+    key = f"{url} {analytics}"
     with _STORES_LOCK:
-        if url not in _STORES:
-            _STORES[url] = Store(url)
-        return _STORES[url]
+        if key not in _STORES:
+            if analytics:
+                from crm_core import spark  # pyspark loads only when Spark is configured
+
+                _STORES[key] = spark.AnalyticsStore(
+                    url, analytics, settings.lake_path, settings.lake_database
+                )
+            else:
+                _STORES[key] = Store(url)
+        return _STORES[key]
 
 
 def close_all() -> None:

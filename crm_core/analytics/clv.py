@@ -811,8 +811,7 @@ def data_span(store: Store, filters: Filters | None = None) -> tuple[date, date]
     stmt = sa.select(sa.func.min(orders.c.ordered_at), sa.func.max(orders.c.ordered_at)).where(
         *where
     )
-    with store.connect() as conn:
-        first, last = conn.execute(stmt).one()
+    first, last = store.row(stmt)
     if first is None:
         return None
     return pd.Timestamp(first).date(), pd.Timestamp(last).date()

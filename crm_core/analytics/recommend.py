@@ -700,9 +700,8 @@ def coverage(store: Store) -> dict[str, object]:
         sa.func.count(sa.distinct(cr.customer_id)), sa.func.count(), sa.func.max(cr.scored_at)
     )
     buyers = sa.select(sa.func.count(sa.distinct(orders.c.customer_id))).where(IS_PURCHASE)
-    with store.connect() as conn:
-        customers, offers, scored_at = conn.execute(stmt).one()
-        bought = conn.execute(buyers).scalar()
+    customers, offers, scored_at = store.row(stmt)
+    bought = store.scalar(buyers)  # the facts: on Spark when analytics run there
     return {
         "customers": int(customers),
         "buyers": int(bought or 0),

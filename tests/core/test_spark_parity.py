@@ -9,6 +9,7 @@ import math
 import os
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from crm_core import features, metrics, spark
+from crm_core import features, metrics, reports, schema, spark
 from crm_core.analytics import campaigns, cohorts, funnels, surveys
 from crm_core.filters import Filters, default_filters
 from crm_core.store import Store
@@ -29,12 +30,30 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """A Spark Connect server in local mode on loopback, stopped after the module."""
-    running = spark.start_server(tmp_path_factory.mktemp("spark"))
-    yield running
-    running.stop()
+@dataclass
+class Running:
+    """A Spark Connect server, and the standalone cluster it runs on (None: local mode)."""
+
+    url: str
+    cluster: spark.Cluster | None
+
+
+@pytest.fixture(scope="module", params=["local", "standalone"])
+def server(request, tmp_path_factory) -> Running:
+    """A Spark Connect server on loopback, in local mode (local[2]) and then against a
+    standalone master with two one-core workers (real executors, a real shuffle); every
+    JVM is stopped after its round."""
+    logs = tmp_path_factory.mktemp(f"spark-{request.param}")
+    cluster = spark.start_cluster(logs, workers=2) if request.param == "standalone" else None
+    try:
+        connect = spark.start_server(logs, master=cluster.url if cluster else "local[2]")
+        try:
+            yield Running(connect.url, cluster)
+        finally:
+            connect.stop()
+    finally:
+        if cluster is not None:
+            cluster.stop()
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +70,24 @@ def stores(server, demo_store_path: Path, tmp_path_factory) -> tuple[Store, spar
     yield duck, on_spark
     on_spark.dispose()
     duck.dispose()
+
+
+@pytest.fixture(scope="module")
+def routed(stores, server, tmp_path_factory) -> spark.AnalyticsStore:
+    """The app's store as CRM_ANALYTICS_URL makes it: a copy of the demo store whose facts
+    and 360 are deleted (users, segments and scores kept), with Spark reading the lake; a
+    fact read that missed Spark finds nothing."""
+    duck, on_spark = stores
+    folder = tmp_path_factory.mktemp("app")
+    shutil.copy(duck.engine.url.database, folder / "crm.duckdb")
+    app = Store(f"duckdb:///{folder / 'crm.duckdb'}")
+    with app.begin() as conn:
+        for name in spark.LAKE_TABLES:
+            conn.execute(schema.table(name).delete())
+    app.dispose()
+    store = spark.AnalyticsStore(f"duckdb:///{folder / 'crm.duckdb'}", server.url, on_spark.lake)
+    yield store
+    store.dispose()
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +140,15 @@ def assert_same(ours: Any, theirs: Any, where: str = "") -> None:
     assert ours == theirs, f"{where}: {ours!r} != {theirs!r}"
 
 
+def without_timings(report: Any) -> Any:
+    """A report without its wall-clock figures (fit_seconds: how long a fit took here)."""
+    if isinstance(report, dict):
+        return {k: without_timings(v) for k, v in report.items() if not k.endswith("_seconds")}
+    if isinstance(report, list):
+        return [without_timings(v) for v in report]
+    return report
+
+
 ANALYSES: dict[str, Callable[[Any, Filters], Any]] = {
     "kpis": metrics.compute_kpis,
     "order_aggregates": metrics.order_aggregates,
@@ -134,6 +180,18 @@ def test_the_same_figures_on_duckdb_and_spark_without_nested_loops(stores, perio
     assert on_spark.history, "the analysis read nothing through Spark"
     for sql in set(on_spark.history):
         assert on_spark.nested_loop_joins(sql) == [], f"{name}: a nested-loop join in {sql}"
+
+
+@pytest.mark.parametrize("view", list(reports.REPORTS))
+def test_every_view_reports_the_same_figures_with_facts_on_spark(stores, routed, periods, view):
+    duck, _ = stores
+    routed.analytics.history.clear()
+    for filters in periods[:2]:
+        ours = without_timings(json.loads(json.dumps(reports.report(duck, view, filters))))
+        theirs = without_timings(json.loads(json.dumps(reports.report(routed, view, filters))))
+        assert_same(ours, theirs, f"{view}[{filters}]")
+    assert routed.analytics.history, "the view read nothing through Spark"
+    assert list(routed.mixed) == []
 
 
 def test_the_plan_check_catches_a_correlated_subquery(stores):
@@ -193,3 +251,63 @@ def test_cli_lake_sync_writes_every_table_with_its_rows(demo_copy: Store, tmp_pa
     for name in ("orders", "customers", "customer_360"):
         assert rows[name] == demo_copy.scalar(f"SELECT COUNT(*) FROM {name}")
         assert pq.read_table(tmp_path / name).num_rows == rows[name]
+
+
+def test_the_360_rebuilt_on_spark_equals_duckdbs_and_is_remembered(stores, routed):
+    """features.refresh on the routed store: the scores are copied to the lake, the 360 is
+    rebuilt there by Spark (INSERT OVERWRITE), and its fingerprint is kept in the store."""
+    import sqlalchemy as sa
+
+    duck, _ = stores
+    rows = features.refresh(routed)
+    assert rows == duck.scalar(sa.select(sa.func.count()).select_from(features.customer_360))
+    assert any(
+        "INSERT OVERWRITE" in sql or "customer_360" in sql for sql in routed.analytics.history
+    )
+    every = sa.select(features.customer_360)
+    assert_same(duck.read_df(every), routed.read_df(every), "customer_360")
+    assert routed.on_spark(every)
+    assert features.ensure_fresh(routed) is False  # remembered: nothing changed since
+    assert (routed.analytics.lake / "customer_scores").is_dir()
+
+
+def test_a_segment_previews_saves_and_exports_the_same_on_spark(stores, routed, tmp_path):
+    from crm_core import auth, export, segments
+
+    duck, _ = stores
+    rules = {
+        "match": "all",
+        "rules": [
+            {"field": "country", "op": "in", "value": ["US", "DE"]},
+            {"field": "monetary", "op": "gt", "value": 100},
+        ],
+    }
+    ours, theirs = (segments.preview(s, rules, "admin") for s in (duck, routed))
+    assert theirs.customers > 0
+    assert_same(ours, theirs, "preview")
+    ada = auth.User("ada", "Ada", "admin")
+    files = []
+    for name, store in (("duck", duck), ("spark", routed)):
+        segments.save_segment(store, f"Big spenders {name}", rules, owner="ada")
+        saved = segments.load_segment(store, f"Big spenders {name}")
+        assert segments.record_size(store, saved) == ours.customers
+        done = export.export_segment(
+            store, saved.name, user=ada, channel="email", out=tmp_path / f"{name}.csv", seed=1
+        )
+        files.append((tmp_path / f"{name}.csv").read_bytes())
+        assert done.rows > 0
+    assert files[0] == files[1]
+    assert list(routed.mixed) == []
+
+
+def test_each_round_runs_where_it_says(server, stores):
+    """Local mode has no cluster; the standalone round's application holds one core on each
+    of two alive workers, so the parity above ran on executors with a shuffle between them."""
+    _, on_spark = stores
+    assert on_spark.scalar("SELECT COUNT(DISTINCT customer_id) FROM orders") > 0
+    if server.cluster is None:
+        return
+    status = server.cluster.status()
+    assert status["aliveworkers"] == 2
+    (app,) = status["activeapps"]
+    assert app["name"] == "crm-insights" and app["cores"] == 2
