@@ -18,6 +18,14 @@ st.caption(
     "download). Every import can be undone from the history."
 )
 
+if data.store().analytics_engine:
+    st.info(
+        f"The views read the facts from {data.store().analytics_engine}. An import writes "
+        "this store; the views show it once `python -m crm_core lake sync` (or your own "
+        "pipeline) has written it to the lake.",
+        icon=":material/info:",
+    )
+
 counts = data.row_counts()
 with st.expander("Rows in the store", expanded=False):
     tables.show_table(

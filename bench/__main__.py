@@ -45,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, default=42, help="demo store seed")
     parser.add_argument(
+        "--no-spark",
+        action="store_true",
+        help="leave out the Spark column (KPIs, 360 refresh and preview on Spark local[2])",
+    )
+    parser.add_argument(
         "--baseline-import-rows",
         type=int,
         default=200_000,
@@ -73,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             out=args.out,
             seed=args.seed,
             baseline_import_rows=args.baseline_import_rows,
+            spark=not args.no_spark,
         ),
         command=" ".join(["python -m bench", *map(shlex.quote, shown)]),
     )

@@ -45,6 +45,7 @@ class Config:
     seed: int = 42
     baseline_import_rows: int = 200_000
     duckdb_import_rows: int = 2_000
+    spark: bool = True
 
 
 def _times(fn: Callable[[], Any], repeats: int) -> tuple[list[float], Any]:
@@ -245,6 +246,8 @@ def run(config: Config, command: str = "python -m bench", echo: Echo = print) ->
         )
     )
 
+    _spark_column(config, rep, store, workdir, filters, echo)
+
     secs, (clv_model, clv_values) = _times(lambda: steps.clv_fit_and_score(store), config.repeats)
     record(Result(STEPS["clv"], secs, detail=f"{len(clv_values):,} customers valued"))
     as_of = clv.data_span(store)[1]
@@ -421,6 +424,30 @@ def _write_checks(
         f"{checks.REL_TOL:g}, avg_order_value within half a cent of the exact quotient "
         "(the store rounds it to DECIMAL(12,2)).",
     ]
+
+
+def _spark_column(
+    config: Config, rep: Report, store: Any, workdir: Path, filters: Any, echo: Echo
+) -> None:
+    """Time the KPIs, the 360 refresh and the preview on Spark (local[2]) and put them in
+    the Spark column; a note says why when there is none."""
+    from crm_core import spark
+
+    if not config.spark:
+        rep.notes.append("No Spark column: the run was started with --no-spark.")
+        return
+    if not spark.java_available():
+        rep.notes.append("No Spark column: no Java runtime here (`make test` installs Java 17).")
+        return
+    from bench import spark_column
+
+    echo("Timing the Spark column (local[2])...")
+    measured = spark_column.measure(store, workdir, filters, config.repeats)
+    for result in rep.results:
+        if result.step.key in measured.seconds:
+            result.spark = measured.seconds[result.step.key]
+            echo(f"  {result.step.key} on Spark: {report.seconds_text(result.spark_median)}")
+    rep.notes += measured.notes()
 
 
 def _baseline_notes(rep: Report, loaded: dict, base: dict) -> None:

@@ -668,6 +668,33 @@ def cmd_lake(args: argparse.Namespace, store: Store) -> int:
     return 0
 
 
+def cmd_lake_serve(args: argparse.Namespace, store: Store | None) -> int:
+    """Run a Spark Connect server from the pyspark wheel on 127.0.0.1 until Ctrl+C: to try
+    CRM_ANALYTICS_URL on one machine (a cluster has its own endpoint)."""
+    from crm_core import spark
+
+    if not spark.java_available():
+        raise CRMError("Spark needs Java 17 or later: apt-get install openjdk-17-jre-headless.")
+    folder = get_settings().data_dir / "spark"
+    folder.mkdir(parents=True, exist_ok=True)
+    server = spark.start_server(folder, master=args.master, port=args.port)
+    print(
+        f"Spark Connect ({args.master}) listens at {server.url}; its log is {server.log}.\n"
+        f"Point the app and the CLI at it:  export CRM_ANALYTICS_URL={server.url}\n"
+        "Ctrl+C stops it.",
+        flush=True,
+    )
+    try:
+        while server.process.poll() is None:
+            time.sleep(1)
+        print(f"error: Spark Connect stopped; see {server.log}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        server.stop()
+
+
 def cmd_recommend(args: argparse.Namespace, store: Store) -> int:
     """Evaluate the recommendations on held-out last orders (against a popularity
     baseline); with --score also write customer_recommendations."""
@@ -1368,6 +1395,14 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--path", help="the lake's root folder (default: CRM_LAKE_DIR)")
     sync.add_argument("--json", action="store_true", help="print JSON")
     sync.set_defaults(handler=cmd_lake)
+    serve = lake_sub.add_parser(
+        "serve", help="run a Spark Connect server on this machine (127.0.0.1) until Ctrl+C"
+    )
+    serve.add_argument("--port", type=int, default=15002, help="its port (default 15002)")
+    serve.add_argument(
+        "--master", default="local[2]", help="local[N], or a standalone spark://host:port"
+    )
+    serve.set_defaults(handler=cmd_lake_serve, needs_store=False)
 
     rec = sub.add_parser(
         "recommend", help="products to offer each customer: evaluate; --score writes them"
@@ -1615,7 +1650,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; user errors print one clear message and exit with status 2."""
     args = build_parser().parse_args(argv)
     try:
-        store = get_store()
+        store = get_store() if getattr(args, "needs_store", True) else None
         return args.handler(args, store)
     except CRMError as exc:
         print(f"error: {exc}", file=sys.stderr)

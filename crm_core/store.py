@@ -52,6 +52,9 @@ def utcnow() -> datetime:
 class Store:
     """A customer store behind one SQLAlchemy engine."""
 
+    analytics_engine: str | None = None
+    """Where the analytics reads run when not in this store (None: here)."""
+
     def __init__(self, url: str) -> None:
         self.url = url
         self.is_duckdb = url.startswith("duckdb")
@@ -159,6 +162,23 @@ class Store:
             with warnings.catch_warnings():  # "makes an extra copy": of columns, in C++
                 warnings.simplefilter("ignore", UserWarning)
                 return cursor.to_arrow_table()
+
+    @contextmanager
+    def read_batches(
+        self, stmt: sa.sql.Executable, rows: int = 500_000
+    ) -> Iterator[pa.RecordBatchReader]:
+        """A query's result as a stream of Arrow batches of up to `rows` rows: bulk copies
+        (the lake) without the whole result in memory on DuckDB; one read elsewhere."""
+        if not self.is_duckdb:
+            table = self.read_arrow(stmt)
+            yield pa.RecordBatchReader.from_batches(table.schema, table.to_batches(rows))
+            return
+        with self.connect() as conn:
+            # a relation streams; a DB-API result would be materialised first
+            compiled = stmt.compile(dialect=conn.dialect)
+            params = [compiled.params[k] for k in compiled.positiontup or ()] or None
+            relation = conn.connection.driver_connection.sql(str(compiled), params=params)
+            yield relation.to_arrow_reader(rows)
 
     def scalar(self, stmt: sa.sql.Executable | str, params: Mapping[str, Any] | None = None):
         """The single value a query returns."""

@@ -233,10 +233,9 @@ def snapshot(data: LeadData, cutoff: date, window_days: int | None) -> pd.DataFr
     created = data.created[index]
     out["age_days"] = (ct - created) / day
     # stage at the cutoff: the last change before it, else `lead` since creation
-    pos = np.searchsorted(data.change_keys, at, side="left") - 1
-    found = (pos >= 0) & ((data.change_keys[np.maximum(pos, 0)] >> np.int64(34)) == index)
-    entered = np.where(found, data.change_keys[np.maximum(pos, 0)] & (_SHIFT - 1), created)
-    rank = np.where(found, data.change_rank[np.maximum(pos, 0)], 0)
+    found, last = _last_before(data.change_keys, at, index)
+    entered = np.where(found, data.change_keys[last] & (_SHIFT - 1) if found.any() else 0, created)
+    rank = np.where(found, data.change_rank[last] if found.any() else 0, 0)
     # leads without history: their current stage counts from `stage_changed_at` if earlier
     plain = ~data.has_history[index]
     current = data.leads["stage"].to_numpy()[index]
@@ -249,14 +248,25 @@ def snapshot(data: LeadData, cutoff: date, window_days: int | None) -> pd.DataFr
         out[f"{kind}s"] = _count_before(data.activity_keys[kind], start, at).astype(float)
     recent = data.key(index, np.full(n, ct - RECENT_DAYS * day, dtype=np.int64))
     out["activities_recent"] = _count_before(data.all_keys, recent, at).astype(float)
-    pos = np.searchsorted(data.all_keys, at, side="left") - 1
-    any_before = (pos >= 0) & ((data.all_keys[np.maximum(pos, 0)] >> np.int64(34)) == index)
-    last_seen = data.all_keys[np.maximum(pos, 0)] & (_SHIFT - 1)
+    any_before, last = _last_before(data.all_keys, at, index)
+    last_seen = data.all_keys[last] & (_SHIFT - 1) if any_before.any() else 0
     out["days_since_activity"] = np.where(any_before, (ct - last_seen) / day, np.nan)
     if window_days is not None:
         decided = data.decided[index]
         out["won"] = (data.won[index] & (decided < ct + window_days * day)).astype(int)
     return out
+
+
+def _last_before(
+    keys: np.ndarray, at: np.ndarray, index: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each lead, whether it has a key (lead << 34 | time, sorted) before `at`, and the
+    position of its last one (0 where it has none; `keys` may be empty: no history)."""
+    pos = np.searchsorted(keys, at, side="left") - 1
+    last = np.maximum(pos, 0)
+    if not len(keys):
+        return np.zeros(len(at), dtype=bool), last
+    return (pos >= 0) & ((keys[last] >> np.int64(34)) == index), last
 
 
 def dataset(data: LeadData, cutoffs: list[date], window_days: int | None) -> pd.DataFrame:
@@ -298,14 +308,19 @@ class LeadModel:
         if self.engagement:
             for name in FEATURES:
                 X[name] = data[name].astype(float)
-        return X
+        fitted = getattr(self, "feature_names_in_", None)
+        return X if fitted is None else X[fitted]
 
     def fit(self, data: pd.DataFrame) -> LeadModel:
         """Fit on labelled snapshots (`dataset`)."""
         if len(data) > TRAIN_ROWS:
             data = data.sample(n=TRAIN_ROWS, random_state=self.random_state)
         self.sources_ = sorted(data["source"].unique())
+        self.feature_names_in_ = None
         X = self.matrix(data)
+        # a feature nobody has (no activity recorded at all) tells nothing, and the
+        # gradient boosting cannot bin a column of missing values
+        X = X.loc[:, X.notna().any()]
         self.feature_names_in_ = list(X.columns)
         self.estimator_ = self._estimator().fit(X, data["won"].to_numpy())
         self.win_rate_ = float(data["won"].mean())

@@ -67,9 +67,11 @@ class AppServer:
                 self.process.wait()
 
 
-def start_app(store_path: Path, folder: Path, url: str | None = None) -> AppServer:
+def start_app(
+    store_path: Path, folder: Path, url: str | None = None, env: dict[str, str] | None = None
+) -> AppServer:
     """Serve app.py over the DuckDB store at `store_path` (or the store at `url`, e.g. a
-    PostgreSQL schema) on a free 127.0.0.1 port."""
+    PostgreSQL schema) on a free 127.0.0.1 port, with `env` added to its environment."""
     port = free_port()
     log = folder / f"streamlit-{port}.log"
     env = {
@@ -77,6 +79,7 @@ def start_app(store_path: Path, folder: Path, url: str | None = None) -> AppServ
         "CRM_DATABASE_URL": url or f"duckdb:///{store_path}",
         "CRM_DATA_DIR": str(store_path.parent),
         "PYTHONUNBUFFERED": "1",
+        **(env or {}),
     }
     command = [
         sys.executable, "-m", "streamlit", "run", "app.py",

@@ -30,7 +30,7 @@ def test_harness_runs_every_step_and_writes_results(tmp_path, monkeypatch):
     out = tmp_path / "RESULTS.md"
     printed: list[str] = []
     report = run(
-        Config(customers=2_000, repeats=1, workdir=tmp_path / "work", out=out),
+        Config(customers=2_000, repeats=1, workdir=tmp_path / "work", out=out, spark=False),
         echo=printed.append,
     )
     text = out.read_text()
@@ -43,7 +43,8 @@ def test_harness_runs_every_step_and_writes_results(tmp_path, monkeypatch):
         result = next(r for r in report.results if r.step.key == key)
         assert result.baseline and result.ratio is not None
         assert result.polars and result.polars_ratio is not None
-    assert "| pandas (median) | ratio | polars (median) | ratio |" in text
+    assert "| pandas (median) | ratio | polars (median) | ratio | Spark local[2] (median) |" in text
+    assert "No Spark column: the run was started with --no-spark." in text  # test_spark_parity
     assert "peak memory of the import of " in text and "Polars import:" in text
     assert 0 < report.import_rss_before < report.import_peak_rss
     assert report.import_rows == report.counts["orders"] and report.polars_peak_rss > 0

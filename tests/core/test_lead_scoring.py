@@ -223,3 +223,14 @@ def test_a_look_back_as_of_a_past_day_writes_nothing(demo_copy, capsys):
     pd.testing.assert_frame_equal(
         stored, demo_copy.read_df("SELECT * FROM lead_scores ORDER BY lead_id")
     )
+
+
+def test_leads_without_stage_history_or_activities_are_still_scored(demo_copy):
+    """An export of leads alone (no stage changes, no activities; the 1M benchmark store
+    was one) is scored from source and stage dates, not stopped by an IndexError."""
+    with demo_copy.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM lead_stage_changes")
+        conn.exec_driver_sql("DELETE FROM lead_activities")
+    report = lead_scoring.analyse(demo_copy, lead_scoring.LeadSettings())
+    assert len(report.scores) > 0
+    assert report.scores["win_probability"].between(0, 1).all()

@@ -10,7 +10,7 @@ import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +44,16 @@ def server(request, tmp_path_factory) -> Running:
     standalone master with two one-core workers (real executors, a real shuffle); every
     JVM is stopped after its round."""
     logs = tmp_path_factory.mktemp(f"spark-{request.param}")
-    cluster = spark.start_cluster(logs, workers=2) if request.param == "standalone" else None
+    quick = spark.QUICK_JVM
+    cluster = (
+        spark.start_cluster(logs, workers=2, java_options=quick)
+        if request.param == "standalone"
+        else None
+    )
     try:
-        connect = spark.start_server(logs, master=cluster.url if cluster else "local[2]")
+        connect = spark.start_server(
+            logs, master=cluster.url if cluster else "local[2]", java_options=quick
+        )
         try:
             yield Running(connect.url, cluster)
         finally:
@@ -91,15 +98,18 @@ def routed(stores, server, tmp_path_factory) -> spark.AnalyticsStore:
 
 
 @pytest.fixture(scope="module")
-def periods(stores) -> list[Filters]:
-    """The default period, one country and channel, and a day with few orders."""
+def periods(server, stores) -> list[Filters]:
+    """The default period, one country and channel, and a day with few orders; the
+    standalone round, whose every query crosses executors, checks the first only (the
+    make test budget)."""
     duck, _ = stores
     whole = default_filters(duck)
-    return [
+    every = [
         whole,
         Filters(whole.start, whole.end, ("DE", "US"), ("web",)),
         Filters(whole.end - timedelta(days=6), whole.end, (), ()),
     ]
+    return every if server.cluster is None else every[:1]
 
 
 def assert_same(ours: Any, theirs: Any, where: str = "") -> None:
@@ -171,13 +181,15 @@ ANALYSES: dict[str, Callable[[Any, Filters], Any]] = {
 
 
 @pytest.mark.parametrize("name", list(ANALYSES))
-def test_the_same_figures_on_duckdb_and_spark_without_nested_loops(stores, periods, name):
+def test_the_same_figures_on_duckdb_and_spark_without_nested_loops(server, stores, periods, name):
     duck, on_spark = stores
     compute = ANALYSES[name]
     on_spark.history.clear()
     for filters in periods:
         assert_same(compute(duck, filters), compute(on_spark, filters), f"{name}[{filters}]")
     assert on_spark.history, "the analysis read nothing through Spark"
+    if server.cluster is not None:
+        return  # the physical plan is the optimiser's, the same whoever runs it: read once
     for sql in set(on_spark.history):
         assert on_spark.nested_loop_joins(sql) == [], f"{name}: a nested-loop join in {sql}"
 
@@ -194,6 +206,41 @@ def test_every_view_reports_the_same_figures_with_facts_on_spark(stores, routed,
     assert list(routed.mixed) == []
 
 
+def test_reads_of_facts_and_app_tables_in_one_analysis_agree(
+    server, stores, routed, periods, tmp_path: Path
+):
+    """detractor_value reads respondents (facts: Spark) and their predicted CLV
+    (customer_scores: the store) in separate queries and joins them in Python."""
+    import sqlalchemy as sa
+
+    from crm_core.schema import customer_scores
+
+    duck, on_spark = stores
+    ids = duck.values(sa.select(schema.customers.c.customer_id))
+    rows = [
+        {"customer_id": i, "clv": (i % 97) * 3.5, "scored_at": datetime(2026, 7, 1)} for i in ids
+    ]
+    scored = {}
+    for name, source in (("duck", duck.engine.url.database), ("app", routed.engine.url.database)):
+        shutil.copy(source, tmp_path / f"{name}.duckdb")
+        copy = Store(f"duckdb:///{tmp_path / f'{name}.duckdb'}")
+        with copy.begin() as conn:
+            conn.execute(customer_scores.insert(), rows)
+        scored[name] = copy
+    scored["app"].dispose()
+    app = spark.AnalyticsStore(scored["app"].url, server.url, on_spark.lake)
+    try:
+        for filters in periods:
+            ours = surveys.detractor_value(scored["duck"], filters)
+            assert_same(ours, surveys.detractor_value(app, filters), f"{filters}")
+            assert ours["basis"] == "predicted CLV" and ours["detractors"] > 0
+        assert list(app.mixed) == []
+    finally:
+        app.dispose()
+        scored["duck"].dispose()
+
+
+@pytest.mark.parametrize("server", ["local"], indirect=True)
 def test_the_plan_check_catches_a_correlated_subquery(stores):
     """The respondents' query as it was: a count per answer in a correlated subquery."""
     import sqlalchemy as sa
@@ -311,3 +358,53 @@ def test_each_round_runs_where_it_says(server, stores):
     assert status["aliveworkers"] == 2
     (app,) = status["activeapps"]
     assert app["name"] == "crm-insights" and app["cores"] == 2
+
+
+@pytest.mark.parametrize("server", ["local"], indirect=True)  # the benchmark's mode
+def test_the_benchmarks_spark_column_checks_then_times_each_step(
+    server, demo_store_path: Path, periods, tmp_path: Path
+):
+    """bench/spark_column.py on a copy of the demo store (what `make bench` runs at 1M)."""
+    from bench import spark_column
+
+    shutil.copy(demo_store_path, tmp_path / "crm.duckdb")
+    store = Store(f"duckdb:///{tmp_path / 'crm.duckdb'}")
+    try:
+        measured = spark_column.measure(store, tmp_path, periods[0], repeats=1, url=server.url)
+    finally:
+        store.dispose()
+    assert set(measured.seconds) == set(spark_column.TIMED)
+    assert all(len(s) == 1 and s[0] > 0 for s in measured.seconds.values())
+    assert measured.lake_rows > 0 and "equal DuckDB's" in measured.notes()[-1]
+
+
+def test_lake_serve_runs_spark_connect_on_loopback_until_ctrl_c(tmp_path: Path):
+    """`python -m crm_core lake serve`: the endpoint it prints answers a query; Ctrl+C
+    (SIGINT) stops it and its JVM."""
+    import signal
+    import subprocess
+    import sys
+
+    from crm_core.spark import _free_port
+
+    port = _free_port()
+    env = {**os.environ, "CRM_DATA_DIR": str(tmp_path), "CRM_ANALYTICS_URL": ""}
+    command = [sys.executable, "-m", "crm_core", "lake", "serve", "--port", str(port)]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        first = process.stdout.readline()
+        assert f"listens at sc://127.0.0.1:{port}" in first
+        from pyspark.sql import SparkSession
+
+        session = SparkSession.builder.remote(f"sc://127.0.0.1:{port}").getOrCreate()
+        assert session.sql("SELECT 1 + 1").collect()[0][0] == 2
+        session.stop()
+        process.send_signal(signal.SIGINT)
+        assert process.wait(60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    import socket
+
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0, "the server still listens"
