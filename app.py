@@ -7,6 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from crm_core import auth
+from crm_core.errors import SparkError
 from crm_ui import auth_ui, filters_ui, style
 from crm_ui.views import SECTIONS, VIEWS
 
@@ -50,6 +51,8 @@ navigation = st.navigation(
 with st.sidebar:
     st.caption(f"Signed in as **{user.name}** ({user.role})")
     auth_ui.logout_button()
-filters_ui.sidebar_filters()
-
-navigation.run()
+try:
+    filters_ui.sidebar_filters()
+    navigation.run()
+except SparkError as exc:  # Spark gone or a lake table missing: every view needs them
+    st.error(str(exc), icon=":material/cloud_off:")

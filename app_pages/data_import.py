@@ -20,9 +20,10 @@ st.caption(
 
 if data.store().analytics_engine:
     st.info(
-        f"The views read the facts from {data.store().analytics_engine}. An import writes "
-        "this store; the views show it once `python -m crm_core lake sync` (or your own "
-        "pipeline) has written it to the lake.",
+        f"The views read customers, orders and the other facts from "
+        f"{data.store().analytics_engine}, not from this store. An import writes this store; "
+        "the views show it once an administrator has published it to Spark "
+        "(`python -m crm_core lake sync`, or your own pipeline).",
         icon=":material/info:",
     )
 

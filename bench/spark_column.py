@@ -14,6 +14,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from bench import checks, steps
+from bench.harness import _times
 from crm_core import features, spark
 from crm_core.filters import Filters
 from crm_core.store import Store
@@ -52,15 +53,6 @@ def spark_version() -> str:
     import pyspark
 
     return pyspark.__version__
-
-
-def _times(run, repeats: int) -> tuple[list[float], object]:
-    seconds, value = [], None
-    for _ in range(repeats):
-        started = time.perf_counter()
-        value = run()
-        seconds.append(time.perf_counter() - started)
-    return seconds, value
 
 
 def measure(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -657,7 +658,7 @@ def cmd_lake(args: argparse.Namespace, store: Store) -> int:
     source.init_schema()
     features.ensure_fresh(source)
     written = spark.lake_sync(source, lake)
-    if isinstance(store, spark.AnalyticsStore) and lake == store.analytics.lake:
+    if isinstance(store, spark.AnalyticsStore) and store.connected and lake == store.lake:
         store.analytics.register()  # Spark lists the new files now
     if args.json:
         print(json.dumps({"lake": str(lake), "rows": written}, indent=2))
@@ -678,6 +679,8 @@ def cmd_lake_serve(args: argparse.Namespace, store: Store | None) -> int:
     folder = get_settings().data_dir / "spark"
     folder.mkdir(parents=True, exist_ok=True)
     server = spark.start_server(folder, master=args.master, port=args.port)
+    for stop_signal in (signal.SIGTERM, signal.SIGHUP):  # `kill` or a closed terminal: the
+        signal.signal(stop_signal, lambda *_: sys.exit(0))  # JVM is stopped as on Ctrl+C
     print(
         f"Spark Connect ({args.master}) listens at {server.url}; its log is {server.log}.\n"
         f"Point the app and the CLI at it:  export CRM_ANALYTICS_URL={server.url}\n"

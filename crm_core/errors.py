@@ -15,6 +15,10 @@ class StoreError(CRMError):
     """The store cannot be opened, or a table it needs is missing."""
 
 
+class SparkError(StoreError):
+    """Spark Connect or its lake is not usable as configured (unreachable, a table missing)."""
+
+
 class ImportValidationError(CRMError):
     """An import file failed validation; nothing was loaded.
 

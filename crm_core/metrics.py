@@ -7,8 +7,10 @@ so the overview's ten figures and their changes cost two queries, not twenty.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
@@ -310,28 +312,42 @@ def compute_kpis(store: Store, filters: Filters) -> dict[str, KPIValue]:
     return result
 
 
+def json_ready(value: Any) -> Any:
+    """`value` with each float to 12 significant digits (in dicts and lists too), so that
+    the last-bit noise of another engine's sum (1240886.3900000001) prints as 1240886.39."""
+    if isinstance(value, float):
+        return float(f"{value:.12g}") if math.isfinite(value) else value
+    if isinstance(value, dict):
+        return {key: json_ready(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [json_ready(item) for item in value]
+    return value
+
+
 def kpis_as_dict(kpis: Mapping[str, KPIValue], filters: Filters) -> dict:
     """KPIs as plain JSON-ready data (the CLI's --json and tests)."""
-    return {
-        "start": filters.start.isoformat(),
-        "end": filters.end.isoformat(),
-        "compare": filters.compare,
-        "previous_start": filters.comparison().start.isoformat(),
-        "previous_end": filters.comparison().end.isoformat(),
-        "countries": list(filters.countries),
-        "channels": list(filters.channels),
-        "kpis": {
-            name: {
-                "label": k.metric.label,
-                "value": k.value,
-                "previous": k.previous,
-                "change": k.change,
-                "format": k.metric.format,
-                "description": k.metric.description,
-            }
-            for name, k in kpis.items()
-        },
-    }
+    return json_ready(
+        {
+            "start": filters.start.isoformat(),
+            "end": filters.end.isoformat(),
+            "compare": filters.compare,
+            "previous_start": filters.comparison().start.isoformat(),
+            "previous_end": filters.comparison().end.isoformat(),
+            "countries": list(filters.countries),
+            "channels": list(filters.channels),
+            "kpis": {
+                name: {
+                    "label": k.metric.label,
+                    "value": k.value,
+                    "previous": k.previous,
+                    "change": k.change,
+                    "format": k.metric.format,
+                    "description": k.metric.description,
+                }
+                for name, k in kpis.items()
+            },
+        }
+    )
 
 
 TREND_GRAINS = {"day": "D", "week": "W-SUN", "month": "M"}

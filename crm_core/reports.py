@@ -167,7 +167,7 @@ def report(store: Store, view: str, filters: Filters) -> dict[str, Any]:
     if filters.end < filters.start:
         raise CRMError(f"--end {filters.end} is before --start {filters.start}.")
     figures = REPORTS[view](store, filters)
-    return {"view": view, **figures, "filters": _filters(filters)}
+    return metrics.json_ready({"view": view, **figures, "filters": _filters(filters)})
 
 
 def resolve_filters(

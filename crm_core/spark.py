@@ -22,14 +22,17 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import uuid
+import warnings
 from collections import deque, namedtuple
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
@@ -37,8 +40,14 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from crm_core import schema
-from crm_core.errors import CRMError, StoreError
+from crm_core.errors import SparkError, StoreError
 from crm_core.store import Store
+
+# pyspark warns at import that it does not fully support pandas 3: its Connect client
+# hands us Arrow, which _as_duckdb_dtypes converts itself, so users need not see it
+warnings.filterwarnings(
+    "ignore", message="PySpark does not yet fully support pandas", category=FutureWarning
+)
 
 SCORE_TABLES: tuple[str, ...] = (
     "customer_scores",
@@ -63,10 +72,6 @@ NESTED_LOOPS = ("BroadcastNestedLoopJoin", "CartesianProduct")
 """Physical join operators that compare every row with every row: a correlated subquery or a
 non-equi join over customer-sized tables (minutes at 100k customers where a hash join takes
 seconds)."""
-
-
-class SparkError(CRMError):
-    """Spark or its lake is not usable as configured."""
 
 
 @cache
@@ -159,28 +164,72 @@ def _python(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
+CONNECT_TIMEOUT = 10.0
+"""Seconds to wait for Spark Connect's port before saying it cannot be reached."""
+
+RETRIES = 5
+"""Retries of a Spark Connect call that found the server unavailable (about 17 s with the
+client's backoff; its default, 15, keeps a page waiting for ten minutes)."""
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0][:300] if text.strip() else "no message"
+
+
+def _unreachable(text: str) -> bool:
+    """Whether a Spark Connect error says the server is not there (rather than the query)."""
+    return "UNAVAILABLE" in text or "Connection refused" in text
+
+
+def _connect(url: str, timeout: float = CONNECT_TIMEOUT) -> Any:
+    """A Spark Connect session of its own at `url` (stopping it leaves other stores'
+    sessions alone), or SparkError within `timeout` seconds when nothing answers there."""
+    from pyspark.sql import SparkSession
+    from pyspark.sql.connect.client.retries import DefaultPolicy
+
+    parts = urlsplit(url)
+    try:
+        address = (parts.hostname, parts.port or 15002)
+    except ValueError:  # a port that is not a number
+        address = (None, 0)
+    if parts.scheme != "sc" or not address[0]:
+        raise SparkError(
+            f"CRM_ANALYTICS_URL={url!r} is not a Spark Connect address; it reads like "
+            "sc://host:15002."
+        )
+    help_text = (
+        "Start it (on one machine: `python -m crm_core lake serve`; README: Apache Spark) "
+        "or unset CRM_ANALYTICS_URL to read the store itself."
+    )
+    try:  # the client alone retries an absent server for ten minutes, silently
+        socket.create_connection(address, timeout=timeout).close()
+    except OSError as exc:
+        reason = f"no answer in {timeout:.0f} s" if isinstance(exc, TimeoutError) else exc.strerror
+        raise SparkError(f"Cannot reach Spark Connect at {url} ({reason}). {help_text}") from exc
+    session = SparkSession.builder.remote(url).create()
+    session.client.set_retry_policies([DefaultPolicy(max_retries=RETRIES)])
+    try:
+        session.conf.set("spark.sql.session.timeZone", "UTC")
+    except Exception as exc:  # noqa: BLE001 - whatever the first call meets, Spark is not there
+        session.stop()
+        raise SparkError(
+            f"Spark Connect at {url} did not answer ({_first_line(str(exc))}). {help_text}"
+        ) from exc
+    return session
+
+
 class SparkStore:
     """The read side of `Store` over Spark Connect, on the lake's Parquet tables."""
 
     is_duckdb = False
 
     def __init__(self, url: str, lake: Path | str, database: str = "crm") -> None:
-        from pyspark.sql import SparkSession
-
         self.url = url
         self.lake = Path(lake)
         self.database = database
         self.history: deque[str] = deque(maxlen=200)
         """The Spark SQL of the latest queries (for plan checks)."""
-        try:
-            # a session of its own: stopping it (dispose) leaves other stores' sessions alone
-            self.spark = SparkSession.builder.remote(url).create()
-        except Exception as exc:  # noqa: BLE001 - any failure to connect means the same
-            raise SparkError(
-                f"Cannot reach Spark Connect at {url}: {exc}. Start it (README: Spark) or "
-                "unset CRM_ANALYTICS_URL to read the store itself."
-            ) from exc
-        self.spark.conf.set("spark.sql.session.timeZone", "UTC")
+        self.spark = _connect(url)
         self.registered: frozenset[str] = frozenset()
         """The lake tables this session reads (set by `register`)."""
         self.register()
@@ -237,6 +286,11 @@ class SparkStore:
             return run()
         except Exception as exc:
             text = str(exc)
+            if _unreachable(text):
+                raise SparkError(
+                    f"Spark Connect at {self.url} stopped answering ({_first_line(text)}). "
+                    "Start it again, or unset CRM_ANALYTICS_URL to read the store itself."
+                ) from exc
             if "FileNotFound" not in text and "REFRESH TABLE" not in text:
                 raise
         self.register()
@@ -353,44 +407,82 @@ class AnalyticsStore(Store):
         self, url: str, analytics_url: str, lake: Path | str, database: str = "crm"
     ) -> None:
         super().__init__(url)
-        self.analytics = SparkStore(analytics_url, lake, database)
-        self.analytics_engine = f"Spark at {analytics_url} (lake {lake})"
+        self.analytics_url = analytics_url
+        self.lake = Path(lake)
+        self.database = database
+        self._analytics: SparkStore | None = None
+        self._connecting = threading.Lock()
+        self.analytics_engine = "Apache Spark"
         self.mixed: deque[str] = deque(maxlen=50)
         """Statements that read lake and app tables at once (run on the store; should be
         none: tests assert it)."""
 
     def __repr__(self) -> str:
-        return f"AnalyticsStore({super().__repr__()}, {self.analytics!r})"
+        return (
+            f"AnalyticsStore({super().__repr__()}, Spark at {self.analytics_url!r}, "
+            f"lake={str(self.lake)!r}, database={self.database!r})"
+        )
+
+    @property
+    def analytics(self) -> SparkStore:
+        """The Spark side, connected at its first read of lake tables (signing in and the
+        app's own tables need no Spark; a server started later is found without a restart)."""
+        with self._connecting:
+            if self._analytics is None:
+                self._analytics = SparkStore(self.analytics_url, self.lake, self.database)
+            return self._analytics
+
+    @property
+    def connected(self) -> bool:
+        """Whether this store has a Spark session yet."""
+        return self._analytics is not None
 
     def on_spark(self, stmt: sa.sql.Executable | str, conn: Any = None) -> bool:
-        """Whether Spark runs this read: it reads lake tables only, outside a transaction."""
+        """Whether Spark runs this read: it reads lake tables only, outside a transaction.
+        SparkError when the lake lacks one of them: the store's copy is never read instead."""
         if conn is not None:
             return False
         tables = statement_tables(stmt)
-        lake = ANALYTICS_TABLES & self.analytics.registered
-        if tables and tables <= lake:
-            return True
-        if tables & lake:
+        if not tables & ANALYTICS_TABLES:
+            return False
+        if not tables <= ANALYTICS_TABLES:
             self.mixed.append(f"{sorted(tables)}: {stmt}")
-        return False
+            return False
+        if not tables <= self.analytics.registered:
+            self.analytics.register()  # written since this store connected?
+        missing = sorted(tables - self.analytics.registered)
+        if missing:
+            raise SparkError(
+                f"Spark has no table {missing[0]!r}: the lake at {self.lake} has no folder "
+                f"for it and the database {self.database!r} no such table. "
+                "Run `python -m crm_core lake sync` to write the store's tables there (or have "
+                "your pipeline write it)."
+            )
+        return True
+
+    def _reader(self, stmt: sa.sql.Executable | str, conn: Any = None) -> Any:
+        """The engine that runs a read: Spark for lake tables (`on_spark`), else the store."""
+        return self.analytics if self.on_spark(stmt, conn) else super()
 
     def read_df(self, stmt, params=None, conn=None) -> pd.DataFrame:
         """Run a query on Spark (lake tables) or on the store (the rest)."""
-        if self.on_spark(stmt, conn):
-            return self.analytics.read_df(stmt, params)
-        return super().read_df(stmt, params, conn)
+        return self._reader(stmt, conn).read_df(stmt, params, conn)
 
     def read_arrow(self, stmt, params=None) -> pa.Table:
         """Run a query into an Arrow table on Spark or on the store."""
-        if self.on_spark(stmt):
-            return self.analytics.read_arrow(stmt, params)
-        return super().read_arrow(stmt, params)
+        return self._reader(stmt).read_arrow(stmt, params)
 
     def scalar(self, stmt, params=None):
         """The single value a query returns, from Spark or the store."""
-        if self.on_spark(stmt):
-            return self.analytics.scalar(stmt, params)
-        return super().scalar(stmt, params)
+        return self._reader(stmt).scalar(stmt, params)
+
+    def row(self, stmt, params=None) -> Any:
+        """The first row a query returns, from Spark or the store."""
+        return self._reader(stmt).row(stmt, params)
+
+    def values(self, stmt, params=None) -> list:
+        """The first column of every row a query returns, from Spark or the store."""
+        return self._reader(stmt).values(stmt, params)
 
     def rebuild_table(
         self,
@@ -403,7 +495,7 @@ class AnalyticsStore(Store):
         if table.name not in ANALYTICS_TABLES:
             return super().rebuild_table(table, select, after)
         copies = statement_tables(select) - ANALYTICS_TABLES
-        lake_sync(self, self.analytics.lake, sorted(copies))
+        lake_sync(self, self.lake, sorted(copies))
         self.analytics.register()
         rows = self.analytics.rebuild_table(table, select)
         if after is not None:
@@ -411,22 +503,12 @@ class AnalyticsStore(Store):
                 after(conn)
         return rows
 
-    def row(self, stmt, params=None) -> Any:
-        """The first row a query returns, from Spark or the store."""
-        if self.on_spark(stmt):
-            return self.analytics.row(stmt, params)
-        return super().row(stmt, params)
-
-    def values(self, stmt, params=None) -> list:
-        """The first column of every row a query returns, from Spark or the store."""
-        if self.on_spark(stmt):
-            return self.analytics.values(stmt, params)
-        return super().values(stmt, params)
-
     def dispose(self) -> None:
         """Close the store's connections and the Spark session."""
         super().dispose()
-        self.analytics.dispose()
+        if self._analytics is not None:
+            self._analytics.dispose()
+            self._analytics = None
 
 
 def lake_sync(

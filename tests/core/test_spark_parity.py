@@ -271,6 +271,39 @@ def test_spark_reads_only_the_lake_and_names_a_missing_table(stores, tmp_path):
         on_spark.require_tables("no_such_table")
 
 
+@pytest.mark.parametrize("server", ["local"], indirect=True)
+def test_a_table_missing_from_the_lake_is_named_never_read_from_the_store(
+    server, stores, tmp_path: Path
+):
+    """A lake without `orders` (a partial pipeline, a sync not run): the read fails naming
+    the table and `lake sync`, although the app's store has orders; once the folder is
+    written, the same store reads it without a restart."""
+    import sqlalchemy as sa
+
+    from crm_core.errors import SparkError
+
+    duck, _ = stores
+    shutil.copy(duck.engine.url.database, tmp_path / "app.duckdb")
+    lake = tmp_path / "lake"
+    spark.lake_sync(duck, lake, ["customers"])
+    routed = spark.AnalyticsStore(
+        f"duckdb:///{tmp_path / 'app.duckdb'}", server.url, lake, database="partial"
+    )
+    count = {
+        name: sa.select(sa.func.count()).select_from(schema.table(name))
+        for name in ("customers", "orders")
+    }
+    try:
+        assert routed.scalar(count["customers"]) == duck.scalar(count["customers"])
+        with pytest.raises(SparkError, match=r"no table 'orders'.*lake sync"):
+            routed.scalar(count["orders"])
+        spark.lake_sync(duck, lake, ["orders"])
+        assert routed.scalar(count["orders"]) == duck.scalar(count["orders"])
+        assert list(routed.mixed) == []
+    finally:
+        routed.dispose()
+
+
 def test_interval_parameters_become_spark_interval_literals():
     import sqlalchemy as sa
 
@@ -378,9 +411,10 @@ def test_the_benchmarks_spark_column_checks_then_times_each_step(
     assert measured.lake_rows > 0 and "equal DuckDB's" in measured.notes()[-1]
 
 
-def test_lake_serve_runs_spark_connect_on_loopback_until_ctrl_c(tmp_path: Path):
+@pytest.mark.parametrize("stop_signal", ["SIGINT", "SIGTERM"])
+def test_lake_serve_runs_spark_connect_on_loopback_until_stopped(tmp_path: Path, stop_signal):
     """`python -m crm_core lake serve`: the endpoint it prints answers a query; Ctrl+C
-    (SIGINT) stops it and its JVM."""
+    (SIGINT) or `kill` (SIGTERM) stops it and its JVM."""
     import signal
     import subprocess
     import sys
@@ -399,7 +433,7 @@ def test_lake_serve_runs_spark_connect_on_loopback_until_ctrl_c(tmp_path: Path):
         session = SparkSession.builder.remote(f"sc://127.0.0.1:{port}").getOrCreate()
         assert session.sql("SELECT 1 + 1").collect()[0][0] == 2
         session.stop()
-        process.send_signal(signal.SIGINT)
+        process.send_signal(getattr(signal, stop_signal))
         assert process.wait(60) == 0
     finally:
         if process.poll() is None:
