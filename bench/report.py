@@ -49,12 +49,12 @@ STEPS: dict[str, Step] = {
         Step("clv_page", "CLV page: backtest, refit, values and attributes", "report it"),
         Step("churn", "churn model training and scoring", "< 90 s", 90),
         Step("leads", "lead scoring: fit, validate, score the open leads", "report it"),
+        Step("export", "export of {exported} rows to CSV", "< 10 s", 10),
         Step(
             "recommend",
             "recommendations: fit rules and cycles, score and store every customer's list",
             "report it",
         ),
-        Step("export", "export of {exported} rows to CSV", "< 10 s", 10),
         Step(
             "duplicates",
             "duplicate detection of {customers} customers (Splink: train, score, cluster)",

@@ -225,10 +225,18 @@ def leads_fit_and_score(store: Store) -> lead_scoring.LeadReport:
     return lead_scoring.analyse(store, lead_scoring.LeadSettings())
 
 
-def recommend_fit_and_score(store: Store) -> recommend.ScoreRun:
-    """Recommendations as `recommend --score` runs them: read the purchase lines, fit the
-    rules and the consumables, recommend to every customer, replace the stored lists."""
-    return recommend.score(store)
+def recommend_fit_and_score(store_path: str, repeats: int) -> dict[str, Any]:
+    """Recommendations as `recommend --score` runs them, `repeats` times (in a child process:
+    its peak memory is its own): read the purchase lines, fit the rules and the consumables,
+    recommend to every customer, replace the stored lists."""
+    store = Store(store_url(Path(store_path)))
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run = recommend.score(store)
+        seconds.append(time.perf_counter() - started)
+    store.dispose()
+    return {**run.as_dict(), "seconds": seconds, "peak_rss": peak_rss_bytes()}
 
 
 def export_everyone(store: Store, out: Path) -> export.ExportResult:

@@ -53,6 +53,7 @@ def test_harness_runs_every_step_and_writes_results(tmp_path, monkeypatch):
     assert 2_040 <= customers <= 2_090
     assert "## Checked before timing" in text and f"{customers:,} customers, sorted" in text
     assert "against the planted duplicates" in text
+    assert text.count("peak memory of the child") == 2  # recommendations and duplicates
     assert 0.5 < report.churn_auc <= 1
     assert any(line.startswith("| overview page render") for line in printed)
 
