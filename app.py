@@ -55,4 +55,8 @@ try:
     filters_ui.sidebar_filters()
     navigation.run()
 except SparkError as exc:  # Spark gone or a lake table missing: every view needs them
-    st.error(str(exc), icon=":material/cloud_off:")
+    st.error(
+        "**The figures cannot be read right now:** the analytics engine (Apache Spark) is "
+        "not available. Please tell your administrator what it says:\n\n" + str(exc),
+        icon=":material/cloud_off:",
+    )

@@ -19,13 +19,34 @@ st.caption(
 )
 
 if data.store().analytics_engine:
+    from crm_core import spark
+
     st.info(
         f"The views read customers, orders and the other facts from "
         f"{data.store().analytics_engine}, not from this store. An import writes this store; "
-        "the views show it once an administrator has published it to Spark "
-        "(`python -m crm_core lake sync`, or your own pipeline).",
+        "the views show it once it is published to Spark: with the button below, "
+        "`python -m crm_core lake sync` while the app is stopped, or your own pipeline.",
         icon=":material/info:",
     )
+    if st.button(
+        "Publish to Spark",
+        icon=":material/publish:",
+        help="Writes this store's facts, its customer 360 and the scores to the lake that "
+        "Spark reads (what `lake sync` does), so every view shows the store's latest data. "
+        "A few seconds per million rows.",
+    ):
+        with st.spinner("Publishing the store to Spark..."):
+            try:
+                written = spark.publish(data.store())
+            except CRMError as exc:
+                st.error(str(exc))
+            else:
+                data.tables_changed(*spark.LAKE_TABLES)
+                st.success(
+                    f"Published {sum(written.values()):,} rows of {len(written)} tables; "
+                    "the views show them now.",
+                    icon=":material/check_circle:",
+                )
 
 counts = data.row_counts()
 with st.expander("Rows in the store", expanded=False):

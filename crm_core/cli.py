@@ -650,22 +650,17 @@ def _print_backtest(result) -> None:  # result: alerts.Backtest
 
 def cmd_lake(args: argparse.Namespace, store: Store) -> int:
     """Write the store's facts and customer 360 to the Parquet lake that Spark reads."""
-    from crm_core import features, spark
+    from crm_core import spark
 
     lake = Path(args.path) if args.path else get_settings().lake_path
-    # the facts come from the transactional store itself, never back from the lake
-    source = get_store(store.url) if isinstance(store, spark.AnalyticsStore) else store
-    source.init_schema()
-    features.ensure_fresh(source)
-    written = spark.lake_sync(source, lake)
-    if isinstance(store, spark.AnalyticsStore) and store.connected and lake == store.lake:
-        store.analytics.register()  # Spark lists the new files now
+    written = spark.publish(store, lake)
     if args.json:
         print(json.dumps({"lake": str(lake), "rows": written}, indent=2))
         return 0
     print(f"Wrote {len(written)} tables to {lake}:")
+    width = max(map(len, written), default=0)
     for name, rows in written.items():
-        print(f"  {name:<20} {rows:>12,} rows")
+        print(f"  {name:<{width}} {rows:>12,} rows")
     return 0
 
 

@@ -48,6 +48,8 @@ from crm_core.store import Store
 warnings.filterwarnings(
     "ignore", message="PySpark does not yet fully support pandas", category=FutureWarning
 )
+# its client warns when it gives up retrying, with its own file path; SparkError says it
+warnings.filterwarnings("ignore", message=r"\[RETRIES_EXCEEDED\]", category=UserWarning)
 
 SCORE_TABLES: tuple[str, ...] = (
     "customer_scores",
@@ -172,8 +174,11 @@ RETRIES = 5
 client's backoff; its default, 15, keeps a page waiting for ten minutes)."""
 
 
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0][:300] if text.strip() else "no message"
+def _reason(exc: BaseException) -> str:
+    """A Spark Connect error in one line: gRPC's details when it has them."""
+    details = getattr(exc, "details", None)
+    text = details() if callable(details) else str(exc)
+    return text.strip().splitlines()[0][:300] if text and text.strip() else type(exc).__name__
 
 
 def _unreachable(text: str) -> bool:
@@ -181,12 +186,14 @@ def _unreachable(text: str) -> bool:
     return "UNAVAILABLE" in text or "Connection refused" in text
 
 
-def _connect(url: str, timeout: float = CONNECT_TIMEOUT) -> Any:
+def _connect(url: str, timeout: float | None = None) -> Any:
     """A Spark Connect session of its own at `url` (stopping it leaves other stores'
     sessions alone), or SparkError within `timeout` seconds when nothing answers there."""
+    import grpc
     from pyspark.sql import SparkSession
     from pyspark.sql.connect.client.retries import DefaultPolicy
 
+    timeout = CONNECT_TIMEOUT if timeout is None else timeout
     parts = urlsplit(url)
     try:
         address = (parts.hostname, parts.port or 15002)
@@ -201,19 +208,30 @@ def _connect(url: str, timeout: float = CONNECT_TIMEOUT) -> Any:
         "Start it (on one machine: `python -m crm_core lake serve`; README: Apache Spark) "
         "or unset CRM_ANALYTICS_URL to read the store itself."
     )
-    try:  # the client alone retries an absent server for ten minutes, silently
+    try:  # refused at once: say so without starting a client
         socket.create_connection(address, timeout=timeout).close()
     except OSError as exc:
         reason = f"no answer in {timeout:.0f} s" if isinstance(exc, TimeoutError) else exc.strerror
         raise SparkError(f"Cannot reach Spark Connect at {url} ({reason}). {help_text}") from exc
     session = SparkSession.builder.remote(url).create()
+    try:
+        # the client's own channel (with its TLS and token, if any) must come up: a port that
+        # accepts and never answers (a proxy with nothing behind it) would otherwise keep the
+        # first call retrying for ten minutes
+        grpc.channel_ready_future(session.client._channel).result(timeout=timeout)
+    except grpc.FutureTimeoutError as exc:
+        session.client.close()  # not stop(): releasing a session is a call that would wait
+        raise SparkError(
+            f"Cannot reach Spark Connect at {url} (its port accepts, but no Spark Connect "
+            f"answered in {timeout:.0f} s). {help_text}"
+        ) from exc
     session.client.set_retry_policies([DefaultPolicy(max_retries=RETRIES)])
     try:
         session.conf.set("spark.sql.session.timeZone", "UTC")
     except Exception as exc:  # noqa: BLE001 - whatever the first call meets, Spark is not there
-        session.stop()
+        session.client.close()  # not stop(): releasing a session is a call that would wait
         raise SparkError(
-            f"Spark Connect at {url} did not answer ({_first_line(str(exc))}). {help_text}"
+            f"Spark Connect at {url} did not answer ({_reason(exc)}). {help_text}"
         ) from exc
     return session
 
@@ -252,6 +270,11 @@ class SparkStore:
         for name in LAKE_TABLES:
             folder = self.lake / name
             if not (folder.is_dir() and any(folder.iterdir())):
+                if name in present and _same_place(self._location(name), folder):
+                    # its folder is gone: forget the table (external: nothing is deleted)
+                    # rather than read it as empty
+                    self._sql(f"DROP TABLE {db}.{_identifier(name)}")
+                    present.discard(name)
                 continue
             location = _location_literal(folder)
             if name in present:
@@ -288,7 +311,7 @@ class SparkStore:
             text = str(exc)
             if _unreachable(text):
                 raise SparkError(
-                    f"Spark Connect at {self.url} stopped answering ({_first_line(text)}). "
+                    f"Spark Connect at {self.url} stopped answering ({_reason(exc)}). "
                     "Start it again, or unset CRM_ANALYTICS_URL to read the store itself."
                 ) from exc
             if "FileNotFound" not in text and "REFRESH TABLE" not in text:
@@ -542,6 +565,28 @@ def lake_sync(
         shutil.rmtree(folder, ignore_errors=True)
         staging.rename(folder)
         written[name] = rows
+    return written
+
+
+def publish(store: Store, lake: Path | str | None = None) -> dict[str, int]:
+    """Write the store's facts, its 360 (refreshed first) and the scores to the lake that
+    Spark reads (`lake sync`, the Data import page's Publish); rows written per table.
+
+    The facts come from the transactional store itself, never back from the lake; a routed
+    store's Spark session then lists the new files, so its views show them at once.
+    """
+    from crm_core import features
+    from crm_core.config import get_settings
+    from crm_core.store import get_store
+
+    routed = isinstance(store, AnalyticsStore)
+    target = Path(lake) if lake else (store.lake if routed else get_settings().lake_path)
+    source = get_store(store.url) if routed else store
+    source.init_schema()
+    features.ensure_fresh(source)
+    written = lake_sync(source, target)
+    if routed and store.connected and target == store.lake:
+        store.analytics.register()
     return written
 
 

@@ -35,6 +35,19 @@ def test_an_unreachable_server_is_an_error_within_the_connect_timeout(tmp_path: 
     assert time.monotonic() - started < spark.CONNECT_TIMEOUT
 
 
+def test_a_port_that_accepts_but_never_answers_is_an_error_too(monkeypatch, tmp_path: Path):
+    """A proxy with nothing behind it: the client's channel never comes up."""
+    monkeypatch.setattr(spark, "CONNECT_TIMEOUT", 2.0)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel accepts; nobody ever answers
+        url = f"sc://127.0.0.1:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        with pytest.raises(SparkError, match="accepts, but no Spark Connect answered in 2 s"):
+            spark.SparkStore(url, tmp_path)
+        assert time.monotonic() - started < 10
+
+
 def test_the_routed_store_needs_spark_only_for_the_facts(store: Store, tmp_path: Path):
     """Signing in and the app's tables work while Spark is down; a fact read says why it
     cannot run, and the store's own (empty) facts are never read instead."""

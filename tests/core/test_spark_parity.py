@@ -276,8 +276,9 @@ def test_a_table_missing_from_the_lake_is_named_never_read_from_the_store(
     server, stores, tmp_path: Path
 ):
     """A lake without `orders` (a partial pipeline, a sync not run): the read fails naming
-    the table and `lake sync`, although the app's store has orders; once the folder is
-    written, the same store reads it without a restart."""
+    the table and `lake sync`, although the app's store has orders; once published (the
+    Data import page's button, in the app's own process), the same store reads it without a
+    restart; a folder that goes away later is named too, never read as empty."""
     import sqlalchemy as sa
 
     from crm_core.errors import SparkError
@@ -297,11 +298,19 @@ def test_a_table_missing_from_the_lake_is_named_never_read_from_the_store(
         assert routed.scalar(count["customers"]) == duck.scalar(count["customers"])
         with pytest.raises(SparkError, match=r"no table 'orders'.*lake sync"):
             routed.scalar(count["orders"])
-        spark.lake_sync(duck, lake, ["orders"])
+        written = spark.publish(routed)
+        assert set(written) == set(spark.LAKE_TABLES)
         assert routed.scalar(count["orders"]) == duck.scalar(count["orders"])
         assert list(routed.mixed) == []
     finally:
         routed.dispose()
+    shutil.rmtree(lake / "orders")
+    again = spark.AnalyticsStore(routed.url, server.url, lake, database="partial")
+    try:
+        with pytest.raises(SparkError, match=r"no table 'orders'"):
+            again.scalar(count["orders"])
+    finally:
+        again.dispose()
 
 
 def test_interval_parameters_become_spark_interval_literals():
