@@ -56,7 +56,10 @@ def axe_violations(page, options: dict | None = None) -> list[dict]:
     if not page.evaluate("() => typeof axe !== 'undefined'"):
         page.evaluate(AXE_SCRIPT)
     found = page.evaluate(RUN_AXE, [STREAMLIT_MARKUP, options or {"resultTypes": ["violations"]}])
-    if found and page.locator('[data-testid="stStatusWidget"]').count():
+    running = page.locator('[data-testid="stStatusWidget"]').count() or any(
+        "stBaseButton-header" in node for violation in found for node in violation["nodes"]
+    )  # the header's "Stop" of a rerun that has ended by now
+    if found and running:
         # a rerun began while axe ran (e.g. the sign-in cookie's, late on a busy machine):
         # judge the settled page, not Streamlit's "Running... Stop" indicator
         wait_idle(page)
