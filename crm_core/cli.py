@@ -394,7 +394,12 @@ def cmd_segments(args: argparse.Namespace, store: Store) -> int:
             size = "?" if row.customers != row.customers else f"{int(row.customers):,}"
             return f"{row.name:<30} v{row.version:<4} {size:>10} customers  owner {row.owner}"
 
-        _print_rows(segments.list_segments(store), line)
+        _print_rows(
+            segments.list_segments(store),
+            line,
+            empty="No saved segments yet; save one on the Segment builder page or with "
+            "`python -m crm_core segments create`.",
+        )
     else:
         features.ensure_fresh(store)
         saved = segments.load_segment(store, args.name)

@@ -412,7 +412,12 @@ def incrementality(store: Store, filters: Filters, window_days: int = 30) -> pd.
     ).merge(spend_shares(store, filters), on="campaign_id", how="left")
     last_purchase = sa.select(sa.func.max(orders.c.ordered_at)).where(IS_PURCHASE)
     last_order = store.read_df(last_purchase).iloc[0, 0]
-    data_end = pd.Timestamp(last_order).tz_localize(None).normalize() + pd.Timedelta(days=1)
+    # no purchase at all (a lake without orders yet): no day after any send was observed
+    data_end = (
+        None
+        if pd.isna(last_order)
+        else pd.Timestamp(last_order).tz_localize(None).normalize() + pd.Timedelta(days=1)
+    )
     rows = []
     for row in wide.merge(catalogue, on="campaign_id").itertuples(index=False):
         n_t, n_c = int(row.customers_treatment), int(row.customers_control)
@@ -433,7 +438,8 @@ def incrementality(store: Store, filters: Filters, window_days: int = 30) -> pd.
         total_spend = float(row.total_spend or 0)
         spend = total_spend * float(row.spend_share)
         incremental = rev_diff * n_t
-        seen = (data_end - last_sent[row.campaign_id]).total_seconds() / 86_400
+        sent = last_sent[row.campaign_id]
+        seen = 0.0 if data_end is None else (data_end - sent).total_seconds() / 86_400
         rows.append(
             {
                 "campaign_id": int(row.campaign_id),

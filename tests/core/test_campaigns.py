@@ -204,6 +204,18 @@ def test_outcome_windows_that_run_past_the_data_are_flagged(demo_store):
     assert (late["outcome_days_observed"] < 30).all()
 
 
+def test_campaigns_without_any_purchase_have_no_outcome_days(demo_copy):
+    """Sends but no order at all (a lake whose orders are not written yet): no lift can be
+    seen, and the report says so instead of stopping."""
+    period = demo_period(demo_copy)
+    with demo_copy.begin() as conn:
+        conn.execute(schema.order_items.delete())
+        conn.execute(schema.orders.delete())
+    lifts = campaigns.incrementality(demo_copy, period, window_days=30)
+    assert not lifts.empty
+    assert (lifts["outcome_days_observed"] == 0).all() and not lifts["outcome_complete"].any()
+
+
 # -- filters: spend sliced by contacts, revenue by orders, incrementality in scope -------------
 
 
