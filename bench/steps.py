@@ -229,12 +229,10 @@ def recommend_fit_and_score(store_path: str, repeats: int) -> dict[str, Any]:
     """Recommendations as `recommend --score` runs them, `repeats` times (in a child process:
     its peak memory is its own): read the purchase lines, fit the rules and the consumables,
     recommend to every customer, replace the stored lists."""
+    from bench.harness import _times  # the harness imports this module
+
     store = Store(store_url(Path(store_path)))
-    seconds = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run = recommend.score(store)
-        seconds.append(time.perf_counter() - started)
+    seconds, run = _times(lambda: recommend.score(store), repeats)
     store.dispose()
     return {**run.as_dict(), "seconds": seconds, "peak_rss": peak_rss_bytes()}
 

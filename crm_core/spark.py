@@ -39,9 +39,10 @@ import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
 
-from crm_core import schema
-from crm_core.errors import SparkError, StoreError
-from crm_core.store import Store
+from crm_core import features, schema
+from crm_core.config import get_settings
+from crm_core.errors import SparkError
+from crm_core.store import Store, get_store
 
 # pyspark warns at import that it does not fully support pandas 3: its Connect client
 # hands us Arrow, which _as_duckdb_dtypes converts itself, so users need not see it
@@ -385,12 +386,14 @@ class SparkStore:
         return {t.name for t in self.spark.catalog.listTables(self.database)}
 
     def require_tables(self, *names: str) -> None:
-        """Raise StoreError naming the first table the lake lacks."""
+        """Raise SparkError naming the first table the lake lacks (never read elsewhere)."""
         missing = [n for n in names if n not in self.table_names()]
         if missing:
-            raise StoreError(
-                f"The lake at {self.lake} has no table {missing[0]!r}: run "
-                "`python -m crm_core lake sync` (or have your pipeline write it)."
+            raise SparkError(
+                f"Spark has no table {missing[0]!r}: the lake at {self.lake} has no folder "
+                f"for it and the database {self.database!r} no such table. "
+                "Run `python -m crm_core lake sync` to write the store's tables there (or have "
+                "your pipeline write it)."
             )
 
     def dispose(self) -> None:
@@ -473,14 +476,7 @@ class AnalyticsStore(Store):
             return False
         if not tables <= self.analytics.registered:
             self.analytics.register()  # written since this store connected?
-        missing = sorted(tables - self.analytics.registered)
-        if missing:
-            raise SparkError(
-                f"Spark has no table {missing[0]!r}: the lake at {self.lake} has no folder "
-                f"for it and the database {self.database!r} no such table. "
-                "Run `python -m crm_core lake sync` to write the store's tables there (or have "
-                "your pipeline write it)."
-            )
+            self.analytics.require_tables(*sorted(tables))
         return True
 
     def _reader(self, stmt: sa.sql.Executable | str, conn: Any = None) -> Any:
@@ -575,10 +571,6 @@ def publish(store: Store, lake: Path | str | None = None) -> dict[str, int]:
     The facts come from the transactional store itself, never back from the lake; a routed
     store's Spark session then lists the new files, so its views show them at once.
     """
-    from crm_core import features
-    from crm_core.config import get_settings
-    from crm_core.store import get_store
-
     routed = isinstance(store, AnalyticsStore)
     target = Path(lake) if lake else (store.lake if routed else get_settings().lake_path)
     source = get_store(store.url) if routed else store

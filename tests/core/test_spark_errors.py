@@ -12,14 +12,8 @@ import sqlalchemy as sa
 
 from crm_core import cli, metrics, schema, spark
 from crm_core.errors import SparkError
+from crm_core.spark import _free_port  # a loopback port nothing listens on
 from crm_core.store import Store
-
-
-def _closed_port() -> int:
-    """A loopback port nothing listens on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_an_address_that_is_not_spark_connect_is_named():
@@ -28,7 +22,7 @@ def test_an_address_that_is_not_spark_connect_is_named():
 
 
 def test_an_unreachable_server_is_an_error_within_the_connect_timeout(tmp_path: Path):
-    url = f"sc://127.0.0.1:{_closed_port()}"
+    url = f"sc://127.0.0.1:{_free_port()}"
     started = time.monotonic()
     with pytest.raises(SparkError, match=r"Cannot reach Spark Connect at .*refused.*lake serve"):
         spark.SparkStore(url, tmp_path)
@@ -51,7 +45,7 @@ def test_a_port_that_accepts_but_never_answers_is_an_error_too(monkeypatch, tmp_
 def test_the_routed_store_needs_spark_only_for_the_facts(store: Store, tmp_path: Path):
     """Signing in and the app's tables work while Spark is down; a fact read says why it
     cannot run, and the store's own (empty) facts are never read instead."""
-    routed = spark.AnalyticsStore(store.url, f"sc://127.0.0.1:{_closed_port()}", tmp_path)
+    routed = spark.AnalyticsStore(store.url, f"sc://127.0.0.1:{_free_port()}", tmp_path)
     try:
         assert routed.scalar(sa.select(sa.func.count()).select_from(schema.table("app_users"))) == 0
         assert not routed.connected
@@ -64,7 +58,7 @@ def test_the_routed_store_needs_spark_only_for_the_facts(store: Store, tmp_path:
 def test_the_cli_says_spark_is_unreachable_instead_of_waiting(
     store: Store, monkeypatch: pytest.MonkeyPatch, capsys
 ):
-    monkeypatch.setenv("CRM_ANALYTICS_URL", f"sc://127.0.0.1:{_closed_port()}")
+    monkeypatch.setenv("CRM_ANALYTICS_URL", f"sc://127.0.0.1:{_free_port()}")
     code = cli.main(["report", "overview", "--start", "2025-01-01", "--end", "2025-12-31"])
     assert code == 2
     assert "Cannot reach Spark Connect" in capsys.readouterr().err
